@@ -1,0 +1,99 @@
+"""One typed configuration. Every field can be set from the environment as BERTH_<NAME>."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+CONFIG_VERSION = 1
+DEFAULT_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _parse_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"not a boolean: {value!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 5000
+    data_dir: Path = Path("./berth-data")
+    database_url: str = ""  # empty: SQLite under data_dir
+    tls_cert: str = ""
+    tls_key: str = ""
+    workers: int = 1
+    auth: str = "none"
+    create_on_push: bool = False
+    default_account: str = DEFAULT_ACCOUNT
+    default_region: str = DEFAULT_REGION
+    registry_domain: str = "localhost"
+    upload_max_age_hours: int = 168
+    log_level: str = "warning"
+
+    def __post_init__(self) -> None:
+        if self.auth not in ("none", "iam"):
+            raise ConfigError(f"unknown auth mode {self.auth!r} (none|iam)")
+        if self.auth == "iam":
+            raise ConfigError("--auth iam arrives with the control-plane issue; use --auth none")
+        if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise ConfigError(f"unsupported database URL {self.database_url!r}")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+
+    @property
+    def sqlite_path(self) -> Path:
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url[len("sqlite:///"):])
+        return self.data_dir / "berth.db"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults, then BERTH_* variables, then explicit overrides (CLI flags)."""
+        env = dict(os.environ) if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get("BERTH_" + f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in values:
+            values["data_dir"] = Path(str(values["data_dir"]))
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """The inverse of from_env: how `serve` hands settings to its worker processes."""
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out["BERTH_" + f.name.upper()] = ("1" if v else "0") if isinstance(v, bool) else str(v)
+        return out
+
+
+def _convert(name: str, typ: object, raw: str) -> object:
+    t = str(typ)
+    try:
+        if t == "int":
+            return int(raw)
+        if t == "bool":
+            return _parse_bool(raw)
+    except ValueError as e:
+        raise ConfigError(f"BERTH_{name.upper()}: {e}") from None
+    return raw

@@ -1,0 +1,1 @@
+"""The metadata store: schema, migrations, and one backend per database."""
