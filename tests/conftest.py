@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import BerthServer, PostgresCluster
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def berth(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    """A running `berth serve` (create-on-push on), once on the embedded default, once on PostgreSQL."""
+    base: Path = tmp_path_factory.mktemp("berth")
+    url = ""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres").new_database()
+    server = BerthServer(base / "data", database_url=url).start()
+    try:
+        yield server
+    finally:
+        server.stop()
