@@ -4,7 +4,6 @@ import asyncio
 
 from alembic import context
 from sqlalchemy import create_engine, pool
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from berth.db.schema import metadata
 
@@ -18,6 +17,8 @@ def _run(connection):
 
 
 async def _run_async():
+    from sqlalchemy.ext.asyncio import create_async_engine  # needs greenlet; PostgreSQL only
+
     engine = create_async_engine(url, poolclass=pool.NullPool)
     async with engine.connect() as conn:
         await conn.run_sync(_run)

@@ -1,0 +1,1 @@
+"""The OCI Distribution API v1.1 face (/v2/)."""

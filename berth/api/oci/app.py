@@ -1,0 +1,370 @@
+"""/v2/: translate OCI Distribution requests into registry service calls and back."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from berth.api.auth import Authenticator, challenge
+from berth.api.oci.errors import error_body
+from berth.api.oci.http import (
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    body_chunks,
+    header,
+    read_body,
+    respond,
+    respond_stream,
+)
+from berth.db.registry import RepoRow
+from berth.iam.authz import Authorizer, Context, Principal, repository_arn
+from berth.registry import manifests
+from berth.registry.errors import Denied, DigestInvalid, RangeInvalid, RegistryError, SizeInvalid
+from berth.registry.names import check_name
+from berth.registry.service import RegistryService
+
+_ROUTE = re.compile(r"(.+)/(manifests|blobs|tags|referrers)/(.*)", re.S)
+_HOST = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.(.+?)(?::\d+)?")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_CONTENT_RANGE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/\d+|/\*)?")
+
+
+class _PaginationInvalid(RegistryError):
+    code = "PAGINATION_NUMBER_INVALID"
+
+
+class _NotFound(RegistryError):
+    code = "NOT_FOUND"
+
+
+class _MethodNotAllowed(RegistryError):
+    code = "METHOD_NOT_ALLOWED"
+
+
+@dataclass(slots=True)
+class Call:
+    """One request, with what the edge worked out about it."""
+
+    scope: Scope
+    receive: Receive
+    send: Send
+    method: str
+    principal: Principal
+    account: str
+    region: str
+    query: dict[str, list[str]]
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
+class OciApi:
+    def __init__(self, registry: RegistryService, authenticator: Authenticator, authorizer: Authorizer,
+                 default_account: str, default_region: str, domain: str) -> None:
+        self.registry = registry
+        self.authn = authenticator
+        self.authz = authorizer
+        self.default = (default_account, default_region)
+        self.domain = domain
+
+    # entry point
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        try:
+            principal = self.authn.registry_principal(header(scope, b"authorization"))
+            if principal is None:
+                status, body = error_body("UNAUTHORIZED", "authentication required")
+                host = header(scope, b"host") or "berth"
+                await respond(send, status, [("Content-Type", "application/json"), *challenge(host).items()],
+                              body, head=method == "HEAD")
+                return
+            account, region = self._registry_of(header(scope, b"host"))
+            qs = scope.get("query_string", b"")
+            call = Call(scope, receive, send, method, principal, account, region,
+                        parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {})
+            await self._route(call, scope["path"])
+        except RegistryError as e:
+            await self._error(send, e, method == "HEAD")
+        except ClientDisconnected:
+            return
+
+    def _registry_of(self, host: str | None) -> tuple[str, str]:
+        """`<account>.dkr.ecr.<region>.<domain>` selects account and region; any other host the default."""
+        if host:
+            m = _HOST.fullmatch(host)
+            if m and m.group(3) == self.domain:
+                return m.group(1), m.group(2)
+        return self.default
+
+    async def _error(self, send: Send, e: RegistryError, head: bool) -> None:
+        status, body = error_body(e.code, e.message, e.detail)
+        headers = [("Content-Type", "application/json")]
+        if "size" in e.extra:  # an out-of-order chunk: tell the client where the upload stands
+            headers.append(("Range", f"0-{max(e.extra['size'] - 1, 0)}"))
+        if "location" in e.extra:
+            headers.append(("Location", e.extra["location"]))
+        if "content_range" in e.extra:
+            headers.append(("Content-Range", e.extra["content_range"]))
+        await respond(send, status, headers, body, head=head)
+
+    async def _route(self, c: Call, path: str) -> None:
+        if path in ("/v2", "/v2/"):
+            return await respond(c.send, 200, [("Content-Type", "application/json")], b"{}",
+                                 head=c.method == "HEAD")
+        if not path.startswith("/v2/"):
+            raise _NotFound("not found")
+        rest = path[4:]
+        if rest == "_catalog":
+            return await self._only(c, ("GET",), self.catalog)
+        m = _ROUTE.fullmatch(rest)
+        if m is None:
+            raise _NotFound("not found")
+        name, kind, tail = m.groups()
+        check_name(name)
+        if kind == "manifests" and tail and "/" not in tail:
+            return await self._manifests(c, name, tail)
+        if kind == "blobs":
+            if tail in ("uploads", "uploads/"):
+                return await self._only(c, ("POST",), self.start_upload, name)
+            if tail.startswith("uploads/") and "/" not in tail[8:]:
+                return await self._upload(c, name, tail[8:])
+            if tail and "/" not in tail:
+                return await self._blob(c, name, tail)
+        if kind == "tags" and tail == "list":
+            return await self._only(c, ("GET",), self.tags_list, name)
+        if kind == "referrers" and tail and "/" not in tail:
+            return await self._only(c, ("GET",), self.referrers, name, tail)
+        raise _NotFound("not found")
+
+    async def _only(self, c: Call, methods: tuple[str, ...], handler: Callable[..., Any], *args: Any) -> None:
+        if c.method not in methods:
+            raise _MethodNotAllowed(f"{c.method} not allowed here")
+        await handler(c, *args)
+
+    async def _manifests(self, c: Call, name: str, ref: str) -> None:
+        handler = {"GET": self.get_manifest, "HEAD": self.get_manifest, "PUT": self.put_manifest,
+                   "DELETE": self.delete_manifest}.get(c.method)
+        if handler is None:
+            raise _MethodNotAllowed(f"{c.method} not allowed here")
+        await handler(c, name, ref)
+
+    async def _blob(self, c: Call, name: str, digest: str) -> None:
+        handler = {"GET": self.get_blob, "HEAD": self.get_blob, "DELETE": self.delete_blob}.get(c.method)
+        if handler is None:
+            raise _MethodNotAllowed(f"{c.method} not allowed here")
+        await handler(c, name, digest)
+
+    async def _upload(self, c: Call, name: str, upload_id: str) -> None:
+        handler = {"GET": self.upload_status, "PATCH": self.patch_upload, "PUT": self.complete_upload,
+                   "DELETE": self.cancel_upload}.get(c.method)
+        if handler is None:
+            raise _MethodNotAllowed(f"{c.method} not allowed here")
+        await handler(c, name, upload_id)
+
+    # authorization and repositories
+
+    async def _allow(self, c: Call, actions: tuple[str, ...], account: str, region: str, name: str) -> None:
+        resource = repository_arn(region, account, name)
+        ctx = Context(source_ip=(c.scope.get("client") or ("",))[0], secure_transport=c.scope["scheme"] == "https")
+        for action in actions:
+            decision = await self.authz.authorize(c.principal, action, resource, ctx)
+            if not decision.allowed:
+                raise Denied(f"{c.principal.arn} is not authorized to perform {action} on {resource}")
+
+    async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> RepoRow:
+        await self._allow(c, actions, c.account, c.region, name)
+        return await self.registry.repository(c.account, c.region, name, for_push=for_push)
+
+    # base and catalog
+
+    async def catalog(self, c: Call) -> None:
+        await self._allow(c, ("ecr:DescribeRepositories",), c.account, c.region, "*")
+        n = _page_size(c.arg("n"))
+        last = c.arg("last") or ""
+        names = await self.registry.catalog(c.account, c.region, last, n)
+        headers = [("Content-Type", "application/json")]
+        if n is not None and n > 0 and len(names) == n:
+            headers.append(("Link", f'</v2/_catalog?n={n}&last={quote(names[-1], safe="")}>; rel="next"'))
+        await respond(c.send, 200, headers, _json({"repositories": names}))
+
+    # manifests
+
+    async def get_manifest(self, c: Call, name: str, ref: str) -> None:
+        repo = await self._repo(c, name, "ecr:BatchGetImage")
+        m = await self.registry.get_manifest(repo, ref)
+        headers = [("Content-Type", m.media_type), ("Docker-Content-Digest", m.digest), ("ETag", f'"{m.digest}"')]
+        if m.subject:
+            headers.append(("OCI-Subject", m.subject))
+        await respond(c.send, 200, headers, m.body, head=c.method == "HEAD")
+
+    async def put_manifest(self, c: Call, name: str, ref: str) -> None:
+        repo = await self._repo(c, name, "ecr:PutImage", for_push=True)
+        body = await read_body(c.receive, manifests.MAX_MANIFEST)
+        m = await self.registry.put_manifest(repo, ref, body, header(c.scope, b"content-type"))
+        headers = [("Location", f"/v2/{name}/manifests/{m.digest}"), ("Docker-Content-Digest", m.digest)]
+        if m.subject:
+            headers.append(("OCI-Subject", m.subject))
+        await respond(c.send, 201, headers)
+
+    async def delete_manifest(self, c: Call, name: str, ref: str) -> None:
+        repo = await self._repo(c, name, "ecr:BatchDeleteImage")
+        await self.registry.delete_manifest(repo, ref)
+        await respond(c.send, 202)
+
+    async def tags_list(self, c: Call, name: str) -> None:
+        repo = await self._repo(c, name, "ecr:ListImages")
+        n = _page_size(c.arg("n"))
+        tags = await self.registry.list_tags(repo, c.arg("last") or "", n)
+        headers = [("Content-Type", "application/json")]
+        if n is not None and n > 0 and len(tags) == n:
+            headers.append(("Link", f'</v2/{name}/tags/list?n={n}&last={quote(tags[-1], safe="")}>; rel="next"'))
+        await respond(c.send, 200, headers, _json({"name": name, "tags": tags}))
+
+    async def referrers(self, c: Call, name: str, digest: str) -> None:
+        repo = await self._repo(c, name, "ecr:BatchGetImage")
+        artifact_type = c.arg("artifactType")
+        body = await self.registry.referrers(repo, digest, artifact_type)
+        headers = [("Content-Type", manifests.OCI_INDEX)]
+        if artifact_type is not None:
+            headers.append(("OCI-Filters-Applied", "artifactType"))
+        await respond(c.send, 200, headers, body)
+
+    # blobs
+
+    async def get_blob(self, c: Call, name: str, digest: str) -> None:
+        head = c.method == "HEAD"
+        action = "ecr:BatchCheckLayerAvailability" if head else "ecr:GetDownloadUrlForLayer"
+        repo = await self._repo(c, name, action)
+        size = await self.registry.blob_size(repo, digest)
+        headers = [("Content-Type", "application/octet-stream"), ("Docker-Content-Digest", digest),
+                   ("Accept-Ranges", "bytes"), ("ETag", f'"{digest}"')]
+        start, end, status = 0, size, 200
+        wanted = header(c.scope, b"range")
+        span = _byte_range(wanted, size) if wanted is not None else None
+        if span is not None:
+            (start, end), status = span, 206
+            headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+        if head:
+            return await respond(c.send, status, headers, head=True, length=end - start)
+        await respond_stream(c.send, status, headers, end - start, self.registry.read_blob(digest, start, end))
+
+    async def delete_blob(self, c: Call, name: str, digest: str) -> None:
+        repo = await self._repo(c, name, "ecr:BatchDeleteImage")
+        await self.registry.delete_blob(repo, digest)
+        await respond(c.send, 202)
+
+    # uploads
+
+    def _upload_headers(self, name: str, upload_id: str, size: int) -> list[tuple[str, str]]:
+        return [("Location", f"/v2/{name}/blobs/uploads/{upload_id}"), ("Range", f"0-{max(size - 1, 0)}"),
+                ("Docker-Upload-UUID", upload_id)]
+
+    async def start_upload(self, c: Call, name: str) -> None:
+        digest, mount, source = c.arg("digest"), c.arg("mount"), c.arg("from")
+        if mount is not None and source:
+            repo = await self._repo(c, name, "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+                                    "ecr:CompleteLayerUpload", for_push=True)
+            if await self._mount(c, repo, source, mount):
+                return await respond(c.send, 201, [("Location", f"/v2/{name}/blobs/{mount}"),
+                                                   ("Docker-Content-Digest", mount)])
+        elif digest is not None:
+            repo = await self._repo(c, name, "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+                                    "ecr:CompleteLayerUpload", for_push=True)
+            await self.registry.uploads.put(repo.id, digest, body_chunks(c.receive), _content_length(c))
+            return await respond(c.send, 201, [("Location", f"/v2/{name}/blobs/{digest}"),
+                                               ("Docker-Content-Digest", digest)])
+        else:
+            repo = await self._repo(c, name, "ecr:InitiateLayerUpload", for_push=True)
+        upload_id = await self.registry.uploads.start(repo.id)
+        await respond(c.send, 202, self._upload_headers(name, upload_id, 0))
+
+    async def _mount(self, c: Call, repo: RepoRow, source: str, digest: str) -> bool:
+        """Mount when the caller may pull from `source` and it holds the blob; otherwise False."""
+        try:
+            check_name(source)
+            await self._allow(c, ("ecr:GetDownloadUrlForLayer",), c.account, c.region, source)
+            src = await self.registry.repository(c.account, c.region, source)
+            return await self.registry.mount_blob(repo, src, digest) is not None
+        except RegistryError:
+            return False
+
+    async def upload_status(self, c: Call, name: str, upload_id: str) -> None:
+        repo = await self._repo(c, name, "ecr:InitiateLayerUpload")
+        size = await self.registry.uploads.status(repo.id, upload_id)
+        await respond(c.send, 204, self._upload_headers(name, upload_id, size))
+
+    async def patch_upload(self, c: Call, name: str, upload_id: str) -> None:
+        repo = await self._repo(c, name, "ecr:UploadLayerPart")
+        content_range = None
+        raw = header(c.scope, b"content-range")
+        if raw is not None:
+            m = _CONTENT_RANGE.fullmatch(raw.strip())
+            if m is None:
+                raise SizeInvalid(f"invalid Content-Range {raw!r}")
+            content_range = (int(m.group(1)), int(m.group(2)))
+        try:
+            size = await self.registry.uploads.append(repo.id, upload_id, body_chunks(c.receive), content_range,
+                                                      _content_length(c))
+        except RegistryError as e:
+            e.extra.setdefault("location", f"/v2/{name}/blobs/uploads/{upload_id}")
+            raise
+        await respond(c.send, 202, self._upload_headers(name, upload_id, size))
+
+    async def complete_upload(self, c: Call, name: str, upload_id: str) -> None:
+        repo = await self._repo(c, name, "ecr:CompleteLayerUpload")
+        digest = c.arg("digest")
+        if not digest:
+            raise DigestInvalid("digest query parameter required")
+        await self.registry.uploads.complete(repo.id, upload_id, digest, body_chunks(c.receive), _content_length(c))
+        await respond(c.send, 201, [("Location", f"/v2/{name}/blobs/{digest}"), ("Docker-Content-Digest", digest)])
+
+    async def cancel_upload(self, c: Call, name: str, upload_id: str) -> None:
+        repo = await self._repo(c, name, "ecr:InitiateLayerUpload")
+        await self.registry.uploads.cancel(repo.id, upload_id)
+        await respond(c.send, 204)
+
+
+def _json(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _page_size(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise _PaginationInvalid(f"invalid page size n={raw!r}")
+    return int(raw)
+
+
+def _content_length(c: Call) -> int | None:
+    raw = header(c.scope, b"content-length")
+    if raw is None:
+        return None
+    if not raw.strip().isdigit():
+        raise SizeInvalid(f"invalid Content-Length {raw!r}")
+    return int(raw)
+
+
+def _byte_range(raw: str, size: int) -> tuple[int, int] | None:
+    """[start, end) for a single `bytes=` range, None to ignore it (RFC 9110), 416 if unsatisfiable."""
+    m = _RANGE.fullmatch(raw.strip())
+    if m is None or (m.group(1) == "" and m.group(2) == ""):
+        return None
+    first, last = m.groups()
+    unsatisfiable = RangeInvalid("range not satisfiable", content_range=f"bytes */{size}")
+    if first == "":  # suffix: the last N bytes
+        if int(last) == 0 or size == 0:
+            raise unsatisfiable
+        return max(size - int(last), 0), size
+    start = int(first)
+    if start >= size or (last != "" and int(last) < start):
+        raise unsatisfiable
+    return start, size if last == "" else min(int(last) + 1, size)

@@ -1,0 +1,75 @@
+"""Minimal ASGI plumbing for the hot path: headers, bodies, responses. No framework objects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+from berth.registry.errors import RegistryError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+class PayloadTooLarge(RegistryError):
+    code = "MANIFEST_TOO_LARGE"
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+async def body_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientDisconnected
+        body = msg.get("body", b"")
+        if body:
+            yield body
+        if not msg.get("more_body", False):
+            return
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in body_chunks(receive):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _headers(headers: Iterable[tuple[str, str]], length: int | None) -> list[tuple[bytes, bytes]]:
+    out = [API_VERSION]
+    out += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    if length is not None:
+        out.append((b"content-length", str(length).encode()))
+    return out
+
+
+async def respond(send: Send, status: int, headers: Iterable[tuple[str, str]] = (), body: bytes = b"",
+                  head: bool = False, length: int | None = None) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": _headers(headers, len(body) if length is None else length)})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def respond_stream(send: Send, status: int, headers: Iterable[tuple[str, str]], length: int,
+                         chunks: AsyncIterator[bytes]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _headers(headers, length)})
+    async for chunk in chunks:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,109 @@
+"""The composition root: the only place that names concrete classes and wires them together."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from berth.api.auth import OpenAuthenticator
+from berth.api.oci.app import OciApi
+from berth.api.oci.http import Receive, Scope, Send
+from berth.config import Settings
+from berth.db.store import Backend
+from berth.iam.authz import OpenAuthorizer
+from berth.registry.service import RegistryService
+from berth.registry.uploads import Uploads
+from berth.storage.filesystem import FilesystemBlobStore
+
+log = logging.getLogger("berth")
+
+
+async def open_backend(settings: Settings) -> Backend:
+    if settings.uses_postgres:
+        from berth.db.postgres import PostgresBackend
+
+        return await PostgresBackend.connect(settings.database_url)
+    from berth.db.sqlite import SqliteBackend
+
+    return SqliteBackend(settings.sqlite_path)
+
+
+class BerthApp:
+    """One ASGI app, one port: /v2 goes straight to the OCI edge; everything else to Starlette."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.oci: OciApi | None = None
+        self.db: Backend | None = None
+        self.uploads: Uploads | None = None
+        self.web = Starlette(routes=[
+            Route("/healthz", self._healthz),
+            Route("/readyz", self._readyz),
+        ])
+
+    async def startup(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = await open_backend(s)
+        blobs = FilesystemBlobStore(s.data_dir)
+        self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
+        registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
+        if s.auth != "none":  # Settings refuses other modes until they exist
+            raise RuntimeError(f"auth mode {s.auth!r} is not wired")
+        self.oci = OciApi(registry, OpenAuthenticator(s.default_account), OpenAuthorizer(),
+                          s.default_account, s.default_region, s.registry_domain)
+        purged = await self.uploads.purge()
+        if purged:
+            log.warning("purged %d abandoned uploads", purged)
+
+    async def shutdown(self) -> None:
+        if self.uploads is not None:
+            self.uploads.close()
+        if self.db is not None:
+            await self.db.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith("/v2") and (len(path) == 3 or path[3] == "/"):
+                if self.oci is None:
+                    await self.startup()
+                assert self.oci is not None
+                await self.oci(scope, receive, send)
+                return
+            await self.web(scope, receive, send)  # type: ignore[arg-type]
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    if self.oci is None:
+                        await self.startup()
+                except Exception as e:  # report to the server, which then refuses to start
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _healthz(self, request: Request) -> Any:
+        return PlainTextResponse("ok")
+
+    async def _readyz(self, request: Request) -> Any:
+        return JSONResponse({"ready": self.oci is not None})
+
+
+def create_app(settings: Settings) -> BerthApp:
+    return BerthApp(settings)

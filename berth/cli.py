@@ -1,0 +1,83 @@
+"""The `berth` command: serve, db upgrade."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from berth.config import ConfigError, Settings
+
+cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Berth: a registry that speaks ECR.")
+db_cli = typer.Typer(no_args_is_help=True, help="Metadata database.")
+cli.add_typer(db_cli, name="db")
+
+DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
+DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings.from_env(None, **overrides)
+    except ConfigError as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def serve(
+    host: str = typer.Option(None, help="Address to listen on (env BERTH_HOST)."),
+    port: int = typer.Option(None, help="Port (env BERTH_PORT)."),
+    data_dir: Path = DataDir,
+    database_url: str = DatabaseUrl,
+    tls_cert: str = typer.Option(None, "--tls-cert", help="PEM certificate (env BERTH_TLS_CERT)."),
+    tls_key: str = typer.Option(None, "--tls-key", help="PEM private key (env BERTH_TLS_KEY)."),
+    workers: int = typer.Option(None, help="Worker processes (env BERTH_WORKERS)."),
+    auth: str = typer.Option(None, help="none | iam (env BERTH_AUTH)."),
+) -> None:
+    """Serve the registry and the API on one port."""
+    s = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url, tls_cert=tls_cert,
+                  tls_key=tls_key, workers=workers, auth=auth)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **s.to_env()}
+    # Migrations run in their own process so the serving processes never load Alembic.
+    subprocess.run([sys.executable, "-m", "berth", "db", "upgrade"], env=env, check=True)
+    os.environ.update(s.to_env())
+
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    scheme = "https" if s.tls_cert else "http"
+    typer.echo(f"berth: serving {scheme}://{s.host}:{s.port} (data {s.data_dir}, "
+               f"{'PostgreSQL' if s.uses_postgres else 'SQLite'}, auth {s.auth})", err=True)
+    Granian(
+        "berth.asgi:app",
+        factory=True,
+        address=s.host,
+        port=s.port,
+        interface=Interfaces.ASGI,
+        workers=s.workers,
+        loop=Loops.uvloop,
+        log_level=s.log_level,  # type: ignore[arg-type]
+        log_access=False,
+        ssl_cert=Path(s.tls_cert) if s.tls_cert else None,
+        ssl_key=Path(s.tls_key) if s.tls_key else None,
+    ).serve()
+
+
+@db_cli.command("upgrade")
+def db_upgrade(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """Apply every pending migration."""
+    from berth.db.migrate import sqlalchemy_url, upgrade
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(sqlalchemy_url(s.database_url, s.sqlite_path))
+
+
+def main() -> None:
+    cli()

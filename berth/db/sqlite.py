@@ -1,0 +1,74 @@
+"""SQLite backend (WAL): reads inline in the event loop, writes serialised on one thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from berth.db.store import Q, T, TxnFn
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk: 201 means durable
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def run_sync(conn: sqlite3.Connection, fn: TxnFn[T], args: tuple[Any, ...]) -> T:
+    gen = fn(*args)
+    try:
+        q: Q = next(gen)
+        while True:
+            cur = conn.execute(q.sql, q.params)
+            if q.how == "one":
+                result: Any = cur.fetchone()
+            elif q.how == "all":
+                result = cur.fetchall()
+            else:
+                result = cur.rowcount
+            q = gen.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class SqliteBackend:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._reader = _connect(self.path)
+        self._reader.execute("PRAGMA query_only=1")
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._writer = self._writer_pool.submit(_connect, self.path).result()
+
+    async def read(self, fn: TxnFn[T], *args: Any) -> T:
+        # Short indexed reads: cheaper inline than any thread hop (see DESIGN.md).
+        return run_sync(self._reader, fn, args)
+
+    def _write_sync(self, fn: TxnFn[T], args: tuple[Any, ...]) -> T:
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = run_sync(conn, fn, args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def write(self, fn: TxnFn[T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer_pool, self._write_sync, fn, args)
+
+    def version(self) -> int | None:
+        row = self._reader.execute("PRAGMA data_version").fetchone()
+        return int(row[0])
+
+    async def close(self) -> None:
+        self._reader.close()
+        self._writer_pool.submit(self._writer.close).result()
+        self._writer_pool.shutdown()

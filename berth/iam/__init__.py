@@ -1,0 +1,1 @@
+"""Identity: principals, access keys, tokens, the policy language and its evaluation."""

@@ -1,0 +1,50 @@
+"""The one authorization seam: (principal, action, resource ARN, context) -> allow or deny.
+
+Every request on every face carries a Principal and is authorized through `Authorizer.authorize`.
+`--auth none` wires `OpenAuthorizer`; `--auth iam` (control-plane issue) wires policy evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    account: str
+    arn: str
+    access_key_id: str | None = None
+
+    @classmethod
+    def account_admin(cls, account: str) -> Principal:
+        return cls(account=account, arn=f"arn:aws:iam::{account}:root")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    source_ip: str = ""
+    secure_transport: bool = False
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+def repository_arn(region: str, account: str, name: str) -> str:
+    return f"arn:aws:ecr:{region}:{account}:repository/{name}"
+
+
+class Authorizer(Protocol):
+    async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision: ...
+
+
+class OpenAuthorizer:
+    """--auth none: every request acts as the default account's administrator and is allowed."""
+
+    async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
+        return Decision(True, "auth disabled")

@@ -1,0 +1,1 @@
+"""Repositories, blobs, uploads, manifests, tags and referrers: the registry's rules."""

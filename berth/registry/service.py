@@ -1,0 +1,213 @@
+"""The registry's rules, shared by every face (OCI /v2 and the ECR API)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from berth.db import registry as q
+from berth.db.registry import NewManifest, RepoRow
+from berth.db.store import Backend
+from berth.registry import manifests
+from berth.registry.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestReferenced,
+    ManifestUnknown,
+    NameUnknown,
+    TagImmutable,
+)
+from berth.registry.immutability import tag_is_immutable
+from berth.registry.names import check_digest, check_name, check_tag, is_digest
+from berth.registry.uploads import READ_CHUNK, Uploads
+from berth.storage import BlobStore
+
+ALL = 1 << 62  # "no limit" for listings
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    digest: str
+    media_type: str
+    body: bytes
+    subject: str | None
+
+
+class RegistryService:
+    def __init__(self, db: Backend, blobs: BlobStore, uploads: Uploads, create_on_push: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.uploads = uploads
+        self.create_on_push = create_on_push
+        self.clock = clock
+        # Read caches for the hot paths, dropped whenever any writer commits (db.version()).
+        self._version: int | None = None
+        self._repos: dict[tuple[str, str, str], RepoRow] = {}
+        self._by_tag: dict[tuple[int, str], Manifest] = {}
+
+    def _fresh(self) -> bool:
+        v = self.db.version()
+        if v is None:
+            return False
+        if v != self._version:
+            self._version = v
+            self._repos.clear()
+            self._by_tag.clear()
+        return True
+
+    # repositories
+
+    async def repository(self, account: str, region: str, name: str, for_push: bool = False) -> RepoRow:
+        check_name(name)
+        key = (account, region, name)
+        cacheable = self._fresh()
+        if cacheable and (repo := self._repos.get(key)) is not None:
+            return repo
+        repo = await self.db.read(q.get_repository, account, region, name)
+        if repo is None and for_push and self.create_on_push:
+            repo, _ = await self.db.write(q.create_repository, account, region, name, self.clock())
+        if repo is None:
+            raise NameUnknown(f"repository {name!r} not found", detail={"name": name})
+        if cacheable:
+            self._repos[key] = repo
+        return repo
+
+    async def create_repository(self, account: str, region: str, name: str) -> tuple[RepoRow, bool]:
+        check_name(name)
+        return await self.db.write(q.create_repository, account, region, name, self.clock())
+
+    async def catalog(self, account: str, region: str, last: str, n: int | None) -> list[str]:
+        return await self.db.read(q.list_repository_names, account, region, last, ALL if n is None else n)
+
+    # blobs
+
+    async def blob_size(self, repo: RepoRow, digest: str) -> int:
+        check_digest(digest)
+        size = await self.db.read(q.repo_blob_size, repo.id, digest)
+        if size is None:
+            raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
+        return size
+
+    async def read_blob(self, digest: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes [start, end) of a blob, 1 MiB per read on a worker thread."""
+        loop = asyncio.get_running_loop()
+        offset = start
+        while offset < end:
+            data = await loop.run_in_executor(self.uploads.pool, self.blobs.read, digest, offset,
+                                              min(READ_CHUNK, end - offset))
+            if not data:
+                raise OSError(f"blob {digest} is shorter than recorded")
+            offset += len(data)
+            yield data
+
+    async def delete_blob(self, repo: RepoRow, digest: str) -> None:
+        check_digest(digest)
+        if not await self.db.write(q.unlink_blob, repo.id, digest):
+            raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
+
+    async def mount_blob(self, repo: RepoRow, source: RepoRow, digest: str) -> int | None:
+        """Link a blob readable from `source` into `repo`; its size, or None when `source` lacks it."""
+        check_digest(digest)
+        size = await self.db.read(q.repo_blob_size, source.id, digest)
+        if size is None:
+            return None
+        await self.db.write(q.link_blob, repo.id, digest, size, self.clock())
+        return size
+
+    # manifests
+
+    async def get_manifest(self, repo: RepoRow, reference: str) -> Manifest:
+        if is_digest(reference):
+            check_digest(reference)
+            row = await self.db.read(q.manifest_by_digest, repo.id, reference)
+            if row is None:
+                raise ManifestUnknown("manifest unknown", detail={"digest": reference})
+            return Manifest(*row)
+        check_tag(reference)
+        key = (repo.id, reference)
+        cacheable = self._fresh()
+        if cacheable and (hit := self._by_tag.get(key)) is not None:
+            return hit
+        row = await self.db.read(q.manifest_by_tag, repo.id, reference)
+        if row is None:
+            raise ManifestUnknown("manifest unknown", detail={"tag": reference})
+        m = Manifest(*row)
+        if cacheable and len(self._by_tag) < 10_000:
+            self._by_tag[key] = m
+        return m
+
+    async def put_manifest(self, repo: RepoRow, reference: str, body: bytes,
+                           content_type: str | None) -> Manifest:
+        tag = None
+        if is_digest(reference):
+            check_digest(reference)
+        else:
+            tag = check_tag(reference)
+        parsed = manifests.parse(body, content_type)
+        algorithm = reference.split(":", 1)[0] if tag is None else "sha256"
+        digest = f"{algorithm}:" + hashlib.new(algorithm, body).hexdigest()
+        if tag is None and digest != reference:
+            raise DigestInvalid("manifest digest does not match its content", detail={"digest": reference})
+        await self._check_references(repo, parsed)
+        locked = tag is not None and tag_is_immutable(repo.tag_mutability, repo.tag_mutability_filters, tag)
+        row = NewManifest(digest, parsed.media_type, parsed.artifact_type,
+                          parsed.subject.digest if parsed.subject else None,
+                          json.dumps(parsed.annotations) if parsed.annotations else None,
+                          body, parsed.image_size, parsed.refs())
+        if await self.db.write(q.put_manifest, repo.id, row, tag, locked, self.clock()) == "tag_locked":
+            raise TagImmutable(f"tag {tag!r} is immutable in repository {repo.name!r}", detail={"tag": tag})
+        return Manifest(digest, parsed.media_type, body, row.subject_digest)
+
+    async def _check_references(self, repo: RepoRow, parsed: manifests.ParsedManifest) -> None:
+        wanted = list(dict.fromkeys(d.digest for d in parsed.blobs))
+        if wanted:
+            missing = [d for d in wanted if d not in await self.db.read(q.linked_blobs, repo.id, wanted)]
+            if missing:
+                raise ManifestBlobUnknown("manifest references a blob unknown to the repository",
+                                          detail={"digest": missing[0]})
+        children = list(dict.fromkeys(d.digest for d in parsed.children))
+        if children:
+            present = await self.db.read(q.present_manifests, repo.id, children)
+            missing = [d for d in children if d not in present]
+            if missing:
+                raise ManifestUnknown("index references a manifest unknown to the repository",
+                                      detail={"digest": missing[0]})
+
+    async def delete_manifest(self, repo: RepoRow, reference: str) -> None:
+        if not is_digest(reference):
+            check_tag(reference)
+            if not await self.db.write(q.delete_tag, repo.id, reference):
+                raise ManifestUnknown("tag unknown", detail={"tag": reference})
+            return
+        check_digest(reference)
+        result = await self.db.write(q.delete_manifest, repo.id, reference)
+        if result == "unknown":
+            raise ManifestUnknown("manifest unknown", detail={"digest": reference})
+        if result == "referenced":
+            raise ManifestReferenced("manifest is referenced by an index; delete the index first",
+                                     detail={"digest": reference})
+
+    async def list_tags(self, repo: RepoRow, last: str, n: int | None) -> list[str]:
+        return await self.db.read(q.list_tags, repo.id, last, ALL if n is None else n)
+
+    async def referrers(self, repo: RepoRow, subject: str, artifact_type: str | None) -> bytes:
+        """The OCI image index of manifests whose subject is `subject`, optionally filtered."""
+        check_digest(subject)
+        entries = []
+        for digest, media_type, art_type, notes, size in await self.db.read(q.referrers, repo.id, subject):
+            if artifact_type is not None and art_type != artifact_type:
+                continue
+            entry: dict[str, object] = {"mediaType": media_type, "digest": digest, "size": size}
+            if art_type:
+                entry["artifactType"] = art_type
+            if notes:
+                entry["annotations"] = json.loads(notes)
+            entries.append(entry)
+        index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": entries}
+        return json.dumps(index, separators=(",", ":")).encode()

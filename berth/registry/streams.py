@@ -1,0 +1,109 @@
+"""Hand request chunks from the event loop to one worker thread that hashes and writes them.
+
+A small bounded channel, not a thread hop per chunk and not a growing buffer: the loop appends
+while there is room and waits on an event when the writer thread falls behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from typing import Any
+
+_END = object()
+
+
+class _Channel:
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+        self._loop = loop
+        self._max = maxsize
+        self._items: deque[Any] = deque()
+        self._cond = threading.Condition()
+        self._space = asyncio.Event()
+        self.failed = False
+
+    async def put(self, item: Any) -> None:
+        while True:
+            with self._cond:
+                if self.failed:
+                    raise _ConsumerFailed
+                if len(self._items) < self._max:
+                    self._items.append(item)
+                    self._cond.notify()
+                    return
+                self._space.clear()
+            await self._space.wait()
+
+    def put_end(self) -> None:
+        with self._cond:
+            self._items.append(_END)
+            self._cond.notify()
+
+    def get(self) -> Any:
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            was_full = len(self._items) >= self._max
+            item = self._items.popleft()
+        if was_full:
+            self._loop.call_soon_threadsafe(self._space.set)
+        return item
+
+    def fail(self) -> None:
+        with self._cond:
+            self.failed = True
+            self._items.clear()
+        self._loop.call_soon_threadsafe(self._space.set)
+
+
+class _ConsumerFailed(Exception):
+    pass
+
+
+async def pump(chunks: AsyncIterator[bytes], consume: Callable[[bytes], None], executor: Executor,
+               open_: Callable[[], None] = lambda: None, close: Callable[[bool], None] = lambda ok: None,
+               maxsize: int = 8) -> int:
+    """Feed every chunk to `consume` on one executor thread; returns the byte count.
+
+    `open_` runs on that thread first; `close(ok)` last, whatever happened. An error on either
+    side stops both and is raised here.
+    """
+    loop = asyncio.get_running_loop()
+    chan = _Channel(loop, maxsize)
+
+    def drain() -> None:
+        ok = False
+        try:
+            open_()
+            while (item := chan.get()) is not _END:
+                consume(item)
+            ok = not chan.failed
+        except BaseException:
+            chan.fail()
+            raise
+        finally:
+            close(ok)
+
+    fut = loop.run_in_executor(executor, drain)
+    total = 0
+    try:
+        async for chunk in chunks:
+            if chunk:
+                await chan.put(chunk)
+                total += len(chunk)
+    except _ConsumerFailed:
+        pass  # the thread's own error is raised below
+    except BaseException:
+        chan.fail()
+        chan.put_end()
+        try:
+            await fut
+        except Exception:
+            pass
+        raise
+    chan.put_end()
+    await fut
+    return total
