@@ -1,0 +1,576 @@
+"""Berth and CNCF distribution side by side on 127.0.0.1: the same workloads, one table.
+
+    python bench/run.py [--size-mib 1024] [--only distribution|berth] [--berth-workers 1] [--duration 10]
+
+Both servers start on free ports with empty data dirs in one temporary directory and are stopped by
+process group at the end, even on error. Each workload runs on distribution, then on Berth (never both
+at once: the machine has two cores). A row whose correctness check fails reads FAILED, never a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import http.client
+import io
+import json
+import os
+import queue
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+REPO = "bench/app"
+OCTET = "application/octet-stream"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MiB = 1 << 20
+CLIENTS = 16
+SMALL_BLOBS = 500
+TAGS = 10_000
+DISTRIBUTION = "/usr/bin/docker-registry"
+
+
+class Failed(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, name: str, tmp: Path) -> None:
+        self.name, self.port = name, free_port()
+        self.data = tmp / f"{name}-data"
+        self.log = tmp / f"{name}.log"
+        self.proc: subprocess.Popen | None = None
+        self.peak_rss_kib = 0
+        self.data.mkdir()
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60.0) -> None:
+        cmd, env = self.command()
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise Failed(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                status, _, _ = request(self.conn(5), "GET", "/v2/")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise Failed(f"{self.name} did not answer /v2/ within {timeout:.0f} s: {self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self.proc = None
+
+    def conn(self, timeout: float = 300.0) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def sample_rss(self) -> None:
+        """Sum of VmHWM over the process group; keep the maximum seen (exited workers are lost)."""
+        if self.proc is None:
+            return
+        out = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True, text=True).stdout
+        total = 0
+        for pid in out.split():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+            total += int(m.group(1)) if m else 0
+        self.peak_rss_kib = max(self.peak_rss_kib, total)
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n    ".join(text.strip().splitlines()[-lines:])
+
+
+class Distribution(Server):
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cfg = self.data.parent / "distribution.yml"
+        cfg.write_text(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n")
+        return [DISTRIBUTION, "serve", str(cfg)], {}
+
+
+class Berth(Server):
+    def __init__(self, tmp: Path, workers: int) -> None:
+        super().__init__("berth", tmp)
+        self.workers = workers
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        return ([sys.executable, "-m", "berth", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--data-dir", str(self.data), "--workers", str(self.workers)], {"BERTH_CREATE_ON_PUSH": "1"})
+
+
+# ---- HTTP helpers -------------------------------------------------------------------------------------
+
+def request(c: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None, expect: tuple[int, ...] = ()) -> tuple[int, dict, bytes]:
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    hdrs = {k.lower(): v for k, v in r.getheaders()}
+    if expect and r.status not in expect:
+        raise Failed(f"{method} {path} -> {r.status} {data[:200]!r}")
+    return r.status, hdrs, data
+
+
+def relative(location: str) -> str:
+    u = urlsplit(location)
+    return u.path + (f"?{u.query}" if u.query else "")
+
+
+def with_digest(location: str, digest: str) -> str:
+    return location + ("&" if "?" in location else "?") + "digest=" + digest
+
+
+def start_upload(c: http.client.HTTPConnection) -> str:
+    _, h, _ = request(c, "POST", f"/v2/{REPO}/blobs/uploads/", expect=(202,))
+    if "location" not in h:
+        raise Failed("POST blobs/uploads/ without Location")
+    return relative(h["location"])
+
+
+def send_file(c: http.client.HTTPConnection, method: str, path: str, f, offset: int, count: int,
+              headers: dict[str, str]) -> http.client.HTTPResponse:
+    """Headers through http.client, then the body straight from the file with sendfile(2)."""
+    c.putrequest(method, path)
+    for k, v in {**headers, "Content-Length": str(count)}.items():
+        c.putheader(k, v)
+    c.endheaders()
+    if count:
+        c.sock.sendfile(f, offset, count)
+    r = c.getresponse()
+    r.read()
+    return r
+
+
+def check_response_digest(r_headers: dict, digest: str) -> None:
+    got = r_headers.get("docker-content-digest")
+    if got is not None and got != digest:
+        raise Failed(f"Docker-Content-Digest {got} != {digest}")
+
+
+def check_blob(server: Server, digest: str, size: int) -> None:
+    _, h, _ = request(server.conn(), "HEAD", f"/v2/{REPO}/blobs/{digest}", expect=(200,))
+    if int(h.get("content-length", -1)) != size:
+        raise Failed(f"HEAD {digest}: Content-Length {h.get('content-length')} != {size}")
+    if h.get("docker-content-digest") != digest:
+        raise Failed(f"HEAD {digest}: Docker-Content-Digest {h.get('docker-content-digest')}")
+
+
+def get_raw(port: int, path: str, verify: str = "") -> tuple[int, float]:
+    """GET on a raw socket into a reused 1 MiB buffer; hashes only when `verify` is set."""
+    with socket.create_connection(("127.0.0.1", port), timeout=300) as s:
+        t0 = time.perf_counter()
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise Failed(f"GET {path}: connection closed in headers")
+            head += chunk
+        head, _, rest = head.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        if lines[0].split()[1] != "200":
+            raise Failed(f"GET {path}: {lines[0]}")
+        length = [int(ln.split(":", 1)[1]) for ln in lines[1:] if ln.lower().startswith("content-length:")]
+        if not length:
+            raise Failed(f"GET {path}: no Content-Length")
+        h = hashlib.sha256(rest)
+        got, buf = len(rest), memoryview(bytearray(MiB))
+        while got < length[0]:
+            k = s.recv_into(buf, min(MiB, length[0] - got))
+            if not k:
+                break
+            if verify:
+                h.update(buf[:k])
+            got += k
+        elapsed = time.perf_counter() - t0
+    if got != length[0]:
+        raise Failed(f"GET {path}: {got} of {length[0]} bytes")
+    if verify and "sha256:" + h.hexdigest() != verify:
+        raise Failed(f"GET {path}: received sha256 differs")
+    return got, elapsed
+
+
+def run_clients(server: Server, items: list, fn, clients: int = CLIENTS) -> float:
+    """`clients` threads, each with one keep-alive connection, drain `items`; returns the elapsed time."""
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    for it in items:
+        q.put(it)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        c = server.conn(60)
+        try:
+            while not errors:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    return
+                fn(c, item)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise Failed(f"{len(errors)} client(s) failed, first: {errors[0]}")
+    return elapsed
+
+
+# ---- fixtures ------------------------------------------------------------------------------------------
+
+def make_file(path: Path, size: int) -> str:
+    """Incompressible, unique content written 1 MiB at a time; returns its digest."""
+    pool, h = os.urandom(64 * MiB), hashlib.sha256()
+    with open(path, "wb") as f:
+        for off in range(0, size, MiB):
+            start = random.randrange(63 * MiB)
+            block = (os.urandom(32) + pool[start + 32:start + MiB])[:min(MiB, size - off)]
+            h.update(block)
+            f.write(block)
+    return "sha256:" + h.hexdigest()
+
+
+def blob(data: bytes) -> tuple[str, bytes]:
+    return "sha256:" + hashlib.sha256(data).hexdigest(), data
+
+
+def make_image() -> tuple[list[tuple[str, bytes]], bytes, str]:
+    """A real gzip'd tar layer, its image config and the OCI manifest that binds them."""
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as tf:
+        payload = b"hello from the berth benchmark\n"
+        info = tarfile.TarInfo("hello.txt")
+        info.size, info.mtime = len(payload), 1700000000
+        tf.addfile(info, io.BytesIO(payload))
+    layer = blob(gzip.compress(tar.getvalue(), mtime=0))
+    config = blob(json.dumps({
+        "architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar.getvalue()).hexdigest()]},
+    }).encode())
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config[0],
+                   "size": len(config[1])},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer[0],
+                    "size": len(layer[1])}],
+    }).encode()
+    return [config, layer], manifest, "sha256:" + hashlib.sha256(manifest).hexdigest()
+
+
+# ---- workloads: each returns {row key: value} for one server ------------------------------------------
+
+def w_push_monolithic(s: Server, fx: dict) -> dict:
+    c = s.conn()
+    t0 = time.perf_counter()
+    location = start_upload(c)
+    with open(fx["mono"], "rb") as f:
+        r = send_file(c, "PUT", with_digest(location, fx["mono_digest"]), f, 0, fx["size"],
+                      {"Content-Type": OCTET})
+    elapsed = time.perf_counter() - t0
+    if r.status != 201:
+        raise Failed(f"PUT monolithic -> {r.status}")
+    check_response_digest({k.lower(): v for k, v in r.getheaders()}, fx["mono_digest"])
+    check_blob(s, fx["mono_digest"], fx["size"])
+    return {"push_mono": fx["size"] / elapsed / 1e6}
+
+
+def w_push_chunked(s: Server, fx: dict) -> dict:
+    c, size, chunk = s.conn(), fx["size"], 8 * MiB
+    t0 = time.perf_counter()
+    location = start_upload(c)
+    with open(fx["chunked"], "rb") as f:
+        for off in range(0, size, chunk):
+            n = min(chunk, size - off)
+            r = send_file(c, "PATCH", location, f, off, n,
+                          {"Content-Type": OCTET, "Content-Range": f"{off}-{off + n - 1}"})
+            if r.status != 202 or not r.getheader("Location"):
+                raise Failed(f"PATCH at {off} -> {r.status}")
+            if r.getheader("Range") not in (None, f"0-{off + n - 1}"):
+                raise Failed(f"PATCH at {off}: Range {r.getheader('Range')}, expected 0-{off + n - 1}")
+            location = relative(r.getheader("Location"))
+        r = send_file(c, "PUT", with_digest(location, fx["chunked_digest"]), f, 0, 0, {})
+    elapsed = time.perf_counter() - t0
+    if r.status != 201:
+        raise Failed(f"closing PUT -> {r.status}")
+    check_blob(s, fx["chunked_digest"], size)
+    return {"push_chunked": size / elapsed / 1e6}
+
+
+def w_pull(s: Server, fx: dict) -> dict:
+    path = f"/v2/{REPO}/blobs/{fx['mono_digest']}"
+    got, elapsed = get_raw(s.port, path, verify=fx["mono_digest"])
+    rates = [got / elapsed / 1e6]
+    for _ in range(3):  # timed runs discard the bytes: the client's sha256 (~1.4 GB/s) would cap them
+        got, elapsed = get_raw(s.port, path)
+        rates.append(got / elapsed / 1e6)
+    return {"pull_verified": rates[0], "pull": statistics.median(rates[1:])}
+
+
+def w_small_blobs(s: Server, fx: dict) -> dict:
+    def push(c: http.client.HTTPConnection, item: tuple[str, bytes]) -> None:
+        location = start_upload(c)
+        _, h, _ = request(c, "PUT", with_digest(location, item[0]), body=item[1],
+                          headers={"Content-Type": OCTET}, expect=(201,))
+        check_response_digest(h, item[0])
+
+    elapsed = run_clients(s, fx["small"], push)
+    for digest, data in fx["small"][:: max(1, len(fx["small"]) // 50)]:
+        check_blob(s, digest, len(data))
+    return {"small": len(fx["small"]) / elapsed}
+
+
+def w_manifest_push(s: Server, fx: dict) -> dict:
+    c = s.conn()
+    for digest, data in fx["image_blobs"]:
+        request(c, "PUT", with_digest(start_upload(c), digest), body=data, headers={"Content-Type": OCTET},
+                expect=(201,))
+
+    def put(c: http.client.HTTPConnection, tag: str) -> None:
+        _, h, _ = request(c, "PUT", f"/v2/{REPO}/manifests/{tag}", body=fx["manifest"],
+                          headers={"Content-Type": MANIFEST}, expect=(201,))
+        check_response_digest(h, fx["manifest_digest"])
+
+    elapsed = run_clients(s, fx["tags"], put)
+    for tag in (fx["tags"][0], fx["tags"][-1]):
+        _, h, body = request(c, "GET", f"/v2/{REPO}/manifests/{tag}", headers={"Accept": MANIFEST},
+                             expect=(200,))
+        if body != fx["manifest"] or h.get("docker-content-digest") != fx["manifest_digest"]:
+            raise Failed(f"GET manifests/{tag} returned other bytes or digest")
+        if h.get("content-type") != MANIFEST:
+            raise Failed(f"GET manifests/{tag}: Content-Type {h.get('content-type')}")
+    return {"manifest_push": len(fx["tags"]) / elapsed}
+
+
+def w_manifest_get(s: Server, fx: dict) -> dict:
+    url = f"http://127.0.0.1:{s.port}/v2/{REPO}/manifests/{fx['tags'][0]}"
+    out = subprocess.run(["wrk", "-t2", "-c64", f"-d{fx['duration']}s", "--latency", "-H",
+                          f"Accept: {MANIFEST}", url], capture_output=True, text=True,
+                         timeout=fx["duration"] + 60).stdout
+    if "Non-2xx or 3xx responses" in out:
+        raise Failed("wrk: " + re.search(r"Non-2xx or 3xx responses: *\d+", out).group(0))
+    if m := re.search(r"Socket errors: .*", out):
+        raise Failed("wrk: " + m.group(0))
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    if not rps or not p99:
+        raise Failed(f"cannot parse wrk output: {out[-300:]!r}")
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
+    return {"manifest_get": float(rps.group(1)), "manifest_get_p99": float(p99.group(1)) * scale}
+
+
+def list_tags(c: http.client.HTTPConnection, path: str, pages: int) -> list[str]:
+    """Follow Link rel="next" for at most `pages` pages."""
+    tags: list[str] = []
+    for _ in range(pages):
+        _, h, body = request(c, "GET", path, expect=(200,))
+        doc = json.loads(body)
+        if doc.get("name") != REPO:
+            raise Failed(f"tags/list name {doc.get('name')!r}")
+        tags += doc.get("tags") or []
+        m = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', h.get("link", ""))
+        if not m:
+            return tags
+        path = relative(m.group(1))
+    raise Failed(f"tags/list: still a next link after {pages} pages")
+
+
+def w_tags_list(s: Server, fx: dict) -> dict:
+    c, first, full = s.conn(), [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        page = list_tags(c, f"/v2/{REPO}/tags/list?n=100", pages=1)
+        first.append((time.perf_counter() - t0) * 1e3)
+    if not page or not set(page) <= set(fx["tags"]):
+        raise Failed(f"tags/list?n=100 returned {len(page)} tags, not all of them pushed")
+    if len(page) != 100:
+        fx["notes"].append(f"{s.name}: tags/list?n=100 returned {len(page)} tags (n ignored?)")
+    if page != sorted(page):
+        fx["notes"].append(f"{s.name}: tags/list is not in lexical order (the OCI spec asks for it)")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        tags = list_tags(c, f"/v2/{REPO}/tags/list", pages=len(fx["tags"]) + 1)
+        full.append((time.perf_counter() - t0) * 1e3)
+    if sorted(tags) != sorted(fx["tags"]):
+        raise Failed(f"full tags/list returned {len(tags)} tags ({len(set(tags))} distinct), "
+                     f"expected {len(fx['tags'])}")
+    return {"tags_first": statistics.median(first), "tags_full": statistics.median(full)}
+
+
+# each workload with the rows it fills (all FAILED when it raises)
+WORKLOADS = [(w_push_monolithic, ["push_mono"]), (w_push_chunked, ["push_chunked"]),
+             (w_pull, ["pull", "pull_verified"]), (w_small_blobs, ["small"]),
+             (w_manifest_push, ["manifest_push"]), (w_manifest_get, ["manifest_get", "manifest_get_p99"]),
+             (w_tags_list, ["tags_first", "tags_full"])]
+
+# key, label, number format, target: (kind, bound) with kind ratio-min | abs-min | abs-max | None
+ROWS = [
+    ("push_mono", "push {size} blob, monolithic (MB/s)", "{:.0f}", ("ratio-min", 2.0)),
+    ("push_chunked", "push {size} blob, 8 MiB chunks (MB/s)", "{:.0f}", ("ratio-min", 2.0)),
+    ("pull", "pull {size} blob (MB/s, median of 3)", "{:.0f}", ("ratio-min", 0.9)),
+    ("pull_verified", "pull {size} blob, client sha256 (MB/s)", "{:.0f}", None),
+    ("small", f"{SMALL_BLOBS} small blobs, {CLIENTS} clients (blobs/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("manifest_push", "manifest PUT, {tags} tags, 16 clients (PUT/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("manifest_get", "manifest GET by tag, wrk 64 conns (req/s)", "{:.0f}", ("abs-min", 10_000)),
+    ("manifest_get_p99", "manifest GET by tag, p99 (ms)", "{:.2f}", None),
+    ("tags_first", "tags/list?n=100 of {tags} tags (ms)", "{:.1f}", None),
+    ("tags_full", "tags/list, all {tags} tags (ms)", "{:.1f}", None),
+    ("rss", "peak RSS, sum of VmHWM (MiB)", "{:.0f}", ("abs-max", 150)),
+]
+
+
+def target_cell(target: tuple[str, float] | None, dist, berth) -> str:
+    if target is None:
+        return ""
+    kind, bound = target
+    text = {"ratio-min": f"≥ {bound:g}×", "abs-min": f"≥ {bound:,.0f} (Berth)",
+            "abs-max": f"< {bound:g} (Berth)"}[kind]
+    if not isinstance(berth, float) or (kind == "ratio-min" and not isinstance(dist, float)):
+        return text
+    ok = {"ratio-min": lambda: berth / dist >= bound, "abs-min": lambda: berth >= bound,
+          "abs-max": lambda: berth < bound}[kind]()
+    return f"{text} {'met' if ok else 'MISSED'}"
+
+
+def table(results: dict, args: argparse.Namespace) -> str:
+    size = f"{args.size_mib} MiB" if args.size_mib % 1024 else f"{args.size_mib // 1024} GiB"
+    lines = ["| workload | distribution | berth | ratio (berth/dist) | target |", "|---|---:|---:|---:|---|"]
+    for key, label, fmt, target in ROWS:
+        cells = []
+        for name in ("distribution", "berth"):
+            v = results.get((key, name), "—")
+            cells.append(fmt.format(v) if isinstance(v, float) else v)
+        d, b = results.get((key, "distribution")), results.get((key, "berth"))
+        ratio = f"{b / d:.2f}×" if isinstance(d, float) and isinstance(b, float) and d else ""
+        lines.append(f"| {label.format(size=size, tags=f'{args.tags:,}')} | {cells[0]} | {cells[1]} | "
+                     f"{ratio} | {target_cell(target, d, b)} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size-mib", type=int, default=1024, help="size of the big blobs (default 1024)")
+    p.add_argument("--only", choices=("distribution", "berth"), help="run against one server only")
+    p.add_argument("--berth-workers", type=int, default=1, help="berth serve --workers (default 1)")
+    p.add_argument("--duration", type=int, default=10, help="seconds of wrk per server (default 10)")
+    p.add_argument("--tags", type=int, default=TAGS, help=f"tags to create (default {TAGS})")
+    args = p.parse_args()
+    if not 1 <= args.size_mib <= 16384 or not 1 <= args.duration <= 600 or not 100 <= args.tags <= 100_000:
+        p.error("--size-mib 1..16384, --duration 1..600, --tags 100..100000")
+
+    tmp = Path(tempfile.mkdtemp(prefix="berth-bench-"))
+    servers: list[Server] = []
+    results: dict = {}
+    notes: list[str] = []
+    try:
+        print(f"generating two {args.size_mib} MiB blobs and fixtures in {tmp} ...", file=sys.stderr)
+        size = args.size_mib * MiB
+        rnd = random.Random(1)
+        fx = {"size": size, "mono": tmp / "mono.bin", "chunked": tmp / "chunked.bin",
+              "duration": args.duration,
+              "small": [blob(os.urandom(rnd.randint(4 * 1024, 64 * 1024))) for _ in range(SMALL_BLOBS)],
+              "tags": [f"t{i:05d}" for i in range(args.tags)], "notes": notes}
+        fx["mono_digest"] = make_file(fx["mono"], size)
+        fx["chunked_digest"] = make_file(fx["chunked"], size)
+        fx["image_blobs"], fx["manifest"], fx["manifest_digest"] = make_image()
+
+        for name in ("distribution", "berth"):
+            if args.only and args.only != name:
+                continue
+            server = Distribution(name, tmp) if name == "distribution" else Berth(tmp, args.berth_workers)
+            servers.append(server)
+            try:
+                server.start()
+            except Failed as e:
+                notes.append(f"{name}: start FAILED: {e}")
+                server.stop()
+                for key, *_ in ROWS:
+                    results[key, name] = "FAILED"
+        running = [s for s in servers if s.proc is not None]
+
+        for workload, keys in WORKLOADS:
+            name = workload.__name__[2:]
+            for s in running:
+                print(f"{name} on {s.name} ...", file=sys.stderr)
+                try:
+                    results.update({(key, s.name): v for key, v in workload(s, fx).items()})
+                except Exception as e:  # noqa: BLE001 - a failed row, not a failed run
+                    results.update({(key, s.name): "FAILED" for key in keys})
+                    notes.append(f"{s.name}: {name} FAILED: {type(e).__name__}: {e}")
+                for other in running:
+                    other.sample_rss()
+        for s in running:
+            s.sample_rss()
+            results["rss", s.name] = s.peak_rss_kib / 1024
+            if s.proc is not None and s.proc.poll() is not None:
+                notes.append(f"{s.name} exited during the run ({s.proc.returncode}): {s.log_tail()}")
+            elif any(n.startswith(s.name + ":") and "FAILED" in n for n in notes):
+                notes.append(f"{s.name} log tail:\n    {s.log_tail()}")
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    header = (f"Berth vs CNCF distribution 2.8.2 on 127.0.0.1, {datetime.now():%Y-%m-%d %H:%M}, "
+              f"{os.cpu_count()} CPUs, berth --workers {args.berth_workers}, wrk -t2 -c64 -d{args.duration}s")
+    out = header + "\n\n" + table(results, args) + "\n"
+    if notes:
+        out += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
+    print(out)
+    results_dir = Path(__file__).resolve().parent / "results"
+    results_dir.mkdir(exist_ok=True)
+    (results_dir / "latest.md").write_text(out)
+    return 1 if any(v == "FAILED" for v in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
