@@ -45,7 +45,10 @@ def serve(
     s.data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **s.to_env()}
     # Migrations run in their own process so the serving processes never load Alembic.
-    subprocess.run([sys.executable, "-m", "berth", "db", "upgrade"], env=env, check=True)
+    from berth.db.migrate import sqlite_is_current
+
+    if s.uses_postgres or not sqlite_is_current(s.sqlite_path):
+        subprocess.run([sys.executable, "-m", "berth", "db", "upgrade"], env=env, check=True)
     os.environ.update(s.to_env())
 
     from granian import Granian

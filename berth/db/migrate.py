@@ -25,3 +25,22 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
+
+
+HEAD = "0001"  # the newest revision; tests/unit/test_migrations.py checks it against the scripts
+
+
+def sqlite_is_current(path: Path) -> bool:
+    """True when the SQLite database is already at HEAD (lets `serve` skip loading Alembic)."""
+    import sqlite3
+
+    if not path.exists():
+        return False
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+    return row is not None and row[0] == HEAD

@@ -49,7 +49,7 @@ class RegistryService:
         # Read caches for the hot paths, dropped whenever any writer commits (db.version()).
         self._version: int | None = None
         self._repos: dict[tuple[str, str, str], RepoRow] = {}
-        self._by_tag: dict[tuple[int, str], Manifest] = {}
+        self._pulls: dict[tuple[str, str, str, str], Manifest] = {}
 
     def _fresh(self) -> bool:
         v = self.db.version()
@@ -58,7 +58,7 @@ class RegistryService:
         if v != self._version:
             self._version = v
             self._repos.clear()
-            self._by_tag.clear()
+            self._pulls.clear()
         return True
 
     # repositories
@@ -130,16 +130,20 @@ class RegistryService:
                 raise ManifestUnknown("manifest unknown", detail={"digest": reference})
             return Manifest(*row)
         check_tag(reference)
-        key = (repo.id, reference)
-        cacheable = self._fresh()
-        if cacheable and (hit := self._by_tag.get(key)) is not None:
-            return hit
         row = await self.db.read(q.manifest_by_tag, repo.id, reference)
         if row is None:
             raise ManifestUnknown("manifest unknown", detail={"tag": reference})
-        m = Manifest(*row)
-        if cacheable and len(self._by_tag) < 10_000:
-            self._by_tag[key] = m
+        return Manifest(*row)
+
+    async def pull_manifest(self, account: str, region: str, name: str, reference: str) -> Manifest:
+        """The hot path of every pull: one freshness check, then memory while nothing was written."""
+        key = (account, region, name, reference)
+        cacheable = self._fresh()
+        if cacheable and (hit := self._pulls.get(key)) is not None:
+            return hit
+        m = await self.get_manifest(await self.repository(account, region, name), reference)
+        if cacheable and len(self._pulls) < 10_000:
+            self._pulls[key] = m
         return m
 
     async def put_manifest(self, repo: RepoRow, reference: str, body: bytes,

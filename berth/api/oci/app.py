@@ -198,8 +198,8 @@ class OciApi:
     # manifests
 
     async def get_manifest(self, c: Call, name: str, ref: str) -> None:
-        repo = await self._repo(c, name, "ecr:BatchGetImage")
-        m = await self.registry.get_manifest(repo, ref)
+        await self._allow(c, ("ecr:BatchGetImage",), c.account, c.region, name)
+        m = await self.registry.pull_manifest(c.account, c.region, name, ref)
         headers = [("Content-Type", m.media_type), ("Docker-Content-Digest", m.digest), ("ETag", f'"{m.digest}"')]
         if m.subject:
             headers.append(("OCI-Subject", m.subject))
