@@ -15,11 +15,17 @@ from typing import Protocol
 class Principal:
     account: str
     arn: str
+    user: str | None = None  # the IAM user name; None for the account root
     access_key_id: str | None = None
 
     @classmethod
     def account_admin(cls, account: str) -> Principal:
         return cls(account=account, arn=f"arn:aws:iam::{account}:root")
+
+    @classmethod
+    def iam_user(cls, account: str, user: str, access_key_id: str | None = None) -> Principal:
+        return cls(account=account, arn=f"arn:aws:iam::{account}:user/{user}", user=user,
+                   access_key_id=access_key_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,145 @@
+"""Identity metadata operations (accounts, users, access keys, inline policies, signing keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from berth.db.store import Q, Txn
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    account_id: str
+    name: str
+    user_id: str
+    path: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    id: str
+    account_id: str
+    user_name: str
+    secret: str
+    status: str
+    created_at: float
+
+
+_USER = "account_id, name, user_id, path, created_at"
+_KEY = "id, account_id, user_name, secret, status, created_at"
+
+
+def _user(row: Any) -> UserRow | None:
+    return None if row is None else UserRow(*row)
+
+
+# accounts
+
+def ensure_account(account: str, now: float) -> Txn[bool]:
+    n = yield Q("INSERT INTO accounts (id, created_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING", (account, now))
+    return bool(n)
+
+
+def account_exists(account: str) -> Txn[bool]:
+    row = yield Q("SELECT 1 FROM accounts WHERE id = ?", (account,), "one")
+    return row is not None
+
+
+# users
+
+def get_user(account: str, name: str) -> Txn[UserRow | None]:
+    row = yield Q(f"SELECT {_USER} FROM iam_users WHERE account_id = ? AND name = ?", (account, name), "one")
+    return _user(row)
+
+
+def create_user(account: str, name: str, user_id: str, path: str, now: float) -> Txn[UserRow | None]:
+    """None when the user already exists."""
+    n = yield Q("INSERT INTO iam_users (account_id, name, user_id, path, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (account_id, name) DO NOTHING", (account, name, user_id, path, now))
+    return UserRow(account, name, user_id, path, now) if n else None
+
+
+def list_users(account: str, after: str, limit: int) -> Txn[list[UserRow]]:
+    rows = yield Q(f"SELECT {_USER} FROM iam_users WHERE account_id = ? AND name > ? ORDER BY name LIMIT ?",
+                   (account, after, limit), "all")
+    return [UserRow(*r) for r in rows]
+
+
+def delete_user(account: str, name: str) -> Txn[str]:
+    """"ok", "unknown", or "conflict" when keys or policies remain (IAM's DeleteConflict)."""
+    keys = yield Q("SELECT 1 FROM access_keys WHERE account_id = ? AND user_name = ? LIMIT 1", (account, name), "one")
+    pols = yield Q("SELECT 1 FROM user_policies WHERE account_id = ? AND user_name = ? LIMIT 1",
+                   (account, name), "one")
+    if keys is not None or pols is not None:
+        return "conflict"
+    n = yield Q("DELETE FROM iam_users WHERE account_id = ? AND name = ?", (account, name))
+    return "ok" if n else "unknown"
+
+
+# access keys
+
+def create_access_key(key: KeyRow) -> Txn[None]:
+    yield Q(f"INSERT INTO access_keys ({_KEY}) VALUES (?, ?, ?, ?, ?, ?)",
+            (key.id, key.account_id, key.user_name, key.secret, key.status, key.created_at))
+
+
+def get_access_key(key_id: str) -> Txn[KeyRow | None]:
+    row = yield Q(f"SELECT {_KEY} FROM access_keys WHERE id = ?", (key_id,), "one")
+    return None if row is None else KeyRow(*row)
+
+
+def list_access_keys(account: str, user: str) -> Txn[list[KeyRow]]:
+    rows = yield Q(f"SELECT {_KEY} FROM access_keys WHERE account_id = ? AND user_name = ? ORDER BY created_at",
+                   (account, user), "all")
+    return [KeyRow(*r) for r in rows]
+
+
+def update_access_key(account: str, user: str, key_id: str, status: str) -> Txn[bool]:
+    n = yield Q("UPDATE access_keys SET status = ? WHERE id = ? AND account_id = ? AND user_name = ?",
+                (status, key_id, account, user))
+    return bool(n)
+
+
+def delete_access_key(account: str, user: str, key_id: str) -> Txn[bool]:
+    n = yield Q("DELETE FROM access_keys WHERE id = ? AND account_id = ? AND user_name = ?", (key_id, account, user))
+    return bool(n)
+
+
+# inline user policies
+
+def put_user_policy(account: str, user: str, name: str, document: str) -> Txn[None]:
+    yield Q("INSERT INTO user_policies (account_id, user_name, name, document) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (account_id, user_name, name) DO UPDATE SET document = excluded.document",
+            (account, user, name, document))
+
+
+def get_user_policy(account: str, user: str, name: str) -> Txn[str | None]:
+    row = yield Q("SELECT document FROM user_policies WHERE account_id = ? AND user_name = ? AND name = ?",
+                  (account, user, name), "one")
+    return None if row is None else row[0]
+
+
+def user_policies(account: str, user: str) -> Txn[list[tuple[str, str]]]:
+    rows = yield Q("SELECT name, document FROM user_policies WHERE account_id = ? AND user_name = ? ORDER BY name",
+                   (account, user), "all")
+    return [(r[0], r[1]) for r in rows]
+
+
+def delete_user_policy(account: str, user: str, name: str) -> Txn[bool]:
+    n = yield Q("DELETE FROM user_policies WHERE account_id = ? AND user_name = ? AND name = ?",
+                (account, user, name))
+    return bool(n)
+
+
+# token signing keys, shared by every node
+
+def signing_keys() -> Txn[dict[str, str]]:
+    rows = yield Q("SELECT id, secret FROM signing_keys ORDER BY created_at", (), "all")
+    return {r[0]: r[1] for r in rows}
+
+
+def add_signing_key(key_id: str, secret: str, now: float) -> Txn[None]:
+    yield Q("INSERT INTO signing_keys (id, secret, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (key_id, secret, now))

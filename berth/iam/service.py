@@ -1,0 +1,215 @@
+"""Identities: accounts, users, access keys, inline policies, registry tokens.
+
+Lookups on the request path (a key's secret, a user's parsed policies, token keys) are cached
+in-process and dropped whenever any writer commits (db.version()), or after a second where the
+backend cannot tell (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from berth.db import iam as q
+from berth.db.iam import KeyRow, UserRow
+from berth.db.store import Backend
+from berth.iam import tokens
+from berth.iam.authz import Principal
+from berth.iam.errors import (
+    DeleteConflict,
+    EntityAlreadyExists,
+    InvalidInput,
+    LimitExceeded,
+    MalformedPolicyDocument,
+    NoSuchEntity,
+)
+from berth.iam.policy import Policy, parse_policy
+
+ADMIN_USER = "admin"
+ADMIN_POLICY_NAME = "AdministratorAccess"
+ADMIN_POLICY = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}'
+MAX_KEYS_PER_USER = 2  # as in IAM
+_USER_NAME = re.compile(r"[\w+=,.@-]{1,64}")
+_ACCOUNT = re.compile(r"\d{12}")
+_KEY_ID = re.compile(r"[A-Z0-9]{16,128}")
+
+
+def _new_key_id() -> str:
+    return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(30)[:40]
+
+
+class IdentityService:
+    def __init__(self, db: Backend, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+        self._version: int | None = None
+        self._checked = 0.0
+        self._keys: dict[str, KeyRow | None] = {}
+        self._policies: dict[tuple[str, str], tuple[Policy, ...]] = {}
+        self._token_keys: dict[str, bytes] = {}
+
+    def _fresh(self) -> None:
+        v = self.db.version()
+        now = time.monotonic()
+        if v is None:
+            if now - self._checked < 1.0:
+                return
+            self._checked = now
+        elif v == self._version:
+            return
+        self._version = v
+        self._keys.clear()
+        self._policies.clear()
+
+    # bootstrap
+
+    async def bootstrap(self, account: str, key_id: str | None = None,
+                        secret: str | None = None) -> tuple[str, str] | None:
+        """Make sure `account` exists with an administrator. Returns the credentials it created, if any."""
+        if not _ACCOUNT.fullmatch(account):
+            raise InvalidInput(f"account id must be 12 digits: {account!r}")
+        await self.db.write(q.ensure_account, account, self.clock())
+        if await self.db.read(q.get_user, account, ADMIN_USER) is None:
+            await self.create_user(account, ADMIN_USER)
+            await self.put_user_policy(account, ADMIN_USER, ADMIN_POLICY_NAME, ADMIN_POLICY)
+        if key_id:
+            existing = await self.db.read(q.get_access_key, key_id)
+            if existing is not None:
+                if existing.account_id != account:
+                    raise EntityAlreadyExists(f"access key {key_id} belongs to another account")
+                return None
+        elif await self.db.read(q.list_access_keys, account, ADMIN_USER):
+            return None
+        key = await self.create_access_key(account, ADMIN_USER, key_id, secret)
+        return key.id, key.secret
+
+    async def ensure_signing_key(self) -> None:
+        if not await self.db.read(q.signing_keys):
+            await self.db.write(q.add_signing_key, secrets.token_hex(4), secrets.token_hex(32), self.clock())
+        await self._load_token_keys()
+
+    async def _load_token_keys(self) -> None:
+        self._token_keys = {k: bytes.fromhex(v) for k, v in (await self.db.read(q.signing_keys)).items()}
+
+    # users
+
+    async def create_user(self, account: str, name: str, path: str = "/") -> UserRow:
+        if not _USER_NAME.fullmatch(name):
+            raise InvalidInput(f"invalid user name {name!r}")
+        user_id = "AIDA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(17))
+        row = await self.db.write(q.create_user, account, name, user_id, path, self.clock())
+        if row is None:
+            raise EntityAlreadyExists(f"User with name {name} already exists.")
+        return row
+
+    async def get_user(self, account: str, name: str) -> UserRow:
+        row = await self.db.read(q.get_user, account, name)
+        if row is None:
+            raise NoSuchEntity(f"The user with name {name} cannot be found.")
+        return row
+
+    async def list_users(self, account: str, after: str = "", limit: int = 100) -> list[UserRow]:
+        return await self.db.read(q.list_users, account, after, limit)
+
+    async def delete_user(self, account: str, name: str) -> None:
+        result = await self.db.write(q.delete_user, account, name)
+        if result == "unknown":
+            raise NoSuchEntity(f"The user with name {name} cannot be found.")
+        if result == "conflict":
+            raise DeleteConflict("Cannot delete entity, must delete access keys and policies first.")
+
+    # access keys
+
+    async def create_access_key(self, account: str, user: str, key_id: str | None = None,
+                                secret: str | None = None) -> KeyRow:
+        await self.get_user(account, user)
+        if len(await self.db.read(q.list_access_keys, account, user)) >= MAX_KEYS_PER_USER:
+            raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}")
+        if key_id is not None and not _KEY_ID.fullmatch(key_id):
+            raise InvalidInput("access key id must be 16-128 upper-case letters or digits")
+        key = KeyRow(key_id or _new_key_id(), account, user, secret or _new_secret(), "Active", self.clock())
+        if await self.db.read(q.get_access_key, key.id) is not None:
+            raise EntityAlreadyExists(f"access key {key.id} already exists")
+        await self.db.write(q.create_access_key, key)
+        return key
+
+    async def list_access_keys(self, account: str, user: str) -> list[KeyRow]:
+        await self.get_user(account, user)
+        return await self.db.read(q.list_access_keys, account, user)
+
+    async def update_access_key(self, account: str, user: str, key_id: str, status: str) -> None:
+        if status not in ("Active", "Inactive"):
+            raise InvalidInput("Status must be Active or Inactive")
+        if not await self.db.write(q.update_access_key, account, user, key_id, status):
+            raise NoSuchEntity(f"The Access Key with id {key_id} cannot be found.")
+
+    async def delete_access_key(self, account: str, user: str, key_id: str) -> None:
+        if not await self.db.write(q.delete_access_key, account, user, key_id):
+            raise NoSuchEntity(f"The Access Key with id {key_id} cannot be found.")
+
+    async def active_key(self, key_id: str) -> KeyRow | None:
+        """The key if it exists and is active: the request path's lookup, cached."""
+        self._fresh()
+        if key_id in self._keys:
+            key = self._keys[key_id]
+        else:
+            key = await self.db.read(q.get_access_key, key_id)
+            if len(self._keys) < 100_000:
+                self._keys[key_id] = key
+        return key if key is not None and key.status == "Active" else None
+
+    # inline policies
+
+    async def put_user_policy(self, account: str, user: str, name: str, document: str) -> None:
+        await self.get_user(account, user)
+        try:
+            parse_policy(document, "identity")
+        except ValueError as e:
+            raise MalformedPolicyDocument(str(e)) from None
+        await self.db.write(q.put_user_policy, account, user, name, document)
+
+    async def get_user_policy(self, account: str, user: str, name: str) -> str:
+        doc = await self.db.read(q.get_user_policy, account, user, name)
+        if doc is None:
+            raise NoSuchEntity(f"The user policy with name {name} cannot be found.")
+        return doc
+
+    async def list_user_policies(self, account: str, user: str) -> list[str]:
+        await self.get_user(account, user)
+        return [n for n, _ in await self.db.read(q.user_policies, account, user)]
+
+    async def delete_user_policy(self, account: str, user: str, name: str) -> None:
+        if not await self.db.write(q.delete_user_policy, account, user, name):
+            raise NoSuchEntity(f"The user policy with name {name} cannot be found.")
+
+    async def identity_policies(self, principal: Principal) -> tuple[Policy, ...]:
+        if principal.user is None:  # the account root: everything in its own account
+            return (parse_policy(ADMIN_POLICY, "identity"),)
+        key = (principal.account, principal.user)
+        self._fresh()
+        cached = self._policies.get(key)
+        if cached is None:
+            docs = await self.db.read(q.user_policies, principal.account, principal.user)
+            cached = tuple(parse_policy(d, "identity") for _, d in docs)
+            self._policies[key] = cached
+        return cached
+
+    # registry tokens
+
+    def issue_token(self, principal: Principal) -> tuple[str, datetime]:
+        key_id = next(reversed(self._token_keys))
+        return tokens.issue(principal.arn, principal.account, self._token_keys[key_id],
+                            datetime.fromtimestamp(self.clock(), UTC), key_id=key_id)
+
+    def verify_token(self, token: str) -> Any:
+        """Claims of a valid token (no database call); raises tokens.TokenError otherwise."""
+        return tokens.verify(token, self._token_keys, datetime.fromtimestamp(self.clock(), UTC))
