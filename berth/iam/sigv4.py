@@ -144,8 +144,7 @@ def _parse_auth_header(value: str) -> dict[str, str]:
     missing = [k for k in ("Credential", "Signature", "SignedHeaders") if not fields.get(k)]
     if missing:
         raise IncompleteSignature(
-            " ".join(f"Authorization header requires '{k}' parameter." for k in missing)
-            + f" Authorization={value}"
+            " ".join(f"Authorization header requires '{k}' parameter." for k in missing) + f" Authorization={value}"
         )
     return fields
 
@@ -190,9 +189,12 @@ def parse_authorization(method: str, path: str, query_string: str, headers: Head
                 )
             date_header = "date"
             try:
-                amz_date = parsedate_to_datetime(http_date).astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+                parsed = parsedate_to_datetime(http_date)
             except (TypeError, ValueError) as exc:
                 raise IncompleteSignature(f"Date header is not a valid HTTP date: '{http_date}'") from exc
+            # A '-0000' zone parses as naive; HTTP dates are GMT.
+            parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            amz_date = parsed.strftime(TIMESTAMP_FORMAT)
         security_token = _header(hdrs, "x-amz-security-token")
     else:
         missing = [
@@ -323,8 +325,7 @@ def _check_time(req: SigV4Request, now: datetime) -> None:
     if req.presigned and req.expires is not None:
         if now > req.date + timedelta(seconds=req.expires):
             raise RequestExpired(
-                f"Request has expired: signed at {req.amz_date} for {req.expires} seconds, "
-                f"now {now.strftime(stamp)}"
+                f"Request has expired: signed at {req.amz_date} for {req.expires} seconds, now {now.strftime(stamp)}"
             )
     elif now - req.date > MAX_SKEW:
         raise RequestExpired(
