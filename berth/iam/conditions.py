@@ -19,6 +19,7 @@ import binascii
 import ipaddress
 import math
 import re
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,23 +31,24 @@ __all__ = ["Clause", "EvalContext", "parse_conditions", "parse_date"]
 
 
 class EvalContext:
-    """The request context, keys lower-cased once, values as tuples of strings ('' never missing)."""
+    """The request context: keys lower-cased once, values as tuples of strings (empty = absent)."""
 
     __slots__ = ("_values",)
 
     def __init__(self, context: Mapping[str, object]) -> None:
-        values: dict[str, tuple[str, ...]] = {}
-        for key, value in context.items():
-            values[key.lower()] = _context_values(value)
-        self._values = values
+        self._values: dict[str, tuple[str, ...]] = {
+            key.lower(): (value,) if type(value) is str else _context_values(value)
+            for key, value in context.items()
+        }
 
     def get(self, key: str) -> tuple[str, ...]:
         """The values of a (lower-cased) key; an empty tuple when the key is absent or empty."""
         return self._values.get(key, ())
 
     def setdefault(self, key: str, value: str) -> None:
-        if not self._values.get(key.lower()):
-            self._values[key.lower()] = (value,)
+        """Set a (lower-cased) key unless the request already has a value for it."""
+        if not self._values.get(key):
+            self._values[key] = (value,)
 
     def resolve(self, key: str) -> str | None:
         """The value of a policy variable: single-valued keys only, as AWS does."""
@@ -112,12 +114,22 @@ def _binary(text: str) -> bytes:
         raise ValueError(f"not base64: {text!r}") from None
 
 
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text.strip(), strict=False)
+def _network(text: str) -> tuple[int, int, int]:
+    """A CIDR (or a single address) as (version, network bits, mask bits)."""
+    net = ipaddress.ip_network(text.strip(), strict=False)
+    return net.version, int(net.network_address), int(net.netmask)
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_address(text.strip())
+def _address(text: str) -> tuple[int, int]:
+    """An address as (version, bits); inet_pton is several times faster than ipaddress here."""
+    try:
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        pass
+    try:
+        return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except OSError:
+        raise ValueError(f"not an IP address: {text!r}") from None
 
 
 def _same(text: str) -> str:
@@ -163,8 +175,8 @@ def _matches(a: str, pattern: re.Pattern[str]) -> bool:
     return pattern.fullmatch(a) is not None
 
 
-def _in_network(a: Any, network: Any) -> bool:
-    return a.version == network.version and a in network
+def _in_network(address: tuple[int, int], network: tuple[int, int, int]) -> bool:
+    return address[0] == network[0] and address[1] & network[2] == network[1]
 
 
 def _operators() -> dict[str, _Operator]:

@@ -11,8 +11,13 @@ Evaluation follows AWS's logic for identity-based and resource-based policies:
    delegates to the account's identity policies, as in AWS;
 3. cross account: allowed only if the caller's identity policies allow AND the resource owner's
    repository policy or registry policy allows the principal (by ARN, account or "*");
-4. otherwise denied ("no allow").
+4. a service principal ("codebuild.amazonaws.com") has no identity policies: only a resource
+   policy statement naming it (or "*") allows it;
+5. otherwise denied ("no allow").
 The account root or an administrator is not special-cased: callers pass their identity policies.
+NotPrincipal follows AWS: a principal is exempt only if every entity of its chain is listed, i.e.
+its account (id or root ARN) and, unless it is the root, its own ARN.
+A policy variable with no value (and no default) makes its Resource pattern or condition not match.
 The caller passes the registry policy only where it applies (REGISTRY_POLICY_SCOPE V2, or the
 actions V1 enforces); it is a resource policy whose Resource must match.
 
@@ -447,91 +452,95 @@ def evaluate(
     """Decide one request (see the module docstring for the rules)."""
     ctx = _context(request)
 
-    identity_allow: str | None = None
+    # Matching statements are kept as (where, statement) and described only for the decision.
+    identity_allow: tuple[str, Statement] | None = None
     for n, policy in enumerate(identity_policies, 1):
-        _expect(policy, "identity")
+        if policy.kind != "identity":
+            raise ValueError(f"expected a identity policy, got a {policy.kind} policy")
         for st in policy.statements:
             if st.applies(request, ctx):
-                where = f"identity policy #{n} statement {st.label}"
                 if not st.allow:
-                    return Decision(False, f"explicit deny in {where}")
+                    return Decision(False, f"explicit deny in {_where(f'identity policy #{n}', st)}")
                 if identity_allow is None:
-                    identity_allow = where
+                    identity_allow = (f"identity policy #{n}", st)
 
-    named_allow: str | None = None  # a resource policy allows this principal by ARN or "*"
-    account_allow: str | None = None  # a resource policy allows the principal's whole account
-    resource_side: tuple[tuple[str, Policy | None, str], ...] = (
-        ("repository policy", resource_policy, "repository"),
-        ("registry policy", registry_policy, "registry"),
-    )
-    for name, maybe_policy, expected in resource_side:
+    named_allow: tuple[str, Statement] | None = None  # a resource policy allows the principal by name or "*"
+    account_allow: tuple[str, Statement] | None = None  # a resource policy allows the principal's account
+    for name, kind, maybe_policy in (
+        ("repository policy", "repository", resource_policy),
+        ("registry policy", "registry", registry_policy),
+    ):
         if maybe_policy is None:
             continue
-        _expect(maybe_policy, expected)
+        if maybe_policy.kind != kind:
+            raise ValueError(f"expected a {kind} policy, got a {maybe_policy.kind} policy")
         for st in maybe_policy.statements:
             how = st.applies(request, ctx)
             if not how:
                 continue
-            where = f"{name} statement {st.label}"
             if not st.allow:
-                return Decision(False, f"explicit deny in {where}")
-            if how == _BY_NAME and named_allow is None:
-                named_allow = where
-            elif how == _BY_ACCOUNT and account_allow is None:
-                account_allow = where
+                return Decision(False, f"explicit deny in {_where(name, st)}")
+            if how == _BY_NAME:
+                if named_allow is None:
+                    named_allow = (name, st)
+            elif account_allow is None:
+                account_allow = (name, st)
 
-    what = f"{request.action} on {request.resource_arn}"
     if not request.principal_arn.startswith("arn:"):
         # A service principal has no identity policies: only a resource policy naming it grants.
         if named_allow is not None:
-            return Decision(True, f"allowed by {named_allow}")
-        return Decision(
-            False, f"no allow: no resource policy statement allows service {request.principal_arn} {what}"
-        )
+            return Decision(True, f"allowed by {_where(*named_allow)}")
+        return Decision(False, f"no allow: no resource policy statement allows {_what(request)}")
+
     if request.principal_account == request.resource_account:
         if identity_allow is not None:
-            return Decision(True, f"allowed by {identity_allow}")
+            return Decision(True, f"allowed by {_where(*identity_allow)}")
         if named_allow is not None:
-            return Decision(True, f"allowed by {named_allow}")
+            return Decision(True, f"allowed by {_where(*named_allow)}")
         if account_allow is not None:
             return Decision(
                 False,
-                f"no allow: {account_allow} grants the account, which leaves the decision to its "
-                f"identity policies, and none allows {what}",
+                f"no allow: {_where(*account_allow)} grants the whole account, which leaves the decision "
+                f"to its identity policies, and none allows {_what(request)}",
             )
-        return Decision(False, f"no allow: no identity or resource policy statement allows {what}")
+        return Decision(False, f"no allow: no identity or resource policy statement allows {_what(request)}")
 
     resource_allow = named_allow or account_allow
     if identity_allow is not None and resource_allow is not None:
-        return Decision(True, f"cross-account: allowed by {identity_allow} and {resource_allow}")
+        return Decision(
+            True, f"cross-account: allowed by {_where(*identity_allow)} and {_where(*resource_allow)}"
+        )
     if identity_allow is not None:
         return Decision(
             False,
-            f"no allow: cross-account {what} is allowed by {identity_allow} but by no repository "
-            f"or registry policy of account {request.resource_account}",
+            f"no allow: cross-account {_what(request)} is allowed by {_where(*identity_allow)} but by no "
+            f"repository or registry policy of account {request.resource_account}",
         )
     if resource_allow is not None:
         return Decision(
             False,
-            f"no allow: cross-account {what} is allowed by {resource_allow} but by no identity policy "
-            "of the caller",
+            f"no allow: cross-account {_what(request)} is allowed by {_where(*resource_allow)} but by no "
+            "identity policy of the caller",
         )
-    return Decision(False, f"no allow: no identity or resource policy statement allows {what}")
+    return Decision(False, f"no allow: no identity or resource policy statement allows {_what(request)}")
 
 
-def _expect(policy: Policy, kind: str) -> None:
-    if policy.kind != kind:
-        raise ValueError(f"expected a {kind} policy, got a {policy.kind} policy")
+def _where(source: str, statement: Statement) -> str:
+    return f"{source} statement {statement.label}"
+
+
+def _what(request: AuthzRequest) -> str:
+    return f"{request.principal_arn} {request.action} on {request.resource_arn}"
 
 
 def _context(request: AuthzRequest) -> EvalContext:
     ctx = EvalContext(request.context)
     if request.principal_arn.startswith("arn:"):
-        ctx.setdefault("aws:PrincipalArn", request.principal_arn)
+        ctx.setdefault("aws:principalarn", request.principal_arn)
     elif request.principal_arn:
-        ctx.setdefault("aws:PrincipalServiceName", request.principal_arn)
+        ctx.setdefault("aws:principalservicename", request.principal_arn)
     if request.principal_account:
-        ctx.setdefault("aws:PrincipalAccount", request.principal_account)
+        ctx.setdefault("aws:principalaccount", request.principal_account)
     if request.resource_account:
-        ctx.setdefault("aws:ResourceAccount", request.resource_account)
+        ctx.setdefault("aws:resourceaccount", request.resource_account)
     return ctx

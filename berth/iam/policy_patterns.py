@@ -13,6 +13,7 @@ colons; a pattern with fewer than six components lets its last component run to 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -152,4 +153,10 @@ def compile_patterns(
 def compile_pattern(
     segments: Sequence[Segment], *, arn: bool = False, ignore_case: bool = False
 ) -> re.Pattern[str]:
+    """Compile one pattern; memoised, since patterns with variables are compiled per request."""
+    return _compile_one(tuple(segments), arn, ignore_case)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_one(segments: tuple[Segment, ...], arn: bool, ignore_case: bool) -> re.Pattern[str]:
     return compile_patterns([segments], arn=arn, ignore_case=ignore_case)
