@@ -10,12 +10,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from berth.api.auth import OpenAuthenticator
+from berth.api.auth import Authenticator, IamAuthenticator, OpenAuthenticator
+from berth.api.control import ControlPlane
+from berth.api.ecr import ops_images, ops_layers, ops_registry, ops_repositories
+from berth.api.ecr.app import EcrApi, Handler, Services
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
 from berth.config import Settings
 from berth.db.store import Backend
-from berth.iam.authz import OpenAuthorizer
+from berth.iam.authorizer import PolicyAuthorizer
+from berth.iam.authz import Authorizer, OpenAuthorizer
+from berth.iam.resources import ResourcePolicies
+from berth.iam.service import IdentityService
 from berth.registry.service import RegistryService
 from berth.registry.uploads import Uploads
 from berth.storage.filesystem import FilesystemBlobStore
@@ -39,6 +45,7 @@ class BerthApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.oci: OciApi | None = None
+        self.control: ControlPlane | None = None
         self.db: Backend | None = None
         self.uploads: Uploads | None = None
         self.web = Starlette(routes=[
@@ -53,10 +60,19 @@ class BerthApp:
         blobs = FilesystemBlobStore(s.data_dir)
         self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
-        if s.auth != "none":  # Settings refuses other modes until they exist
-            raise RuntimeError(f"auth mode {s.auth!r} is not wired")
-        self.oci = OciApi(registry, OpenAuthenticator(s.default_account), OpenAuthorizer(),
-                          s.default_account, s.default_region, s.registry_domain)
+        identity = IdentityService(self.db)
+        await identity.ensure_signing_key()
+        authn: Authenticator
+        authz: Authorizer
+        if s.auth == "iam":
+            authn, authz = IamAuthenticator(identity), PolicyAuthorizer(self.db, identity, registry.resource_tags)
+        else:
+            authn, authz = OpenAuthenticator(s.default_account), OpenAuthorizer()
+        self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain)
+        operations: dict[str, Handler] = {**ops_registry.OPERATIONS, **ops_repositories.OPERATIONS,
+                                          **ops_images.OPERATIONS, **ops_layers.OPERATIONS}
+        services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain)
+        self.control = ControlPlane(EcrApi(services, authn, operations, s.default_region))
         purged = await self.uploads.purge()
         if purged:
             log.warning("purged %d abandoned uploads", purged)
@@ -76,6 +92,12 @@ class BerthApp:
                     await self.startup()
                 assert self.oci is not None
                 await self.oci(scope, receive, send)
+                return
+            if path == "/" and scope["method"] == "POST":
+                if self.control is None:
+                    await self.startup()
+                assert self.control is not None
+                await self.control(scope, receive, send)
                 return
             await self.web(scope, receive, send)  # type: ignore[arg-type]
         elif kind == "lifespan":
@@ -107,3 +129,16 @@ class BerthApp:
 
 def create_app(settings: Settings) -> BerthApp:
     return BerthApp(settings)
+
+
+async def bootstrap_account(settings: Settings, account: str, key_id: str | None = None,
+                            secret: str | None = None) -> tuple[str, str] | None:
+    """Ensure `account` and its administrator exist; the credentials created now, if any."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = await open_backend(settings)
+    try:
+        identity = IdentityService(db)
+        await identity.ensure_signing_key()
+        return await identity.bootstrap(account, key_id or None, secret or None)
+    finally:
+        await db.close()

@@ -15,6 +15,8 @@ cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Berth: a registry that speaks ECR.")
 db_cli = typer.Typer(no_args_is_help=True, help="Metadata database.")
 cli.add_typer(db_cli, name="db")
+admin_cli = typer.Typer(no_args_is_help=True, help="Accounts and administrators.")
+cli.add_typer(admin_cli, name="admin")
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
 DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
@@ -43,12 +45,9 @@ def serve(
     s = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url, tls_cert=tls_cert,
                   tls_key=tls_key, workers=workers, auth=auth)
     s.data_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **s.to_env()}
-    # Migrations run in their own process so the serving processes never load Alembic.
-    from berth.db.migrate import sqlite_is_current
-
-    if s.uses_postgres or not sqlite_is_current(s.sqlite_path):
-        subprocess.run([sys.executable, "-m", "berth", "db", "upgrade"], env=env, check=True)
+    _migrate(s)  # in its own process, so the serving processes never load Alembic
+    if s.auth == "iam":
+        _bootstrap(s, s.default_account, s.admin_access_key_id, s.admin_secret_access_key)
     os.environ.update(s.to_env())
 
     from granian import Granian
@@ -80,6 +79,49 @@ def db_upgrade(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> Non
     s = _settings(data_dir=data_dir, database_url=database_url)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(sqlalchemy_url(s.database_url, s.sqlite_path))
+
+
+def _migrate(s: Settings) -> None:
+    from berth.db.migrate import sqlite_is_current
+
+    if s.uses_postgres or not sqlite_is_current(s.sqlite_path):
+        subprocess.run([sys.executable, "-m", "berth", "db", "upgrade"], env={**os.environ, **s.to_env()}, check=True)
+
+
+def _bootstrap(s: Settings, account: str, key_id: str | None, secret: str | None) -> bool:
+    """Create the account's administrator if missing; print new credentials once. True if created."""
+    import asyncio
+
+    from berth.app import bootstrap_account
+    from berth.iam.errors import IamError
+
+    try:
+        created = asyncio.run(bootstrap_account(s, account, key_id, secret))
+    except IamError as e:
+        typer.echo(f"berth: {e.message}", err=True)
+        raise typer.Exit(1) from None
+    if created is None:
+        return False
+    typer.echo(f"berth: account {account}: administrator 'admin' created; its credentials (shown once):", err=True)
+    typer.echo(f"export AWS_ACCESS_KEY_ID={created[0]} AWS_SECRET_ACCESS_KEY={created[1]} "
+               f"AWS_DEFAULT_REGION={s.default_region}")
+    return True
+
+
+@admin_cli.command("create-account")
+def create_account(
+    account_id: str = typer.Argument(..., help="12-digit account id."),
+    access_key_id: str = typer.Option(None, "--access-key-id", help="Use this access key id."),
+    secret_access_key: str = typer.Option(None, "--secret-access-key", help="Use this secret."),
+    data_dir: Path = DataDir,
+    database_url: str = DatabaseUrl,
+) -> None:
+    """Create an account with its first administrator and print its credentials."""
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrate(s)
+    if not _bootstrap(s, account_id, access_key_id, secret_access_key):
+        typer.echo(f"berth: account {account_id} already has an administrator key", err=True)
 
 
 def main() -> None:

@@ -33,19 +33,19 @@ class Settings:
     tls_cert: str = ""
     tls_key: str = ""
     workers: int = 1
-    auth: str = "none"
+    auth: str = "iam"
     create_on_push: bool = False
     default_account: str = DEFAULT_ACCOUNT
     default_region: str = DEFAULT_REGION
     registry_domain: str = "localhost"
     upload_max_age_hours: int = 168
     log_level: str = "warning"
+    admin_access_key_id: str = ""  # the default account's first administrator key, when set
+    admin_secret_access_key: str = ""
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
             raise ConfigError(f"unknown auth mode {self.auth!r} (none|iam)")
-        if self.auth == "iam":
-            raise ConfigError("--auth iam arrives with the control-plane issue; use --auth none")
         if self.database_url and not self.database_url.startswith(("postgresql://", "postgres://", "sqlite:///")):
             raise ConfigError(f"unsupported database URL {self.database_url!r}")
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -233,3 +233,12 @@ def referrers(repo_id: int, subject: str) -> Txn[list[tuple[str, str, str | None
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+# resource tags (TagResource / condition keys aws:ResourceTag/…)
+
+def repository_tags(account: str, region: str, name: str) -> Txn[dict[str, str]]:
+    rows = yield Q("SELECT t.key, t.value FROM repositories r JOIN repository_tags t ON t.repository_id = r.id "
+                   "WHERE r.account_id = ? AND r.region = ? AND r.name = ? ORDER BY t.key",
+                   (account, region, name), "all")
+    return {r[0]: r[1] for r in rows}

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from berth.iam.policy import Decision
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:
@@ -26,12 +28,6 @@ class Principal:
     def iam_user(cls, account: str, user: str, access_key_id: str | None = None) -> Principal:
         return cls(account=account, arn=f"arn:aws:iam::{account}:user/{user}", user=user,
                    access_key_id=access_key_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    allowed: bool
-    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

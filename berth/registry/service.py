@@ -82,6 +82,9 @@ class RegistryService:
         check_name(name)
         return await self.db.write(q.create_repository, account, region, name, self.clock())
 
+    async def resource_tags(self, account: str, region: str, name: str) -> dict[str, str]:
+        return await self.db.read(q.repository_tags, account, region, name)
+
     async def catalog(self, account: str, region: str, last: str, n: int | None) -> list[str]:
         return await self.db.read(q.list_repository_names, account, region, last, ALL if n is None else n)
 

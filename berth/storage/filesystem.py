@@ -8,8 +8,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-_DIGEST = re.compile(r"^(sha256|sha512):([a-f0-9]{64}|[a-f0-9]{128})$")
-_UPLOAD_ID = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
+_DIGEST = re.compile(r"(sha256|sha512):([a-f0-9]+)")  # fullmatch: "$" would accept a trailing newline
+_HEX_LENGTH = {"sha256": 64, "sha512": 128}
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -53,14 +54,14 @@ class FilesystemBlobStore:
 
     # paths
     def _blob_path(self, digest: str) -> Path:
-        m = _DIGEST.match(digest)
-        if not m:
+        m = _DIGEST.fullmatch(digest)
+        if not m or len(m.group(2)) != _HEX_LENGTH[m.group(1)]:
             raise ValueError(f"invalid digest {digest!r}")
         alg, hexpart = m.groups()
         return self._blobs / alg / hexpart[:2] / hexpart
 
     def _upload_path(self, upload_id: str) -> Path:
-        if not _UPLOAD_ID.match(upload_id):
+        if not _UPLOAD_ID.fullmatch(upload_id):
             raise ValueError(f"invalid upload id {upload_id!r}")
         return self._uploads / upload_id
 

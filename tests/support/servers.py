@@ -62,6 +62,8 @@ class BerthServer:
         self.host = f"127.0.0.1:{self.port}"
         self.extra_env = dict(env or {})
         self.args = list(args or [])
+        if "--auth" not in self.args:  # the OCI suites run open; IAM suites pass --auth iam
+            self.args += ["--auth", "none"]
         self.proc: subprocess.Popen | None = None
         self.log = self.data_dir.parent / f"berth-{self.port}.log"
 

@@ -1,0 +1,154 @@
+"""POST / with X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Op>: the ECR JSON 1.1 face.
+
+Authenticate (SigV4), validate against botocore's model, authorize through the one seam, call
+the operation's handler, and translate domain errors into AWS exception shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from berth.api.auth import Authenticator, UnknownAccessKey
+from berth.api.ecr import errors, model
+from berth.iam import sigv4
+from berth.iam.authz import Authorizer, Context, Principal, repository_arn
+from berth.iam.errors import IamError
+from berth.iam.resources import ResourcePolicies
+from berth.iam.service import IdentityService
+from berth.registry.errors import RegistryError
+from berth.registry.service import RegistryService
+
+log = logging.getLogger("berth.ecr")
+MAX_BODY = 32 * 1024 * 1024  # UploadLayerPart carries up to 20 MiB, base64-encoded
+
+
+class EcrError(Exception):
+    """An AWS exception raised by a handler: `name` is its __type, `extra` its modelled members."""
+
+    def __init__(self, name: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.name = name
+        self.message = message
+        self.extra = extra
+
+
+# Domain error code -> ECR exception, for errors a handler lets through.
+REGISTRY_ERRORS: dict[str, str] = {
+    "NAME_UNKNOWN": "RepositoryNotFoundException",
+    "NAME_INVALID": "InvalidParameterException",
+    "TAG_INVALID": "InvalidParameterException",
+    "TAG_IMMUTABLE": "ImageTagAlreadyExistsException",
+    "MANIFEST_UNKNOWN": "ImageNotFoundException",
+    "MANIFEST_INVALID": "InvalidParameterException",
+    "MANIFEST_TOO_LARGE": "InvalidParameterException",
+    "MANIFEST_BLOB_UNKNOWN": "LayersNotFoundException",
+    "MANIFEST_REFERENCED": "InvalidParameterException",
+    "DIGEST_INVALID": "InvalidParameterException",
+    "BLOB_UNKNOWN": "LayersNotFoundException",
+    "BLOB_UPLOAD_UNKNOWN": "UploadNotFoundException",
+    "BLOB_UPLOAD_INVALID": "InvalidLayerException",
+    "UPLOAD_OUT_OF_ORDER": "InvalidLayerPartException",
+    "SIZE_INVALID": "InvalidLayerPartException",
+    "UNSUPPORTED": "InvalidParameterException",
+    "DENIED": "AccessDeniedException",
+}
+
+
+@dataclass
+class Services:
+    registry: RegistryService
+    identity: IdentityService
+    policies: ResourcePolicies
+    authorizer: Authorizer
+    domain: str
+
+
+@dataclass
+class EcrCall:
+    op: str
+    params: dict[str, Any]
+    principal: Principal
+    region: str  # the region the request was signed for
+    host: str
+    context: Context
+    services: Services
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def registry_id(self) -> str:
+        return str(self.params.get("registryId") or self.principal.account)
+
+    def repo_arn(self, name: str, account: str | None = None) -> str:
+        return repository_arn(self.region, account or self.registry_id, name)
+
+    async def allow(self, action: str, resource: str) -> None:
+        decision = await self.services.authorizer.authorize(self.principal, action, resource, self.context)
+        if not decision.allowed:
+            raise EcrError("AccessDeniedException",
+                           f"User: {self.principal.arn} is not authorized to perform: {action} on resource: "
+                           f"{resource} because {decision.reason}")
+
+
+Handler = Callable[[EcrCall], Awaitable[dict[str, Any]]]
+
+
+def default_resource(call: EcrCall) -> str:
+    """The resource an operation acts on, as AWS authorizes it."""
+    name = call.params.get("repositoryName")
+    if isinstance(name, str):
+        return call.repo_arn(name)
+    if call.op in ("GetAuthorizationToken",):
+        return "*"
+    if call.op == "DescribeRepositories" or call.op == "CreateRepository":
+        return call.repo_arn("*")
+    return f"arn:aws:ecr:{call.region}:{call.registry_id}:*"
+
+
+class EcrApi:
+    def __init__(self, services: Services, authenticator: Authenticator,
+                 operations: dict[str, Handler], default_region: str) -> None:
+        self.services = services
+        self.authn = authenticator
+        self.operations = operations
+        self.default_region = default_region
+
+    async def handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, target: str,
+                     client_ip: str, secure: bool, host: str) -> tuple[int, dict[str, str], bytes]:
+        request_id = str(uuid.uuid4())
+        try:
+            op = model.target_to_operation(target)
+            if op is None:
+                raise EcrError("UnknownOperationException", f"Unknown operation {target}")
+            try:
+                principal, signed = await self.authn.aws_principal(method, raw_path, query, headers, body)
+            except UnknownAccessKey as e:
+                raise EcrError("UnrecognizedClientException", e.message) from None
+            params = model.decode_body(body)
+            model.validate_input(op, params)
+            handler = self.operations.get(op)
+            if handler is None:
+                raise EcrError("ValidationException", f"Berth does not support the ECR operation {op} yet.")
+            region = signed.region if signed is not None else self.default_region
+            call = EcrCall(op, params, principal, region, host, Context(client_ip, secure), self.services,
+                           request_id)
+            await call.allow(f"ecr:{op}", default_resource(call))
+            result = await handler(call)
+            out = json.dumps(result, separators=(",", ":"), default=str).encode()
+            return 200, {"Content-Type": errors.CONTENT_TYPE, "x-amzn-RequestId": request_id}, out
+        except (sigv4.SigV4Error, model.RequestError) as e:
+            return errors.from_exception(e, request_id=request_id)
+        except EcrError as e:
+            return errors.error_body(e.name, e.message, request_id=request_id, **e.extra)
+        except RegistryError as e:
+            return errors.error_body(REGISTRY_ERRORS.get(e.code, "InvalidParameterException"), e.message,
+                                     request_id=request_id)
+        except IamError as e:
+            return errors.error_body("InvalidParameterException", e.message, request_id=request_id)
+        except Exception:  # never a bare 500: ServerException is the model's own fault shape
+            log.exception("ECR operation failed")
+            return errors.error_body("ServerException", "internal error", request_id=request_id)

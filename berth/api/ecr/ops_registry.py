@@ -1,0 +1,133 @@
+"""ECR operations on the registry as a whole: auth tokens, policies, settings, DescribeRegistry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from berth.api.ecr.app import EcrCall, EcrError, Handler
+from berth.iam import tokens
+from berth.iam.policy import AuthzRequest, PolicyError, evaluate, parse_policy
+from berth.iam.resources import ResourcePolicies
+
+
+def _parse(text: str, kind: str) -> None:
+    try:
+        ResourcePolicies.check(text, kind)  # type: ignore[arg-type]
+    except PolicyError as e:
+        raise EcrError("InvalidParameterException",
+                       f"Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid policy text: {e}'"
+                       ) from None
+
+
+async def get_authorization_token(c: EcrCall) -> dict[str, Any]:
+    identity = c.services.identity
+    token, expires = identity.issue_token(c.principal)
+    scheme = "https" if c.context.secure_transport else "http"
+    ids = c.params.get("registryIds") or [c.principal.account]
+    return {"authorizationData": [{"authorizationToken": tokens.basic_auth_token(token),
+                                   "expiresAt": expires.timestamp(),
+                                   "proxyEndpoint": f"{scheme}://{c.host}"} for _ in ids]}
+
+
+async def describe_registry(c: EcrCall) -> dict[str, Any]:
+    return {"registryId": c.registry_id, "replicationConfiguration": {"rules": []}}
+
+
+async def _repo(c: EcrCall) -> Any:
+    return await c.services.registry.repository(c.registry_id, c.region, c.params["repositoryName"])
+
+
+async def set_repository_policy(c: EcrCall) -> dict[str, Any]:
+    repo = await _repo(c)
+    text = c.params["policyText"]
+    _parse(text, "repository")
+    if not c.params.get("force") and not await _keeps_access(c, text):
+        raise EcrError("InvalidParameterException",
+                       "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'The repository policy "
+                       "would prevent you from setting another policy in the future; use force to set it anyway'")
+    await c.services.policies.set_repository_policy(repo.id, text)
+    return {"registryId": c.registry_id, "repositoryName": repo.name, "policyText": text}
+
+
+async def _keeps_access(c: EcrCall, text: str) -> bool:
+    """Would the caller still be allowed ecr:SetRepositoryPolicy under the new policy?"""
+    resource = c.repo_arn(c.params["repositoryName"])
+    request = AuthzRequest(c.principal.arn, c.principal.account, "ecr:SetRepositoryPolicy", resource,
+                           c.registry_id, {"aws:SourceIp": c.context.source_ip})
+    identity = await c.services.identity.identity_policies(c.principal)
+    return evaluate(request, identity, parse_policy(text, "repository")).allowed
+
+
+async def get_repository_policy(c: EcrCall) -> dict[str, Any]:
+    repo = await _repo(c)
+    text = await c.services.policies.repository_policy(repo.id)
+    if text is None:
+        raise EcrError("RepositoryPolicyNotFoundException",
+                       f"Repository policy does not exist for the repository with name '{repo.name}' in the "
+                       f"registry with id '{c.registry_id}'")
+    return {"registryId": c.registry_id, "repositoryName": repo.name, "policyText": text}
+
+
+async def delete_repository_policy(c: EcrCall) -> dict[str, Any]:
+    repo = await _repo(c)
+    text = await c.services.policies.delete_repository_policy(repo.id)
+    if text is None:
+        raise EcrError("RepositoryPolicyNotFoundException",
+                       f"Repository policy does not exist for the repository with name '{repo.name}' in the "
+                       f"registry with id '{c.registry_id}'")
+    return {"registryId": c.registry_id, "repositoryName": repo.name, "policyText": text}
+
+
+async def put_registry_policy(c: EcrCall) -> dict[str, Any]:
+    text = c.params["policyText"]
+    _parse(text, "registry")
+    await c.services.policies.put_registry_policy(c.principal.account, c.region, text)
+    return {"registryId": c.principal.account, "policyText": text}
+
+
+async def get_registry_policy(c: EcrCall) -> dict[str, Any]:
+    text = await c.services.policies.registry_policy(c.principal.account, c.region)
+    if text is None:
+        raise EcrError("RegistryPolicyNotFoundException",
+                       f"Registry policy does not exist in the registry with id '{c.principal.account}'")
+    return {"registryId": c.principal.account, "policyText": text}
+
+
+async def delete_registry_policy(c: EcrCall) -> dict[str, Any]:
+    text = await c.services.policies.delete_registry_policy(c.principal.account, c.region)
+    if text is None:
+        raise EcrError("RegistryPolicyNotFoundException",
+                       f"Registry policy does not exist in the registry with id '{c.principal.account}'")
+    return {"registryId": c.principal.account, "policyText": text}
+
+
+async def get_account_setting(c: EcrCall) -> dict[str, Any]:
+    name = c.params["name"]
+    try:
+        value = await c.services.policies.setting(c.principal.account, c.region, name)
+    except ValueError as e:
+        raise EcrError("InvalidParameterException", str(e)) from None
+    return {"name": name, "value": value}
+
+
+async def put_account_setting(c: EcrCall) -> dict[str, Any]:
+    name, value = c.params["name"], c.params["value"]
+    try:
+        await c.services.policies.put_setting(c.principal.account, c.region, name, value)
+    except ValueError as e:
+        raise EcrError("InvalidParameterException", str(e)) from None
+    return {"name": name, "value": value}
+
+
+OPERATIONS: dict[str, Handler] = {
+    "GetAuthorizationToken": get_authorization_token,
+    "DescribeRegistry": describe_registry,
+    "SetRepositoryPolicy": set_repository_policy,
+    "GetRepositoryPolicy": get_repository_policy,
+    "DeleteRepositoryPolicy": delete_repository_policy,
+    "PutRegistryPolicy": put_registry_policy,
+    "GetRegistryPolicy": get_registry_policy,
+    "DeleteRegistryPolicy": delete_registry_policy,
+    "GetAccountSetting": get_account_setting,
+    "PutAccountSetting": put_account_setting,
+}

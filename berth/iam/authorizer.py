@@ -1,0 +1,87 @@
+"""--auth iam: every decision through the IAM evaluation logic, cached until a policy changes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from berth.db import policies as q
+from berth.db.store import Backend
+from berth.iam.authz import Context, Principal
+from berth.iam.policy import AuthzRequest, Decision, Policy, evaluate, parse_policy
+from berth.iam.service import IdentityService
+
+TagLookup = Callable[[str, str, str], Awaitable[dict[str, str]]]
+_TTL = 5.0  # decisions may depend on time conditions: keep them briefly even when nothing changes
+
+
+def _parse_arn(resource: str) -> tuple[str, str, str | None]:
+    """(account, region, repository name or None) of an ECR ARN."""
+    parts = resource.split(":", 5)
+    if len(parts) < 6 or parts[2] != "ecr":
+        return "", "", None
+    region, account, rest = parts[3], parts[4], parts[5]
+    name = rest[len("repository/"):] if rest.startswith("repository/") else None
+    return account, region, (name if name and "*" not in name else None)
+
+
+class PolicyAuthorizer:
+    def __init__(self, db: Backend, identity: IdentityService, resource_tags: TagLookup | None = None) -> None:
+        self.db = db
+        self.identity = identity
+        self.resource_tags = resource_tags
+        self._version: int | None = None
+        self._stamp = 0.0
+        self._decisions: dict[tuple[str, str, str, str], Decision] = {}
+        self._docs: dict[tuple[str, ...], Policy | None] = {}
+
+    def _fresh(self) -> None:
+        now = time.monotonic()
+        v = self.db.version()
+        if v != self._version or v is None and now - self._stamp > 1.0 or now - self._stamp > _TTL:
+            self._version = v
+            self._stamp = now
+            self._decisions.clear()
+            self._docs.clear()
+
+    async def _policy(self, key: tuple[str, ...], kind: str) -> Policy | None:
+        if key in self._docs:
+            return self._docs[key]
+        if kind == "repository":
+            doc = await self.db.read(q.repository_policy_by_name, key[0], key[1], key[2])
+        else:
+            doc = await self.db.read(q.get_registry_policy, key[0], key[1])
+        policy = parse_policy(doc, kind) if doc else None  # type: ignore[arg-type]
+        self._docs[key] = policy
+        return policy
+
+    async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
+        self._fresh()
+        key = (principal.arn, action, resource, context.source_ip)
+        hit = self._decisions.get(key)
+        if hit is not None:
+            return hit
+        account, region, name = _parse_arn(resource)
+        resource_policy = await self._policy((account, region, name), "repository") if name else None
+        registry_policy = await self._policy((account, region), "registry") if account else None
+        now = datetime.now(UTC)
+        ctx: dict[str, str | list[str]] = {
+            "aws:SourceIp": context.source_ip,
+            "aws:SecureTransport": "true" if context.secure_transport else "false",
+            "aws:CurrentTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "aws:EpochTime": str(int(now.timestamp())),
+            **context.extra,
+        }
+        if principal.user:
+            ctx["aws:username"] = principal.user
+        if name and self.resource_tags is not None:
+            for k, v in (await self.resource_tags(account, region, name)).items():
+                ctx[f"aws:ResourceTag/{k}"] = v
+                ctx[f"ecr:ResourceTag/{k}"] = v
+        request = AuthzRequest(principal.arn, principal.account, action, resource, account or principal.account, ctx)
+        identity = await self.identity.identity_policies(principal)
+        decision = evaluate(request, identity, resource_policy, registry_policy)
+        if len(self._decisions) < 100_000:
+            self._decisions[key] = decision
+        return decision
