@@ -83,5 +83,5 @@ class IamAuthenticator:
         return Principal.iam_user(key.account_id, key.user_name, key.id), req
 
 
-def challenge(realm_host: str) -> Mapping[str, str]:
-    return {"WWW-Authenticate": f'Basic realm="https://{realm_host}/",service="ecr.amazonaws.com"'}
+def challenge(realm_host: str, scheme: str = "https") -> Mapping[str, str]:
+    return {"WWW-Authenticate": f'Basic realm="{scheme}://{realm_host}/",service="ecr.amazonaws.com"'}

@@ -83,7 +83,8 @@ class OciApi:
             if principal is None:
                 status, body = error_body("UNAUTHORIZED", "authentication required")
                 host = header(scope, b"host") or "berth"
-                await respond(send, status, [("Content-Type", "application/json"), *challenge(host).items()],
+                realm = challenge(host, scope.get("scheme", "http"))
+                await respond(send, status, [("Content-Type", "application/json"), *realm.items()],
                               body, head=method == "HEAD")
                 return
             account, region = self._registry_of(header(scope, b"host"))
