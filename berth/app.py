@@ -14,6 +14,7 @@ from berth.api.auth import Authenticator, IamAuthenticator, OpenAuthenticator
 from berth.api.control import ControlPlane
 from berth.api.ecr import ops_images, ops_layers, ops_registry, ops_repositories
 from berth.api.ecr.app import EcrApi, Handler, Services
+from berth.api.iam.app import IamQueryApi
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
 from berth.config import Settings
@@ -72,7 +73,8 @@ class BerthApp:
         operations: dict[str, Handler] = {**ops_registry.OPERATIONS, **ops_repositories.OPERATIONS,
                                           **ops_images.OPERATIONS, **ops_layers.OPERATIONS}
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain)
-        self.control = ControlPlane(EcrApi(services, authn, operations, s.default_region))
+        self.control = ControlPlane(EcrApi(services, authn, operations, s.default_region),
+                                    IamQueryApi(identity, authn, authz))
         purged = await self.uploads.purge()
         if purged:
             log.warning("purged %d abandoned uploads", purged)

@@ -1,0 +1,310 @@
+"""POST / with ``Action=…&Version=…``: the IAM and STS faces (AWS query protocol, XML responses).
+
+Read the form, pick the service (the SigV4 scope's service, else the Version), authenticate,
+validate against botocore's model, authorize ``iam:<Action>`` on the user's ARN through the one
+seam (sts:GetCallerIdentity needs no permission, as in AWS), call the identity service, and
+answer in IAM's XML; identity errors keep their IAM codes and statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from berth.api.auth import Authenticator, UnknownAccessKey
+from berth.api.iam import model, xml
+from berth.db.iam import KeyRow, UserRow
+from berth.iam import sigv4
+from berth.iam.authz import Authorizer, Context, Principal
+from berth.iam.errors import IamError, NoSuchEntity
+from berth.iam.service import IdentityService
+
+log = logging.getLogger("berth.iam")
+CONTENT_TYPE = "text/xml"
+
+# The wire errors of this face besides the identity service's own (IamError carries code and status).
+STATUS: dict[str, int] = {
+    "AccessDenied": 403,
+    "InvalidClientTokenId": 403,  # unknown or inactive access key
+    "SignatureDoesNotMatch": 403,  # also an expired signature, as IAM and STS answer it
+    "MissingAuthenticationToken": 403,
+    "IncompleteSignature": 400,
+    "InvalidAction": 400,
+    "MissingAction": 400,
+    "ValidationError": 400,
+    "MalformedQueryString": 400,
+    "ServiceFailure": 500,
+}
+
+SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {
+    UnknownAccessKey: "InvalidClientTokenId",
+    sigv4.MissingAuthentication: "MissingAuthenticationToken",
+    sigv4.IncompleteSignature: "IncompleteSignature",
+    sigv4.SignatureDoesNotMatch: "SignatureDoesNotMatch",
+    sigv4.RequestExpired: "SignatureDoesNotMatch",
+}
+
+_NON_USER = "Must specify userName when calling with non-User credentials"
+
+
+@dataclass
+class IamCall:
+    service: str
+    op: str
+    params: dict[str, Any]
+    principal: Principal
+    context: Context
+    identity: IdentityService
+
+    @property
+    def account(self) -> str:
+        return self.principal.account
+
+    def user_arn(self, name: str, path: str = "/") -> str:
+        return f"arn:aws:iam::{self.account}:user{path}{name}"
+
+    def target_user(self) -> str:
+        """The UserName parameter, or the calling user when the operation allows leaving it out."""
+        name = self.params.get("UserName")
+        if name is not None:
+            return str(name)
+        if self.principal.user is None:
+            raise model.QueryError("ValidationError", _NON_USER)
+        return self.principal.user
+
+    async def resource(self) -> str:
+        """The ARN IAM authorizes the operation on."""
+        if self.op == "CreateUser":
+            return self.user_arn(self.params["UserName"], self.params.get("Path", "/"))
+        if self.op == "ListUsers":
+            return f"arn:aws:iam::{self.account}:user{self.params.get('PathPrefix', '/')}"
+        name = self.target_user()
+        try:
+            path = (await self.identity.get_user(self.account, name)).path
+        except NoSuchEntity:
+            path = "/"
+        return self.user_arn(name, path)
+
+
+Handler = Callable[[IamCall], Awaitable[dict[str, Any] | None]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    handler: Handler
+    params: frozenset[str]  # the input members Berth implements; any other is refused
+    authorize: bool = True
+
+
+def _user(call: IamCall, row: UserRow) -> dict[str, Any]:
+    return {"Path": row.path, "UserName": row.name, "UserId": row.user_id,
+            "Arn": call.user_arn(row.name, row.path), "CreateDate": row.created_at}
+
+
+def _page(call: IamCall, items: list[Any], key: Callable[[Any], str]) -> tuple[list[Any], dict[str, Any]]:
+    """Marker/MaxItems over a small list: the marker is the key of the last item returned."""
+    marker = call.params.get("Marker")
+    limit = call.params.get("MaxItems", 100)
+    items = sorted(items, key=key)
+    if marker is not None:
+        items = [i for i in items if key(i) > marker]
+    page = items[:limit]
+    more = len(items) > limit
+    return page, ({"IsTruncated": True, "Marker": key(page[-1])} if more else {"IsTruncated": False})
+
+
+async def create_user(call: IamCall) -> dict[str, Any]:
+    row = await call.identity.create_user(call.account, call.params["UserName"], call.params.get("Path", "/"))
+    return {"User": _user(call, row)}
+
+
+async def get_user(call: IamCall) -> dict[str, Any]:
+    return {"User": _user(call, await call.identity.get_user(call.account, call.target_user()))}
+
+
+async def list_users(call: IamCall) -> dict[str, Any]:
+    prefix = call.params.get("PathPrefix", "/")
+    limit = call.params.get("MaxItems", 100)
+    after = call.params.get("Marker", "")
+    found: list[UserRow] = []
+    while len(found) <= limit:
+        rows = await call.identity.list_users(call.account, after, limit + 1)
+        found += [r for r in rows if r.path.startswith(prefix)]
+        if len(rows) <= limit:
+            break
+        after = rows[-1].name
+    page = found[:limit]
+    result: dict[str, Any] = {"Users": [_user(call, r) for r in page], "IsTruncated": len(found) > limit}
+    if len(found) > limit:
+        result["Marker"] = page[-1].name
+    return result
+
+
+async def delete_user(call: IamCall) -> None:
+    await call.identity.delete_user(call.account, call.params["UserName"])
+
+
+def _key(row: KeyRow, secret: bool = False) -> dict[str, Any]:
+    out = {"UserName": row.user_name, "AccessKeyId": row.id, "Status": row.status, "CreateDate": row.created_at}
+    if secret:
+        out["SecretAccessKey"] = row.secret
+    return out
+
+
+async def create_access_key(call: IamCall) -> dict[str, Any]:
+    row = await call.identity.create_access_key(call.account, call.target_user())
+    return {"AccessKey": _key(row, secret=True)}
+
+
+async def list_access_keys(call: IamCall) -> dict[str, Any]:
+    keys = await call.identity.list_access_keys(call.account, call.target_user())
+    page, more = _page(call, keys, lambda k: k.id)
+    return {"AccessKeyMetadata": [_key(k) for k in page], **more}
+
+
+async def update_access_key(call: IamCall) -> None:
+    await call.identity.update_access_key(call.account, call.target_user(), call.params["AccessKeyId"],
+                                          call.params["Status"])
+
+
+async def delete_access_key(call: IamCall) -> None:
+    await call.identity.delete_access_key(call.account, call.target_user(), call.params["AccessKeyId"])
+
+
+async def put_user_policy(call: IamCall) -> None:
+    p = call.params
+    await call.identity.put_user_policy(call.account, p["UserName"], p["PolicyName"], p["PolicyDocument"])
+
+
+async def get_user_policy(call: IamCall) -> dict[str, Any]:
+    user, name = call.params["UserName"], call.params["PolicyName"]
+    await call.identity.get_user(call.account, user)
+    document = await call.identity.get_user_policy(call.account, user, name)
+    # IAM sends the document URL-encoded; botocore decodes it (and parses the JSON) for the caller.
+    return {"UserName": user, "PolicyName": name, "PolicyDocument": quote(document, safe="")}
+
+
+async def list_user_policies(call: IamCall) -> dict[str, Any]:
+    names = await call.identity.list_user_policies(call.account, call.params["UserName"])
+    page, more = _page(call, names, str)
+    return {"PolicyNames": page, **more}
+
+
+async def delete_user_policy(call: IamCall) -> None:
+    await call.identity.get_user(call.account, call.params["UserName"])
+    await call.identity.delete_user_policy(call.account, call.params["UserName"], call.params["PolicyName"])
+
+
+async def get_caller_identity(call: IamCall) -> dict[str, Any]:
+    p = call.principal
+    if p.user is None:
+        return {"UserId": p.account, "Account": p.account, "Arn": p.arn}
+    row = await call.identity.get_user(p.account, p.user)
+    return {"UserId": row.user_id, "Account": p.account, "Arn": call.user_arn(row.name, row.path)}
+
+
+def _op(handler: Handler, *params: str, authorize: bool = True) -> Operation:
+    return Operation(handler, frozenset(params), authorize)
+
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("iam", "CreateUser"): _op(create_user, "UserName", "Path"),
+    ("iam", "GetUser"): _op(get_user, "UserName"),
+    ("iam", "ListUsers"): _op(list_users, "PathPrefix", "Marker", "MaxItems"),
+    ("iam", "DeleteUser"): _op(delete_user, "UserName"),
+    ("iam", "CreateAccessKey"): _op(create_access_key, "UserName"),
+    ("iam", "ListAccessKeys"): _op(list_access_keys, "UserName", "Marker", "MaxItems"),
+    ("iam", "UpdateAccessKey"): _op(update_access_key, "UserName", "AccessKeyId", "Status"),
+    ("iam", "DeleteAccessKey"): _op(delete_access_key, "UserName", "AccessKeyId"),
+    ("iam", "PutUserPolicy"): _op(put_user_policy, "UserName", "PolicyName", "PolicyDocument"),
+    ("iam", "GetUserPolicy"): _op(get_user_policy, "UserName", "PolicyName"),
+    ("iam", "ListUserPolicies"): _op(list_user_policies, "UserName", "Marker", "MaxItems"),
+    ("iam", "DeleteUserPolicy"): _op(delete_user_policy, "UserName", "PolicyName"),
+    ("sts", "GetCallerIdentity"): _op(get_caller_identity, authorize=False),
+}
+
+
+def _signed_service(method: str, raw_path: str, query: str, headers: Any) -> str | None:
+    try:
+        service = sigv4.parse_authorization(method, raw_path, query, headers).service
+    except sigv4.SigV4Error:
+        return None
+    return service if service in model.SERVICES else None
+
+
+def _content_type(headers: Any) -> str:
+    for name, value in headers:
+        n = name.decode("latin-1") if isinstance(name, bytes) else name
+        if n.lower() == "content-type":
+            return str(value.decode("latin-1") if isinstance(value, bytes) else value).lower()
+    return ""
+
+
+class IamQueryApi:
+    def __init__(self, identity: IdentityService, authenticator: Authenticator, authorizer: Authorizer,
+                 operations: dict[tuple[str, str], Operation] | None = None) -> None:
+        self.identity = identity
+        self.authn = authenticator
+        self.authz = authorizer
+        self.operations = OPERATIONS if operations is None else operations
+
+    async def handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, client_ip: str,
+                     secure: bool, host: str) -> tuple[int, dict[str, str], bytes]:
+        request_id = str(uuid.uuid4())
+        service = "iam"
+        try:
+            raw = model.parse_form(body, query)
+            action = raw.get("Action")
+            if not action:
+                if _content_type(headers).startswith("application/x-amz-json"):
+                    # A JSON-protocol client without X-Amz-Target: answer in its own format.
+                    out = json.dumps({"__type": "UnknownOperationException", "message": "missing X-Amz-Target"})
+                    return 400, {"Content-Type": _content_type(headers), "x-amzn-RequestId": request_id}, out.encode()
+                raise model.QueryError("MissingAction", "The request must contain the parameter Action.")
+            version = raw.get("Version")
+            service = (_signed_service(method, raw_path, query, headers) or model.service_for_version(version)
+                       or "iam")
+            principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body)
+            op_model = model.operation_model(service, action)
+            if op_model is None or (version is not None and version != model.api_version(service)):
+                raise model.QueryError("InvalidAction", f"Could not find operation {action} for version {version}")
+            operation = self.operations.get((service, action))
+            if operation is None:
+                raise model.QueryError("InvalidAction",
+                                       f"Berth does not support the {service.upper()} operation {action} yet.")
+            params = model.validate(op_model, raw, operation.params)
+            call = IamCall(service, action, params, principal, Context(client_ip, secure), self.identity)
+            if operation.authorize:
+                resource = await call.resource()
+                permission = f"{service}:{action}"
+                decision = await self.authz.authorize(principal, permission, resource, call.context)
+                if not decision.allowed:
+                    raise model.QueryError("AccessDenied", f"User: {principal.arn} is not authorized to perform: "
+                                                           f"{permission} on resource: {resource} because "
+                                                           f"{decision.reason}")
+            result = await operation.handler(call)
+            return 200, self._headers(request_id), xml.result_document(service, op_model, result, request_id)
+        except sigv4.SigV4Error as e:
+            return self._error(service, SIGV4_ERRORS.get(type(e), "IncompleteSignature"), e.message, request_id)
+        except model.QueryError as e:
+            return self._error(service, e.code, e.message, request_id)
+        except IamError as e:
+            return self._error(service, e.code, e.message, request_id, e.status)
+        except Exception:  # never a bare 500: ServiceFailure is IAM's own fault shape
+            log.exception("IAM operation failed")
+            return self._error(service, "ServiceFailure", "internal error", request_id)
+
+    @staticmethod
+    def _headers(request_id: str) -> dict[str, str]:
+        return {"Content-Type": CONTENT_TYPE, "x-amzn-RequestId": request_id}
+
+    def _error(self, service: str, code: str, message: str, request_id: str,
+               status: int | None = None) -> tuple[int, dict[str, str], bytes]:
+        status = status or STATUS[code]
+        return status, self._headers(request_id), xml.error_document(service, code, message, request_id,
+                                                                       sender=status < 500)
