@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from berth.registry.errors import ManifestInvalid, Unsupported
+from berth.registry.errors import ManifestInvalid, ManifestTooLarge, Unsupported
 from berth.registry.names import check_digest
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -123,7 +123,7 @@ def _opt_str(v: Any, name: str) -> str | None:
 def parse(body: bytes, content_type: str | None) -> ParsedManifest:
     """Validate a manifest's bytes against its declared media type."""
     if len(body) > MAX_MANIFEST:
-        raise ManifestInvalid("manifest larger than 4 MiB")
+        raise ManifestTooLarge("manifest larger than 4 MiB")
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -174,7 +174,8 @@ class RegistryService:
     async def _check_references(self, repo: RepoRow, parsed: manifests.ParsedManifest) -> None:
         wanted = list(dict.fromkeys(d.digest for d in parsed.blobs))
         if wanted:
-            missing = [d for d in wanted if d not in await self.db.read(q.linked_blobs, repo.id, wanted)]
+            linked = await self.db.read(q.linked_blobs, repo.id, wanted)
+            missing = [d for d in wanted if d not in linked]
             if missing:
                 raise ManifestBlobUnknown("manifest references a blob unknown to the repository",
                                           detail={"digest": missing[0]})

@@ -1,0 +1,542 @@
+"""The metadata-store contract: berth.db.registry's operations behave the same on every backend.
+
+Each test gets a fresh, migrated database: a copy of a migrated SQLite file, or the session's migrated
+PostgreSQL database with every table emptied. Tests are plain functions that hand an async body to `db.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from berth.db import registry as q
+from berth.db.migrate import sqlalchemy_url, upgrade
+from berth.db.postgres import PostgresBackend
+from berth.db.registry import NewManifest
+from berth.db.schema import metadata
+from berth.db.sqlite import SqliteBackend
+from berth.db.store import Backend, Q, Txn
+
+ACCOUNT = "123456789012"
+OTHER_ACCOUNT = "210987654321"
+REGION = "us-east-1"
+NOW = 1_700_000_000.0
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+Body = Callable[[Backend], Awaitable[Any]]
+
+
+class Harness:
+    """Opens a backend inside the test's own event loop (asyncpg pools belong to one loop)."""
+
+    def __init__(self, kind: str, open_: Callable[[], Awaitable[Backend]]) -> None:
+        self.kind = kind
+        self._open = open_
+
+    def run(self, body: Body) -> Any:
+        async def main() -> Any:
+            backend = await self._open()
+            try:
+                return await body(backend)
+            finally:
+                await backend.close()
+
+        return asyncio.run(main())
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "berth.db"
+    upgrade(sqlalchemy_url("", path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: Any) -> str:
+    """One migrated PostgreSQL database for the session; each test starts from empty tables."""
+    url = postgres.new_database()
+    upgrade(sqlalchemy_url(url, Path("unused")))
+    return url
+
+
+async def _empty_all(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        # DELETE, children first: on tables this small it is much cheaper than TRUNCATE
+        await conn.execute("; ".join(f"DELETE FROM {t.name}" for t in reversed(metadata.sorted_tables)))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
+    if request.param == "sqlite":
+        path = tmp_path / "berth.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+
+        async def open_sqlite() -> Backend:
+            return SqliteBackend(path)
+
+        return Harness("sqlite", open_sqlite)
+
+    url = request.getfixturevalue("postgres_url")
+    asyncio.run(_empty_all(url))
+
+    async def open_postgres() -> Backend:
+        return await PostgresBackend.connect(url)
+
+    return Harness("postgres", open_postgres)
+
+
+# helpers
+
+def digest_of(data: bytes | str) -> str:
+    return "sha256:" + hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
+
+
+def manifest(seed: str, refs: tuple[tuple[str, str], ...] = (), subject: str | None = None,
+             media_type: str = OCI_MANIFEST, artifact_type: str | None = None,
+             annotations: str | None = None) -> NewManifest:
+    body = f'{{"schemaVersion":2,"seed":"{seed}"}}'.encode()
+    return NewManifest(digest_of(body), media_type, artifact_type, subject, annotations, body,
+                       123, refs)
+
+
+async def new_repo(db: Backend, name: str = "team/app", account: str = ACCOUNT) -> int:
+    repo, created = await db.write(q.create_repository, account, REGION, name, NOW)
+    assert created
+    return repo.id
+
+
+def link_many(repo_id: int, digests: list[str], size: int = 1) -> Txn[None]:
+    for d in digests:
+        yield from q.link_blob(repo_id, d, size, NOW)
+
+
+# repositories
+
+def test_create_repository_is_idempotent(db: Harness) -> None:
+    async def body(db: Backend) -> None:
+        assert await db.read(q.get_repository, ACCOUNT, REGION, "team/app") is None
+        repo, created = await db.write(q.create_repository, ACCOUNT, REGION, "team/app", NOW)
+        assert created
+        assert (repo.account_id, repo.region, repo.name, repo.created_at) == (ACCOUNT, REGION, "team/app", NOW)
+        assert (repo.tag_mutability, repo.tag_mutability_filters, repo.scan_on_push) == ("MUTABLE", "[]", 0)
+        assert repo.encryption == '{"encryptionType": "AES256"}'
+        again, created_again = await db.write(q.create_repository, ACCOUNT, REGION, "team/app", NOW + 60,
+                                              "IMMUTABLE")
+        assert not created_again
+        assert again == repo  # the first one wins, unchanged
+        assert await db.read(q.get_repository, ACCOUNT, REGION, "team/app") == repo
+        # the same name elsewhere is another repository
+        other, created_other = await db.write(q.create_repository, OTHER_ACCOUNT, REGION, "team/app", NOW)
+        assert created_other and other.id != repo.id
+        west, created_west = await db.write(q.create_repository, ACCOUNT, "us-west-2", "team/app", NOW)
+        assert created_west and west.id not in (repo.id, other.id)
+
+    db.run(body)
+
+
+def test_create_repository_with_settings(db: Harness) -> None:
+    async def body(db: Backend) -> None:
+        filters = '[{"filter": "latest", "filterType": "WILDCARD"}]'
+        repo, _ = await db.write(q.create_repository, ACCOUNT, REGION, "locked", NOW, "IMMUTABLE_WITH_EXCLUSION",
+                                 filters, 1, '{"encryptionType": "KMS"}')
+        got = await db.read(q.get_repository, ACCOUNT, REGION, "locked")
+        assert got == repo
+        assert (got.tag_mutability, got.tag_mutability_filters, got.scan_on_push, got.encryption) == (
+            "IMMUTABLE_WITH_EXCLUSION", filters, 1, '{"encryptionType": "KMS"}')
+
+    db.run(body)
+
+
+def test_list_repository_names_pagination(db: Harness) -> None:
+    names = ["b", "a", "a/b", "a-b", "a.b", "a_b", "z/z/z", "c9", "c10", "team/app"]
+
+    async def body(db: Backend) -> None:
+        for n in names:
+            await new_repo(db, n)
+        await new_repo(db, "other-account-only", OTHER_ACCOUNT)
+        await db.write(q.create_repository, ACCOUNT, "eu-west-1", "other-region-only", NOW)
+
+        assert await db.read(q.list_repository_names, ACCOUNT, REGION, "", 1000) == sorted(names)
+        pages, after = [], ""
+        while page := await db.read(q.list_repository_names, ACCOUNT, REGION, after, 3):
+            assert len(page) <= 3
+            pages.append(page)
+            after = page[-1]
+        assert [len(p) for p in pages] == [3, 3, 3, 1]
+        assert [n for p in pages for n in p] == sorted(names)
+        assert await db.read(q.list_repository_names, ACCOUNT, REGION, "b", 100) == [n for n in sorted(names)
+                                                                                   if n > "b"]
+        assert await db.read(q.list_repository_names, ACCOUNT, REGION, "zzz", 100) == []
+        assert await db.read(q.list_repository_names, OTHER_ACCOUNT, REGION, "", 100) == ["other-account-only"]
+
+    db.run(body)
+
+
+# blobs
+
+def test_link_and_unlink_blobs(db: Harness) -> None:
+    d = digest_of("layer")
+
+    async def body(db: Backend) -> None:
+        repo, other = await new_repo(db, "one"), await new_repo(db, "two")
+        assert await db.read(q.repo_blob_size, repo, d) is None
+        await db.write(q.link_blob, repo, d, 1234, NOW)
+        await db.write(q.link_blob, repo, d, 1234, NOW + 1)  # again: nothing changes
+        assert await db.read(q.repo_blob_size, repo, d) == 1234
+        assert await db.read(q.repo_blob_size, other, d) is None  # linked per repository
+        await db.write(q.link_blob, other, d, 1234, NOW)
+        assert await db.read(q.repo_blob_size, other, d) == 1234
+        assert await db.write(q.unlink_blob, repo, d) is True
+        assert await db.write(q.unlink_blob, repo, d) is False
+        assert await db.read(q.repo_blob_size, repo, d) is None
+        assert await db.read(q.repo_blob_size, other, d) == 1234
+
+    db.run(body)
+
+
+def test_blob_sizes_are_big_integers(db: Harness) -> None:
+    big = 5 * 1024**4  # 5 TiB: more than 32 bits
+    d = digest_of("big")
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        await db.write(q.link_blob, repo, d, big, NOW)
+        assert await db.read(q.repo_blob_size, repo, d) == big
+
+    db.run(body)
+
+
+def test_linked_blobs_in_chunks(db: Harness) -> None:
+    digests = [digest_of(f"blob-{i}") for i in range(1001)]  # more than one chunk of 500
+    linked = digests[::10]
+
+    async def body(db: Backend) -> None:
+        repo, other = await new_repo(db, "one"), await new_repo(db, "two")
+        await db.write(link_many, repo, linked)
+        await db.write(link_many, other, digests[1::10])
+        assert await db.read(q.linked_blobs, repo, digests) == set(linked)
+        assert await db.read(q.linked_blobs, repo, digests[:1]) == {digests[0]}
+        assert await db.read(q.linked_blobs, repo, digests[1:3]) == set()
+        assert await db.read(q.linked_blobs, repo, []) == set()
+
+    db.run(body)
+
+
+# uploads
+
+def test_upload_rows(db: Harness) -> None:
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        assert await db.read(q.upload_ids) == set()
+        assert await db.read(q.get_upload_repo, "upload-old") is None
+        await db.write(q.create_upload, "upload-old", repo, NOW - 7200)
+        await db.write(q.create_upload, "upload-new", repo, NOW)
+        assert await db.read(q.get_upload_repo, "upload-old") == repo
+        assert await db.read(q.upload_ids) == {"upload-old", "upload-new"}
+        assert await db.read(q.stale_uploads, NOW - 3600) == ["upload-old"]
+        assert sorted(await db.read(q.stale_uploads, NOW + 1)) == ["upload-new", "upload-old"]
+        assert await db.read(q.stale_uploads, NOW - 7200) == []
+        assert await db.write(q.delete_upload, "upload-old") is True
+        assert await db.write(q.delete_upload, "upload-old") is False
+        assert await db.read(q.upload_ids) == {"upload-new"}
+
+    db.run(body)
+
+
+def test_finish_upload_links_the_blob_and_drops_the_row(db: Harness) -> None:
+    d = digest_of("uploaded")
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        await db.write(q.create_upload, "upload-1", repo, NOW)
+        await db.write(q.finish_upload, "upload-1", repo, d, 42, NOW)
+        assert await db.read(q.get_upload_repo, "upload-1") is None
+        assert await db.read(q.repo_blob_size, repo, d) == 42
+
+    db.run(body)
+
+
+def test_failed_write_rolls_back(db: Harness) -> None:
+    def create_then_fail(name: str) -> Txn[None]:
+        yield from q.create_repository(ACCOUNT, REGION, name, NOW)
+        yield Q("INSERT INTO uploads (id, repository_id, created_at) VALUES (?, ?, ?)", ("u", -1, NOW))
+
+    async def body(db: Backend) -> None:
+        with pytest.raises(Exception):  # noqa: B017 - each driver raises its own IntegrityError
+            await db.write(create_then_fail, "doomed")
+        assert await db.read(q.get_repository, ACCOUNT, REGION, "doomed") is None
+
+        def boom(name: str) -> Txn[None]:
+            yield from q.create_repository(ACCOUNT, REGION, name, NOW)
+            raise RuntimeError("rule says no")
+
+        with pytest.raises(RuntimeError):
+            await db.write(boom, "also-doomed")
+        assert await db.read(q.get_repository, ACCOUNT, REGION, "also-doomed") is None
+        assert await db.read(q.list_repository_names, ACCOUNT, REGION, "", 10) == []
+
+    db.run(body)
+
+
+# manifests and tags
+
+def test_put_and_get_manifest(db: Harness) -> None:
+    config, layer = digest_of("config"), digest_of("layer")
+    m = manifest("one", refs=((config, "config"), (layer, "layer")))
+
+    async def body(db: Backend) -> None:
+        repo, other = await new_repo(db, "one"), await new_repo(db, "two")
+        assert await db.write(q.put_manifest, repo, m, "latest", False, NOW) == "ok"
+        expected = (m.digest, m.media_type, m.body, None)
+        assert await db.read(q.manifest_by_digest, repo, m.digest) == expected
+        assert await db.read(q.manifest_by_tag, repo, "latest") == expected
+        assert await db.read(q.tag_digest, repo, "latest") == m.digest
+        got = await db.read(q.manifest_by_digest, repo, m.digest)
+        assert type(got[2]) is bytes
+        assert await db.read(q.manifest_by_digest, other, m.digest) is None
+        assert await db.read(q.manifest_by_tag, other, "latest") is None
+        assert await db.read(q.manifest_by_tag, repo, "missing") is None
+        assert await db.read(q.present_manifests, repo, [m.digest, digest_of("nope")]) == {m.digest}
+        # a push by digest (no tag), and the same manifest again: both fine
+        n = manifest("two")
+        assert await db.write(q.put_manifest, repo, n, None, False, NOW) == "ok"
+        assert await db.write(q.put_manifest, repo, n, None, True, NOW) == "ok"
+        assert await db.read(q.manifest_by_digest, repo, n.digest) == (n.digest, n.media_type, n.body, None)
+        assert await db.read(q.list_tags, repo, "", 10) == ["latest"]
+
+    db.run(body)
+
+
+def test_present_manifests_in_chunks(db: Harness) -> None:
+    ms = [manifest(f"m{i}") for i in range(1001)]
+
+    def put_all(repo_id: int) -> Txn[None]:
+        for m in ms[::10]:
+            result = yield from q.put_manifest(repo_id, m, None, False, NOW)
+            assert result == "ok"
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        await db.write(put_all, repo)
+        assert await db.read(q.present_manifests, repo, [m.digest for m in ms]) == {m.digest for m in ms[::10]}
+
+    db.run(body)
+
+
+def test_tag_moves(db: Harness) -> None:
+    a, b = manifest("a"), manifest("b")
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        assert await db.write(q.put_manifest, repo, a, "latest", False, NOW) == "ok"
+        assert await db.write(q.put_manifest, repo, b, "latest", False, NOW + 1) == "ok"
+        assert await db.read(q.tag_digest, repo, "latest") == b.digest
+        assert (await db.read(q.manifest_by_tag, repo, "latest"))[0] == b.digest
+        assert (await db.read(q.manifest_by_digest, repo, a.digest))[0] == a.digest  # untagged, still there
+        assert await db.read(q.list_tags, repo, "", 10) == ["latest"]
+        # the same manifest under several tags
+        assert await db.write(q.put_manifest, repo, b, "v1", False, NOW) == "ok"
+        assert await db.read(q.list_tags, repo, "", 10) == ["latest", "v1"]
+
+    db.run(body)
+
+
+def test_tag_locked_writes_nothing(db: Harness) -> None:
+    child = digest_of("child-layer")
+    a = manifest("a")
+    b = manifest("b", refs=((child, "layer"),))
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        assert await db.write(q.put_manifest, repo, a, "v1", True, NOW) == "ok"  # a new tag: allowed
+        assert await db.write(q.put_manifest, repo, a, "v1", True, NOW) == "ok"  # the same digest: allowed
+        assert await db.write(q.put_manifest, repo, b, "v1", True, NOW) == "tag_locked"
+        assert await db.read(q.tag_digest, repo, "v1") == a.digest
+        assert await db.read(q.manifest_by_digest, repo, b.digest) is None
+        assert await db.read(q.present_manifests, repo, [b.digest]) == set()
+        assert await db.write(q.delete_manifest, repo, b.digest) == "unknown"
+        # unlocked, the same write goes through
+        assert await db.write(q.put_manifest, repo, b, "v1", False, NOW) == "ok"
+        assert await db.read(q.tag_digest, repo, "v1") == b.digest
+
+    db.run(body)
+
+
+def test_delete_manifest(db: Harness) -> None:
+    a, b = manifest("a"), manifest("b")
+
+    async def body(db: Backend) -> None:
+        repo, other = await new_repo(db, "one"), await new_repo(db, "two")
+        await db.write(q.put_manifest, repo, a, "latest", False, NOW)
+        await db.write(q.put_manifest, repo, a, "v1", False, NOW)
+        await db.write(q.put_manifest, repo, b, "v2", False, NOW)
+        await db.write(q.put_manifest, other, a, "latest", False, NOW)
+        assert await db.write(q.delete_manifest, repo, a.digest) == "ok"
+        assert await db.read(q.manifest_by_digest, repo, a.digest) is None
+        assert await db.read(q.manifest_by_tag, repo, "latest") is None
+        assert await db.read(q.list_tags, repo, "", 10) == ["v2"]  # its tags went with it, others stay
+        assert await db.write(q.delete_manifest, repo, a.digest) == "unknown"
+        assert await db.write(q.delete_manifest, repo, digest_of("never")) == "unknown"
+        assert (await db.read(q.manifest_by_tag, other, "latest"))[0] == a.digest  # other repository untouched
+
+    db.run(body)
+
+
+def test_delete_manifest_referenced_by_an_index(db: Harness) -> None:
+    amd64, arm64 = manifest("amd64"), manifest("arm64")
+    index = manifest("index", refs=((amd64.digest, "manifest"), (arm64.digest, "manifest")), media_type=OCI_INDEX)
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        for m in (amd64, arm64):
+            await db.write(q.put_manifest, repo, m, None, False, NOW)
+        await db.write(q.put_manifest, repo, index, "latest", False, NOW)
+        assert await db.read(q.manifest_parents, repo, amd64.digest) == [index.digest]
+        assert await db.write(q.delete_manifest, repo, amd64.digest) == "referenced"
+        assert (await db.read(q.manifest_by_digest, repo, amd64.digest))[0] == amd64.digest
+        assert await db.write(q.delete_manifest, repo, index.digest) == "ok"
+        assert await db.read(q.manifest_parents, repo, amd64.digest) == []
+        assert await db.write(q.delete_manifest, repo, amd64.digest) == "ok"
+        assert await db.write(q.delete_manifest, repo, arm64.digest) == "ok"
+
+    db.run(body)
+
+
+def test_layers_do_not_make_a_manifest_referenced(db: Harness) -> None:
+    base = manifest("base")
+    # a manifest whose *layer* happens to have the digest of another manifest is no parent
+    odd = manifest("odd", refs=((base.digest, "layer"),))
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        await db.write(q.put_manifest, repo, base, None, False, NOW)
+        await db.write(q.put_manifest, repo, odd, None, False, NOW)
+        assert await db.read(q.manifest_parents, repo, base.digest) == []
+        assert await db.write(q.delete_manifest, repo, base.digest) == "ok"
+
+    db.run(body)
+
+
+def test_delete_tag(db: Harness) -> None:
+    a = manifest("a")
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        await db.write(q.put_manifest, repo, a, "latest", False, NOW)
+        await db.write(q.put_manifest, repo, a, "v1", False, NOW)
+        assert await db.write(q.delete_tag, repo, "latest") is True
+        assert await db.write(q.delete_tag, repo, "latest") is False
+        assert await db.read(q.manifest_by_tag, repo, "latest") is None
+        assert await db.read(q.list_tags, repo, "", 10) == ["v1"]
+        assert (await db.read(q.manifest_by_digest, repo, a.digest))[0] == a.digest  # manifest kept
+
+    db.run(body)
+
+
+def test_list_tags_pagination_and_order(db: Harness) -> None:
+    tags = ["v1", "v10", "v2", "latest", "Latest", "_private", "1.0", "1.0-rc1", "a-b", "a.b", "a_b", "Z",
+            "x" * 128]
+    m = manifest("tagged")
+
+    def tag_all(repo_id: int) -> Txn[None]:
+        for t in tags:
+            yield from q.put_manifest(repo_id, m, t, False, NOW)
+
+    async def body(db: Backend) -> None:
+        repo, other = await new_repo(db, "one"), await new_repo(db, "two")
+        await db.write(tag_all, repo)
+        await db.write(q.put_manifest, other, m, "other-repo-tag", False, NOW)
+        expected = sorted(tags)  # code-point order, as both backends sort
+        assert await db.read(q.list_tags, repo, "", 1000) == expected
+        pages, after = [], ""
+        while page := await db.read(q.list_tags, repo, after, 4):
+            pages.append(page)
+            after = page[-1]
+        assert [len(p) for p in pages] == [4, 4, 4, 1]
+        assert [t for p in pages for t in p] == expected
+        assert await db.read(q.list_tags, repo, "v10", 10) == [t for t in expected if t > "v10"]
+        assert await db.read(q.list_tags, repo, "a-b", 2) == ["a.b", "a_b"]
+        assert await db.read(q.list_tags, repo, "", 0) == []
+        assert await db.read(q.list_tags, other, "", 10) == ["other-repo-tag"]
+
+    db.run(body)
+
+
+def test_referrers(db: Harness) -> None:
+    subject = manifest("subject")
+    sig = manifest("signature", subject=subject.digest, artifact_type="application/vnd.dev.cosign.artifact.sig.v1+json",
+                   annotations='{"org.opencontainers.image.created": "2024-01-01T00:00:00Z"}')
+    sbom = manifest("sbom", subject=subject.digest, artifact_type="application/spdx+json")
+    index_ref = manifest("index-ref", subject=subject.digest, media_type=OCI_INDEX)
+    unrelated = manifest("unrelated", subject=digest_of("someone else"))
+
+    async def body(db: Backend) -> None:
+        repo, other = await new_repo(db, "one"), await new_repo(db, "two")
+        await db.write(q.put_manifest, repo, subject, "latest", False, NOW)
+        for m in (sig, sbom, index_ref, unrelated):
+            await db.write(q.put_manifest, repo, m, None, False, NOW)
+        await db.write(q.put_manifest, other, sbom, None, False, NOW)
+        got = await db.read(q.referrers, repo, subject.digest)
+        expected = sorted([(m.digest, m.media_type, m.artifact_type, m.annotations, len(m.body))
+                           for m in (sig, sbom, index_ref)])
+        assert got == expected
+        assert (await db.read(q.manifest_by_digest, repo, sig.digest))[3] == subject.digest
+        assert await db.read(q.referrers, repo, digest_of("nobody")) == []
+        assert [r[0] for r in await db.read(q.referrers, other, subject.digest)] == [sbom.digest]
+        await db.write(q.delete_manifest, repo, sbom.digest)
+        assert [r[0] for r in await db.read(q.referrers, repo, subject.digest)] == sorted([sig.digest,
+                                                                                          index_ref.digest])
+
+    db.run(body)
+
+
+# change detection
+
+def test_version_changes_after_a_write(db: Harness) -> None:
+    async def body(db: Backend) -> None:
+        v0 = db.version()
+        if db_kind == "postgres":
+            assert v0 is None  # unknowable: callers must not cache
+            return
+        assert isinstance(v0, int)
+        await db.read(q.list_repository_names, ACCOUNT, REGION, "", 10)
+        assert db.version() == v0  # reads change nothing
+        await new_repo(db, "first")
+        v1 = db.version()
+        assert v1 != v0
+        await new_repo(db, "second")
+        assert db.version() != v1
+
+    db_kind = db.kind
+    db.run(body)
+
+
+def test_sqlite_version_sees_other_connections(tmp_path: Path, sqlite_template: Path) -> None:
+    """Another process (another backend on the same file) committing changes our version()."""
+    path = tmp_path / "berth.db"
+    shutil.copyfile(sqlite_template, path)
+
+    async def body() -> None:
+        mine, theirs = SqliteBackend(path), SqliteBackend(path)
+        try:
+            v0 = mine.version()
+            await theirs.write(q.create_repository, ACCOUNT, REGION, "from-elsewhere", NOW)
+            assert mine.version() != v0
+            assert (await mine.read(q.get_repository, ACCOUNT, REGION, "from-elsewhere")) is not None
+        finally:
+            await mine.close()
+            await theirs.close()
+
+    asyncio.run(body())
