@@ -63,6 +63,7 @@ class BerthApp:
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
         identity = IdentityService(self.db)
         await identity.ensure_signing_key()
+        await identity.ensure_account(s.default_account)
         authn: Authenticator
         authz: Authorizer
         if s.auth == "iam":

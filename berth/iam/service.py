@@ -92,6 +92,9 @@ class IdentityService:
         key = await self.create_access_key(account, ADMIN_USER, key_id, secret)
         return key.id, key.secret
 
+    async def ensure_account(self, account: str) -> None:
+        await self.db.write(q.ensure_account, account, self.clock())
+
     async def ensure_signing_key(self) -> None:
         if not await self.db.read(q.signing_keys):
             await self.db.write(q.add_signing_key, secrets.token_hex(4), secrets.token_hex(32), self.clock())
