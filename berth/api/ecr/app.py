@@ -99,6 +99,8 @@ Handler = Callable[[EcrCall], Awaitable[dict[str, Any]]]
 
 def default_resource(call: EcrCall) -> str:
     """The resource an operation acts on, as AWS authorizes it."""
+    if isinstance(call.params.get("resourceArn"), str):  # TagResource, UntagResource, ListTagsForResource
+        return str(call.params["resourceArn"])
     name = call.params.get("repositoryName")
     if isinstance(name, str):
         return call.repo_arn(name)

@@ -1,7 +1,144 @@
-"""ECR operations: (to be filled)."""
+"""ECR operations on repositories: create, describe, delete, settings and resource tags."""
 
 from __future__ import annotations
 
-from berth.api.ecr.app import Handler
+import functools
+import json
+from typing import Any
 
-OPERATIONS: dict[str, Handler] = {}
+from berth.api.ecr.app import EcrCall, EcrError, Handler
+from berth.db.registry import RepoRow
+from berth.iam.authz import repository_arn
+from berth.registry.errors import RegistryError
+from berth.registry.repositories import RepositoryAdmin, parse_repository_arn
+
+# Domain codes of berth.registry.repositories -> ECR exception names (the rest go to the edge's table).
+ERRORS: dict[str, str] = {
+    "REPOSITORY_ALREADY_EXISTS": "RepositoryAlreadyExistsException",
+    "REPOSITORY_NOT_EMPTY": "RepositoryNotEmptyException",
+    "TAG_PARAMETER_INVALID": "InvalidTagParameterException",
+    "TOO_MANY_TAGS": "TooManyTagsException",
+    "PARAMETER_INVALID": "InvalidParameterException",
+}
+
+
+def _translated(handler: Handler) -> Handler:
+    @functools.wraps(handler)
+    async def run(c: EcrCall) -> dict[str, Any]:
+        try:
+            return await handler(c)
+        except RegistryError as e:
+            name = ERRORS.get(e.code)
+            if name is None:
+                raise
+            raise EcrError(name, e.message) from None
+    return run
+
+
+def _admin(c: EcrCall) -> RepositoryAdmin:
+    registry = c.services.registry
+    return RepositoryAdmin(registry.db, registry.clock)
+
+
+def repository_shape(c: EcrCall, repo: RepoRow) -> dict[str, Any]:
+    """The model's `Repository` structure."""
+    shape: dict[str, Any] = {
+        "repositoryArn": repository_arn(repo.region, repo.account_id, repo.name),
+        "registryId": repo.account_id,
+        "repositoryName": repo.name,
+        "repositoryUri": f"{repo.account_id}.dkr.ecr.{repo.region}.{c.services.domain}/{repo.name}",
+        "createdAt": repo.created_at,
+        "imageTagMutability": repo.tag_mutability,
+    }
+    filters = json.loads(repo.tag_mutability_filters or "[]")
+    if filters:
+        shape["imageTagMutabilityExclusionFilters"] = filters
+    shape["imageScanningConfiguration"] = {"scanOnPush": bool(repo.scan_on_push)}
+    shape["encryptionConfiguration"] = json.loads(repo.encryption)
+    return shape
+
+
+async def create_repository(c: EcrCall) -> dict[str, Any]:
+    p = c.params
+    repo = await _admin(c).create(
+        c.registry_id, c.region, p["repositoryName"], tags=p.get("tags"),
+        mutability=p.get("imageTagMutability"), exclusion_filters=p.get("imageTagMutabilityExclusionFilters"),
+        scan_on_push=bool((p.get("imageScanningConfiguration") or {}).get("scanOnPush", False)),
+        encryption=p.get("encryptionConfiguration"))
+    return {"repository": repository_shape(c, repo)}
+
+
+async def describe_repositories(c: EcrCall) -> dict[str, Any]:
+    p = c.params
+    repos, token = await _admin(c).describe(c.registry_id, c.region, p.get("repositoryNames"),
+                                            p.get("maxResults"), p.get("nextToken"))
+    out: dict[str, Any] = {"repositories": [repository_shape(c, r) for r in repos]}
+    if token is not None:
+        out["nextToken"] = token
+    return out
+
+
+async def delete_repository(c: EcrCall) -> dict[str, Any]:
+    repo = await _admin(c).delete(c.registry_id, c.region, c.params["repositoryName"],
+                                  bool(c.params.get("force", False)))
+    return {"repository": repository_shape(c, repo)}
+
+
+async def put_image_tag_mutability(c: EcrCall) -> dict[str, Any]:
+    p = c.params
+    repo = await _admin(c).set_tag_mutability(c.registry_id, c.region, p["repositoryName"],
+                                              p["imageTagMutability"], p.get("imageTagMutabilityExclusionFilters"))
+    out: dict[str, Any] = {"registryId": repo.account_id, "repositoryName": repo.name,
+                           "imageTagMutability": repo.tag_mutability}
+    filters = json.loads(repo.tag_mutability_filters or "[]")
+    if filters:
+        out["imageTagMutabilityExclusionFilters"] = filters
+    return out
+
+
+async def put_image_scanning_configuration(c: EcrCall) -> dict[str, Any]:
+    p = c.params
+    flag = bool(p["imageScanningConfiguration"].get("scanOnPush", False))
+    repo = await _admin(c).set_scan_on_push(c.registry_id, c.region, p["repositoryName"], flag)
+    return {"registryId": repo.account_id, "repositoryName": repo.name,
+            "imageScanningConfiguration": {"scanOnPush": bool(repo.scan_on_push)}}
+
+
+async def _resource(c: EcrCall, action: str) -> tuple[str, str]:
+    """(account, repository name) of the call's resourceArn, after authorizing `action` on it."""
+    arn = c.params["resourceArn"]
+    account, name = parse_repository_arn(arn, c.region)
+    await c.allow(action, arn)
+    return account, name
+
+
+async def tag_resource(c: EcrCall) -> dict[str, Any]:
+    account, name = await _resource(c, "ecr:TagResource")
+    await _admin(c).tag(account, c.region, name, c.params["tags"])
+    return {}
+
+
+async def untag_resource(c: EcrCall) -> dict[str, Any]:
+    account, name = await _resource(c, "ecr:UntagResource")
+    await _admin(c).untag(account, c.region, name, c.params["tagKeys"])
+    return {}
+
+
+async def list_tags_for_resource(c: EcrCall) -> dict[str, Any]:
+    account, name = await _resource(c, "ecr:ListTagsForResource")
+    tags = await _admin(c).tags(account, c.region, name)
+    return {"tags": [{"Key": k, "Value": v} for k, v in tags]}
+
+
+OPERATIONS: dict[str, Handler] = {
+    name: _translated(fn) for name, fn in {
+        "CreateRepository": create_repository,
+        "DescribeRepositories": describe_repositories,
+        "DeleteRepository": delete_repository,
+        "PutImageTagMutability": put_image_tag_mutability,
+        "PutImageScanningConfiguration": put_image_scanning_configuration,
+        "TagResource": tag_resource,
+        "UntagResource": untag_resource,
+        "ListTagsForResource": list_tags_for_resource,
+    }.items()
+}
