@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from berth.db import images as qi
 from berth.db import registry as q
 from berth.db.registry import NewManifest, RepoRow
 from berth.db.store import Backend
@@ -28,6 +30,9 @@ from berth.registry.uploads import READ_CHUNK, Uploads
 from berth.storage import BlobStore
 
 ALL = 1 << 62  # "no limit" for listings
+PULL_RECORD_INTERVAL = 3600.0  # write an image's last_pulled_at at most this often per process (ECR: daily)
+
+log = logging.getLogger("berth.registry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,10 @@ class RegistryService:
         self._version: int | None = None
         self._repos: dict[tuple[str, str, str], RepoRow] = {}
         self._pulls: dict[tuple[str, str, str, str], Manifest] = {}
+        # Pull times: (account, region, name, digest) -> when last queued for writing; written off the request path.
+        self._pull_marks: dict[tuple[str, str, str, str], float] = {}
+        self._pull_queue: dict[tuple[str, str, str, str], float] = {}
+        self._pull_writer: asyncio.Task[None] | None = None
 
     def _fresh(self) -> bool:
         v = self.db.version()
@@ -138,16 +147,50 @@ class RegistryService:
             raise ManifestUnknown("manifest unknown", detail={"tag": reference})
         return Manifest(*row)
 
-    async def pull_manifest(self, account: str, region: str, name: str, reference: str) -> Manifest:
-        """The hot path of every pull: one freshness check, then memory while nothing was written."""
+    async def pull_manifest(self, account: str, region: str, name: str, reference: str,
+                            record: bool = True) -> Manifest:
+        """The hot path of every pull: one freshness check, then memory while nothing was written.
+
+        `record` notes the pull for the image's last pull time (a dict check; the write happens later)."""
         key = (account, region, name, reference)
         cacheable = self._fresh()
         if cacheable and (hit := self._pulls.get(key)) is not None:
+            if record:
+                self.note_pull(account, region, name, hit.digest)
             return hit
         m = await self.get_manifest(await self.repository(account, region, name), reference)
         if cacheable and len(self._pulls) < 10_000:
             self._pulls[key] = m
+        if record:
+            self.note_pull(account, region, name, m.digest)
         return m
+
+    def note_pull(self, account: str, region: str, name: str, digest: str) -> None:
+        """Remember that an image was pulled now. At most once per PULL_RECORD_INTERVAL per image, queue
+        last_pulled_at for a background task that writes everything queued in one transaction."""
+        key = (account, region, name, digest)
+        now = self.clock()
+        last = self._pull_marks.get(key)
+        if last is not None and now - last < PULL_RECORD_INTERVAL:
+            return
+        if len(self._pull_marks) >= 100_000:
+            self._pull_marks.clear()
+        self._pull_marks[key] = now
+        self._pull_queue[key] = now
+        if self._pull_writer is None or self._pull_writer.done():
+            self._pull_writer = asyncio.get_running_loop().create_task(self._write_pulls())
+
+    async def _write_pulls(self) -> None:
+        while self._pull_queue:
+            batch = [(*key, when) for key, when in self._pull_queue.items()]
+            self._pull_queue.clear()
+            try:
+                await self.db.write(qi.record_pulls, batch)
+            except Exception:  # best effort: forget the marks so that the next pull tries again
+                log.exception("recording %d image pull times failed", len(batch))
+                for account, region, name, digest, _ in batch:
+                    self._pull_marks.pop((account, region, name, digest), None)
+                return
 
     async def put_manifest(self, repo: RepoRow, reference: str, body: bytes,
                            content_type: str | None) -> Manifest:
@@ -169,6 +212,7 @@ class RegistryService:
                           body, parsed.image_size, parsed.refs())
         if await self.db.write(q.put_manifest, repo.id, row, tag, locked, self.clock()) == "tag_locked":
             raise TagImmutable(f"tag {tag!r} is immutable in repository {repo.name!r}", detail={"tag": tag})
+        self._pull_marks.pop((repo.account_id, repo.region, repo.name, digest), None)  # a re-push: record anew
         return Manifest(digest, parsed.media_type, body, row.subject_digest)
 
     async def _check_references(self, repo: RepoRow, parsed: manifests.ParsedManifest) -> None:

@@ -1,7 +1,222 @@
-"""ECR operations: (to be filled)."""
+"""ECR operations on images: ListImages, DescribeImages, BatchGetImage, BatchDeleteImage, PutImage,
+ListImageReferrers. The rules live in berth.registry.images; this translates shapes and errors."""
 
 from __future__ import annotations
 
-from berth.api.ecr.app import Handler
+import base64
+import binascii
+import functools
+import json
+from collections.abc import Sequence
+from typing import Any
 
-OPERATIONS: dict[str, Handler] = {}
+from berth.api.ecr.app import EcrCall, EcrError, Handler
+from berth.db.registry import RepoRow
+from berth.registry.errors import NameUnknown, RegistryError
+from berth.registry.images import ImageFailure, ImageId, Images, ImageView
+
+DEFAULT_PAGE = 100  # ListImages / DescribeImages without maxResults
+DEFAULT_REFERRERS_PAGE = 20  # ListImageReferrers without maxResults
+INACTIVE = ("ARCHIVED", "ACTIVATING")  # nothing is archived here: these status filters select nothing
+
+# The image view's domain errors -> ECR exceptions (the rest go through REGISTRY_ERRORS at the edge).
+IMAGE_ERRORS: dict[str, str] = {
+    "IMAGE_ID_INVALID": "InvalidParameterException",
+    "IMAGE_ALREADY_EXISTS": "ImageAlreadyExistsException",
+    "IMAGE_DIGEST_MISMATCH": "ImageDigestDoesNotMatchException",
+    "REFERENCED_IMAGES_UNKNOWN": "ReferencedImagesNotFoundException",
+    "TAG_IMMUTABLE": "ImageTagAlreadyExistsException",
+    "MANIFEST_INVALID": "InvalidParameterException",
+    "MANIFEST_TOO_LARGE": "InvalidParameterException",
+    "UNSUPPORTED": "InvalidParameterException",
+}
+
+
+def translated(handler: Handler) -> Handler:
+    """Raise the image view's domain errors as their ECR exceptions."""
+
+    @functools.wraps(handler)
+    async def run(c: EcrCall) -> dict[str, Any]:
+        try:
+            return await handler(c)
+        except RegistryError as e:
+            name = IMAGE_ERRORS.get(e.code)
+            if name is None:
+                raise
+            message = e.message
+            if e.code in ("MANIFEST_INVALID", "MANIFEST_TOO_LARGE", "UNSUPPORTED"):
+                message = f"Invalid parameter at 'ImageManifest' failed to satisfy constraint: '{e.message}'"
+            raise EcrError(name, message) from None
+
+    return run
+
+
+async def repository(c: EcrCall) -> RepoRow:
+    name = c.params["repositoryName"]
+    try:
+        return await c.services.registry.repository(c.registry_id, c.region, name)
+    except NameUnknown:
+        raise EcrError("RepositoryNotFoundException",
+                       f"The repository with name '{name}' does not exist in the registry with id "
+                       f"'{c.registry_id}'") from None
+
+
+def encode_token(op: str, key: Sequence[str]) -> str:
+    raw = json.dumps({"op": op, "after": list(key)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(c: EcrCall, size: int) -> list[str] | None:
+    """The keyset position a nextToken carries (None on a first page); InvalidParameterException if forged."""
+    token = c.params.get("nextToken")
+    if token is None:
+        return None
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after = doc["after"]
+        valid = (doc["op"] == c.op and isinstance(after, list) and len(after) == size
+                 and all(isinstance(x, str) for x in after))
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        valid = False
+    if not valid:
+        raise EcrError("InvalidParameterException",
+                       "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid pagination token'")
+    return list(after)
+
+
+def image_ids(c: EcrCall) -> list[ImageId]:
+    return [ImageId(i.get("imageDigest"), i.get("imageTag")) for i in c.params.get("imageIds") or []]
+
+
+def failure(f: ImageFailure) -> dict[str, Any]:
+    return {"imageId": f.image_id.wire(), "failureCode": f.code, "failureReason": f.reason}
+
+
+def _status_filter(c: EcrCall) -> tuple[str, bool]:
+    """(tagStatus, selects nothing) from the request's filter."""
+    f = c.params.get("filter") or {}
+    return f.get("tagStatus", "ANY"), f.get("imageStatus", "ACTIVE") in INACTIVE
+
+
+async def list_images(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    tag_status, none = _status_filter(c)
+    limit = c.params.get("maxResults") or DEFAULT_PAGE
+    after = decode_token(c, 2) or ["", ""]
+    rows = [] if none else await Images(c.services.registry).list_ids(repo, tag_status, (after[0], after[1]),
+                                                                       limit + 1)
+    out: dict[str, Any] = {"imageIds": [ImageId(d, t).wire() for d, t in rows[:limit]]}
+    if len(rows) > limit:
+        d, t = rows[limit - 1]
+        out["nextToken"] = encode_token(c.op, (d, t or ""))
+    return out
+
+
+def detail(c: EcrCall, repo: RepoRow, v: ImageView) -> dict[str, Any]:
+    out: dict[str, Any] = {"registryId": c.registry_id, "repositoryName": repo.name, "imageDigest": v.digest}
+    if v.tags:
+        out["imageTags"] = v.tags
+    out["imageSizeInBytes"] = v.size
+    out["imagePushedAt"] = v.pushed_at
+    out["imageManifestMediaType"] = v.media_type
+    if v.artifact_media_type:
+        out["artifactMediaType"] = v.artifact_media_type
+    if v.last_pulled_at is not None:
+        out["lastRecordedPullTime"] = v.last_pulled_at
+    if v.subject:
+        out["subjectManifestDigest"] = v.subject
+    out["imageStatus"] = "ACTIVE"
+    return out
+
+
+async def describe_images(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    images = Images(c.services.registry)
+    ids = image_ids(c)
+    if ids:
+        if "maxResults" in c.params or "nextToken" in c.params:
+            raise EcrError("InvalidParameterException",
+                           "Invalid parameter at 'imageIds' failed to satisfy constraint: 'maxResults and "
+                           "nextToken cannot be used when you specify images with imageIds'")
+        try:
+            views = await images.describe(repo, ids)
+        except RegistryError as e:
+            if e.code != "MANIFEST_UNKNOWN":
+                raise
+            missing: ImageId = e.detail
+            raise EcrError("ImageNotFoundException",
+                           f"The image with imageId {{imageDigest:'{missing.digest}', imageTag:'{missing.tag}'}} "
+                           f"does not exist within the repository with name '{repo.name}' in the registry with id "
+                           f"'{c.registry_id}'") from None
+        return {"imageDetails": [detail(c, repo, v) for v in views]}
+    tag_status, none = _status_filter(c)
+    limit = c.params.get("maxResults") or DEFAULT_PAGE
+    after = decode_token(c, 1) or [""]
+    views = [] if none else await images.list_views(repo, tag_status, after[0], limit + 1)
+    out: dict[str, Any] = {"imageDetails": [detail(c, repo, v) for v in views[:limit]]}
+    if len(views) > limit:
+        out["nextToken"] = encode_token(c.op, (views[limit - 1].digest,))
+    return out
+
+
+async def batch_get_image(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    found, failures = await Images(c.services.registry).get(repo, image_ids(c), c.params.get("acceptedMediaTypes"))
+    images = [{"registryId": c.registry_id, "repositoryName": repo.name, "imageId": image_id.wire(),
+               "imageManifest": m.body.decode("utf-8", errors="replace"), "imageManifestMediaType": m.media_type}
+              for image_id, m in found]
+    return {"images": images, "failures": [failure(f) for f in failures]}
+
+
+async def batch_delete_image(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    deleted, failures = await Images(c.services.registry).delete(repo, image_ids(c))
+    return {"imageIds": [i.wire() for i in deleted], "failures": [failure(f) for f in failures]}
+
+
+async def put_image(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    body = c.params["imageManifest"].encode("utf-8")
+    tag = c.params.get("imageTag")
+    try:
+        m = await Images(c.services.registry).put(repo, body, c.params.get("imageManifestMediaType"), tag,
+                                                  c.params.get("imageDigest"))
+    except RegistryError as e:
+        if e.code == "MANIFEST_BLOB_UNKNOWN":
+            missing = (e.detail or {}).get("digest")
+            raise EcrError("LayersNotFoundException",
+                           f"Layers with digests '[{missing}]' required for pushing image into repository with "
+                           f"name '{repo.name}' in the registry with id '{c.registry_id}' do not exist") from None
+        if e.code == "TAG_IMMUTABLE":
+            raise EcrError("ImageTagAlreadyExistsException",
+                           f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot be "
+                           f"overwritten because the tag is immutable.") from None
+        raise
+    return {"image": {"registryId": c.registry_id, "repositoryName": repo.name,
+                      "imageId": ImageId(m.digest, tag).wire(), "imageManifest": c.params["imageManifest"],
+                      "imageManifestMediaType": m.media_type}}
+
+
+async def list_image_referrers(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    await c.allow("ecr:BatchGetImage", c.repo_arn(repo.name))  # the permission the model says it needs
+    f = c.params.get("filter") or {}
+    limit = c.params.get("maxResults") or DEFAULT_REFERRERS_PAGE
+    after = decode_token(c, 1) or [""]
+    subject = c.params["subjectId"]["imageDigest"]
+    entries = [] if f.get("artifactStatus", "ACTIVE") in INACTIVE else await Images(c.services.registry).referrers(
+        repo, subject, f.get("artifactTypes") or None, after[0], limit + 1)
+    out: dict[str, Any] = {"referrers": entries[:limit]}
+    if len(entries) > limit:
+        out["nextToken"] = encode_token(c.op, (str(entries[limit - 1]["digest"]),))
+    return out
+
+
+OPERATIONS: dict[str, Handler] = {
+    "ListImages": translated(list_images),
+    "DescribeImages": translated(describe_images),
+    "BatchGetImage": translated(batch_get_image),
+    "BatchDeleteImage": translated(batch_delete_image),
+    "PutImage": translated(put_image),
+    "ListImageReferrers": translated(list_image_referrers),
+}

@@ -1,7 +1,127 @@
-"""ECR operations: (to be filled)."""
+"""ECR layer operations: InitiateLayerUpload, UploadLayerPart, CompleteLayerUpload,
+BatchCheckLayerAvailability, GetDownloadUrlForLayer. Uploads are the OCI face's upload sessions."""
 
 from __future__ import annotations
 
-from berth.api.ecr.app import Handler
+import base64
+import re
+from typing import Any
+from urllib.parse import quote
 
-OPERATIONS: dict[str, Handler] = {}
+from berth.api.ecr.app import EcrCall, EcrError, Handler
+from berth.api.ecr.ops_images import repository, translated
+from berth.registry.errors import RegistryError
+from berth.registry.images import PART_SIZE, Images
+
+_ECR_HOST = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.(.+?)(:\d+)?")
+
+
+def _upload_not_found(c: EcrCall) -> EcrError:
+    return EcrError("UploadNotFoundException",
+                    f"Upload with id '{c.params['uploadId']}' is not found in the repository with name "
+                    f"'{c.params['repositoryName']}' in the registry with id '{c.registry_id}'")
+
+
+async def initiate_layer_upload(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    upload_id = await Images(c.services.registry).start_upload(repo)
+    return {"uploadId": upload_id, "partSize": PART_SIZE}
+
+
+async def upload_layer_part(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    upload_id = c.params["uploadId"]
+    data = base64.b64decode(c.params["layerPartBlob"])
+    try:
+        size = await Images(c.services.registry).upload_part(repo, upload_id, c.params["partFirstByte"],
+                                                             c.params["partLastByte"], data)
+    except RegistryError as e:
+        if e.code == "BLOB_UPLOAD_UNKNOWN":
+            raise _upload_not_found(c) from None
+        if e.code in ("LAYER_PART_INVALID", "SIZE_INVALID", "UPLOAD_OUT_OF_ORDER"):
+            received = e.extra.get("received", e.extra.get("size"))
+            extra: dict[str, Any] = {"registryId": c.registry_id, "repositoryName": repo.name,
+                                     "uploadId": upload_id}
+            if received:  # the last byte already stored; absent while the upload is still empty
+                extra["lastValidByteReceived"] = received - 1
+            raise EcrError("InvalidLayerPartException", e.message, **extra) from None
+        raise
+    return {"registryId": c.registry_id, "repositoryName": repo.name, "uploadId": upload_id,
+            "lastByteReceived": size - 1}
+
+
+async def complete_layer_upload(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    digests = c.params["layerDigests"]
+    if len(digests) != 1:
+        raise EcrError("InvalidParameterException",
+                       "Invalid parameter at 'layerDigests' failed to satisfy constraint: 'A layer upload is "
+                       "verified against exactly one digest'")
+    try:
+        digest = await Images(c.services.registry).complete_upload(repo, c.params["uploadId"], digests[0])
+    except RegistryError as e:
+        name = {"BLOB_UPLOAD_UNKNOWN": None, "EMPTY_UPLOAD": "EmptyUploadException",
+                "LAYER_INVALID": "InvalidLayerException",
+                "LAYER_ALREADY_EXISTS": "LayerAlreadyExistsException"}.get(e.code, "")
+        if name is None:
+            raise _upload_not_found(c) from None
+        if name:
+            raise EcrError(name, e.message) from None
+        raise
+    return {"registryId": c.registry_id, "repositoryName": repo.name, "uploadId": c.params["uploadId"],
+            "layerDigest": digest}
+
+
+async def batch_check_layer_availability(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    layers, failures = await Images(c.services.registry).layers(repo, c.params["layerDigests"])
+    out = []
+    for layer in layers:
+        entry: dict[str, Any] = {"layerDigest": layer.digest,
+                                 "layerAvailability": "AVAILABLE" if layer.available else "UNAVAILABLE"}
+        if layer.size is not None:
+            entry["layerSize"] = layer.size
+        if layer.media_type is not None:
+            entry["mediaType"] = layer.media_type
+        out.append(entry)
+    return {"layers": out, "failures": [{"layerDigest": f.digest, "failureCode": f.code, "failureReason": f.reason}
+                                        for f in failures]}
+
+
+def _registry_host(c: EcrCall) -> str:
+    """The host the /v2 face maps to the call's registry: the request's own host, or, when that names
+    (or, bare, implies) another registry, `<registryId>.dkr.ecr.<region>.<domain>` on the same port."""
+    m = _ECR_HOST.fullmatch(c.host)
+    if m is not None:
+        return f"{c.registry_id}.dkr.ecr.{c.region}.{m.group(3)}{m.group(4) or ''}"
+    if c.registry_id == c.principal.account:
+        return c.host
+    port = c.host.rsplit(":", 1)[1] if c.host.count(":") == 1 else ""
+    return f"{c.registry_id}.dkr.ecr.{c.region}.{c.services.domain}" + (f":{port}" if port else "")
+
+
+async def get_download_url_for_layer(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    digest = c.params["layerDigest"]
+    try:
+        await Images(c.services.registry).layer_for_download(repo, digest)
+    except RegistryError as e:
+        if e.code == "LAYER_INACCESSIBLE":
+            raise EcrError("LayerInaccessibleException", e.message) from None
+        if e.code == "BLOB_UNKNOWN":
+            raise EcrError("LayersNotFoundException", e.message) from None
+        raise
+    token, _ = c.services.identity.issue_token(c.principal)
+    scheme = "https" if c.context.secure_transport else "http"
+    url = (f"{scheme}://{_registry_host(c)}/v2/{repo.name}/blobs/{digest}"
+           f"?X-Berth-Token={quote(token, safe='')}")
+    return {"downloadUrl": url, "layerDigest": digest}
+
+
+OPERATIONS: dict[str, Handler] = {
+    "InitiateLayerUpload": translated(initiate_layer_upload),
+    "UploadLayerPart": translated(upload_layer_part),
+    "CompleteLayerUpload": translated(complete_layer_upload),
+    "BatchCheckLayerAvailability": translated(batch_check_layer_availability),
+    "GetDownloadUrlForLayer": translated(get_download_url_for_layer),
+}

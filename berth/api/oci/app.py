@@ -23,6 +23,7 @@ from berth.api.oci.http import (
     respond_stream,
 )
 from berth.db.registry import RepoRow
+from berth.iam import tokens
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn
 from berth.registry import manifests
 from berth.registry.errors import Denied, DigestInvalid, RangeInvalid, RegistryError, SizeInvalid
@@ -79,7 +80,10 @@ class OciApi:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         try:
-            principal = self.authn.registry_principal(header(scope, b"authorization"))
+            authorization = header(scope, b"authorization")
+            if authorization is None and method == "GET":
+                authorization = _download_token(scope)
+            principal = self.authn.registry_principal(authorization)
             if principal is None:
                 status, body = error_body("UNAUTHORIZED", "authentication required")
                 host = header(scope, b"host") or "berth"
@@ -200,7 +204,7 @@ class OciApi:
 
     async def get_manifest(self, c: Call, name: str, ref: str) -> None:
         await self._allow(c, ("ecr:BatchGetImage",), c.account, c.region, name)
-        m = await self.registry.pull_manifest(c.account, c.region, name, ref)
+        m = await self.registry.pull_manifest(c.account, c.region, name, ref, record=c.method == "GET")
         headers = [("Content-Type", m.media_type), ("Docker-Content-Digest", m.digest), ("ETag", f'"{m.digest}"')]
         if m.subject:
             headers.append(("OCI-Subject", m.subject))
@@ -331,6 +335,20 @@ class OciApi:
         repo = await self._repo(c, name, "ecr:InitiateLayerUpload")
         await self.registry.uploads.cancel(repo.id, upload_id)
         await respond(c.send, 204)
+
+
+def _download_token(scope: Scope) -> str | None:
+    """The registry token of a GetDownloadUrlForLayer URL (`?X-Berth-Token=`), as Basic credentials.
+
+    Accepted on a blob GET only; everything else still needs an Authorization header."""
+    qs: bytes = scope.get("query_string", b"")
+    if b"X-Berth-Token=" not in qs:
+        return None
+    parts = scope["path"].rsplit("/", 2)
+    if len(parts) != 3 or parts[1] != "blobs" or ":" not in parts[2]:
+        return None
+    token = parse_qs(qs.decode("latin-1")).get("X-Berth-Token")
+    return "Basic " + tokens.basic_auth_token(token[0]) if token and token[0] else None
 
 
 def _json(obj: object) -> bytes:

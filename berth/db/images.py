@@ -1,0 +1,190 @@
+"""Metadata operations for the ECR image view (an image = a manifest digest in a repository, with its
+tags, push and pull times, size), as Txn generators.
+
+Rules (what an image id means, what may be deleted) are decided by berth.registry.images; these only
+read and store. Listings are keyset-paginated in digest order (then tag order), so a page costs one
+indexed range scan however deep it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from berth.db.registry import delete_manifest, manifest_parents, tag_digest
+from berth.db.store import Q, Txn
+
+# An index's size is the largest of its children's (ECR: "the max size of all manifests in the list").
+IMAGE_COLUMNS = (
+    "m.digest, m.media_type, m.artifact_type, m.subject_digest, m.image_size, m.pushed_at, m.last_pulled_at, "
+    "m.body, (SELECT MAX(c.image_size) FROM manifest_refs r JOIN manifests c "
+    "ON c.repository_id = r.repository_id AND c.digest = r.child_digest "
+    "WHERE r.repository_id = m.repository_id AND r.manifest_digest = m.digest AND r.kind = 'manifest')"
+)
+_TAGGED = "EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest)"
+_STATUS_CLAUSE = {"TAGGED": f" AND {_TAGGED}", "UNTAGGED": f" AND NOT {_TAGGED}", "ANY": ""}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRow:
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    subject_digest: str | None
+    image_size: int
+    pushed_at: float
+    last_pulled_at: float | None
+    body: bytes
+    children_max_size: int | None
+
+
+def _image(row: Any) -> ImageRow:
+    return ImageRow(row[0], row[1], row[2], row[3], int(row[4]), float(row[5]),
+                    None if row[6] is None else float(row[6]), bytes(row[7]),
+                    None if row[8] is None else int(row[8]))
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+# listings
+
+def list_image_ids(repo_id: int, tag_status: str, after: tuple[str, str],
+                   limit: int) -> Txn[list[tuple[str, str | None]]]:
+    """(digest, tag) pairs in (digest, tag) order after `after`: one per tag, (digest, None) if untagged.
+
+    `after` is the last pair of the previous page, with "" for an untagged image's tag."""
+    digest, tag = after
+    if tag_status == "TAGGED":
+        rows = yield Q("SELECT digest, name FROM tags WHERE repository_id = ? AND digest >= ? "
+                       "AND (digest > ? OR name > ?) ORDER BY digest, name LIMIT ?",
+                       (repo_id, digest, digest, tag, limit), "all")
+    elif tag_status == "UNTAGGED":
+        rows = yield Q(f"SELECT m.digest, NULL FROM manifests m WHERE m.repository_id = ? AND m.digest > ? "
+                       f"AND NOT {_TAGGED} ORDER BY m.digest LIMIT ?", (repo_id, digest, limit), "all")
+    else:
+        rows = yield Q("SELECT m.digest, t.name FROM manifests m LEFT JOIN tags t "
+                       "ON t.repository_id = m.repository_id AND t.digest = m.digest "
+                       "WHERE m.repository_id = ? AND m.digest >= ? AND (m.digest > ? OR COALESCE(t.name, '') > ?) "
+                       "ORDER BY m.digest, t.name LIMIT ?", (repo_id, digest, digest, tag, limit), "all")
+    return [(r[0], r[1]) for r in rows]
+
+
+def list_images(repo_id: int, tag_status: str, after: str, limit: int) -> Txn[list[ImageRow]]:
+    """Images in digest order after `after`, filtered by TAGGED / UNTAGGED / ANY."""
+    rows = yield Q(f"SELECT {IMAGE_COLUMNS} FROM manifests m WHERE m.repository_id = ? AND m.digest > ?"
+                   f"{_STATUS_CLAUSE[tag_status]} ORDER BY m.digest LIMIT ?", (repo_id, after, limit), "all")
+    return [_image(r) for r in rows]
+
+
+def images_by_digest(repo_id: int, digests: Sequence[str]) -> Txn[dict[str, ImageRow]]:
+    found: dict[str, ImageRow] = {}
+    for i in range(0, len(digests), 500):
+        chunk = digests[i:i + 500]
+        rows = yield Q(f"SELECT {IMAGE_COLUMNS} FROM manifests m WHERE m.repository_id = ? "
+                       f"AND m.digest IN ({_marks(len(chunk))})", (repo_id, *chunk), "all")
+        for r in rows:
+            found[r[0]] = _image(r)
+    return found
+
+
+def tags_of(repo_id: int, digests: Sequence[str]) -> Txn[dict[str, list[str]]]:
+    """digest -> its tags in name order (digests without tags are absent)."""
+    out: dict[str, list[str]] = {}
+    for i in range(0, len(digests), 500):
+        chunk = digests[i:i + 500]
+        rows = yield Q(f"SELECT digest, name FROM tags WHERE repository_id = ? AND digest IN ({_marks(len(chunk))}) "
+                       "ORDER BY digest, name", (repo_id, *chunk), "all")
+        for d, name in rows:
+            out.setdefault(d, []).append(name)
+    return out
+
+
+def tag_targets(repo_id: int, tags: Sequence[str]) -> Txn[dict[str, str]]:
+    """tag -> digest for the tags that exist."""
+    out: dict[str, str] = {}
+    for i in range(0, len(tags), 500):
+        chunk = tags[i:i + 500]
+        rows = yield Q(f"SELECT name, digest FROM tags WHERE repository_id = ? AND name IN ({_marks(len(chunk))})",
+                       (repo_id, *chunk), "all")
+        out.update((r[0], r[1]) for r in rows)
+    return out
+
+
+# deletion (ECR BatchDeleteImage)
+
+def delete_image_tag(repo_id: int, tag: str, expected: str | None) -> Txn[tuple[str, str | None, list[str]]]:
+    """Remove `tag`; when it is its image's last tag, delete the image as well (ECR semantics).
+
+    Returns (outcome, digest, parents) with outcome one of: "unknown" (no such tag), "mismatch" (the tag
+    names another digest than `expected`), "untagged" (other tags remain), "deleted" (the image went with
+    its last tag), "referenced" (nothing changed: the last tag of an image that indexes in `parents` list).
+    """
+    digest = yield from tag_digest(repo_id, tag)
+    if digest is None:
+        return "unknown", None, []
+    if expected is not None and digest != expected:
+        return "mismatch", digest, []
+    row = yield Q("SELECT COUNT(*) FROM tags WHERE repository_id = ? AND digest = ? AND name <> ?",
+                  (repo_id, digest, tag), "one")
+    if int(row[0]) > 0:
+        yield Q("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repo_id, tag))
+        return "untagged", digest, []
+    parents = yield from manifest_parents(repo_id, digest)
+    if parents:
+        return "referenced", digest, parents
+    result = yield from delete_manifest(repo_id, digest)  # also drops the tag
+    if result != "ok":  # the manifest row is missing: drop the dangling tag all the same
+        yield Q("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repo_id, tag))
+    return "deleted", digest, []
+
+
+def delete_image(repo_id: int, digest: str) -> Txn[tuple[str, list[str], list[str]]]:
+    """Delete an image and all its tags. Returns (outcome, tags it had, parents): outcome "ok",
+    "unknown", or "referenced" (nothing deleted: indexes in `parents` list it)."""
+    rows = yield Q("SELECT name FROM tags WHERE repository_id = ? AND digest = ? ORDER BY name",
+                   (repo_id, digest), "all")
+    tags = [r[0] for r in rows]
+    parents = yield from manifest_parents(repo_id, digest)
+    if parents:
+        return "referenced", tags, parents
+    result = yield from delete_manifest(repo_id, digest)
+    return result, tags, []
+
+
+# pull times
+
+def record_pulls(pulls: Sequence[tuple[str, str, str, str, float]]) -> Txn[int]:
+    """Set last_pulled_at for (account, region, repository, digest, when), never moving it backwards."""
+    n = 0
+    for account, region, name, digest, when in pulls:
+        n += yield Q("UPDATE manifests SET last_pulled_at = ? WHERE repository_id = "
+                     "(SELECT id FROM repositories WHERE account_id = ? AND region = ? AND name = ?) "
+                     "AND digest = ? AND (last_pulled_at IS NULL OR last_pulled_at < ?)",
+                     (when, account, region, name, digest, when))
+    return n
+
+
+# layers
+
+def blob_sizes(repo_id: int, digests: Sequence[str]) -> Txn[dict[str, int]]:
+    """digest -> size for the blobs linked to the repository."""
+    out: dict[str, int] = {}
+    for i in range(0, len(digests), 500):
+        chunk = digests[i:i + 500]
+        rows = yield Q("SELECT rb.digest, b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest "
+                       f"WHERE rb.repository_id = ? AND rb.digest IN ({_marks(len(chunk))})",
+                       (repo_id, *chunk), "all")
+        out.update((r[0], int(r[1])) for r in rows)
+    return out
+
+
+def blob_referrer_body(repo_id: int, digest: str) -> Txn[bytes | None]:
+    """The bytes of one image manifest in the repository that uses the blob as its config or a layer."""
+    row = yield Q("SELECT m.body FROM manifest_refs r JOIN manifests m "
+                  "ON m.repository_id = r.repository_id AND m.digest = r.manifest_digest "
+                  "WHERE r.repository_id = ? AND r.child_digest = ? AND r.kind IN ('config', 'layer') LIMIT 1",
+                  (repo_id, digest), "one")
+    return None if row is None else bytes(row[0])

@@ -1,0 +1,429 @@
+"""The ECR "image" view of the registry: a manifest digest in a repository with its tags, push time,
+last pull time, size and media types; image ids (tag and/or digest) and their per-item failures; and
+layer uploads in ECR's part-by-part form.
+
+Everything here goes through the same RegistryService and Uploads as the OCI face: a PutImage and a
+`PUT /v2/<name>/manifests/<ref>` run the same checks, and an upload started with InitiateLayerUpload
+is an ordinary upload session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from berth.db import images as qi
+from berth.db import registry as q
+from berth.db.images import ImageRow
+from berth.db.registry import RepoRow
+from berth.registry.errors import (
+    BlobUnknown,
+    DigestInvalid,
+    ManifestUnknown,
+    RegistryError,
+    TagInvalid,
+    UploadOutOfOrder,
+)
+from berth.registry.names import check_digest, check_tag
+from berth.registry.service import Manifest, RegistryService
+
+PART_SIZE = 10 * 1024 * 1024  # what InitiateLayerUpload asks clients to send per UploadLayerPart
+
+
+class ImageIdInvalid(RegistryError):
+    code = "IMAGE_ID_INVALID"
+
+
+class ImageAlreadyExists(RegistryError):
+    code = "IMAGE_ALREADY_EXISTS"
+
+
+class ImageDigestMismatch(RegistryError):
+    code = "IMAGE_DIGEST_MISMATCH"
+
+
+class ReferencedImagesUnknown(RegistryError):
+    code = "REFERENCED_IMAGES_UNKNOWN"
+
+
+class LayerAlreadyExists(RegistryError):
+    code = "LAYER_ALREADY_EXISTS"
+
+
+class EmptyUpload(RegistryError):
+    code = "EMPTY_UPLOAD"
+
+
+class LayerInvalid(RegistryError):
+    code = "LAYER_INVALID"
+
+
+class LayerPartInvalid(RegistryError):
+    """A part that does not continue the upload; `received` is the number of bytes it holds."""
+
+    code = "LAYER_PART_INVALID"
+
+
+class LayerInaccessible(RegistryError):
+    code = "LAYER_INACCESSIBLE"
+
+
+# Per-item failure codes (ECR's ImageFailureCode / LayerFailureCode vocabulary).
+IMAGE_NOT_FOUND = "ImageNotFound"
+INVALID_DIGEST = "InvalidImageDigest"
+INVALID_TAG = "InvalidImageTag"
+TAG_MISMATCH = "ImageTagDoesNotMatchDigest"
+MISSING_ID = "MissingDigestAndTag"
+REFERENCED = "ImageReferencedByManifestList"
+INVALID_LAYER_DIGEST = "InvalidLayerDigest"
+MISSING_LAYER_DIGEST = "MissingLayerDigest"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageId:
+    digest: str | None = None
+    tag: str | None = None
+
+    def wire(self) -> dict[str, str]:
+        out = {}
+        if self.digest is not None:
+            out["imageDigest"] = self.digest
+        if self.tag is not None:
+            out["imageTag"] = self.tag
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFailure:
+    image_id: ImageId
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageView:
+    """What DescribeImages says about one image."""
+
+    digest: str
+    tags: list[str]
+    size: int
+    pushed_at: float
+    last_pulled_at: float | None
+    media_type: str
+    artifact_media_type: str | None
+    subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LayerInfo:
+    digest: str
+    available: bool
+    size: int | None = None
+    media_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LayerFailure:
+    digest: str
+    code: str
+    reason: str
+
+
+def _view(row: ImageRow, tags: list[str]) -> ImageView:
+    artifact = None
+    try:
+        doc = json.loads(row.body)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        explicit = doc.get("artifactType")
+        config = doc.get("config")
+        if isinstance(explicit, str):
+            artifact = explicit
+        elif isinstance(config, dict) and isinstance(config.get("mediaType"), str):
+            artifact = config["mediaType"]
+    size = row.image_size if row.children_max_size is None else row.children_max_size
+    return ImageView(row.digest, tags, size, row.pushed_at, row.last_pulled_at, row.media_type, artifact,
+                     row.subject_digest)
+
+
+def _descriptor_type(body: bytes, digest: str) -> str | None:
+    """The mediaType a manifest gives the blob `digest` (its config or one of its layers)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    layers = doc.get("layers")
+    for d in [doc.get("config"), *(layers if isinstance(layers, list) else [])]:
+        if isinstance(d, dict) and d.get("digest") == digest and isinstance(d.get("mediaType"), str):
+            return str(d["mediaType"])
+    return None
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+class Images:
+    """The ECR image and layer operations, over one RegistryService (cheap to construct per call)."""
+
+    def __init__(self, registry: RegistryService) -> None:
+        self.registry = registry
+        self.db = registry.db
+
+    # listing and describing
+
+    async def list_ids(self, repo: RepoRow, tag_status: str, after: tuple[str, str],
+                       limit: int) -> list[tuple[str, str | None]]:
+        return await self.db.read(qi.list_image_ids, repo.id, tag_status, after, limit)
+
+    async def list_views(self, repo: RepoRow, tag_status: str, after: str, limit: int) -> list[ImageView]:
+        rows = await self.db.read(qi.list_images, repo.id, tag_status, after, limit)
+        tags = await self.db.read(qi.tags_of, repo.id, [r.digest for r in rows]) if rows else {}
+        return [_view(r, tags.get(r.digest, [])) for r in rows]
+
+    async def describe(self, repo: RepoRow, ids: Sequence[ImageId]) -> list[ImageView]:
+        """The images `ids` name, once each in request order; ManifestUnknown for the first that names none."""
+        digests: list[str] = []
+        for image_id in ids:
+            digest = await self._resolve(repo, image_id)
+            if digest is None:
+                raise ManifestUnknown("image not found", detail=image_id)
+            if digest not in digests:
+                digests.append(digest)
+        rows = await self.db.read(qi.images_by_digest, repo.id, digests)
+        tags = await self.db.read(qi.tags_of, repo.id, digests)
+        return [_view(rows[d], tags.get(d, [])) for d in digests if d in rows]
+
+    async def _resolve(self, repo: RepoRow, image_id: ImageId) -> str | None:
+        """The digest an image id names, None if none; syntax errors raise (DigestInvalid, TagInvalid)."""
+        if image_id.digest is None and image_id.tag is None:
+            raise ImageIdInvalid("an image id needs an imageDigest or an imageTag")
+        if image_id.digest is not None:
+            check_digest(image_id.digest)
+        if image_id.tag is not None:
+            check_tag(image_id.tag)
+            digest = await self.db.read(q.tag_digest, repo.id, image_id.tag)
+            if digest is None or (image_id.digest is not None and digest != image_id.digest):
+                return None
+            return digest
+        assert image_id.digest is not None
+        present = await self.db.read(q.present_manifests, repo.id, [image_id.digest])
+        return image_id.digest if present else None
+
+    # BatchGetImage
+
+    async def get(self, repo: RepoRow, ids: Sequence[ImageId],
+                  accepted: Sequence[str] | None) -> tuple[list[tuple[ImageId, Manifest]], list[ImageFailure]]:
+        found: list[tuple[ImageId, Manifest]] = []
+        failures: list[ImageFailure] = []
+        for image_id in dict.fromkeys(ids):
+            failure = _syntax_failure(image_id)
+            if failure is not None:
+                failures.append(failure)
+                continue
+            ref = image_id.digest if image_id.digest is not None else image_id.tag
+            assert ref is not None
+            try:
+                m = await self.registry.get_manifest(repo, ref)
+            except ManifestUnknown:
+                failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found"))
+                continue
+            if image_id.digest is not None and image_id.tag is not None:
+                tagged = await self.db.read(q.tag_digest, repo.id, image_id.tag)
+                if tagged is None:
+                    failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found"))
+                    continue
+                if tagged != image_id.digest:
+                    failures.append(ImageFailure(image_id, TAG_MISMATCH, "Invalid image tag for image with digest"))
+                    continue
+            if accepted is not None and m.media_type not in accepted:
+                # No manifest conversion here: an image in none of the accepted types is not found.
+                failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND,
+                                             f"Requested image not found in the accepted media types "
+                                             f"(it is {m.media_type})"))
+                continue
+            self.registry.note_pull(repo.account_id, repo.region, repo.name, m.digest)
+            found.append((ImageId(m.digest, image_id.tag), m))
+        return found, failures
+
+    # BatchDeleteImage
+
+    async def delete(self, repo: RepoRow, ids: Sequence[ImageId]) -> tuple[list[ImageId], list[ImageFailure]]:
+        deleted: list[ImageId] = []
+        failures: list[ImageFailure] = []
+        for image_id in dict.fromkeys(ids):
+            failure = _syntax_failure(image_id)
+            if failure is not None:
+                failures.append(failure)
+                continue
+            if image_id.tag is not None:
+                outcome, digest, parents = await self.db.write(qi.delete_image_tag, repo.id, image_id.tag,
+                                                               image_id.digest)
+                if outcome in ("untagged", "deleted"):
+                    deleted.append(ImageId(digest, image_id.tag))
+                elif outcome == "unknown":
+                    failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found"))
+                elif outcome == "mismatch":
+                    failures.append(ImageFailure(image_id, TAG_MISMATCH, "Invalid image tag for image with digest"))
+                else:
+                    failures.append(ImageFailure(image_id, REFERENCED,
+                                                 f"Requested image referenced by manifest list: {parents}"))
+                continue
+            assert image_id.digest is not None
+            result, tags, parents = await self.db.write(qi.delete_image, repo.id, image_id.digest)
+            if result == "ok":
+                deleted += [ImageId(image_id.digest, t) for t in tags] or [ImageId(image_id.digest)]
+            elif result == "unknown":
+                failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found"))
+            else:
+                failures.append(ImageFailure(image_id, REFERENCED,
+                                             f"Requested image referenced by manifest list: {parents}"))
+        return deleted, failures
+
+    # PutImage
+
+    async def put(self, repo: RepoRow, body: bytes, media_type: str | None, tag: str | None,
+                  digest: str | None) -> Manifest:
+        """Store a manifest through RegistryService.put_manifest, with ECR's extra refusals first."""
+        if digest is not None:
+            check_digest(digest)
+            algorithm = digest.split(":", 1)[0]
+            actual = f"{algorithm}:" + hashlib.new(algorithm, body).hexdigest()
+            if actual != digest:
+                raise ImageDigestMismatch(f"Manifest digest {actual} does not match the provided digest {digest}",
+                                          detail={"digest": digest})
+        computed = "sha256:" + hashlib.sha256(body).hexdigest()
+        if tag is not None:
+            check_tag(tag)
+            if await self.db.read(q.tag_digest, repo.id, tag) == computed:
+                raise ImageAlreadyExists(f"Image with digest '{computed}' and tag '{tag}' already exists in the "
+                                         f"repository with name '{repo.name}' in registry with id "
+                                         f"'{repo.account_id}'")
+        elif await self.db.read(q.present_manifests, repo.id, [digest or computed]):
+            raise ImageAlreadyExists(f"Image with digest '{digest or computed}' already exists in the repository "
+                                     f"with name '{repo.name}' in registry with id '{repo.account_id}'")
+        try:
+            return await self.registry.put_manifest(repo, tag or digest or computed, body, media_type)
+        except ManifestUnknown as e:  # only raised for an index's missing children
+            raise ReferencedImagesUnknown(f"The manifest list references an image that does not exist in the "
+                                          f"repository: {e.detail}", detail=e.detail) from None
+
+    # ListImageReferrers
+
+    async def referrers(self, repo: RepoRow, subject: str, artifact_types: Sequence[str] | None,
+                        after: str, limit: int) -> list[dict[str, object]]:
+        """The manifests whose subject is `subject` (the OCI referrers API's data), digest order after `after`."""
+        check_digest(subject)
+        out: list[dict[str, object]] = []
+        for digest, media_type, art_type, notes, size in await self.db.read(q.referrers, repo.id, subject):
+            if digest <= after or (artifact_types and art_type not in artifact_types):
+                continue
+            entry: dict[str, object] = {"digest": digest, "mediaType": media_type}
+            if art_type:
+                entry["artifactType"] = art_type
+            entry["size"] = size
+            if notes:
+                entry["annotations"] = json.loads(notes)
+            entry["artifactStatus"] = "ACTIVE"
+            out.append(entry)
+            if len(out) >= limit:
+                break
+        return out
+
+    # layers
+
+    async def start_upload(self, repo: RepoRow) -> str:
+        """An upload session, as Uploads.start makes one, with the UUID id ECR's model requires."""
+        uploads = self.registry.uploads
+        upload_id = str(uuid.uuid4())
+        await asyncio.get_running_loop().run_in_executor(uploads.pool, uploads.blobs.upload_create, upload_id)
+        await self.db.write(q.create_upload, upload_id, repo.id, uploads.clock())
+        return upload_id
+
+    async def upload_part(self, repo: RepoRow, upload_id: str, first: int, last: int, data: bytes) -> int:
+        """Append one part, which must start where the upload stands; the new size."""
+        uploads = self.registry.uploads
+        size = await uploads.status(repo.id, upload_id)
+        if first != size or last < first or last - first + 1 != len(data):
+            raise LayerPartInvalid(
+                f"The part [{first}, {last}] of {len(data)} bytes does not continue the upload, which holds "
+                f"{size} bytes", received=size)
+        try:
+            return await uploads.append(repo.id, upload_id, _one(data), (first, last), len(data))
+        except UploadOutOfOrder as e:  # another part got there first
+            raise LayerPartInvalid(e.message, received=e.extra.get("size", size)) from None
+
+    async def complete_upload(self, repo: RepoRow, upload_id: str, digest: str) -> str:
+        check_digest(digest)
+        uploads = self.registry.uploads
+        if await uploads.status(repo.id, upload_id) == 0:
+            raise EmptyUpload(f"The layer upload with upload id '{upload_id}' contains no layer parts")
+        existed = await self.db.read(q.repo_blob_size, repo.id, digest) is not None
+        try:
+            await uploads.complete(repo.id, upload_id, digest, None, None)
+        except DigestInvalid:
+            raise LayerInvalid(f"The digest of the uploaded layer does not match the digest {digest}") from None
+        if existed:  # verified and stored all the same; ECR reports that the repository had it already
+            raise LayerAlreadyExists(f"The layer '{digest}' already exists in the repository with name "
+                                     f"'{repo.name}' in registry with id '{repo.account_id}'")
+        return digest
+
+    async def layers(self, repo: RepoRow, digests: Sequence[str]) -> tuple[list[LayerInfo], list[LayerFailure]]:
+        failures: list[LayerFailure] = []
+        valid: list[str] = []
+        for d in dict.fromkeys(digests):
+            if not d:
+                failures.append(LayerFailure(d, MISSING_LAYER_DIGEST, "Missing layer digest"))
+                continue
+            try:
+                check_digest(d)
+            except DigestInvalid:
+                failures.append(LayerFailure(d, INVALID_LAYER_DIGEST, f"Invalid layer digest {d!r}"))
+                continue
+            valid.append(d)
+        sizes = await self.db.read(qi.blob_sizes, repo.id, valid) if valid else {}
+        layers: list[LayerInfo] = []
+        for d in valid:
+            if d not in sizes:
+                layers.append(LayerInfo(d, False))
+                continue
+            body = await self.db.read(qi.blob_referrer_body, repo.id, d)
+            layers.append(LayerInfo(d, True, sizes[d], None if body is None else _descriptor_type(body, d)))
+        return layers, failures
+
+    async def layer_for_download(self, repo: RepoRow, digest: str) -> int:
+        """The size of a layer an image in the repository uses; BlobUnknown or LayerInaccessible otherwise."""
+        check_digest(digest)
+        size = await self.db.read(q.repo_blob_size, repo.id, digest)
+        if size is None:
+            raise BlobUnknown(f"The layer '{digest}' does not exist in the repository with name '{repo.name}' in "
+                              f"registry with id '{repo.account_id}'", detail={"digest": digest})
+        if await self.db.read(qi.blob_referrer_body, repo.id, digest) is None:
+            raise LayerInaccessible(f"The layer '{digest}' is not associated with an image in the repository "
+                                    f"with name '{repo.name}'")
+        return size
+
+
+def _syntax_failure(image_id: ImageId) -> ImageFailure | None:
+    if image_id.digest is None and image_id.tag is None:
+        return ImageFailure(image_id, MISSING_ID, "Missing image digest and tag")
+    if image_id.digest is not None:
+        try:
+            check_digest(image_id.digest)
+        except DigestInvalid:
+            return ImageFailure(image_id, INVALID_DIGEST, "Invalid request parameters: image digest should satisfy "
+                                                          "the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'")
+    if image_id.tag is not None:
+        try:
+            check_tag(image_id.tag)
+        except TagInvalid:
+            return ImageFailure(image_id, INVALID_TAG, "Invalid request parameters: image tag is not valid")
+    return None
+
