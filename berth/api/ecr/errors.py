@@ -17,56 +17,21 @@ from berth.iam import sigv4
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
-# Exception shapes of the ECR model (botocore 1.43).
-MODEL_EXCEPTIONS: dict[str, int] = {
-    "BlockedByOrganizationPolicyException": 400,
-    "EmptyUploadException": 400,
-    "ExclusionAlreadyExistsException": 400,
-    "ExclusionNotFoundException": 400,
-    "ImageAlreadyExistsException": 400,
-    "ImageArchivedException": 400,
-    "ImageDigestDoesNotMatchException": 400,
-    "ImageNotFoundException": 400,
-    "ImageStorageClassUpdateNotSupportedException": 400,
-    "ImageTagAlreadyExistsException": 400,
-    "InvalidLayerException": 400,
-    "InvalidLayerPartException": 400,
-    "InvalidParameterException": 400,
-    "InvalidTagParameterException": 400,
-    "KmsException": 400,
-    "LayerAlreadyExistsException": 400,
-    "LayerInaccessibleException": 400,
-    "LayerPartTooSmallException": 400,
-    "LayersNotFoundException": 400,
-    "LifecyclePolicyNotFoundException": 400,
-    "LifecyclePolicyPreviewInProgressException": 400,
-    "LifecyclePolicyPreviewNotFoundException": 400,
-    "LimitExceededException": 400,
-    "PullThroughCacheRuleAlreadyExistsException": 400,
-    "PullThroughCacheRuleNotFoundException": 400,
-    "ReferencedImagesNotFoundException": 400,
-    "RegistryPolicyNotFoundException": 400,
-    "RepositoryAlreadyExistsException": 400,
-    "RepositoryNotEmptyException": 400,
-    "RepositoryNotFoundException": 400,
-    "RepositoryPolicyNotFoundException": 400,
-    "ScanNotFoundException": 400,
-    "SecretNotFoundException": 400,
-    "ServerException": 500,
-    "SigningConfigurationNotFoundException": 400,
-    "TemplateAlreadyExistsException": 400,
-    "TemplateNotFoundException": 400,
-    "TooManyTagsException": 400,
-    "UnableToAccessSecretException": 400,
-    "UnableToDecryptSecretValueException": 400,
-    "UnableToGetUpstreamImageException": 400,
-    "UnableToGetUpstreamLayerException": 400,
-    "UnableToListUpstreamImageReferrersException": 400,
-    "UnsupportedImageTypeException": 400,
-    "UnsupportedUpstreamRegistryException": 400,
-    "UploadNotFoundException": 400,
-    "ValidationException": 400,
-}
+
+
+def _model_exceptions() -> dict[str, int]:
+    """Every exception shape of the installed ECR model: 400, or 500 for its faults (ServerException)."""
+    found: dict[str, int] = {}
+    for shape in model.service_model().error_shapes:
+        name = shape.name
+        raw = shape._shape_model  # botocore's Shape.metadata drops "fault"
+        status = raw.get("error", {}).get("httpStatusCode")
+        found[name] = status or (500 if raw.get("fault") else 400)
+    return found
+
+
+# Read from botocore's model, so a newer model's exceptions are known without editing this file.
+MODEL_EXCEPTIONS: dict[str, int] = _model_exceptions()
 
 # Errors every AWS JSON service can answer, outside any service model.
 COMMON_EXCEPTIONS: dict[str, int] = {
