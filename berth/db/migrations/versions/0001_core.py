@@ -13,13 +13,17 @@ branch_labels = None
 depends_on = None
 
 
+def _name(length: int) -> sa.types.TypeEngine:
+    return sa.String(length).with_variant(sa.String(length, collation="C"), "postgresql")
+
+
 def upgrade() -> None:
     op.create_table(
         "repositories",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("account_id", sa.String(12), nullable=False),
         sa.Column("region", sa.String(32), nullable=False),
-        sa.Column("name", sa.String(256), nullable=False),
+        sa.Column("name", _name(256), nullable=False),
         sa.Column("created_at", sa.Float, nullable=False),
         sa.Column("tag_mutability", sa.String(32), nullable=False, server_default="MUTABLE"),
         sa.Column("tag_mutability_filters", sa.Text, nullable=False, server_default="[]"),
@@ -68,7 +72,7 @@ def upgrade() -> None:
         "tags",
         sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"),
                   primary_key=True),
-        sa.Column("name", sa.String(300), primary_key=True),
+        sa.Column("name", _name(300), primary_key=True),
         sa.Column("digest", sa.String(160), nullable=False),
         sa.Column("updated_at", sa.Float, nullable=False),
     )
