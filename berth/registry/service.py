@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from berth.db import images as qi
@@ -72,7 +72,10 @@ class RegistryService:
 
     # repositories
 
-    async def repository(self, account: str, region: str, name: str, for_push: bool = False) -> RepoRow:
+    async def repository(self, account: str, region: str, name: str, for_push: bool = False,
+                         may_create: Callable[[], Awaitable[None]] | None = None) -> RepoRow:
+        """The repository, or NAME_UNKNOWN. A push to a missing one creates it when create-on-push is on,
+        after `may_create` (the caller's authorization of ecr:CreateRepository) has not raised."""
         check_name(name)
         key = (account, region, name)
         cacheable = self._fresh()
@@ -80,6 +83,8 @@ class RegistryService:
             return repo
         repo = await self.db.read(q.get_repository, account, region, name)
         if repo is None and for_push and self.create_on_push:
+            if may_create is not None:
+                await may_create()
             repo, _ = await self.db.write(q.create_repository, account, region, name, self.clock())
         if repo is None:
             raise NameUnknown(f"repository {name!r} not found", detail={"name": name})

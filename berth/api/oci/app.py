@@ -186,14 +186,17 @@ class OciApi:
 
     async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> RepoRow:
         await self._allow(c, actions, c.account, c.region, name)
-        return await self.registry.repository(c.account, c.region, name, for_push=for_push)
+        async def may_create() -> None:
+            await self._allow(c, ("ecr:CreateRepository",), c.account, c.region, name)
+
+        return await self.registry.repository(c.account, c.region, name, for_push=for_push, may_create=may_create)
 
     # base and catalog
 
     async def catalog(self, c: Call) -> None:
         await self._allow(c, ("ecr:DescribeRepositories",), c.account, c.region, "*")
         n = _page_size(c.arg("n"))
-        last = c.arg("last") or ""
+        last = _last(c)
         names = await self.registry.catalog(c.account, c.region, last, n)
         headers = [("Content-Type", "application/json")]
         if n is not None and n > 0 and len(names) == n:
@@ -227,7 +230,7 @@ class OciApi:
     async def tags_list(self, c: Call, name: str) -> None:
         repo = await self._repo(c, name, "ecr:ListImages")
         n = _page_size(c.arg("n"))
-        tags = await self.registry.list_tags(repo, c.arg("last") or "", n)
+        tags = await self.registry.list_tags(repo, _last(c), n)
         headers = [("Content-Type", "application/json")]
         if n is not None and n > 0 and len(tags) == n:
             headers.append(("Link", f'</v2/{name}/tags/list?n={n}&last={quote(tags[-1], safe="")}>; rel="next"'))
@@ -319,7 +322,8 @@ class OciApi:
             size = await self.registry.uploads.append(repo.id, upload_id, body_chunks(c.receive), content_range,
                                                       _content_length(c))
         except RegistryError as e:
-            e.extra.setdefault("location", f"/v2/{name}/blobs/uploads/{upload_id}")
+            if e.code != "BLOB_UPLOAD_UNKNOWN":  # never echo an unknown (client-chosen) id into a header
+                e.extra.setdefault("location", f"/v2/{name}/blobs/uploads/{upload_id}")
             raise
         await respond(c.send, 202, self._upload_headers(name, upload_id, size))
 
@@ -358,9 +362,14 @@ def _json(obj: object) -> bytes:
 def _page_size(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise _PaginationInvalid(f"invalid page size n={raw!r}")
-    return int(raw)
+    return min(int(raw), 1 << 62)  # beyond any database's LIMIT: "everything"
+
+
+def _last(c: Call) -> str:
+    """The `last` bound of a listing. No name or tag contains NUL (and PostgreSQL text cannot)."""
+    return (c.arg("last") or "").split("\x00", 1)[0]
 
 
 def _content_length(c: Call) -> int | None:
