@@ -44,6 +44,7 @@ class SqliteBackend:
         self._reader.execute("PRAGMA query_only=1")
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._writer = self._writer_pool.submit(_connect, self.path).result()
+        self._seen: tuple[object, int] | None = None  # (task, data_version) of the last check
 
     async def read(self, fn: TxnFn[T], *args: Any) -> T:
         # Short indexed reads: cheaper inline than any thread hop (see DESIGN.md).
@@ -62,11 +63,24 @@ class SqliteBackend:
 
     async def write(self, fn: TxnFn[T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer_pool, self._write_sync, fn, args)
+        try:
+            return await loop.run_in_executor(self._writer_pool, self._write_sync, fn, args)
+        finally:
+            self._seen = None
 
     def version(self) -> int | None:
-        row = self._reader.execute("PRAGMA data_version").fetchone()
-        return int(row[0])
+        # One check per request (asyncio task) is enough: the caches it guards are consulted several
+        # times per request, and this process's own writes reset it.
+        try:
+            task: object = asyncio.current_task()
+        except RuntimeError:
+            task = None
+        seen = self._seen
+        if seen is not None and task is not None and seen[0] is task:
+            return seen[1]
+        v = int(self._reader.execute("PRAGMA data_version").fetchone()[0])
+        self._seen = (task, v)
+        return v
 
     async def close(self) -> None:
         self._reader.close()
