@@ -111,6 +111,15 @@ def default_resource(call: EcrCall) -> str:
     return f"arn:aws:ecr:{call.region}:{call.registry_id}:*"
 
 
+def default_resources(call: EcrCall) -> list[str]:
+    """Every resource the operation must be allowed on: each named repository of DescribeRepositories
+    (so their repository policies grant and deny, as in AWS), else the one default resource."""
+    names = call.params.get("repositoryNames")
+    if call.op == "DescribeRepositories" and isinstance(names, list) and names:
+        return [call.repo_arn(str(n)) for n in dict.fromkeys(names)]
+    return [default_resource(call)]
+
+
 class EcrApi:
     def __init__(self, services: Services, authenticator: Authenticator,
                  operations: dict[str, Handler], default_region: str) -> None:
@@ -138,7 +147,8 @@ class EcrApi:
             region = signed.region if signed is not None else self.default_region
             call = EcrCall(op, params, principal, region, host, Context(client_ip, secure), self.services,
                            request_id)
-            await call.allow(f"ecr:{op}", default_resource(call))
+            for resource in default_resources(call):
+                await call.allow(f"ecr:{op}", resource)
             result = await handler(call)
             out = json.dumps(result, separators=(",", ":"), default=str).encode()
             return 200, {"Content-Type": errors.CONTENT_TYPE, "x-amzn-RequestId": request_id}, out

@@ -1,0 +1,101 @@
+"""AWS-side helpers for tests: botocore clients against a berth server, registry tokens, IAM users.
+
+Clients are real botocore clients (SigV4 signing, JSON serialisation, error parsing) pointed at the
+server with `endpoint_url`; they never retry, so each call is exactly one request.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+from botocore import UNSIGNED, xform_name
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+REGION = "us-east-1"
+_NO_RETRY = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60)
+_SESSION = botocore.session.get_session()  # one loader: service models are parsed once per process
+
+
+def client(service: str, url: str, key: str | None, secret: str | None, region: str = REGION) -> BaseClient:
+    """A botocore client; `key=None` sends unsigned requests."""
+    if key is None:
+        return _SESSION.create_client(service, region_name=region, endpoint_url=url,
+                                      config=_NO_RETRY.merge(Config(signature_version=UNSIGNED)))
+    return _SESSION.create_client(service, region_name=region, endpoint_url=url, aws_access_key_id=key,
+                                  aws_secret_access_key=secret, config=_NO_RETRY)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one ECR call answered: the parsed output, or the AWS error code."""
+
+    output: dict[str, Any] | None
+    error: str | None = None
+    message: str = ""
+
+    @property
+    def code(self) -> str:
+        return self.error or "success"
+
+
+def call(c: BaseClient, operation: str, params: Mapping[str, Any]) -> Outcome:
+    """Call `operation` (its model name, e.g. "BatchGetImage"); AWS errors come back as an Outcome."""
+    try:
+        out = getattr(c, xform_name(operation))(**params)
+    except ClientError as e:
+        return Outcome(None, e.response["Error"]["Code"], e.response["Error"].get("Message", ""))
+    out.pop("ResponseMetadata", None)
+    return Outcome(out)
+
+
+def registry_token(ecr: BaseClient) -> str:
+    """The registry token from GetAuthorizationToken (the part after `AWS:`)."""
+    data = ecr.get_authorization_token()["authorizationData"][0]
+    user, _, token = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    assert user == "AWS", user
+    return token
+
+
+def basic(token: str, user: str = "AWS") -> str:
+    """An Authorization header value as docker sends it after `docker login -u AWS`."""
+    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The (unverified) claims of a berth registry token `<key id>.<claims>.<mac>`."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def signing_keys(db_path: Path) -> dict[str, bytes]:
+    """The registry-token signing keys, read from the server's SQLite metadata database."""
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT id, secret FROM signing_keys ORDER BY created_at").fetchall()
+    return {key_id: bytes.fromhex(secret) for key_id, secret in rows}
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    name: str
+    policy: Mapping[str, Any]  # one inline identity policy document
+
+
+def create_users(iam: BaseClient, users: Iterable[UserSpec]) -> dict[str, tuple[str, str]]:
+    """IAM users (through the server's IAM API, as `iam`'s caller) with one inline policy and one
+    access key each. Returns user name -> (key id, secret)."""
+    out = {}
+    for u in users:
+        iam.create_user(UserName=u.name)
+        iam.put_user_policy(UserName=u.name, PolicyName="inline", PolicyDocument=json.dumps(u.policy))
+        key = iam.create_access_key(UserName=u.name)["AccessKey"]
+        out[u.name] = (key["AccessKeyId"], key["SecretAccessKey"])
+    return out
