@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ class SqliteBackend:
         self._reader.execute("PRAGMA query_only=1")
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._writer = self._writer_pool.submit(_connect, self.path).result()
-        self._seen: tuple[object, int] | None = None  # (task, data_version) of the last check
+        self._seen: tuple[object, int, float] | None = None  # (task, data_version, when) of the last check
 
     async def read(self, fn: TxnFn[T], *args: Any) -> T:
         # Short indexed reads: cheaper inline than any thread hop (see DESIGN.md).
@@ -70,16 +71,17 @@ class SqliteBackend:
 
     def version(self) -> int | None:
         # One check per request (asyncio task) is enough: the caches it guards are consulted several
-        # times per request, and this process's own writes reset it.
+        # times per request, and this process's own writes reset it. Long-lived tasks re-check often.
         try:
             task: object = asyncio.current_task()
         except RuntimeError:
             task = None
+        now = time.monotonic()
         seen = self._seen
-        if seen is not None and task is not None and seen[0] is task:
+        if seen is not None and task is not None and seen[0] is task and now - seen[2] < 0.005:
             return seen[1]
         v = int(self._reader.execute("PRAGMA data_version").fetchone()[0])
-        self._seen = (task, v)
+        self._seen = (task, v, now)
         return v
 
     async def close(self) -> None:

@@ -363,17 +363,21 @@ def test_cache_invalidated_after_a_write(env: Env) -> None:
 def test_cache_invalidated_by_another_node(env: Env) -> None:
     async def body(a: RegistryService) -> None:
         b = env.node()
+
+        async def pull(ref: str) -> object:  # each request runs in its own task, as under the server
+            return await asyncio.create_task(a.pull_manifest(ACCOUNT, REGION, "team/app", ref))
+
         repo_a = await a.repository(ACCOUNT, REGION, "team/app", for_push=True)
         first = await push_image(a, repo_a, "first", "latest")
-        assert await a.pull_manifest(ACCOUNT, REGION, "team/app", "latest") == first  # cached on node A
+        assert await pull("latest") == first  # cached on node A
         repo_b = await b.repository(ACCOUNT, REGION, "team/app")
         second = await push_image(b, repo_b, "second", "latest")  # node B moves the tag
-        assert await a.pull_manifest(ACCOUNT, REGION, "team/app", "latest") == second
+        assert await pull("latest") == second
         await b.delete_manifest(repo_b, second.digest)
         with pytest.raises(ManifestUnknown):
-            await a.pull_manifest(ACCOUNT, REGION, "team/app", "latest")
+            await pull("latest")
         with pytest.raises(ManifestUnknown):
-            await a.pull_manifest(ACCOUNT, REGION, "team/app", second.digest)
+            await pull(second.digest)
 
     env.run(body)
 
