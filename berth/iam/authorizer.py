@@ -14,6 +14,8 @@ from berth.iam.service import IdentityService
 
 TagLookup = Callable[[str, str, str], Awaitable[dict[str, str]]]
 _TTL = 5.0  # decisions may depend on time conditions: keep them briefly even when nothing changes
+# With REGISTRY_POLICY_SCOPE V1 the registry policy governs only these actions (ECR's scope versions).
+_V1_ACTIONS = frozenset({"ecr:ReplicateImage", "ecr:BatchImportUpstreamImage", "ecr:CreateRepository"})
 
 
 def _parse_arn(resource: str) -> tuple[str, str, str | None]:
@@ -35,6 +37,7 @@ class PolicyAuthorizer:
         self._stamp = 0.0
         self._decisions: dict[tuple[str, str, str, str], Decision] = {}
         self._docs: dict[tuple[str, ...], Policy | None] = {}
+        self._v1: dict[tuple[str, ...], bool] = {}
 
     def _fresh(self) -> None:
         now = time.monotonic()
@@ -44,6 +47,7 @@ class PolicyAuthorizer:
             self._stamp = now
             self._decisions.clear()
             self._docs.clear()
+            self._v1.clear()
 
     async def _policy(self, key: tuple[str, ...], kind: str) -> Policy | None:
         if key in self._docs:
@@ -52,6 +56,8 @@ class PolicyAuthorizer:
             doc = await self.db.read(q.repository_policy_by_name, key[0], key[1], key[2])
         else:
             doc = await self.db.read(q.get_registry_policy, key[0], key[1])
+            scope = await self.db.read(q.get_setting, key[0], key[1], "REGISTRY_POLICY_SCOPE")
+            self._v1[key] = scope == "V1"
         policy = parse_policy(doc, kind) if doc else None  # type: ignore[arg-type]
         self._docs[key] = policy
         return policy
@@ -65,6 +71,8 @@ class PolicyAuthorizer:
         account, region, name = _parse_arn(resource)
         resource_policy = await self._policy((account, region, name), "repository") if name else None
         registry_policy = await self._policy((account, region), "registry") if account else None
+        if registry_policy is not None and self._v1.get((account, region)) and action not in _V1_ACTIONS:
+            registry_policy = None
         now = datetime.now(UTC)
         ctx: dict[str, str | list[str]] = {
             "aws:SourceIp": context.source_ip,

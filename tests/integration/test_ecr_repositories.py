@@ -515,3 +515,16 @@ def test_registry_id_selects_the_account(server: BerthServer, ecr: BaseClient) -
     deleted = ecr.delete_repository(registryId=OTHER_ACCOUNT, repositoryName="shared/app")["repository"]
     expect_repo(deleted, "shared/app", account=OTHER_ACCOUNT, scan=True)
     assert other.describe_repositories()["repositories"] == []
+
+    # REGISTRY_POLICY_SCOPE V1: the registry policy governs only CreateRepository (and replication, PTC)
+    other.put_account_setting(name="REGISTRY_POLICY_SCOPE", value="V1")
+    if server.database_url:
+        time.sleep(1.1)
+    raises(ecr, "AccessDeniedException", ecr.describe_repositories, registryId=OTHER_ACCOUNT)
+    v1 = ecr.create_repository(registryId=OTHER_ACCOUNT, repositoryName="shared/v1")["repository"]
+    assert v1["registryId"] == OTHER_ACCOUNT
+    other.put_account_setting(name="REGISTRY_POLICY_SCOPE", value="V2")
+    if server.database_url:
+        time.sleep(1.1)
+    assert [r["repositoryName"] for r in ecr.describe_repositories(registryId=OTHER_ACCOUNT)["repositories"]] \
+        == ["shared/v1"]
