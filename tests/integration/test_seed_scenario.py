@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,9 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
 def aws(server: BerthServer, tmp: Path, *args: str, stdin: str | None = None) -> str:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_CONFIG_FILE": str(tmp / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-creds")}
-    cli = str(Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "aws")
-    if not Path(cli).exists():
-        cli = "aws"
+    cli = str(Path(sys.executable).parent / "aws")  # the awscli installed beside the test runner
     proc = subprocess.run([cli, "--endpoint-url", server.url, "--output", "json", *args], env=env,
                           capture_output=True, text=True, timeout=60, input=stdin)
     assert proc.returncode == 0, proc.stderr
