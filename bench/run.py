@@ -567,7 +567,9 @@ def main() -> int:
             s.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    header = (f"Berth vs CNCF distribution 2.8.2 on 127.0.0.1, {datetime.now():%Y-%m-%d %H:%M}, "
+    rev = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "unknown"
+    header = (f"Berth ({rev}) vs CNCF distribution 2.8.2 on 127.0.0.1, {datetime.now():%Y-%m-%d %H:%M}, "
               f"{os.cpu_count()} CPUs (load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end), "
               f"berth --workers {args.berth_workers}, wrk -t2 -c64 -d{args.duration}s")
     out = header + "\n\n" + table(results, args) + "\n"
