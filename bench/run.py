@@ -512,6 +512,7 @@ def main() -> int:
     if not 1 <= args.size_mib <= 16384 or not 1 <= args.duration <= 600 or not 100 <= args.tags <= 100_000:
         p.error("--size-mib 1..16384, --duration 1..600, --tags 100..100000")
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below on `kill` too
     load = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="berth-bench-", dir=args.tmp_dir))
     servers: list[Server] = []
