@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
+if TYPE_CHECKING:  # Alembic loads only when migrating: `serve` checks sqlite_is_current without it
+    from alembic.config import Config
 
 _HERE = Path(__file__).parent
 
@@ -17,6 +18,8 @@ def sqlalchemy_url(database_url: str, sqlite_path: Path) -> str:
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(_HERE / "migrations"))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -24,6 +27,8 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str) -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(url), "head")
 
 

@@ -67,6 +67,8 @@ def _descriptor(obj: Any, where: str) -> Descriptor:
     media_type, digest, size = obj.get("mediaType"), obj.get("digest"), obj.get("size")
     if not isinstance(media_type, str) or not media_type:
         raise ManifestInvalid(f"{where}: mediaType missing")
+    if "\x00" in media_type:
+        raise ManifestInvalid(f"{where}: mediaType contains NUL")
     if not isinstance(digest, str):
         raise ManifestInvalid(f"{where}: digest missing")
     try:
@@ -115,8 +117,8 @@ def _subject(doc: dict[str, Any]) -> Descriptor | None:
 
 
 def _opt_str(v: Any, name: str) -> str | None:
-    if v is not None and not isinstance(v, str):
-        raise ManifestInvalid(f"{name} must be a string")
+    if v is not None and (not isinstance(v, str) or "\x00" in v):
+        raise ManifestInvalid(f"{name} must be a string without NUL")
     return v
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from berth.registry.streams import pump
 from berth.storage import BlobStore
 
 READ_CHUNK = 1 << 20
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what start() hands out (token_urlsafe)
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -54,7 +56,7 @@ class Uploads:
 
     async def _check(self, repo_id: int, upload_id: str) -> int:
         """The bytes received so far; BLOB_UPLOAD_UNKNOWN unless the session is this repository's."""
-        if await self.db.read(q.get_upload_repo, upload_id) != repo_id:
+        if not _UPLOAD_ID.fullmatch(upload_id) or await self.db.read(q.get_upload_repo, upload_id) != repo_id:
             raise BlobUploadUnknown("upload unknown", detail={"uuid": upload_id})
         size = self.blobs.upload_size(upload_id)
         if size is None:
