@@ -43,6 +43,14 @@ class Manifest:
     subject: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedManifest:
+    tag: str | None
+    digest: str
+    body: bytes
+    parsed: manifests.ParsedManifest
+
+
 class RegistryService:
     def __init__(self, db: Backend, blobs: BlobStore, uploads: Uploads, create_on_push: bool = False,
                  clock: Callable[[], float] = time.time) -> None:
@@ -197,8 +205,9 @@ class RegistryService:
                     self._pull_marks.pop((account, region, name, digest), None)
                 return
 
-    async def put_manifest(self, repo: RepoRow, reference: str, body: bytes,
-                           content_type: str | None) -> Manifest:
+    @staticmethod
+    def prepare_manifest(reference: str, body: bytes, content_type: str | None) -> PreparedManifest:
+        """Everything about a pushed manifest that needs no repository: grammar, JSON shape, digest."""
         tag = None
         if is_digest(reference):
             check_digest(reference)
@@ -209,6 +218,13 @@ class RegistryService:
         digest = f"{algorithm}:" + hashlib.new(algorithm, body).hexdigest()
         if tag is None and digest != reference:
             raise DigestInvalid("manifest digest does not match its content", detail={"digest": reference})
+        return PreparedManifest(tag, digest, body, parsed)
+
+    async def put_manifest(self, repo: RepoRow, reference: str | PreparedManifest, body: bytes = b"",
+                           content_type: str | None = None) -> Manifest:
+        prepared = reference if isinstance(reference, PreparedManifest) else \
+            self.prepare_manifest(reference, body, content_type)
+        tag, digest, body, parsed = prepared.tag, prepared.digest, prepared.body, prepared.parsed
         await self._check_references(repo, parsed)
         locked = tag is not None and tag_is_immutable(repo.tag_mutability, repo.tag_mutability_filters, tag)
         row = NewManifest(digest, parsed.media_type, parsed.artifact_type,

@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -157,14 +157,17 @@ class Uploads:
             await self._finish(repo_id, upload_id, digest, size)
         return size
 
-    async def put(self, repo_id: int, digest: str, chunks: AsyncIterator[bytes], content_length: int | None) -> int:
-        """A monolithic upload (POST ?digest=): no session row; a crash leaves only a purgeable file."""
+    async def put(self, repo_id: Callable[[], Awaitable[int]], digest: str, chunks: AsyncIterator[bytes],
+                  content_length: int | None) -> int:
+        """A monolithic upload (POST ?digest=): no session row; a crash leaves only a purgeable file.
+        `repo_id` is asked for only once the bytes match `digest` (so a bad push creates nothing)."""
         check_digest(digest)
         upload_id = secrets.token_urlsafe(24)
         await self._run(self.blobs.upload_create, upload_id)
         try:
             size = await self._append(upload_id, 0, chunks, content_length)
-            await self._finish(repo_id, upload_id, digest, size)
+            await self._verify(upload_id, digest, size)
+            await self._commit(await repo_id(), upload_id, digest, size)
         except BaseException:
             self._hashers.pop(upload_id, None)
             await self._run(self.blobs.upload_delete, upload_id)
@@ -172,6 +175,11 @@ class Uploads:
         return size
 
     async def _finish(self, repo_id: int, upload_id: str, digest: str, size: int) -> None:
+        await self._verify(upload_id, digest, size)
+        await self._commit(repo_id, upload_id, digest, size)
+
+    async def _verify(self, upload_id: str, digest: str, size: int) -> None:
+        """DIGEST_INVALID (and the upload dropped) unless the received bytes hash to `digest`."""
         algorithm = digest.split(":", 1)[0]
         if algorithm == "sha256":
             actual = "sha256:" + self._hashers[upload_id][1].hexdigest()
@@ -180,6 +188,8 @@ class Uploads:
         if actual != digest:
             await self._drop(upload_id)
             raise DigestInvalid("provided digest did not match uploaded content", detail={"digest": digest})
+
+    async def _commit(self, repo_id: int, upload_id: str, digest: str, size: int) -> None:
         await self._run(self.blobs.upload_commit, upload_id, digest)  # fsync + atomic rename
         self._hashers.pop(upload_id, None)
         self._locks.pop(upload_id, None)

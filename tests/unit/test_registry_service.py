@@ -102,7 +102,10 @@ async def stream(data: bytes) -> AsyncIterator[bytes]:
 
 
 async def push_blob(svc: RegistryService, repo: RepoRow, data: bytes, media_type: str) -> dict[str, Any]:
-    await svc.uploads.put(repo.id, sha256(data), stream(data), len(data))
+    async def repo_id() -> int:
+        return repo.id
+
+    await svc.uploads.put(repo_id, sha256(data), stream(data), len(data))
     return {"mediaType": media_type, "digest": sha256(data), "size": len(data)}
 
 

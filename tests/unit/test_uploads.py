@@ -50,6 +50,10 @@ class Env:
         self.repo_id = 0
         self._open: list[tuple[SqliteBackend, Uploads]] = []
 
+    async def repo(self) -> int:
+        """The repository a monolithic put lands in, asked for once its bytes verified."""
+        return self.repo_id
+
     def node(self) -> Uploads:
         db = SqliteBackend(self.db_path)
         uploads = Uploads(db, FilesystemBlobStore(self.root), clock=self.clock, max_age_hours=24)
@@ -159,7 +163,7 @@ def test_monolithic_put(env: Env) -> None:
 
     async def body(u: Uploads) -> None:
         chunks = [data[i:i + 65536] for i in range(0, len(data), 65536)]
-        assert await u.put(env.repo_id, sha256(data), stream(*chunks), len(data)) == len(data)
+        assert await u.put(env.repo, sha256(data), stream(*chunks), len(data)) == len(data)
         assert env.blob(sha256(data)) == data
         assert await u.db.read(q.repo_blob_size, env.repo_id, sha256(data)) == len(data)
         assert await u.db.read(q.upload_ids) == set()
@@ -170,7 +174,7 @@ def test_monolithic_put(env: Env) -> None:
 
 def test_same_blob_twice(env: Env) -> None:
     async def body(u: Uploads) -> None:
-        await u.put(env.repo_id, sha256(b"dup"), stream(b"dup"), 3)
+        await u.put(env.repo, sha256(b"dup"), stream(b"dup"), 3)
         uid = await u.start(env.repo_id)
         await u.complete(env.repo_id, uid, sha256(b"dup"), stream(b"dup"), 3)
         assert env.blob(sha256(b"dup")) == b"dup"
@@ -190,7 +194,7 @@ def test_sha512_digest(env: Env) -> None:
         assert env.blob(sha512(data)) == data
         assert env.blobs.stat(sha256(data)) is None
         assert await u.db.read(q.repo_blob_size, env.repo_id, sha512(data)) == len(data)
-        await u.put(env.repo_id, sha512(b"mono"), stream(b"mono"), None)
+        await u.put(env.repo, sha512(b"mono"), stream(b"mono"), None)
         assert env.blob(sha512(b"mono")) == b"mono"
         uid = await u.start(env.repo_id)
         with pytest.raises(DigestInvalid):
@@ -282,13 +286,13 @@ def test_client_disconnect_mid_chunk_rolls_back(env: Env) -> None:
 def test_monolithic_put_failures_leave_nothing(env: Env) -> None:
     async def body(u: Uploads) -> None:
         with pytest.raises(DigestInvalid):
-            await u.put(env.repo_id, sha256(b"expected"), stream(b"actual"), None)
+            await u.put(env.repo, sha256(b"expected"), stream(b"actual"), None)
         with pytest.raises(SizeInvalid):
-            await u.put(env.repo_id, sha256(b"short"), stream(b"short"), 100)
+            await u.put(env.repo, sha256(b"short"), stream(b"short"), 100)
         with pytest.raises(ConnectionResetError):
-            await u.put(env.repo_id, sha256(b"xy"), broken_stream(b"x"), None)
+            await u.put(env.repo, sha256(b"xy"), broken_stream(b"x"), None)
         with pytest.raises(DigestInvalid):
-            await u.put(env.repo_id, "sha256:not-a-digest", stream(b"x"), None)
+            await u.put(env.repo, "sha256:not-a-digest", stream(b"x"), None)
         assert list(env.blobs.digests()) == []
         assert await u.db.read(q.linked_blobs, env.repo_id, [sha256(b"actual"), sha256(b"short")]) == set()
 

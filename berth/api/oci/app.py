@@ -214,9 +214,11 @@ class OciApi:
         await respond(c.send, 200, headers, m.body, head=c.method == "HEAD")
 
     async def put_manifest(self, c: Call, name: str, ref: str) -> None:
-        repo = await self._repo(c, name, "ecr:PutImage", for_push=True)
+        await self._allow(c, ("ecr:PutImage",), c.account, c.region, name)
         body = await read_body(c.receive, manifests.MAX_MANIFEST)
-        m = await self.registry.put_manifest(repo, ref, body, header(c.scope, b"content-type"))
+        prepared = self.registry.prepare_manifest(ref, body, header(c.scope, b"content-type"))  # before create-on-push
+        repo = await self._repo(c, name, "ecr:PutImage", for_push=True)
+        m = await self.registry.put_manifest(repo, prepared)
         headers = [("Location", f"/v2/{name}/manifests/{m.digest}"), ("Docker-Content-Digest", m.digest)]
         if m.subject:
             headers.append(("OCI-Subject", m.subject))
@@ -284,9 +286,13 @@ class OciApi:
                 return await respond(c.send, 201, [("Location", f"/v2/{name}/blobs/{mount}"),
                                                    ("Docker-Content-Digest", mount)])
         elif digest is not None:
-            repo = await self._repo(c, name, "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
-                                    "ecr:CompleteLayerUpload", for_push=True)
-            await self.registry.uploads.put(repo.id, digest, body_chunks(c.receive), _content_length(c))
+            actions = ("ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload")
+            await self._allow(c, actions, c.account, c.region, name)
+
+            async def verified_into() -> int:  # the repository, created on push only once the bytes check out
+                return (await self._repo(c, name, *actions, for_push=True)).id
+
+            await self.registry.uploads.put(verified_into, digest, body_chunks(c.receive), _content_length(c))
             return await respond(c.send, 201, [("Location", f"/v2/{name}/blobs/{digest}"),
                                                ("Docker-Content-Digest", digest)])
         else:
