@@ -60,6 +60,7 @@ class Server:
         self.log = tmp / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.peak_rss_kib = 0
+        self.headers: dict[str, str] = {}  # sent with every request (a registry token under --berth-auth iam)
         self.data.mkdir()
 
     def command(self) -> tuple[list[str], dict[str, str]]:
@@ -99,7 +100,7 @@ class Server:
         self.proc = None
 
     def conn(self, timeout: float = 300.0) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return _Conn(self.headers, "127.0.0.1", self.port, timeout=timeout)
 
     def sample_rss(self) -> None:
         """Sum of VmHWM over the process group; keep the maximum seen (exited workers are lost)."""
@@ -121,6 +122,19 @@ class Server:
         return "\n    ".join(text.strip().splitlines()[-lines:])
 
 
+class _Conn(http.client.HTTPConnection):
+    """A connection that adds the server's extra headers (auth) to every request."""
+
+    def __init__(self, extra: dict[str, str], *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra = extra
+
+    def putrequest(self, method: str, url: str, *args, **kwargs) -> None:
+        super().putrequest(method, url, *args, **kwargs)
+        for k, v in self.extra.items():
+            self.putheader(k, v)
+
+
 class Distribution(Server):
     def command(self) -> tuple[list[str], dict[str, str]]:
         cfg = self.data.parent / "distribution.yml"
@@ -132,15 +146,30 @@ class Distribution(Server):
 
 
 class Berth(Server):
-    def __init__(self, tmp: Path, workers: int) -> None:
+    KEY, SECRET = "AKIABERTHBENCH000001", "berth-bench-secret-0123456789"
+
+    def __init__(self, tmp: Path, workers: int, auth: str = "none") -> None:
         super().__init__("berth", tmp)
         self.workers = workers
+        self.auth = auth
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        """No auth, like the distribution it is compared with; repositories are created on first push."""
+        """By default no auth, like the distribution it is compared with; with --berth-auth iam every request
+        carries a registry token, as docker's would. Repositories are created on first push."""
         cmd = [sys.executable, "-m", "berth", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--data-dir", str(self.data), "--workers", str(self.workers)]
-        return cmd, {"BERTH_CREATE_ON_PUSH": "1", "BERTH_AUTH": "none"}
+        return cmd, {"BERTH_CREATE_ON_PUSH": "1", "BERTH_AUTH": self.auth,
+                     "BERTH_ADMIN_ACCESS_KEY_ID": self.KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": self.SECRET}
+
+    def start(self, timeout: float = 60.0) -> None:
+        super().start(timeout)
+        if self.auth == "iam":  # aws ecr get-authorization-token, then HTTP Basic as docker login stores it
+            import boto3
+
+            ecr = boto3.client("ecr", endpoint_url=f"http://127.0.0.1:{self.port}", region_name="us-east-1",
+                               aws_access_key_id=self.KEY, aws_secret_access_key=self.SECRET)
+            token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+            self.headers["Authorization"] = f"Basic {token}"
 
 
 # ---- HTTP helpers -------------------------------------------------------------------------------------
@@ -200,11 +229,12 @@ def check_blob(server: Server, digest: str, size: int) -> None:
         raise Failed(f"HEAD {digest}: Docker-Content-Digest {h.get('docker-content-digest')}")
 
 
-def get_raw(port: int, path: str, verify: str = "") -> tuple[int, float]:
+def get_raw(port: int, path: str, verify: str = "", headers: dict[str, str] | None = None) -> tuple[int, float]:
     """GET on a raw socket into a reused 1 MiB buffer; hashes only when `verify` is set."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     with socket.create_connection(("127.0.0.1", port), timeout=300) as s:
         t0 = time.perf_counter()
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra}Connection: close\r\n\r\n".encode())
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = s.recv(65536)
@@ -350,10 +380,10 @@ def w_push_chunked(s: Server, fx: dict) -> dict:
 
 def w_pull(s: Server, fx: dict) -> dict:
     path = f"/v2/{REPO}/blobs/{fx['mono_digest']}"
-    got, elapsed = get_raw(s.port, path, verify=fx["mono_digest"])
+    got, elapsed = get_raw(s.port, path, verify=fx["mono_digest"], headers=s.headers)
     rates = [got / elapsed / 1e6]
     for _ in range(3):  # timed runs discard the bytes: the client's sha256 (~1.4 GB/s) would cap them
-        got, elapsed = get_raw(s.port, path)
+        got, elapsed = get_raw(s.port, path, headers=s.headers)
         rates.append(got / elapsed / 1e6)
     return {"pull_verified": rates[0], "pull": statistics.median(rates[1:])}
 
@@ -395,8 +425,9 @@ def w_manifest_push(s: Server, fx: dict) -> dict:
 
 def w_manifest_get(s: Server, fx: dict) -> dict:
     url = f"http://127.0.0.1:{s.port}/v2/{REPO}/manifests/{fx['tags'][0]}"
+    extra = [arg for k, v in s.headers.items() for arg in ("-H", f"{k}: {v}")]
     out = subprocess.run(["wrk", "-t2", "-c64", f"-d{fx['duration']}s", "--latency", "-H",
-                          f"Accept: {MANIFEST}", url], capture_output=True, text=True,
+                          f"Accept: {MANIFEST}", *extra, url], capture_output=True, text=True,
                          timeout=fx["duration"] + 60).stdout
     if "Non-2xx or 3xx responses" in out:
         raise Failed("wrk: " + re.search(r"Non-2xx or 3xx responses: *\d+", out).group(0))
@@ -505,6 +536,8 @@ def main() -> int:
     p.add_argument("--size-mib", type=int, default=1024, help="size of the big blobs (default 1024)")
     p.add_argument("--only", choices=("distribution", "berth"), help="run against one server only")
     p.add_argument("--berth-workers", type=int, default=1, help="berth serve --workers (default 1)")
+    p.add_argument("--berth-auth", choices=("none", "iam"), default="none",
+                   help="berth serve --auth; with iam every request carries a registry token (default none)")
     p.add_argument("--duration", type=int, default=10, help="seconds of wrk per server (default 10)")
     p.add_argument("--tags", type=int, default=TAGS, help=f"tags to create (default {TAGS})")
     p.add_argument("--tmp-dir", help="where blobs and both data dirs go (default: the system temp dir)")
@@ -533,7 +566,8 @@ def main() -> int:
         for name in ("distribution", "berth"):
             if args.only and args.only != name:
                 continue
-            server = Distribution(name, tmp) if name == "distribution" else Berth(tmp, args.berth_workers)
+            server = (Distribution(name, tmp) if name == "distribution"
+                      else Berth(tmp, args.berth_workers, args.berth_auth))
             servers.append(server)
             try:
                 server.start()
@@ -572,7 +606,7 @@ def main() -> int:
                          capture_output=True, text=True).stdout.strip() or "unknown"
     header = (f"Berth ({rev}) vs CNCF distribution 2.8.2 on 127.0.0.1, {datetime.now():%Y-%m-%d %H:%M}, "
               f"{os.cpu_count()} CPUs (load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end), "
-              f"berth --workers {args.berth_workers}, wrk -t2 -c64 -d{args.duration}s")
+              f"berth --workers {args.berth_workers} --auth {args.berth_auth}, wrk -t2 -c64 -d{args.duration}s")
     out = header + "\n\n" + table(results, args) + "\n"
     if notes:
         out += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
