@@ -7,8 +7,8 @@ while there is room and waits on an event when the writer thread falls behind.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -20,42 +20,39 @@ class _Channel:
     def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
         self._loop = loop
         self._max = maxsize
-        self._items: deque[Any] = deque()
-        self._cond = threading.Condition()
+        self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()  # C: no Python-level locking per chunk
+        self._lock = threading.Lock()
+        self._pending = 0
         self._space = asyncio.Event()
         self.failed = False
 
     async def put(self, item: Any) -> None:
         while True:
-            with self._cond:
-                if self.failed:
-                    raise _ConsumerFailed
-                if len(self._items) < self._max:
-                    self._items.append(item)
-                    self._cond.notify()
+            if self.failed:
+                raise _ConsumerFailed
+            with self._lock:
+                if self._pending < self._max:
+                    self._pending += 1
+                    self._items.put(item)
                     return
                 self._space.clear()
             await self._space.wait()
 
     def put_end(self) -> None:
-        with self._cond:
-            self._items.append(_END)
-            self._cond.notify()
+        self._items.put(_END)
 
     def get(self) -> Any:
-        with self._cond:
-            while not self._items:
-                self._cond.wait()
-            was_full = len(self._items) >= self._max
-            item = self._items.popleft()
-        if was_full:
-            self._loop.call_soon_threadsafe(self._space.set)
+        item = self._items.get()
+        if item is not _END:
+            with self._lock:
+                was_full = self._pending >= self._max
+                self._pending -= 1
+            if was_full:  # the loop is waiting for room: the only cross-thread wake-up
+                self._loop.call_soon_threadsafe(self._space.set)
         return item
 
     def fail(self) -> None:
-        with self._cond:
-            self.failed = True
-            self._items.clear()
+        self.failed = True
         self._loop.call_soon_threadsafe(self._space.set)
 
 
@@ -79,7 +76,8 @@ async def pump(chunks: AsyncIterator[bytes], consume: Callable[[bytes], None], e
         try:
             open_()
             while (item := chan.get()) is not _END:
-                consume(item)
+                if not chan.failed:
+                    consume(item)
             ok = not chan.failed
         except BaseException:
             chan.fail()
