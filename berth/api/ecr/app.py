@@ -56,6 +56,20 @@ REGISTRY_ERRORS: dict[str, str] = {
     "SIZE_INVALID": "InvalidLayerPartException",
     "UNSUPPORTED": "InvalidParameterException",
     "DENIED": "AccessDeniedException",
+    # the ECR views' own refusals (berth/registry/images.py, repositories.py)
+    "IMAGE_ID_INVALID": "InvalidParameterException",
+    "IMAGE_ALREADY_EXISTS": "ImageAlreadyExistsException",
+    "IMAGE_DIGEST_MISMATCH": "ImageDigestDoesNotMatchException",
+    "REFERENCED_IMAGES_UNKNOWN": "ReferencedImagesNotFoundException",
+    "EMPTY_UPLOAD": "EmptyUploadException",
+    "LAYER_INVALID": "InvalidLayerException",
+    "LAYER_ALREADY_EXISTS": "LayerAlreadyExistsException",
+    "LAYER_INACCESSIBLE": "LayerInaccessibleException",
+    "REPOSITORY_ALREADY_EXISTS": "RepositoryAlreadyExistsException",
+    "REPOSITORY_NOT_EMPTY": "RepositoryNotEmptyException",
+    "TAG_PARAMETER_INVALID": "InvalidTagParameterException",
+    "TOO_MANY_TAGS": "TooManyTagsException",
+    "PARAMETER_INVALID": "InvalidParameterException",
 }
 
 

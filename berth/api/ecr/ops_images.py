@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -19,36 +18,6 @@ DEFAULT_PAGE = 100  # ListImages / DescribeImages without maxResults
 DEFAULT_REFERRERS_PAGE = 20  # ListImageReferrers without maxResults
 INACTIVE = ("ARCHIVED", "ACTIVATING")  # nothing is archived here: these status filters select nothing
 
-# The image view's domain errors -> ECR exceptions (the rest go through REGISTRY_ERRORS at the edge).
-IMAGE_ERRORS: dict[str, str] = {
-    "IMAGE_ID_INVALID": "InvalidParameterException",
-    "IMAGE_ALREADY_EXISTS": "ImageAlreadyExistsException",
-    "IMAGE_DIGEST_MISMATCH": "ImageDigestDoesNotMatchException",
-    "REFERENCED_IMAGES_UNKNOWN": "ReferencedImagesNotFoundException",
-    "TAG_IMMUTABLE": "ImageTagAlreadyExistsException",
-    "MANIFEST_INVALID": "InvalidParameterException",
-    "MANIFEST_TOO_LARGE": "InvalidParameterException",
-    "UNSUPPORTED": "InvalidParameterException",
-}
-
-
-def translated(handler: Handler) -> Handler:
-    """Raise the image view's domain errors as their ECR exceptions."""
-
-    @functools.wraps(handler)
-    async def run(c: EcrCall) -> dict[str, Any]:
-        try:
-            return await handler(c)
-        except RegistryError as e:
-            name = IMAGE_ERRORS.get(e.code)
-            if name is None:
-                raise
-            message = e.message
-            if e.code in ("MANIFEST_INVALID", "MANIFEST_TOO_LARGE", "UNSUPPORTED"):
-                message = f"Invalid parameter at 'ImageManifest' failed to satisfy constraint: '{e.message}'"
-            raise EcrError(name, message) from None
-
-    return run
 
 
 async def repository(c: EcrCall) -> RepoRow:
@@ -191,6 +160,9 @@ async def put_image(c: EcrCall) -> dict[str, Any]:
             raise EcrError("ImageTagAlreadyExistsException",
                            f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot be "
                            f"overwritten because the tag is immutable.") from None
+        if e.code in ("MANIFEST_INVALID", "MANIFEST_TOO_LARGE", "UNSUPPORTED"):
+            message = f"Invalid parameter at 'ImageManifest' failed to satisfy constraint: '{e.message}'"
+            raise EcrError("InvalidParameterException", message) from None
         raise
     return {"image": {"registryId": c.registry_id, "repositoryName": repo.name,
                       "imageId": ImageId(m.digest, tag).wire(), "imageManifest": c.params["imageManifest"],
@@ -213,10 +185,10 @@ async def list_image_referrers(c: EcrCall) -> dict[str, Any]:
 
 
 OPERATIONS: dict[str, Handler] = {
-    "ListImages": translated(list_images),
-    "DescribeImages": translated(describe_images),
-    "BatchGetImage": translated(batch_get_image),
-    "BatchDeleteImage": translated(batch_delete_image),
-    "PutImage": translated(put_image),
-    "ListImageReferrers": translated(list_image_referrers),
+    "ListImages": list_images,
+    "DescribeImages": describe_images,
+    "BatchGetImage": batch_get_image,
+    "BatchDeleteImage": batch_delete_image,
+    "PutImage": put_image,
+    "ListImageReferrers": list_image_referrers,
 }

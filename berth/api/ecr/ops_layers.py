@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from berth.api.ecr.app import EcrCall, EcrError, Handler
-from berth.api.ecr.ops_images import repository, translated
+from berth.api.ecr.ops_images import repository
 from berth.registry.errors import RegistryError
 from berth.registry.images import PART_SIZE, Images
 
@@ -60,13 +60,8 @@ async def complete_layer_upload(c: EcrCall) -> dict[str, Any]:
     try:
         digest = await Images(c.services.registry).complete_upload(repo, c.params["uploadId"], digests[0])
     except RegistryError as e:
-        name = {"BLOB_UPLOAD_UNKNOWN": None, "EMPTY_UPLOAD": "EmptyUploadException",
-                "LAYER_INVALID": "InvalidLayerException",
-                "LAYER_ALREADY_EXISTS": "LayerAlreadyExistsException"}.get(e.code, "")
-        if name is None:
+        if e.code == "BLOB_UPLOAD_UNKNOWN":
             raise _upload_not_found(c) from None
-        if name:
-            raise EcrError(name, e.message) from None
         raise
     return {"registryId": c.registry_id, "repositoryName": repo.name, "uploadId": c.params["uploadId"],
             "layerDigest": digest}
@@ -106,9 +101,7 @@ async def get_download_url_for_layer(c: EcrCall) -> dict[str, Any]:
     try:
         await Images(c.services.registry).layer_for_download(repo, digest)
     except RegistryError as e:
-        if e.code == "LAYER_INACCESSIBLE":
-            raise EcrError("LayerInaccessibleException", e.message) from None
-        if e.code == "BLOB_UNKNOWN":
+        if e.code == "BLOB_UNKNOWN":  # LayersNotFoundException, with the message ECR gives
             raise EcrError("LayersNotFoundException", e.message) from None
         raise
     token, _ = c.services.identity.issue_token(c.principal)
@@ -119,9 +112,9 @@ async def get_download_url_for_layer(c: EcrCall) -> dict[str, Any]:
 
 
 OPERATIONS: dict[str, Handler] = {
-    "InitiateLayerUpload": translated(initiate_layer_upload),
-    "UploadLayerPart": translated(upload_layer_part),
-    "CompleteLayerUpload": translated(complete_layer_upload),
-    "BatchCheckLayerAvailability": translated(batch_check_layer_availability),
-    "GetDownloadUrlForLayer": translated(get_download_url_for_layer),
+    "InitiateLayerUpload": initiate_layer_upload,
+    "UploadLayerPart": upload_layer_part,
+    "CompleteLayerUpload": complete_layer_upload,
+    "BatchCheckLayerAvailability": batch_check_layer_availability,
+    "GetDownloadUrlForLayer": get_download_url_for_layer,
 }

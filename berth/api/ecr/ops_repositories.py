@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Any
 
-from berth.api.ecr.app import EcrCall, EcrError, Handler
+from berth.api.ecr.app import EcrCall, Handler
 from berth.db.registry import RepoRow
 from berth.iam.authz import repository_arn
-from berth.registry.errors import RegistryError
 from berth.registry.repositories import RepositoryAdmin, parse_repository_arn
-
-# Domain codes of berth.registry.repositories -> ECR exception names (the rest go to the edge's table).
-ERRORS: dict[str, str] = {
-    "REPOSITORY_ALREADY_EXISTS": "RepositoryAlreadyExistsException",
-    "REPOSITORY_NOT_EMPTY": "RepositoryNotEmptyException",
-    "TAG_PARAMETER_INVALID": "InvalidTagParameterException",
-    "TOO_MANY_TAGS": "TooManyTagsException",
-    "PARAMETER_INVALID": "InvalidParameterException",
-}
-
-
-def _translated(handler: Handler) -> Handler:
-    @functools.wraps(handler)
-    async def run(c: EcrCall) -> dict[str, Any]:
-        try:
-            return await handler(c)
-        except RegistryError as e:
-            name = ERRORS.get(e.code)
-            if name is None:
-                raise
-            raise EcrError(name, e.message) from None
-    return run
 
 
 def _admin(c: EcrCall) -> RepositoryAdmin:
@@ -131,14 +107,12 @@ async def list_tags_for_resource(c: EcrCall) -> dict[str, Any]:
 
 
 OPERATIONS: dict[str, Handler] = {
-    name: _translated(fn) for name, fn in {
-        "CreateRepository": create_repository,
-        "DescribeRepositories": describe_repositories,
-        "DeleteRepository": delete_repository,
-        "PutImageTagMutability": put_image_tag_mutability,
-        "PutImageScanningConfiguration": put_image_scanning_configuration,
-        "TagResource": tag_resource,
-        "UntagResource": untag_resource,
-        "ListTagsForResource": list_tags_for_resource,
-    }.items()
+    "CreateRepository": create_repository,
+    "DescribeRepositories": describe_repositories,
+    "DeleteRepository": delete_repository,
+    "PutImageTagMutability": put_image_tag_mutability,
+    "PutImageScanningConfiguration": put_image_scanning_configuration,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "ListTagsForResource": list_tags_for_resource,
 }
