@@ -23,8 +23,16 @@ from berth.db.registry import RepoRow
 from berth.registry.errors import (
     BlobUnknown,
     DigestInvalid,
+    EmptyUpload,
+    ImageAlreadyExists,
+    ImageDigestMismatch,
+    ImageIdInvalid,
+    LayerAlreadyExists,
+    LayerInaccessible,
+    LayerInvalid,
+    LayerPartInvalid,
     ManifestUnknown,
-    RegistryError,
+    ReferencedImagesUnknown,
     TagInvalid,
     UploadOutOfOrder,
 )
@@ -34,42 +42,13 @@ from berth.registry.service import Manifest, RegistryService
 PART_SIZE = 10 * 1024 * 1024  # what InitiateLayerUpload asks clients to send per UploadLayerPart
 
 
-class ImageIdInvalid(RegistryError):
-    code = "IMAGE_ID_INVALID"
 
 
-class ImageAlreadyExists(RegistryError):
-    code = "IMAGE_ALREADY_EXISTS"
 
 
-class ImageDigestMismatch(RegistryError):
-    code = "IMAGE_DIGEST_MISMATCH"
 
 
-class ReferencedImagesUnknown(RegistryError):
-    code = "REFERENCED_IMAGES_UNKNOWN"
 
-
-class LayerAlreadyExists(RegistryError):
-    code = "LAYER_ALREADY_EXISTS"
-
-
-class EmptyUpload(RegistryError):
-    code = "EMPTY_UPLOAD"
-
-
-class LayerInvalid(RegistryError):
-    code = "LAYER_INVALID"
-
-
-class LayerPartInvalid(RegistryError):
-    """A part that does not continue the upload; `received` is the number of bytes it holds."""
-
-    code = "LAYER_PART_INVALID"
-
-
-class LayerInaccessible(RegistryError):
-    code = "LAYER_INACCESSIBLE"
 
 
 # Per-item failure codes (ECR's ImageFailureCode / LayerFailureCode vocabulary).

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from berth.db import repositories as q
 from berth.db.registry import RepoRow
 from berth.db.store import Backend
-from berth.registry.errors import NameUnknown, RegistryError
+from berth.registry.errors import (
+    NameUnknown,
+    ParameterInvalid,
+    RegistryError,
+    RepositoryExists,
+    RepositoryNotEmpty,
+    TagParameterInvalid,
+    TooManyTags,
+)
 from berth.registry.names import NAME_RE, check_name
 
 MAX_RESOURCE_TAGS = 50  # TooManyTagsException: "a maximum of 50 tags can be applied to a repository"
@@ -31,27 +39,12 @@ _TAG_PUNCTUATION = set("_.:/=+-@")
 _FILTER_RE = re.compile(r"[0-9a-zA-Z._*-]{1,128}")
 
 
-class RepositoryExists(RegistryError):
-    code = "REPOSITORY_ALREADY_EXISTS"
 
 
-class RepositoryNotEmpty(RegistryError):
-    code = "REPOSITORY_NOT_EMPTY"
 
 
-class TagParameterInvalid(RegistryError):
-    code = "TAG_PARAMETER_INVALID"
 
-
-class TooManyTags(RegistryError):
-    code = "TOO_MANY_TAGS"
-
-
-class ParameterInvalid(RegistryError):
-    code = "PARAMETER_INVALID"
-
-
-def _invalid(where: str, constraint: str) -> ParameterInvalid:
+def _invalid(where: str, constraint: str) -> RegistryError:
     return ParameterInvalid(f"Invalid parameter at '{where}' failed to satisfy constraint: '{constraint}'")
 
 

@@ -26,7 +26,7 @@ from berth.db.registry import RepoRow
 from berth.iam import tokens
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn
 from berth.registry import manifests
-from berth.registry.errors import Denied, DigestInvalid, RangeInvalid, RegistryError, SizeInvalid
+from berth.registry.errors import Denied, DigestInvalid, RangeInvalid, RegistryError, SizeInvalid, define
 from berth.registry.names import check_name
 from berth.registry.service import RegistryService
 
@@ -36,16 +36,9 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _CONTENT_RANGE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/\d+|/\*)?")
 
 
-class _PaginationInvalid(RegistryError):
-    code = "PAGINATION_NUMBER_INVALID"
-
-
-class _NotFound(RegistryError):
-    code = "NOT_FOUND"
-
-
-class _MethodNotAllowed(RegistryError):
-    code = "METHOD_NOT_ALLOWED"
+_PaginationInvalid = define("PAGINATION_NUMBER_INVALID")
+_NotFound = define("NOT_FOUND")
+_MethodNotAllowed = define("METHOD_NOT_ALLOWED")
 
 
 @dataclass(slots=True)

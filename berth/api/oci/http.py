@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from berth.registry.errors import RegistryError
+from berth.registry.errors import ManifestTooLarge
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -18,8 +18,7 @@ class ClientDisconnected(Exception):
     pass
 
 
-class PayloadTooLarge(RegistryError):
-    code = "MANIFEST_TOO_LARGE"
+PayloadTooLarge = ManifestTooLarge
 
 
 def header(scope: Scope, name: bytes) -> str | None:
