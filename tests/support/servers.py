@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,13 +38,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None,
+              verify: str | bool = True) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
         try:
-            httpx.get(url, timeout=1.0)
+            httpx.get(url, timeout=1.0, verify=ssl.create_default_context(cafile=verify)
+                      if isinstance(verify, str) else verify)
             return
         except httpx.HTTPError:
             time.sleep(0.05)
@@ -64,6 +67,10 @@ class BerthServer:
         self.args = list(args or [])
         if "--auth" not in self.args:  # the OCI suites run open; IAM suites pass --auth iam
             self.args += ["--auth", "none"]
+        self.verify: str | bool = True
+        if "--tls-cert" in self.args:  # HTTPS, verified against the server's own (self-signed) certificate
+            self.url = f"https://127.0.0.1:{self.port}"
+            self.verify = self.args[self.args.index("--tls-cert") + 1]
         self.proc: subprocess.Popen | None = None
         self.log = self.data_dir.parent / f"berth-{self.port}.log"
 
@@ -76,7 +83,7 @@ class BerthServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        wait_http(self.url + "/v2/", timeout, self.proc)
+        wait_http(self.url + "/v2/", timeout, self.proc, self.verify)
         return self
 
     def pids(self) -> list[int]:
