@@ -12,7 +12,7 @@ import secrets
 import string
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from berth.db import iam as q
@@ -208,10 +208,10 @@ class IdentityService:
 
     # registry tokens
 
-    def issue_token(self, principal: Principal) -> tuple[str, datetime]:
+    def issue_token(self, principal: Principal, ttl: timedelta = tokens.DEFAULT_TTL) -> tuple[str, datetime]:
         key_id = next(reversed(self._token_keys))
         return tokens.issue(principal.arn, principal.account, self._token_keys[key_id],
-                            datetime.fromtimestamp(self.clock(), UTC), key_id=key_id)
+                            datetime.fromtimestamp(self.clock(), UTC), ttl, key_id=key_id)
 
     def verify_token(self, token: str) -> Any:
         """Claims of a valid token (no database call); raises tokens.TokenError otherwise."""

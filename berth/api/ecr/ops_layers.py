@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -13,6 +14,7 @@ from berth.api.ecr.ops_images import repository
 from berth.registry.errors import RegistryError
 from berth.registry.images import PART_SIZE, Images
 
+DOWNLOAD_URL_TTL = timedelta(hours=1)  # the URL carries a token: keep it short-lived
 _ECR_HOST = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.(.+?)(:\d+)?")
 
 
@@ -104,7 +106,7 @@ async def get_download_url_for_layer(c: EcrCall) -> dict[str, Any]:
         if e.code == "BLOB_UNKNOWN":  # LayersNotFoundException, with the message ECR gives
             raise EcrError("LayersNotFoundException", e.message) from None
         raise
-    token, _ = c.services.identity.issue_token(c.principal)
+    token, _ = c.services.identity.issue_token(c.principal, DOWNLOAD_URL_TTL)
     scheme = "https" if c.context.secure_transport else "http"
     url = (f"{scheme}://{_registry_host(c)}/v2/{repo.name}/blobs/{digest}"
            f"?X-Berth-Token={quote(token, safe='')}")
