@@ -9,6 +9,7 @@ from pathlib import Path
 CONFIG_VERSION = 1
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
+NOT_SETTINGS = frozenset({"BERTH_STRICT"})  # read by the test suite, not by the server
 
 
 class ConfigError(ValueError):
@@ -67,6 +68,10 @@ class Settings:
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
         """Defaults, then BERTH_* variables, then explicit overrides (CLI flags)."""
         env = dict(os.environ) if env is None else env
+        known = {"BERTH_" + f.name.upper() for f in fields(cls)} | NOT_SETTINGS
+        unknown = sorted(k for k in env if k.startswith("BERTH_") and k not in known)
+        if unknown:  # a misspelt setting must not be ignored silently
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = env.get("BERTH_" + f.name.upper())

@@ -129,8 +129,15 @@ def test_overrides_win_over_the_environment() -> None:
 
 
 def test_other_variables_are_ignored() -> None:
-    env = {"PORT": "1", "HOST": "x", "BERTH_PORTS": "1", "berth_port": "2", "BERTH_STRICT": "1"}
+    env = {"PORT": "1", "HOST": "x", "berth_port": "2", "BERTH_STRICT": "1"}
     assert Settings.from_env(env) == Settings()
+
+
+def test_a_misspelt_setting_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="BERTH_CREAT_ON_PUSH"):
+        Settings.from_env({"BERTH_CREAT_ON_PUSH": "1"})
+    with pytest.raises(ConfigError, match="BERTH_PORTS"):
+        Settings.from_env({"BERTH_PORTS": "1"})
 
 
 def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
