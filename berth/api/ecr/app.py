@@ -153,11 +153,11 @@ class EcrApi:
                 principal, signed = await self.authn.aws_principal(method, raw_path, query, headers, body)
             except UnknownAccessKey as e:
                 raise EcrError("UnrecognizedClientException", e.message) from None
+            handler = self.operations.get(op)
+            if handler is None:  # said before any validation: whatever the parameters, it cannot work
+                raise EcrError("ValidationException", f"Berth does not support the ECR operation {op} yet.")
             params = model.decode_body(body)
             model.validate_input(op, params)
-            handler = self.operations.get(op)
-            if handler is None:
-                raise EcrError("ValidationException", f"Berth does not support the ECR operation {op} yet.")
             region = signed.region if signed is not None else self.default_region
             call = EcrCall(op, params, principal, region, host, Context(client_ip, secure), self.services,
                            request_id)

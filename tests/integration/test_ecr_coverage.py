@@ -1,0 +1,70 @@
+"""botocore's ECR operation list as the coverage oracle: every operation is handled or answered,
+in AWS's error shape, as not supported yet."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from berth.api.ecr import model, ops_images, ops_layers, ops_registry, ops_repositories
+from tests.support.servers import BerthServer
+
+pytestmark = pytest.mark.integration
+
+KEY, SECRET = "AKIACOVERAGE00000001", "coverage-secret-0123456789"
+HANDLED = {**ops_images.OPERATIONS, **ops_layers.OPERATIONS, **ops_registry.OPERATIONS,
+           **ops_repositories.OPERATIONS}
+UNSUPPORTED = "Berth does not support the ECR operation"
+
+
+@pytest.fixture(scope="module")
+def ecr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    srv = BerthServer(tmp_path_factory.mktemp("coverage") / "data", args=["--auth", "iam"],
+                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET}).start()
+    try:
+        yield boto3.client("ecr", endpoint_url=srv.url, region_name="us-east-1", aws_access_key_id=KEY,
+                           aws_secret_access_key=SECRET,
+                           config=Config(parameter_validation=False, retries={"total_max_attempts": 1}))
+    finally:
+        srv.stop()
+
+
+def _call(ecr: object, op: str) -> ClientError | None:
+    try:
+        ecr._make_api_call(op, {})  # type: ignore[attr-defined]
+    except ClientError as e:
+        return e
+    return None
+
+
+def test_the_issue_list_is_handled() -> None:
+    wanted = {"CreateRepository", "DescribeRepositories", "DeleteRepository", "ListImages", "DescribeImages",
+              "BatchGetImage", "BatchDeleteImage", "PutImage", "InitiateLayerUpload", "UploadLayerPart",
+              "CompleteLayerUpload", "BatchCheckLayerAvailability", "GetDownloadUrlForLayer",
+              "GetAuthorizationToken", "PutImageTagMutability", "PutImageScanningConfiguration",
+              "SetRepositoryPolicy", "GetRepositoryPolicy", "DeleteRepositoryPolicy", "PutRegistryPolicy",
+              "GetRegistryPolicy", "DeleteRegistryPolicy", "DescribeRegistry", "TagResource", "UntagResource",
+              "ListTagsForResource", "GetAccountSetting", "PutAccountSetting", "ListImageReferrers"}
+    assert wanted <= set(HANDLED)
+    assert set(HANDLED) <= set(model.operation_names())
+
+
+@pytest.mark.parametrize("op", sorted(set(model.operation_names()) - set(HANDLED)))
+def test_unsupported_operation_says_so(ecr: object, op: str) -> None:
+    error = _call(ecr, op)
+    assert error is not None
+    assert error.response["Error"]["Code"] == "ValidationException"
+    assert f"{UNSUPPORTED} {op} yet" in error.response["Error"]["Message"]
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+@pytest.mark.parametrize("op", sorted(HANDLED))
+def test_handled_operation_never_says_unsupported_nor_fails(ecr: object, op: str) -> None:
+    error = _call(ecr, op)  # no parameters: a validation error or a real answer, never a 500
+    if error is not None:
+        assert UNSUPPORTED not in error.response["Error"]["Message"]
+        assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400, error.response
