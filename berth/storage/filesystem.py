@@ -60,6 +60,8 @@ class _FileWriter:
         try:
             if sync:
                 os.fsync(self._fd)
+            elif _start_writeback is not None and self._offset > self._flushed:  # a chunk of a chunked upload
+                _start_writeback(self._fd, self._flushed, self._offset - self._flushed)
         finally:
             os.close(self._fd)
             self._fd = -1
