@@ -97,7 +97,8 @@ class IdentityService:
 
     async def ensure_signing_key(self) -> None:
         if not await self.db.read(q.signing_keys):
-            await self.db.write(q.add_signing_key, secrets.token_hex(4), secrets.token_hex(32), self.clock())
+            # A fixed first id: nodes starting together on an empty store all keep the one that won.
+            await self.db.write(q.add_signing_key, "k1", secrets.token_hex(32), self.clock())
         await self._load_token_keys()
 
     async def _load_token_keys(self) -> None:
