@@ -96,7 +96,8 @@ class BerthApp:
                 assert self.oci is not None
                 await self.oci(scope, receive, send)
                 return
-            if path == "/" and scope["method"] == "POST":
+            if path == "/" and (scope["method"] == "POST" or b"Action=" in scope.get("query_string", b"")):
+                # the AWS control plane; a GET with Action= is a presigned IAM/STS query request
                 if self.control is None:
                     await self.startup()
                 assert self.control is not None

@@ -410,3 +410,15 @@ def test_error_table_matches_botocore_models() -> None:
         assert op_model is not None, op
         members = set(op_model.input_shape.members) if op_model.input_shape else set()
         assert operation.params <= members, op
+
+
+def test_presigned_query_request(server: BerthServer) -> None:
+    """SigV4's query form: a presigned STS GetCallerIdentity URL works as a plain GET, and not once altered."""
+    sts = boto3.client("sts", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id=KEY,
+                       aws_secret_access_key=SECRET)
+    url = sts.generate_presigned_url("get_caller_identity", ExpiresIn=60, HttpMethod="GET")
+    ok = httpx.get(url)
+    assert ok.status_code == 200, ok.text
+    assert "<Arn>arn:aws:iam::123456789012:user/admin</Arn>" in ok.text
+    bad = httpx.get(url.replace("X-Amz-Expires=60", "X-Amz-Expires=61"))
+    assert bad.status_code == 403 and "SignatureDoesNotMatch" in bad.text
