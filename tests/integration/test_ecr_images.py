@@ -603,12 +603,7 @@ def test_put_image(ecr: BaseClient, oci: Oci) -> None:
 
 
 def test_put_image_immutable_tag(ecr: BaseClient, oci: Oci) -> None:
-    try:
-        repo = new_repo(ecr, oci, "immutable", imageTagMutability="IMMUTABLE")
-    except ClientError as e:
-        if e.response["Error"]["Code"] == "ValidationException":
-            pytest.skip("CreateRepository is not implemented yet")
-        raise
+    repo = new_repo(ecr, oci, "immutable", imageTagMutability="IMMUTABLE")
     one, two = make_image(), make_image()
     put_layers(ecr, repo, one)
     put_layers(ecr, repo, two)
