@@ -17,9 +17,10 @@ from berth.api.oci.http import (
     Scope,
     Send,
     body_chunks,
-    header,
+    encode_headers,
     read_body,
     respond,
+    respond_encoded,
     respond_stream,
 )
 from berth.db.registry import RepoRow
@@ -53,10 +54,23 @@ class Call:
     account: str
     region: str
     query: dict[str, list[str]]
+    headers: dict[bytes, bytes]
+    _context: Context | None = None
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)
         return values[0] if values else None
+
+    def header(self, name: bytes) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
+    @property
+    def context(self) -> Context:
+        if self._context is None:
+            self._context = Context(source_ip=(self.scope.get("client") or ("",))[0],
+                                    secure_transport=self.scope["scheme"] == "https")
+        return self._context
 
 
 class OciApi:
@@ -67,27 +81,31 @@ class OciApi:
         self.authz = authorizer
         self.default = (default_account, default_region)
         self.domain = domain
+        self._manifest_headers: dict[tuple[str, str], list[tuple[bytes, bytes]]] = {}
 
     # entry point
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         try:
-            authorization = header(scope, b"authorization")
+            headers = dict(scope["headers"])
+            raw_auth = headers.get(b"authorization")
+            authorization = None if raw_auth is None else raw_auth.decode("latin-1")
             if authorization is None and method == "GET":
                 authorization = _download_token(scope)
             principal = self.authn.registry_principal(authorization)
             if principal is None:
                 status, body = error_body("UNAUTHORIZED", "authentication required")
-                host = header(scope, b"host") or "berth"
+                host = headers.get(b"host", b"berth").decode("latin-1")
                 realm = challenge(host, scope.get("scheme", "http"))
                 await respond(send, status, [("Content-Type", "application/json"), *realm.items()],
                               body, head=method == "HEAD")
                 return
-            account, region = self._registry_of(header(scope, b"host"))
+            host_header = headers.get(b"host")
+            account, region = self._registry_of(None if host_header is None else host_header.decode("latin-1"))
             qs = scope.get("query_string", b"")
             call = Call(scope, receive, send, method, principal, account, region,
-                        parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {})
+                        parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}, headers)
             await self._route(call, scope["path"])
         except RegistryError as e:
             await self._error(send, e, method == "HEAD")
@@ -171,9 +189,8 @@ class OciApi:
 
     async def _allow(self, c: Call, actions: tuple[str, ...], account: str, region: str, name: str) -> None:
         resource = repository_arn(region, account, name)
-        ctx = Context(source_ip=(c.scope.get("client") or ("",))[0], secure_transport=c.scope["scheme"] == "https")
         for action in actions:
-            decision = await self.authz.authorize(c.principal, action, resource, ctx)
+            decision = await self.authz.authorize(c.principal, action, resource, c.context)
             if not decision.allowed:
                 raise Denied(f"{c.principal.arn} is not authorized to perform {action} on {resource}")
 
@@ -201,15 +218,23 @@ class OciApi:
     async def get_manifest(self, c: Call, name: str, ref: str) -> None:
         await self._allow(c, ("ecr:BatchGetImage",), c.account, c.region, name)
         m = await self.registry.pull_manifest(c.account, c.region, name, ref, record=c.method == "GET")
-        headers = [("Content-Type", m.media_type), ("Docker-Content-Digest", m.digest), ("ETag", f'"{m.digest}"')]
-        if m.subject:
-            headers.append(("OCI-Subject", m.subject))
-        await respond(c.send, 200, headers, m.body, head=c.method == "HEAD")
+        key = (m.digest, m.media_type)  # the bytes, hence every header, follow from these
+        encoded = self._manifest_headers.get(key)
+        if encoded is None:
+            headers = [("Content-Type", m.media_type), ("Docker-Content-Digest", m.digest),
+                       ("ETag", f'"{m.digest}"')]
+            if m.subject:
+                headers.append(("OCI-Subject", m.subject))
+            encoded = encode_headers(headers, len(m.body))
+            if len(self._manifest_headers) >= 10_000:
+                self._manifest_headers.clear()
+            self._manifest_headers[key] = encoded
+        await respond_encoded(c.send, 200, encoded, m.body, head=c.method == "HEAD")
 
     async def put_manifest(self, c: Call, name: str, ref: str) -> None:
         await self._allow(c, ("ecr:PutImage",), c.account, c.region, name)
         body = await read_body(c.receive, manifests.MAX_MANIFEST)
-        prepared = self.registry.prepare_manifest(ref, body, header(c.scope, b"content-type"))  # before create-on-push
+        prepared = self.registry.prepare_manifest(ref, body, c.header(b"content-type"))  # before create-on-push
         repo = await self._repo(c, name, "ecr:PutImage", for_push=True)
         m = await self.registry.put_manifest(repo, prepared)
         headers = [("Location", f"/v2/{name}/manifests/{m.digest}"), ("Docker-Content-Digest", m.digest)]
@@ -250,7 +275,7 @@ class OciApi:
         headers = [("Content-Type", "application/octet-stream"), ("Docker-Content-Digest", digest),
                    ("Accept-Ranges", "bytes"), ("ETag", f'"{digest}"')]
         start, end, status = 0, size, 200
-        wanted = header(c.scope, b"range")
+        wanted = c.header(b"range")
         span = _byte_range(wanted, size) if wanted is not None else None
         if span is not None:
             (start, end), status = span, 206
@@ -311,7 +336,7 @@ class OciApi:
     async def patch_upload(self, c: Call, name: str, upload_id: str) -> None:
         repo = await self._repo(c, name, "ecr:UploadLayerPart")
         content_range = None
-        raw = header(c.scope, b"content-range")
+        raw = c.header(b"content-range")
         if raw is not None:
             m = _CONTENT_RANGE.fullmatch(raw.strip())
             if m is None:
@@ -372,7 +397,7 @@ def _last(c: Call) -> str:
 
 
 def _content_length(c: Call) -> int | None:
-    raw = header(c.scope, b"content-length")
+    raw = c.header(b"content-length")
     if raw is None:
         return None
     if not raw.strip().isdigit():

@@ -51,7 +51,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _headers(headers: Iterable[tuple[str, str]], length: int | None) -> list[tuple[bytes, bytes]]:
+def encode_headers(headers: Iterable[tuple[str, str]], length: int | None) -> list[tuple[bytes, bytes]]:
     out = [API_VERSION]
     out += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
     if length is not None:
@@ -61,14 +61,18 @@ def _headers(headers: Iterable[tuple[str, str]], length: int | None) -> list[tup
 
 async def respond(send: Send, status: int, headers: Iterable[tuple[str, str]] = (), body: bytes = b"",
                   head: bool = False, length: int | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": _headers(headers, len(body) if length is None else length)})
+    await respond_encoded(send, status, encode_headers(headers, len(body) if length is None else length), body, head)
+
+
+async def respond_encoded(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                          head: bool = False) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 async def respond_stream(send: Send, status: int, headers: Iterable[tuple[str, str]], length: int,
                          chunks: AsyncIterator[bytes]) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _headers(headers, length)})
+    await send({"type": "http.response.start", "status": status, "headers": encode_headers(headers, length)})
     async for chunk in chunks:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
