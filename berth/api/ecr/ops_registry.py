@@ -58,24 +58,22 @@ async def _keeps_access(c: EcrCall, text: str) -> bool:
     return evaluate(request, identity, parse_policy(text, "repository")).allowed
 
 
-async def get_repository_policy(c: EcrCall) -> dict[str, Any]:
-    repo = await _repo(c)
-    text = await c.services.policies.repository_policy(repo.id)
+def _repository_policy(c: EcrCall, repo: Any, text: str | None) -> dict[str, Any]:
     if text is None:
         raise EcrError("RepositoryPolicyNotFoundException",
                        f"Repository policy does not exist for the repository with name '{repo.name}' in the "
                        f"registry with id '{c.registry_id}'")
     return {"registryId": c.registry_id, "repositoryName": repo.name, "policyText": text}
+
+
+async def get_repository_policy(c: EcrCall) -> dict[str, Any]:
+    repo = await _repo(c)
+    return _repository_policy(c, repo, await c.services.policies.repository_policy(repo.id))
 
 
 async def delete_repository_policy(c: EcrCall) -> dict[str, Any]:
     repo = await _repo(c)
-    text = await c.services.policies.delete_repository_policy(repo.id)
-    if text is None:
-        raise EcrError("RepositoryPolicyNotFoundException",
-                       f"Repository policy does not exist for the repository with name '{repo.name}' in the "
-                       f"registry with id '{c.registry_id}'")
-    return {"registryId": c.registry_id, "repositoryName": repo.name, "policyText": text}
+    return _repository_policy(c, repo, await c.services.policies.delete_repository_policy(repo.id))
 
 
 async def put_registry_policy(c: EcrCall) -> dict[str, Any]:
@@ -85,20 +83,19 @@ async def put_registry_policy(c: EcrCall) -> dict[str, Any]:
     return {"registryId": c.principal.account, "policyText": text}
 
 
-async def get_registry_policy(c: EcrCall) -> dict[str, Any]:
-    text = await c.services.policies.registry_policy(c.principal.account, c.region)
+def _registry_policy(c: EcrCall, text: str | None) -> dict[str, Any]:
     if text is None:
         raise EcrError("RegistryPolicyNotFoundException",
                        f"Registry policy does not exist in the registry with id '{c.principal.account}'")
     return {"registryId": c.principal.account, "policyText": text}
+
+
+async def get_registry_policy(c: EcrCall) -> dict[str, Any]:
+    return _registry_policy(c, await c.services.policies.registry_policy(c.principal.account, c.region))
 
 
 async def delete_registry_policy(c: EcrCall) -> dict[str, Any]:
-    text = await c.services.policies.delete_registry_policy(c.principal.account, c.region)
-    if text is None:
-        raise EcrError("RegistryPolicyNotFoundException",
-                       f"Registry policy does not exist in the registry with id '{c.principal.account}'")
-    return {"registryId": c.principal.account, "policyText": text}
+    return _registry_policy(c, await c.services.policies.delete_registry_policy(c.principal.account, c.region))
 
 
 async def get_account_setting(c: EcrCall) -> dict[str, Any]:
