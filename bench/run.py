@@ -582,6 +582,7 @@ def main() -> int:
             name = workload.__name__[2:]
             for s in running:
                 print(f"{name} on {s.name} ...", file=sys.stderr)
+                os.sync()  # start each run with no dirty pages left from the fixtures or the other server
                 try:
                     results.update({(key, s.name): v for key, v in workload(s, fx).items()})
                 except Exception as e:  # noqa: BLE001 - a failed row, not a failed run
