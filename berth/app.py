@@ -23,6 +23,8 @@ from berth.iam.authorizer import PolicyAuthorizer
 from berth.iam.authz import Authorizer, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
+from berth.registry.images import Images
+from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import RegistryService
 from berth.registry.uploads import Uploads
 from berth.storage.filesystem import FilesystemBlobStore
@@ -73,7 +75,8 @@ class BerthApp:
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain)
         operations: dict[str, Handler] = {**ops_registry.OPERATIONS, **ops_repositories.OPERATIONS,
                                           **ops_images.OPERATIONS, **ops_layers.OPERATIONS}
-        services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain)
+        services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
+                            Images(registry), RepositoryAdmin(self.db))
         self.control = ControlPlane(EcrApi(services, authn, operations, s.default_region),
                                     IamQueryApi(identity, authn, authz))
         purged = await self.uploads.purge()

@@ -150,7 +150,7 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
 
 
 class Images:
-    """The ECR image and layer operations, over one RegistryService (cheap to construct per call)."""
+    """The ECR image and layer operations, over the RegistryService (wired once in app.py)."""
 
     def __init__(self, registry: RegistryService) -> None:
         self.registry = registry

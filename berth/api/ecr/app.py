@@ -21,6 +21,8 @@ from berth.iam.errors import IamError
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
 from berth.registry.errors import RegistryError
+from berth.registry.images import Images
+from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import RegistryService
 
 log = logging.getLogger("berth.ecr")
@@ -80,6 +82,8 @@ class Services:
     policies: ResourcePolicies
     authorizer: Authorizer
     domain: str
+    images: Images
+    repositories: RepositoryAdmin
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 from berth.api.ecr.app import EcrCall, EcrError, Handler
 from berth.db.registry import RepoRow
 from berth.registry.errors import NameUnknown, RegistryError
-from berth.registry.images import ImageFailure, ImageId, Images, ImageView
+from berth.registry.images import ImageFailure, ImageId, ImageView
 
 DEFAULT_PAGE = 100  # ListImages / DescribeImages without maxResults
 DEFAULT_REFERRERS_PAGE = 20  # ListImageReferrers without maxResults
@@ -72,7 +72,7 @@ async def list_images(c: EcrCall) -> dict[str, Any]:
     tag_status, none = _status_filter(c)
     limit = c.params.get("maxResults") or DEFAULT_PAGE
     after = decode_token(c, 2) or ["", ""]
-    rows = [] if none else await Images(c.services.registry).list_ids(repo, tag_status, (after[0], after[1]),
+    rows = [] if none else await c.services.images.list_ids(repo, tag_status, (after[0], after[1]),
                                                                        limit + 1)
     out: dict[str, Any] = {"imageIds": [ImageId(d, t).wire() for d, t in rows[:limit]]}
     if len(rows) > limit:
@@ -100,7 +100,7 @@ def detail(c: EcrCall, repo: RepoRow, v: ImageView) -> dict[str, Any]:
 
 async def describe_images(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
-    images = Images(c.services.registry)
+    images = c.services.images
     ids = image_ids(c)
     if ids:
         if "maxResults" in c.params or "nextToken" in c.params:
@@ -130,7 +130,7 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
 
 async def batch_get_image(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
-    found, failures = await Images(c.services.registry).get(repo, image_ids(c), c.params.get("acceptedMediaTypes"))
+    found, failures = await c.services.images.get(repo, image_ids(c), c.params.get("acceptedMediaTypes"))
     images = [{"registryId": c.registry_id, "repositoryName": repo.name, "imageId": image_id.wire(),
                "imageManifest": m.body.decode("utf-8", errors="replace"), "imageManifestMediaType": m.media_type}
               for image_id, m in found]
@@ -139,7 +139,7 @@ async def batch_get_image(c: EcrCall) -> dict[str, Any]:
 
 async def batch_delete_image(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
-    deleted, failures = await Images(c.services.registry).delete(repo, image_ids(c))
+    deleted, failures = await c.services.images.delete(repo, image_ids(c))
     return {"imageIds": [i.wire() for i in deleted], "failures": [failure(f) for f in failures]}
 
 
@@ -148,7 +148,7 @@ async def put_image(c: EcrCall) -> dict[str, Any]:
     body = c.params["imageManifest"].encode("utf-8")
     tag = c.params.get("imageTag")
     try:
-        m = await Images(c.services.registry).put(repo, body, c.params.get("imageManifestMediaType"), tag,
+        m = await c.services.images.put(repo, body, c.params.get("imageManifestMediaType"), tag,
                                                   c.params.get("imageDigest"))
     except RegistryError as e:
         if e.code == "MANIFEST_BLOB_UNKNOWN":
@@ -176,7 +176,7 @@ async def list_image_referrers(c: EcrCall) -> dict[str, Any]:
     limit = c.params.get("maxResults") or DEFAULT_REFERRERS_PAGE
     after = decode_token(c, 1) or [""]
     subject = c.params["subjectId"]["imageDigest"]
-    entries = [] if f.get("artifactStatus", "ACTIVE") in INACTIVE else await Images(c.services.registry).referrers(
+    entries = [] if f.get("artifactStatus", "ACTIVE") in INACTIVE else await c.services.images.referrers(
         repo, subject, f.get("artifactTypes") or None, after[0], limit + 1)
     out: dict[str, Any] = {"referrers": entries[:limit]}
     if len(entries) > limit:

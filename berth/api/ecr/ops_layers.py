@@ -12,7 +12,7 @@ from urllib.parse import quote
 from berth.api.ecr.app import EcrCall, EcrError, Handler
 from berth.api.ecr.ops_images import repository
 from berth.registry.errors import RegistryError
-from berth.registry.images import PART_SIZE, Images
+from berth.registry.images import PART_SIZE
 
 DOWNLOAD_URL_TTL = timedelta(hours=1)  # the URL carries a token: keep it short-lived
 _ECR_HOST = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.(.+?)(:\d+)?")
@@ -26,7 +26,7 @@ def _upload_not_found(c: EcrCall) -> EcrError:
 
 async def initiate_layer_upload(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
-    upload_id = await Images(c.services.registry).start_upload(repo)
+    upload_id = await c.services.images.start_upload(repo)
     return {"uploadId": upload_id, "partSize": PART_SIZE}
 
 
@@ -35,7 +35,7 @@ async def upload_layer_part(c: EcrCall) -> dict[str, Any]:
     upload_id = c.params["uploadId"]
     data = base64.b64decode(c.params["layerPartBlob"])
     try:
-        size = await Images(c.services.registry).upload_part(repo, upload_id, c.params["partFirstByte"],
+        size = await c.services.images.upload_part(repo, upload_id, c.params["partFirstByte"],
                                                              c.params["partLastByte"], data)
     except RegistryError as e:
         if e.code == "BLOB_UPLOAD_UNKNOWN":
@@ -60,7 +60,7 @@ async def complete_layer_upload(c: EcrCall) -> dict[str, Any]:
                        "Invalid parameter at 'layerDigests' failed to satisfy constraint: 'A layer upload is "
                        "verified against exactly one digest'")
     try:
-        digest = await Images(c.services.registry).complete_upload(repo, c.params["uploadId"], digests[0])
+        digest = await c.services.images.complete_upload(repo, c.params["uploadId"], digests[0])
     except RegistryError as e:
         if e.code == "BLOB_UPLOAD_UNKNOWN":
             raise _upload_not_found(c) from None
@@ -71,7 +71,7 @@ async def complete_layer_upload(c: EcrCall) -> dict[str, Any]:
 
 async def batch_check_layer_availability(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
-    layers, failures = await Images(c.services.registry).layers(repo, c.params["layerDigests"])
+    layers, failures = await c.services.images.layers(repo, c.params["layerDigests"])
     out = []
     for layer in layers:
         entry: dict[str, Any] = {"layerDigest": layer.digest,
@@ -101,7 +101,7 @@ async def get_download_url_for_layer(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
     digest = c.params["layerDigest"]
     try:
-        await Images(c.services.registry).layer_for_download(repo, digest)
+        await c.services.images.layer_for_download(repo, digest)
     except RegistryError as e:
         if e.code == "BLOB_UNKNOWN":  # LayersNotFoundException, with the message ECR gives
             raise EcrError("LayersNotFoundException", e.message) from None

@@ -8,12 +8,7 @@ from typing import Any
 from berth.api.ecr.app import EcrCall, Handler
 from berth.db.registry import RepoRow
 from berth.iam.authz import repository_arn
-from berth.registry.repositories import RepositoryAdmin, parse_repository_arn
-
-
-def _admin(c: EcrCall) -> RepositoryAdmin:
-    registry = c.services.registry
-    return RepositoryAdmin(registry.db, registry.clock)
+from berth.registry.repositories import parse_repository_arn
 
 
 def repository_shape(c: EcrCall, repo: RepoRow) -> dict[str, Any]:
@@ -36,7 +31,7 @@ def repository_shape(c: EcrCall, repo: RepoRow) -> dict[str, Any]:
 
 async def create_repository(c: EcrCall) -> dict[str, Any]:
     p = c.params
-    repo = await _admin(c).create(
+    repo = await c.services.repositories.create(
         c.registry_id, c.region, p["repositoryName"], tags=p.get("tags"),
         mutability=p.get("imageTagMutability"), exclusion_filters=p.get("imageTagMutabilityExclusionFilters"),
         scan_on_push=bool((p.get("imageScanningConfiguration") or {}).get("scanOnPush", False)),
@@ -46,7 +41,7 @@ async def create_repository(c: EcrCall) -> dict[str, Any]:
 
 async def describe_repositories(c: EcrCall) -> dict[str, Any]:
     p = c.params
-    repos, token = await _admin(c).describe(c.registry_id, c.region, p.get("repositoryNames"),
+    repos, token = await c.services.repositories.describe(c.registry_id, c.region, p.get("repositoryNames"),
                                             p.get("maxResults"), p.get("nextToken"))
     out: dict[str, Any] = {"repositories": [repository_shape(c, r) for r in repos]}
     if token is not None:
@@ -55,14 +50,14 @@ async def describe_repositories(c: EcrCall) -> dict[str, Any]:
 
 
 async def delete_repository(c: EcrCall) -> dict[str, Any]:
-    repo = await _admin(c).delete(c.registry_id, c.region, c.params["repositoryName"],
+    repo = await c.services.repositories.delete(c.registry_id, c.region, c.params["repositoryName"],
                                   bool(c.params.get("force", False)))
     return {"repository": repository_shape(c, repo)}
 
 
 async def put_image_tag_mutability(c: EcrCall) -> dict[str, Any]:
     p = c.params
-    repo = await _admin(c).set_tag_mutability(c.registry_id, c.region, p["repositoryName"],
+    repo = await c.services.repositories.set_tag_mutability(c.registry_id, c.region, p["repositoryName"],
                                               p["imageTagMutability"], p.get("imageTagMutabilityExclusionFilters"))
     out: dict[str, Any] = {"registryId": repo.account_id, "repositoryName": repo.name,
                            "imageTagMutability": repo.tag_mutability}
@@ -75,7 +70,7 @@ async def put_image_tag_mutability(c: EcrCall) -> dict[str, Any]:
 async def put_image_scanning_configuration(c: EcrCall) -> dict[str, Any]:
     p = c.params
     flag = bool(p["imageScanningConfiguration"].get("scanOnPush", False))
-    repo = await _admin(c).set_scan_on_push(c.registry_id, c.region, p["repositoryName"], flag)
+    repo = await c.services.repositories.set_scan_on_push(c.registry_id, c.region, p["repositoryName"], flag)
     return {"registryId": repo.account_id, "repositoryName": repo.name,
             "imageScanningConfiguration": {"scanOnPush": bool(repo.scan_on_push)}}
 
@@ -90,19 +85,19 @@ async def _resource(c: EcrCall, action: str) -> tuple[str, str]:
 
 async def tag_resource(c: EcrCall) -> dict[str, Any]:
     account, name = await _resource(c, "ecr:TagResource")
-    await _admin(c).tag(account, c.region, name, c.params["tags"])
+    await c.services.repositories.tag(account, c.region, name, c.params["tags"])
     return {}
 
 
 async def untag_resource(c: EcrCall) -> dict[str, Any]:
     account, name = await _resource(c, "ecr:UntagResource")
-    await _admin(c).untag(account, c.region, name, c.params["tagKeys"])
+    await c.services.repositories.untag(account, c.region, name, c.params["tagKeys"])
     return {}
 
 
 async def list_tags_for_resource(c: EcrCall) -> dict[str, Any]:
     account, name = await _resource(c, "ecr:ListTagsForResource")
-    tags = await _admin(c).tags(account, c.region, name)
+    tags = await c.services.repositories.tags(account, c.region, name)
     return {"tags": [{"Key": k, "Value": v} for k, v in tags]}
 
 
