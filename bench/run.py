@@ -9,6 +9,7 @@ at once: the machine has two cores). A row whose correctness check fails reads F
 
 from __future__ import annotations
 
+import abc
 import argparse
 import gzip
 import hashlib
@@ -53,7 +54,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Server:
+class Server(abc.ABC):
     def __init__(self, name: str, tmp: Path) -> None:
         self.name, self.port = name, free_port()
         self.data = tmp / f"{name}-data"
@@ -63,8 +64,9 @@ class Server:
         self.headers: dict[str, str] = {}  # sent with every request (a registry token under --berth-auth iam)
         self.data.mkdir()
 
+    @abc.abstractmethod
     def command(self) -> tuple[list[str], dict[str, str]]:
-        raise NotImplementedError
+        """The server's command line and extra environment."""
 
     def start(self, timeout: float = 60.0) -> None:
         cmd, env = self.command()

@@ -83,10 +83,15 @@ def unlink_blob(repo_id: int, digest: str) -> Txn[bool]:
 
 
 def linked_blobs(repo_id: int, digests: Sequence[str]) -> Txn[set[str]]:
+    return (yield from _present("repository_blobs", repo_id, digests))
+
+
+def _present(table: str, repo_id: int, digests: Sequence[str]) -> Txn[set[str]]:
+    """Which of `digests` have a row in `table` (repository_blobs or manifests) for the repository."""
     found: set[str] = set()
     for chunk in _chunks(digests, 500):
         marks = ", ".join("?" * len(chunk))
-        rows = yield Q(f"SELECT digest FROM repository_blobs WHERE repository_id = ? AND digest IN ({marks})",
+        rows = yield Q(f"SELECT digest FROM {table} WHERE repository_id = ? AND digest IN ({marks})",
                        (repo_id, *chunk), "all")
         found.update(r[0] for r in rows)
     return found
@@ -142,13 +147,7 @@ def manifest_by_tag(repo_id: int, tag: str) -> Txn[tuple[str, str, bytes, str | 
 
 
 def present_manifests(repo_id: int, digests: Sequence[str]) -> Txn[set[str]]:
-    found: set[str] = set()
-    for chunk in _chunks(digests, 500):
-        marks = ", ".join("?" * len(chunk))
-        rows = yield Q(f"SELECT digest FROM manifests WHERE repository_id = ? AND digest IN ({marks})",
-                       (repo_id, *chunk), "all")
-        found.update(r[0] for r in rows)
-    return found
+    return (yield from _present("manifests", repo_id, digests))
 
 
 @dataclass(frozen=True, slots=True)

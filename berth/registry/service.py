@@ -237,20 +237,19 @@ class RegistryService:
         return Manifest(digest, parsed.media_type, body, row.subject_digest)
 
     async def _check_references(self, repo: RepoRow, parsed: manifests.ParsedManifest) -> None:
-        wanted = list(dict.fromkeys(d.digest for d in parsed.blobs))
-        if wanted:
-            linked = await self.db.read(q.linked_blobs, repo.id, wanted)
-            missing = [d for d in wanted if d not in linked]
+        for refs, lookup, error in (
+                (parsed.blobs, q.linked_blobs, ManifestBlobUnknown("manifest references a blob unknown to the "
+                                                                   "repository")),
+                (parsed.children, q.present_manifests, ManifestUnknown("index references a manifest unknown to "
+                                                                       "the repository"))):
+            wanted = list(dict.fromkeys(d.digest for d in refs))
+            if not wanted:
+                continue
+            found = await self.db.read(lookup, repo.id, wanted)
+            missing = [d for d in wanted if d not in found]
             if missing:
-                raise ManifestBlobUnknown("manifest references a blob unknown to the repository",
-                                          detail={"digest": missing[0]})
-        children = list(dict.fromkeys(d.digest for d in parsed.children))
-        if children:
-            present = await self.db.read(q.present_manifests, repo.id, children)
-            missing = [d for d in children if d not in present]
-            if missing:
-                raise ManifestUnknown("index references a manifest unknown to the repository",
-                                      detail={"digest": missing[0]})
+                error.detail = {"digest": missing[0]}
+                raise error
 
     async def delete_manifest(self, repo: RepoRow, reference: str) -> None:
         if not is_digest(reference):
