@@ -83,7 +83,11 @@ class BerthServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
-        wait_http(self.url + "/v2/", timeout, self.proc, self.verify)
+        try:
+            wait_http(self.url + "/v2/", timeout, self.proc, self.verify)
+        except BaseException:  # a server that never came up must not outlive the test that started it
+            self.kill()
+            raise
         return self
 
     def pids(self) -> list[int]:
