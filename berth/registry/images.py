@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 from berth.db import images as qi
@@ -202,11 +202,7 @@ class Images:
                   accepted: Sequence[str] | None) -> tuple[list[tuple[ImageId, Manifest]], list[ImageFailure]]:
         found: list[tuple[ImageId, Manifest]] = []
         failures: list[ImageFailure] = []
-        for image_id in dict.fromkeys(ids):
-            failure = _syntax_failure(image_id)
-            if failure is not None:
-                failures.append(failure)
-                continue
+        for image_id in _well_formed(ids, failures):
             ref = image_id.digest if image_id.digest is not None else image_id.tag
             assert ref is not None
             try:
@@ -237,11 +233,7 @@ class Images:
     async def delete(self, repo: RepoRow, ids: Sequence[ImageId]) -> tuple[list[ImageId], list[ImageFailure]]:
         deleted: list[ImageId] = []
         failures: list[ImageFailure] = []
-        for image_id in dict.fromkeys(ids):
-            failure = _syntax_failure(image_id)
-            if failure is not None:
-                failures.append(failure)
-                continue
+        for image_id in _well_formed(ids, failures):
             if image_id.tag is not None:
                 outcome, digest, parents = await self.db.write(qi.delete_image_tag, repo.id, image_id.tag,
                                                                image_id.digest)
@@ -388,6 +380,16 @@ class Images:
             raise LayerInaccessible(f"The layer '{digest}' is not associated with an image in the repository "
                                     f"with name '{repo.name}'")
         return size
+
+
+def _well_formed(ids: Sequence[ImageId], failures: list[ImageFailure]) -> Iterator[ImageId]:
+    """Each distinct id once; a malformed one is recorded in `failures` instead."""
+    for image_id in dict.fromkeys(ids):
+        failure = _syntax_failure(image_id)
+        if failure is None:
+            yield image_id
+        else:
+            failures.append(failure)
 
 
 def _syntax_failure(image_id: ImageId) -> ImageFailure | None:

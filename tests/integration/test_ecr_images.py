@@ -26,6 +26,7 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
+from tests.support.aws import aws_cli
 from tests.support.oci import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
@@ -216,16 +217,6 @@ def skopeo(*args: str) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def aws_cli(server: BerthServer, tmp: Path, *args: str) -> Any:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": REGION,
-           "AWS_CONFIG_FILE": str(tmp / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-creds")}
-    cli = Path(os.environ.get("VIRTUAL_ENV", ".venv")) / "bin" / "aws"
-    proc = subprocess.run([str(cli) if cli.exists() else "aws", "--endpoint-url", server.url, "--output", "json",
-                           *args], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def ids(*pairs: tuple[str, str | None]) -> list[dict[str, str]]:
     return [{"imageDigest": d, **({"imageTag": t} if t else {})} for d, t in pairs]
 
@@ -359,7 +350,8 @@ def test_list_images_pagination(server: BerthServer, ecr: BaseClient, gallery: d
     with pytest.raises(ecr.exceptions.RepositoryNotFoundException):
         ecr.list_images(repositoryName="no-such-repository")
 
-    cli = aws_cli(server, tmp_path, "ecr", "list-images", "--repository-name", repo, "--page-size", "4")
+    cli = json.loads(aws_cli(server.url, KEY, SECRET, tmp_path, "ecr", "list-images", "--repository-name", repo,
+                             "--page-size", "4"))
     assert by_key(cli["imageIds"]) == full
     assert "nextToken" not in cli and "NextToken" not in cli
 

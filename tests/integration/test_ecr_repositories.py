@@ -10,8 +10,6 @@ import base64
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -27,6 +25,7 @@ from botocore.exceptions import ClientError
 
 from berth.app import bootstrap_account
 from berth.config import Settings
+from tests.support.aws import aws_cli
 from tests.support.servers import BerthServer
 
 pytestmark = pytest.mark.integration
@@ -280,23 +279,13 @@ def test_describe_repositories_pagination(ecr: BaseClient) -> None:
     assert [r["repositoryName"] for r in built["repositories"]] == all_names
 
 
-def aws_cli(server: BerthServer, tmp: Path, *args: str) -> Any:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": REGION,
-           "AWS_CONFIG_FILE": str(tmp / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-creds")}
-    cli = Path(sys.executable).parent / "aws"
-    proc = subprocess.run([str(cli) if cli.exists() else "aws", "--endpoint-url", server.url, "--output", "json",
-                           *args], env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
 def test_aws_cli_describe_repositories(server: BerthServer, ecr: BaseClient, tmp_path: Path) -> None:
     names = [f"cli/repo-{i:02d}" for i in range(12)]
     for name in names:
         ecr.create_repository(repositoryName=name)
     expected = [r["repositoryName"]
                 for r in ecr.describe_repositories(maxResults=1000)["repositories"]]
-    out = aws_cli(server, tmp_path, "ecr", "describe-repositories", "--page-size", "5")
+    out = json.loads(aws_cli(server.url, KEY, SECRET, tmp_path, "ecr", "describe-repositories", "--page-size", "5"))
     assert set(out) == {"repositories"}  # the CLI followed every nextToken
     assert [r["repositoryName"] for r in out["repositories"]] == expected
     repo = next(r for r in out["repositories"] if r["repositoryName"] == "cli/repo-03")

@@ -15,7 +15,6 @@ import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -32,11 +31,11 @@ from botocore.exceptions import ClientError
 from berth.api.iam import app as iam_app
 from berth.api.iam import model as iam_model
 from berth.iam import errors as iam_errors
+from tests.support.aws import AWS_CLI
 from tests.support.servers import BerthServer
 
 pytestmark = pytest.mark.integration
 
-AWS = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "aws"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 KEY, SECRET = "AKIAIAMSTSTESTADMIN1", "iam-sts-admin-secret-0123456789abcdef"
 IAM_NS = "https://iam.amazonaws.com/doc/2010-05-08/"
@@ -98,7 +97,7 @@ class Cli:
 
     def run(self, *args: str, key: str = KEY, secret: str = SECRET) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
-        return subprocess.run([str(AWS), "--endpoint-url", self.server.url, "--output", "json", *args],
+        return subprocess.run([str(AWS_CLI), "--endpoint-url", self.server.url, "--output", "json", *args],
                               env=env, capture_output=True, text=True, timeout=60)
 
     def ok(self, *args: str, **creds: str) -> Any:
@@ -120,7 +119,7 @@ class Cli:
 
 @pytest.fixture(scope="module")
 def aws(server: BerthServer, clean_env: dict[str, str]) -> Cli:
-    assert AWS.exists(), AWS
+    assert AWS_CLI.exists(), AWS_CLI
     return Cli(server, clean_env)
 
 

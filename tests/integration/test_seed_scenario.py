@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.aws import aws_cli
 from tests.support.images import build_umoci_image
 from tests.support.servers import BerthServer, require_tool
 
@@ -31,16 +31,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
         srv.stop()
 
 
-def aws(server: BerthServer, tmp: Path, *args: str, stdin: str | None = None) -> str:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": str(tmp / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-creds")}
-    cli = str(Path(sys.executable).parent / "aws")  # the awscli installed beside the test runner
-    proc = subprocess.run([cli, "--endpoint-url", server.url, "--output", "json", *args], env=env,
-                          capture_output=True, text=True, timeout=60, input=stdin)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
 def run(*cmd: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
                           input=stdin)
@@ -50,7 +40,11 @@ def run(*cmd: str, env: dict[str, str] | None = None, stdin: str | None = None) 
 
 def test_seed_scenario(server: BerthServer, tmp_path: Path) -> None:
     require_tool("docker", "skopeo", "umoci")
-    created = json.loads(aws(server, tmp_path, "ecr", "create-repository", "--repository-name", "my-app"))
+
+    def aws(*args: str) -> str:
+        return aws_cli(server.url, KEY, SECRET, tmp_path, *args)
+
+    created = json.loads(aws("ecr", "create-repository", "--repository-name", "my-app"))
     repo = created["repository"]
     assert repo["repositoryName"] == "my-app"
     assert repo["registryId"] == "123456789012"
@@ -61,7 +55,7 @@ def test_seed_scenario(server: BerthServer, tmp_path: Path) -> None:
     assert repo["encryptionConfiguration"] == {"encryptionType": "AES256"}
 
     # aws ecr get-login-password | docker login --username AWS --password-stdin HOST
-    password = aws(server, tmp_path, "ecr", "get-login-password").strip()
+    password = aws("ecr", "get-login-password").strip()
     docker_config = tmp_path / "docker"
     docker_config.mkdir()
     login = run("docker", "login", "--username", "AWS", "--password-stdin", server.host,
@@ -86,21 +80,21 @@ def test_seed_scenario(server: BerthServer, tmp_path: Path) -> None:
     pulled_index = json.loads((tmp_path / "pulled" / "index.json").read_text())
     assert pulled_index["manifests"][0]["digest"] == image.digest
 
-    repos = json.loads(aws(server, tmp_path, "ecr", "describe-repositories"))["repositories"]
+    repos = json.loads(aws("ecr", "describe-repositories"))["repositories"]
     assert [r["repositoryName"] for r in repos] == ["my-app"]
     assert set(repos[0]) >= {"repositoryArn", "registryId", "repositoryName", "repositoryUri", "createdAt",
                              "imageTagMutability", "imageScanningConfiguration", "encryptionConfiguration"}
 
-    listed = json.loads(aws(server, tmp_path, "ecr", "list-images", "--repository-name", "my-app"))
+    listed = json.loads(aws("ecr", "list-images", "--repository-name", "my-app"))
     assert listed == {"imageIds": [{"imageDigest": image.digest, "imageTag": "latest"}]}
 
-    scanning = json.loads(aws(server, tmp_path, "ecr", "put-image-scanning-configuration", "--repository-name",
+    scanning = json.loads(aws("ecr", "put-image-scanning-configuration", "--repository-name",
                               "my-app", "--image-scanning-configuration", "scanOnPush=true"))
     assert scanning == {"registryId": "123456789012", "repositoryName": "my-app",
                         "imageScanningConfiguration": {"scanOnPush": True}}
 
-    deleted = json.loads(aws(server, tmp_path, "ecr", "batch-delete-image", "--repository-name", "my-app",
+    deleted = json.loads(aws("ecr", "batch-delete-image", "--repository-name", "my-app",
                              "--image-ids", "imageTag=latest"))
     assert deleted == {"imageIds": [{"imageDigest": image.digest, "imageTag": "latest"}], "failures": []}
-    after = json.loads(aws(server, tmp_path, "ecr", "list-images", "--repository-name", "my-app"))
+    after = json.loads(aws("ecr", "list-images", "--repository-name", "my-app"))
     assert after == {"imageIds": []}  # ECR: removing an image's last tag deletes the image

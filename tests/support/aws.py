@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,3 +102,17 @@ def create_users(iam: BaseClient, users: Iterable[UserSpec]) -> dict[str, tuple[
         key = iam.create_access_key(UserName=u.name)["AccessKey"]
         out[u.name] = (key["AccessKeyId"], key["SecretAccessKey"])
     return out
+
+
+AWS_CLI = Path(sys.executable).parent / "aws"  # the awscli installed beside the test runner
+
+
+def aws_cli(url: str, key: str, secret: str, tmp: Path, *args: str, stdin: str | None = None) -> str:
+    """Run the real `aws` CLI against `url` with only these credentials (no machine configuration);
+    its stdout, after asserting it succeeded."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": REGION,
+           "AWS_CONFIG_FILE": str(tmp / "no-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "no-creds")}
+    proc = subprocess.run([str(AWS_CLI), "--endpoint-url", url, "--output", "json", *args], env=env,
+                          capture_output=True, text=True, timeout=60, input=stdin)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
