@@ -1,11 +1,19 @@
-"""Identity metadata operations (accounts, users, access keys, inline policies, signing keys)."""
+"""Identity metadata operations (accounts, users, access keys, inline policies, signing keys).
+
+Atomic on both backends (PostgreSQL runs READ COMMITTED; SQLite's single writer already serialises and
+ignores Q.lock): delete_user locks the user row FOR UPDATE before it looks for keys and policies;
+create_access_key locks it FOR UPDATE too (the per-user key limit is counted under that lock) and
+put_user_policy FOR KEY SHARE, so a key or policy is written only for a user that still exists and a
+concurrent delete sees it. The other writes are single statements.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from berth.db.store import Q, Txn
+from berth.db.store import Lock, Q, Txn
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +75,44 @@ def list_users(account: str, after: str, limit: int) -> Txn[list[UserRow]]:
     return [UserRow(*r) for r in rows]
 
 
-def delete_user(account: str, name: str) -> Txn[str]:
-    """"ok", "unknown", or "conflict" when keys or policies remain (IAM's DeleteConflict)."""
+class UserOutcome(Enum):
+    DONE = "done"
+    NO_USER = "no_user"
+    CONFLICT = "conflict"  # delete_user: keys or policies remain (IAM's DeleteConflict); nothing deleted
+    LIMIT = "limit"  # create_access_key: the user has `limit` keys already
+    KEY_EXISTS = "key_exists"  # create_access_key: the key id is taken
+
+
+def _lock_user(account: str, name: str, lock: Lock) -> Txn[bool]:
+    row = yield Q("SELECT 1 FROM iam_users WHERE account_id = ? AND name = ?", (account, name), "one", lock=lock)
+    return row is not None
+
+
+def delete_user(account: str, name: str) -> Txn[UserOutcome]:
+    if not (yield from _lock_user(account, name, "UPDATE")):
+        return UserOutcome.NO_USER
     keys = yield Q("SELECT 1 FROM access_keys WHERE account_id = ? AND user_name = ? LIMIT 1", (account, name), "one")
     pols = yield Q("SELECT 1 FROM user_policies WHERE account_id = ? AND user_name = ? LIMIT 1",
                    (account, name), "one")
     if keys is not None or pols is not None:
-        return "conflict"
-    n = yield Q("DELETE FROM iam_users WHERE account_id = ? AND name = ?", (account, name))
-    return "ok" if n else "unknown"
+        return UserOutcome.CONFLICT
+    yield Q("DELETE FROM iam_users WHERE account_id = ? AND name = ?", (account, name))
+    return UserOutcome.DONE
 
 
 # access keys
 
-def create_access_key(key: KeyRow) -> Txn[None]:
-    yield Q(f"INSERT INTO access_keys ({_KEY}) VALUES (?, ?, ?, ?, ?, ?)",
-            (key.id, key.account_id, key.user_name, key.secret, key.status, key.created_at))
+def create_access_key(key: KeyRow, limit: int) -> Txn[UserOutcome]:
+    """Add a key to an existing user with fewer than `limit` keys."""
+    if not (yield from _lock_user(key.account_id, key.user_name, "UPDATE")):
+        return UserOutcome.NO_USER
+    row = yield Q("SELECT COUNT(*) FROM access_keys WHERE account_id = ? AND user_name = ?",
+                  (key.account_id, key.user_name), "one")
+    if int(row[0]) >= limit:
+        return UserOutcome.LIMIT
+    n = yield Q(f"INSERT INTO access_keys ({_KEY}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                (key.id, key.account_id, key.user_name, key.secret, key.status, key.created_at))
+    return UserOutcome.DONE if n else UserOutcome.KEY_EXISTS
 
 
 def get_access_key(key_id: str) -> Txn[KeyRow | None]:
@@ -109,10 +139,13 @@ def delete_access_key(account: str, user: str, key_id: str) -> Txn[bool]:
 
 # inline user policies
 
-def put_user_policy(account: str, user: str, name: str, document: str) -> Txn[None]:
+def put_user_policy(account: str, user: str, name: str, document: str) -> Txn[UserOutcome]:
+    if not (yield from _lock_user(account, user, "KEY SHARE")):
+        return UserOutcome.NO_USER
     yield Q("INSERT INTO user_policies (account_id, user_name, name, document) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (account_id, user_name, name) DO UPDATE SET document = excluded.document",
             (account, user, name, document))
+    return UserOutcome.DONE
 
 
 def get_user_policy(account: str, user: str, name: str) -> Txn[str | None]:

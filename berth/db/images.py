@@ -2,17 +2,18 @@
 tags, push and pull times, size), as Txn generators.
 
 Rules (what an image id means, what may be deleted) are decided by berth.registry.images; these only
-read and store. Listings are keyset-paginated in digest order (then tag order), so a page costs one
-indexed range scan however deep it is.
+read and store (deleting an image or a tag is berth.db.registry's delete_image and remove_tag, for both
+faces). Every operation here is one statement per chunk: nothing to make atomic. Listings are
+keyset-paginated in digest order (then tag order), so a page costs one indexed range scan however deep
+it is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from berth.db.registry import delete_manifest, manifest_parents, tag_digest
 from berth.db.store import Q, Txn
 
 # An index's size is the largest of its children's (ECR: "the max size of all manifests in the list").
@@ -45,6 +46,11 @@ def _image(row: Any) -> ImageRow:
                     None if row[8] is None else int(row[8]))
 
 
+class ImageKey(NamedTuple):
+    digest: str
+    tag: str | None  # None: an untagged image
+
+
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
@@ -52,7 +58,7 @@ def _marks(n: int) -> str:
 # listings
 
 def list_image_ids(repo_id: int, tag_status: str, after: tuple[str, str],
-                   limit: int) -> Txn[list[tuple[str, str | None]]]:
+                   limit: int) -> Txn[list[ImageKey]]:
     """(digest, tag) pairs in (digest, tag) order after `after`: one per tag, (digest, None) if untagged.
 
     `after` is the last pair of the previous page, with "" for an untagged image's tag."""
@@ -69,7 +75,7 @@ def list_image_ids(repo_id: int, tag_status: str, after: tuple[str, str],
                        "ON t.repository_id = m.repository_id AND t.digest = m.digest "
                        "WHERE m.repository_id = ? AND m.digest >= ? AND (m.digest > ? OR COALESCE(t.name, '') > ?) "
                        "ORDER BY m.digest, t.name LIMIT ?", (repo_id, digest, digest, tag, limit), "all")
-    return [(r[0], r[1]) for r in rows]
+    return [ImageKey(r[0], r[1]) for r in rows]
 
 
 def list_images(repo_id: int, tag_status: str, after: str, limit: int) -> Txn[list[ImageRow]]:
@@ -111,47 +117,6 @@ def tag_targets(repo_id: int, tags: Sequence[str]) -> Txn[dict[str, str]]:
                        (repo_id, *chunk), "all")
         out.update((r[0], r[1]) for r in rows)
     return out
-
-
-# deletion (ECR BatchDeleteImage)
-
-def delete_image_tag(repo_id: int, tag: str, expected: str | None) -> Txn[tuple[str, str | None, list[str]]]:
-    """Remove `tag`; when it is its image's last tag, delete the image as well (ECR semantics).
-
-    Returns (outcome, digest, parents) with outcome one of: "unknown" (no such tag), "mismatch" (the tag
-    names another digest than `expected`), "untagged" (other tags remain), "deleted" (the image went with
-    its last tag), "referenced" (nothing changed: the last tag of an image that indexes in `parents` list).
-    """
-    digest = yield from tag_digest(repo_id, tag)
-    if digest is None:
-        return "unknown", None, []
-    if expected is not None and digest != expected:
-        return "mismatch", digest, []
-    row = yield Q("SELECT COUNT(*) FROM tags WHERE repository_id = ? AND digest = ? AND name <> ?",
-                  (repo_id, digest, tag), "one")
-    if int(row[0]) > 0:
-        yield Q("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repo_id, tag))
-        return "untagged", digest, []
-    parents = yield from manifest_parents(repo_id, digest)
-    if parents:
-        return "referenced", digest, parents
-    result = yield from delete_manifest(repo_id, digest)  # also drops the tag
-    if result != "ok":  # the manifest row is missing: drop the dangling tag all the same
-        yield Q("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repo_id, tag))
-    return "deleted", digest, []
-
-
-def delete_image(repo_id: int, digest: str) -> Txn[tuple[str, list[str], list[str]]]:
-    """Delete an image and all its tags. Returns (outcome, tags it had, parents): outcome "ok",
-    "unknown", or "referenced" (nothing deleted: indexes in `parents` list it)."""
-    rows = yield Q("SELECT name FROM tags WHERE repository_id = ? AND digest = ? ORDER BY name",
-                   (repo_id, digest), "all")
-    tags = [r[0] for r in rows]
-    parents = yield from manifest_parents(repo_id, digest)
-    if parents:
-        return "referenced", tags, parents
-    result = yield from delete_manifest(repo_id, digest)
-    return result, tags, []
 
 
 # pull times

@@ -1,4 +1,7 @@
-"""Resource policies and account settings: repository policies, registry policies, settings."""
+"""Resource policies and account settings: repository policies, registry policies, settings.
+
+Each operation is one statement (an upsert, or DELETE ... RETURNING), so atomic on both backends.
+"""
 
 from __future__ import annotations
 
@@ -23,10 +26,8 @@ def set_repository_policy(repo_id: int, document: str) -> Txn[None]:
 
 def delete_repository_policy(repo_id: int) -> Txn[str | None]:
     """The deleted document, or None when there was none."""
-    doc = yield from get_repository_policy(repo_id)
-    if doc is not None:
-        yield Q("DELETE FROM repository_policies WHERE repository_id = ?", (repo_id,))
-    return doc
+    row = yield Q("DELETE FROM repository_policies WHERE repository_id = ? RETURNING document", (repo_id,), "one")
+    return None if row is None else row[0]
 
 
 def get_registry_policy(account: str, region: str) -> Txn[str | None]:
@@ -41,10 +42,9 @@ def put_registry_policy(account: str, region: str, document: str) -> Txn[None]:
 
 
 def delete_registry_policy(account: str, region: str) -> Txn[str | None]:
-    doc = yield from get_registry_policy(account, region)
-    if doc is not None:
-        yield Q("DELETE FROM registry_policies WHERE account_id = ? AND region = ?", (account, region))
-    return doc
+    row = yield Q("DELETE FROM registry_policies WHERE account_id = ? AND region = ? RETURNING document",
+                  (account, region), "one")
+    return None if row is None else row[0]
 
 
 def get_setting(account: str, region: str, name: str) -> Txn[str | None]:

@@ -1,22 +1,34 @@
 """Repository administration (ECR control plane): listing, settings, resource tags, deletion, as Txn generators.
 
-Rules (what is valid, what may be deleted) are decided by berth.registry.repositories; these only store.
+Rules (what is valid, what may be deleted) are decided by berth.registry.repositories; these store, and
+make each decision atomic with its write (PostgreSQL runs READ COMMITTED; SQLite's single writer
+already serialises and ignores Q.lock):
+
+- delete_repository: the repository row is locked FOR UPDATE before the "still holds images?" check; a
+  push locks the same row FOR KEY SHARE (berth.db.registry.put_manifest), so it either commits first
+  and is seen, or waits and then finds no repository.
+- tag_repository: the repository row is locked FOR UPDATE before the tags are counted against the
+  limit, so concurrent TagResource calls are counted one after the other.
+- create_with_tags: INSERT ... ON CONFLICT DO NOTHING decides who creates. The setters are single UPDATEs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
 
 from berth.db.registry import REPO_COLUMNS, RepoRow, create_repository, get_repository
 from berth.db.store import Q, Txn
 
 
 def create_with_tags(account: str, region: str, name: str, now: float, tag_mutability: str,
-                     tag_mutability_filters: str, scan_on_push: int, encryption: str,
+                     exclusion_filters: Sequence[Mapping[str, str]], scan_on_push: bool, encryption: Mapping[str, str],
                      tags: Sequence[tuple[str, str]]) -> Txn[RepoRow | None]:
     """Create a repository with its settings and resource tags; None (nothing written) if it exists."""
     repo, created = yield from create_repository(account, region, name, now, tag_mutability,
-                                                 tag_mutability_filters, scan_on_push, encryption)
+                                                 exclusion_filters, scan_on_push, encryption)
     if not created:
         return None
     for key, value in tags:
@@ -44,38 +56,55 @@ def repositories_named(account: str, region: str, names: Sequence[str]) -> Txn[d
     return found
 
 
-def delete_repository(account: str, region: str, name: str, force: bool) -> Txn[tuple[str, RepoRow | None]]:
-    """Delete a repository with its images, tags, blob links, uploads, policy and resource tags.
+class RepoOutcome(Enum):
+    DONE = "done"
+    UNKNOWN = "unknown"  # no such repository
+    NOT_EMPTY = "not_empty"  # delete without force: it still holds images (nothing deleted)
+    TOO_MANY = "too_many"  # tag: the repository would carry more tags than the limit (nothing written)
 
-    Returns ("ok", repo), ("unknown", None), or ("not_empty", repo) (nothing deleted) when it still
-    holds images and `force` is false. Blob files stay in storage for garbage collection.
-    """
-    repo = yield from get_repository(account, region, name)
+
+@dataclass(frozen=True, slots=True)
+class RepoChange:
+    outcome: RepoOutcome
+    repo: RepoRow | None = None
+
+
+def _locked_repository(account: str, region: str, name: str) -> Txn[RepoRow | None]:
+    row = yield Q(f"SELECT {REPO_COLUMNS} FROM repositories WHERE account_id = ? AND region = ? AND name = ?",
+                  (account, region, name), "one", lock="UPDATE")
+    return None if row is None else RepoRow(*row)
+
+
+def delete_repository(account: str, region: str, name: str, force: bool) -> Txn[RepoChange]:
+    """Delete a repository with its images, tags, blob links, uploads, policy and resource tags
+    (NOT_EMPTY, nothing deleted, when it still holds images and `force` is false). Blob files stay in
+    storage for garbage collection."""
+    repo = yield from _locked_repository(account, region, name)
     if repo is None:
-        return "unknown", None
+        return RepoChange(RepoOutcome.UNKNOWN)
     if not force:
         image = yield Q("SELECT 1 FROM manifests WHERE repository_id = ? LIMIT 1", (repo.id,), "one")
         if image is not None:
-            return "not_empty", repo
+            return RepoChange(RepoOutcome.NOT_EMPTY, repo)
     # The foreign keys cascade too; deleting explicitly keeps this independent of that.
     for table in ("tags", "manifest_refs", "manifests", "repository_blobs", "uploads", "repository_policies",
                   "repository_tags"):
         yield Q(f"DELETE FROM {table} WHERE repository_id = ?", (repo.id,))
-    n = yield Q("DELETE FROM repositories WHERE id = ?", (repo.id,))
-    return ("ok", repo) if n else ("unknown", None)
+    yield Q("DELETE FROM repositories WHERE id = ?", (repo.id,))
+    return RepoChange(RepoOutcome.DONE, repo)
 
 
 def set_tag_mutability(account: str, region: str, name: str, mutability: str,
-                       filters: str) -> Txn[RepoRow | None]:
+                       exclusion_filters: Sequence[Mapping[str, str]]) -> Txn[RepoRow | None]:
     row = yield Q(f"UPDATE repositories SET tag_mutability = ?, tag_mutability_filters = ? "
                   f"WHERE account_id = ? AND region = ? AND name = ? RETURNING {REPO_COLUMNS}",
-                  (mutability, filters, account, region, name), "one")
+                  (mutability, json.dumps([dict(f) for f in exclusion_filters]), account, region, name), "one")
     return None if row is None else RepoRow(*row)
 
 
-def set_scan_on_push(account: str, region: str, name: str, scan_on_push: int) -> Txn[RepoRow | None]:
+def set_scan_on_push(account: str, region: str, name: str, scan_on_push: bool) -> Txn[RepoRow | None]:
     row = yield Q(f"UPDATE repositories SET scan_on_push = ? WHERE account_id = ? AND region = ? AND name = ? "
-                  f"RETURNING {REPO_COLUMNS}", (scan_on_push, account, region, name), "one")
+                  f"RETURNING {REPO_COLUMNS}", (int(scan_on_push), account, region, name), "one")
     return None if row is None else RepoRow(*row)
 
 
@@ -91,19 +120,18 @@ def tags_of(account: str, region: str, name: str) -> Txn[list[tuple[str, str]] |
 
 
 def tag_repository(account: str, region: str, name: str, tags: Sequence[tuple[str, str]],
-                   limit: int) -> Txn[str]:
-    """Add or overwrite tags. Returns "ok", "unknown", or "too_many" (nothing written) when the
-    repository would carry more than `limit` tags."""
-    repo = yield from get_repository(account, region, name)
+                   limit: int) -> Txn[RepoOutcome]:
+    """Add or overwrite tags; TOO_MANY (nothing written) when the repository would carry more than `limit`."""
+    repo = yield from _locked_repository(account, region, name)
     if repo is None:
-        return "unknown"
+        return RepoOutcome.UNKNOWN
     rows = yield Q("SELECT key FROM repository_tags WHERE repository_id = ?", (repo.id,), "all")
     if len({r[0] for r in rows} | {k for k, _ in tags}) > limit:
-        return "too_many"
+        return RepoOutcome.TOO_MANY
     for key, value in tags:
         yield Q("INSERT INTO repository_tags (repository_id, key, value) VALUES (?, ?, ?) "
                 "ON CONFLICT (repository_id, key) DO UPDATE SET value = excluded.value", (repo.id, key, value))
-    return "ok"
+    return RepoOutcome.DONE
 
 
 def untag_repository(account: str, region: str, name: str, keys: Sequence[str]) -> Txn[bool]:

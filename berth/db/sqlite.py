@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from berth.db.store import Q, T, TxnFn
+from berth.db.store import P, Q, StatementFailed, T, Txn
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -21,18 +22,24 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def run_sync(conn: sqlite3.Connection, fn: TxnFn[T], args: tuple[Any, ...]) -> T:
-    gen = fn(*args)
+def run_sync(conn: sqlite3.Connection, fn: Callable[..., Txn[T]], args: tuple[Any, ...],
+             kwargs: dict[str, Any]) -> T:
+    # Q.lock is ignored: every write runs under BEGIN IMMEDIATE, one writer at a time.
+    gen = fn(*args, **kwargs)
     try:
         q: Q = next(gen)
         while True:
-            cur = conn.execute(q.sql, q.params)
-            if q.how == "one":
-                result: Any = cur.fetchone()
-            elif q.how == "all":
-                result = cur.fetchall()
-            else:
-                result = cur.rowcount
+            try:
+                cur = conn.execute(q.sql, q.params)
+                if q.how == "one":
+                    result: Any = cur.fetchone()
+                elif q.how == "all":
+                    result = cur.fetchall()
+                else:
+                    result = cur.rowcount
+            except sqlite3.Error as e:
+                gen.close()
+                raise StatementFailed(fn, q, e) from e
             q = gen.send(result)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
@@ -47,25 +54,25 @@ class SqliteBackend:
         self._writer = self._writer_pool.submit(_connect, self.path).result()
         self._seen: tuple[object, int, float] | None = None  # (task, data_version, when) of the last check
 
-    async def read(self, fn: TxnFn[T], *args: Any) -> T:
+    async def read(self, fn: Callable[P, Txn[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         # Short indexed reads: cheaper inline than any thread hop (see DESIGN.md).
-        return run_sync(self._reader, fn, args)
+        return run_sync(self._reader, fn, args, kwargs)
 
-    def _write_sync(self, fn: TxnFn[T], args: tuple[Any, ...]) -> T:
+    def _write_sync(self, fn: Callable[..., Txn[T]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = run_sync(conn, fn, args)
+            result = run_sync(conn, fn, args, kwargs)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return result
 
-    async def write(self, fn: TxnFn[T], *args: Any) -> T:
+    async def write(self, fn: Callable[P, Txn[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._writer_pool, self._write_sync, fn, args)
+            return await loop.run_in_executor(self._writer_pool, self._write_sync, fn, args, kwargs)
         finally:
             self._seen = None
 

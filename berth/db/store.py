@@ -3,34 +3,58 @@
 Each operation is a generator that yields `Q` statements and receives their results; a backend
 runs it (synchronously on SQLite's writer thread or inline in the loop, awaiting on asyncpg), so
 the SQL lives in one place. Statements use `?` placeholders; backends translate as needed.
+
+Atomicity: SQLite runs every write under BEGIN IMMEDIATE (one writer at a time, across processes);
+PostgreSQL runs READ COMMITTED, where a read-decide-write is a race unless the rows the decision
+reads are locked. A statement says which lock it needs with `Q.lock` (the one seam between the
+backends): PostgreSQL appends `FOR <lock>`, SQLite's writer lock already serialises and ignores it.
+
+`Backend.read/write` are typed by the operation they run: `await db.read(q.tag_digest, repo_id, tag)`
+checks the arguments against `tag_digest`'s parameters and has `tag_digest`'s result type.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+How = Literal["one", "all", "exec"]  # the row or None | all rows | the number of rows changed
+Lock = Literal["UPDATE", "NO KEY UPDATE", "SHARE", "KEY SHARE"]
 
 
 @dataclass(frozen=True, slots=True)
 class Q:
     sql: str
     params: tuple[Any, ...] = ()
-    how: str = "exec"  # one | all | exec (rowcount)
+    how: How = "exec"
+    lock: Lock | None = None  # a SELECT's row lock on PostgreSQL (FOR <lock>); SQLite needs none
 
 
 Txn = Generator[Q, Any, T]
 TxnFn = Callable[..., Txn[T]]
 
 
+class StatementFailed(Exception):
+    """A statement of a metadata operation failed. Names the operation and the statement; the driver's
+    own error is the __cause__."""
+
+    def __init__(self, fn: Callable[..., Any], q: Q, cause: BaseException) -> None:
+        self.operation = f"{fn.__module__}.{fn.__qualname__}"
+        self.sql = q.sql
+        super().__init__(f"{self.operation}: {type(cause).__name__}: {cause} (in: {q.sql[:300]})")
+
+
 class Backend(Protocol):
-    async def read(self, fn: TxnFn[T], *args: Any) -> T:
+    async def read(self, fn: Callable[P, Txn[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a read-only operation."""
 
-    async def write(self, fn: TxnFn[T], *args: Any) -> T:
-        """Run an operation in one transaction; committed durably when this returns."""
+    async def write(self, fn: Callable[P, Txn[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run an operation in one transaction; committed durably when this returns. An exception raised by
+        the operation rolls the transaction back and propagates."""
 
     def version(self) -> int | None:
         """A number that changes whenever any writer (any process) commits; None if unknowable."""

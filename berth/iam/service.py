@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from berth.db import iam as q
-from berth.db.iam import KeyRow, UserRow
+from berth.db.iam import KeyRow, UserOutcome, UserRow
 from berth.db.store import Backend
 from berth.iam import tokens
 from berth.iam.authz import Principal
@@ -126,9 +126,9 @@ class IdentityService:
 
     async def delete_user(self, account: str, name: str) -> None:
         result = await self.db.write(q.delete_user, account, name)
-        if result == "unknown":
+        if result is UserOutcome.NO_USER:
             raise NoSuchEntity(f"The user with name {name} cannot be found.")
-        if result == "conflict":
+        if result is UserOutcome.CONFLICT:
             raise DeleteConflict("Cannot delete entity, must delete access keys and policies first.")
 
     # access keys
@@ -143,7 +143,14 @@ class IdentityService:
         key = KeyRow(key_id or _new_key_id(), account, user, secret or _new_secret(), "Active", self.clock())
         if await self.db.read(q.get_access_key, key.id) is not None:
             raise EntityAlreadyExists(f"access key {key.id} already exists")
-        await self.db.write(q.create_access_key, key)
+        # The user's existence, the key limit and the id are checked again where the key is written.
+        outcome = await self.db.write(q.create_access_key, key, MAX_KEYS_PER_USER)
+        if outcome is UserOutcome.NO_USER:
+            raise NoSuchEntity(f"The user with name {user} cannot be found.")
+        if outcome is UserOutcome.LIMIT:
+            raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}")
+        if outcome is UserOutcome.KEY_EXISTS:
+            raise EntityAlreadyExists(f"access key {key.id} already exists")
         return key
 
     async def list_access_keys(self, account: str, user: str) -> list[KeyRow]:
@@ -179,7 +186,8 @@ class IdentityService:
             parse_policy(document, "identity")
         except ValueError as e:
             raise MalformedPolicyDocument(str(e)) from None
-        await self.db.write(q.put_user_policy, account, user, name, document)
+        if await self.db.write(q.put_user_policy, account, user, name, document) is UserOutcome.NO_USER:
+            raise NoSuchEntity(f"The user with name {user} cannot be found.")
 
     async def get_user_policy(self, account: str, user: str, name: str) -> str:
         doc = await self.db.read(q.get_user_policy, account, user, name)

@@ -18,19 +18,19 @@ from dataclasses import dataclass
 
 from berth.db import images as qi
 from berth.db import registry as q
-from berth.db.images import ImageRow
+from berth.db.images import ImageKey, ImageRow
 from berth.db.registry import RepoRow
 from berth.registry.errors import (
     BlobUnknown,
     DigestInvalid,
     EmptyUpload,
-    ImageAlreadyExists,
     ImageDigestMismatch,
     ImageIdInvalid,
     LayerAlreadyExists,
     LayerInaccessible,
     LayerInvalid,
     LayerPartInvalid,
+    ManifestReferenced,
     ManifestUnknown,
     ReferencedImagesUnknown,
     TagInvalid,
@@ -159,7 +159,7 @@ class Images:
     # listing and describing
 
     async def list_ids(self, repo: RepoRow, tag_status: str, after: tuple[str, str],
-                       limit: int) -> list[tuple[str, str | None]]:
+                       limit: int) -> list[ImageKey]:
         return await self.db.read(qi.list_image_ids, repo.id, tag_status, after, limit)
 
     async def list_views(self, repo: RepoRow, tag_status: str, after: str, limit: int) -> list[ImageView]:
@@ -231,38 +231,34 @@ class Images:
     # BatchDeleteImage
 
     async def delete(self, repo: RepoRow, ids: Sequence[ImageId]) -> tuple[list[ImageId], list[ImageFailure]]:
+        """BatchDeleteImage: each id through RegistryService.delete_image / remove_tag (the OCI face's paths),
+        with ECR's rule that an image's last tag takes the image; each refusal becomes a per-item failure."""
         deleted: list[ImageId] = []
         failures: list[ImageFailure] = []
         for image_id in _well_formed(ids, failures):
-            if image_id.tag is not None:
-                outcome, digest, parents = await self.db.write(qi.delete_image_tag, repo.id, image_id.tag,
-                                                               image_id.digest)
-                if outcome in ("untagged", "deleted"):
-                    deleted.append(ImageId(digest, image_id.tag))
-                elif outcome == "unknown":
-                    failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found"))
-                elif outcome == "mismatch":
-                    failures.append(ImageFailure(image_id, TAG_MISMATCH, "Invalid image tag for image with digest"))
-                else:
-                    failures.append(ImageFailure(image_id, REFERENCED,
-                                                 f"Requested image referenced by manifest list: {parents}"))
-                continue
-            assert image_id.digest is not None
-            result, tags, parents = await self.db.write(qi.delete_image, repo.id, image_id.digest)
-            if result == "ok":
-                deleted += [ImageId(image_id.digest, t) for t in tags] or [ImageId(image_id.digest)]
-            elif result == "unknown":
+            try:
+                if image_id.tag is not None:
+                    d = await self.registry.remove_tag(repo, image_id.tag, image_id.digest, last_takes_image=True)
+                    deleted.append(ImageId(d.digest, image_id.tag))
+                    continue
+                assert image_id.digest is not None
+                d = await self.registry.delete_image(repo, image_id.digest)
+            except ManifestUnknown:
                 failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found"))
+            except ImageDigestMismatch:
+                failures.append(ImageFailure(image_id, TAG_MISMATCH, "Invalid image tag for image with digest"))
+            except ManifestReferenced as e:
+                failures.append(ImageFailure(image_id, REFERENCED, f"Requested image referenced by manifest list: "
+                                                                   f"{e.extra['parents']}"))
             else:
-                failures.append(ImageFailure(image_id, REFERENCED,
-                                             f"Requested image referenced by manifest list: {parents}"))
+                deleted += [ImageId(image_id.digest, t) for t in d.tags] or [ImageId(image_id.digest)]
         return deleted, failures
 
     # PutImage
 
     async def put(self, repo: RepoRow, body: bytes, media_type: str | None, tag: str | None,
                   digest: str | None) -> Manifest:
-        """Store a manifest through RegistryService.put_manifest, with ECR's extra refusals first."""
+        """Store a manifest through RegistryService.put_manifest, with ECR's extra refusals (in its transaction)."""
         if digest is not None:
             check_digest(digest)
             algorithm = digest.split(":", 1)[0]
@@ -273,15 +269,8 @@ class Images:
         computed = "sha256:" + hashlib.sha256(body).hexdigest()
         if tag is not None:
             check_tag(tag)
-            if await self.db.read(q.tag_digest, repo.id, tag) == computed:
-                raise ImageAlreadyExists(f"Image with digest '{computed}' and tag '{tag}' already exists in the "
-                                         f"repository with name '{repo.name}' in registry with id "
-                                         f"'{repo.account_id}'")
-        elif await self.db.read(q.present_manifests, repo.id, [digest or computed]):
-            raise ImageAlreadyExists(f"Image with digest '{digest or computed}' already exists in the repository "
-                                     f"with name '{repo.name}' in registry with id '{repo.account_id}'")
         try:
-            return await self.registry.put_manifest(repo, tag or digest or computed, body, media_type)
+            return await self.registry.put_manifest(repo, tag or digest or computed, body, media_type, only_new=True)
         except ManifestUnknown as e:  # only raised for an index's missing children
             raise ReferencedImagesUnknown(f"The manifest list references an image that does not exist in the "
                                           f"repository: {e.detail}", detail=e.detail) from None
@@ -293,15 +282,15 @@ class Images:
         """The manifests whose subject is `subject` (the OCI referrers API's data), digest order after `after`."""
         check_digest(subject)
         out: list[dict[str, object]] = []
-        for digest, media_type, art_type, notes, size in await self.db.read(q.referrers, repo.id, subject):
-            if digest <= after or (artifact_types and art_type not in artifact_types):
+        for r in await self.db.read(q.referrers, repo.id, subject):
+            if r.digest <= after or (artifact_types and r.artifact_type not in artifact_types):
                 continue
-            entry: dict[str, object] = {"digest": digest, "mediaType": media_type}
-            if art_type:
-                entry["artifactType"] = art_type
-            entry["size"] = size
-            if notes:
-                entry["annotations"] = json.loads(notes)
+            entry: dict[str, object] = {"digest": r.digest, "mediaType": r.media_type}
+            if r.artifact_type:
+                entry["artifactType"] = r.artifact_type
+            entry["size"] = r.size
+            if r.annotations:
+                entry["annotations"] = r.annotations
             entry["artifactStatus"] = "ACTIVE"
             out.append(entry)
             if len(out) >= limit:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from berth.db import repositories as q
 from berth.db.registry import RepoRow
+from berth.db.repositories import RepoOutcome
 from berth.db.store import Backend
 from berth.registry.errors import (
     NameUnknown,
@@ -58,8 +59,8 @@ class Mutability:
     mode: str
     filters: tuple[tuple[str, str], ...]  # (filterType, filter)
 
-    def filters_json(self) -> str:
-        return json.dumps([{"filterType": t, "filter": f} for t, f in self.filters])
+    def filter_list(self) -> list[dict[str, str]]:
+        return [{"filterType": t, "filter": f} for t, f in self.filters]
 
 
 def check_mutability(mode: str | None, filters: Sequence[dict[str, str]] | None) -> Mutability:
@@ -181,7 +182,7 @@ class RepositoryAdmin:
         enc = check_encryption(encryption)
         pairs = check_tags(tags)
         repo = await self.db.write(q.create_with_tags, account, region, name, self.clock(), mode.mode,
-                                   mode.filters_json(), int(scan_on_push), json.dumps(enc), pairs)
+                                   mode.filter_list(), scan_on_push, enc, pairs)
         if repo is None:
             raise RepositoryExists(f"The repository with name '{name}' already exists in the registry with id "
                                    f"'{account}'")
@@ -213,24 +214,24 @@ class RepositoryAdmin:
         return rows, None
 
     async def delete(self, account: str, region: str, name: str, force: bool = False) -> RepoRow:
-        outcome, repo = await self.db.write(q.delete_repository, account, region, name, force)
-        if outcome == "unknown" or repo is None:
-            raise not_found(account, name)
-        if outcome == "not_empty":
+        change = await self.db.write(q.delete_repository, account, region, name, force)
+        if change.outcome is RepoOutcome.NOT_EMPTY:
             raise RepositoryNotEmpty(f"The repository with name '{name}' in registry with id '{account}' cannot "
                                      "be deleted because it still contains images")
-        return repo
+        if change.outcome is not RepoOutcome.DONE or change.repo is None:
+            raise not_found(account, name)
+        return change.repo
 
     async def set_tag_mutability(self, account: str, region: str, name: str, mutability: str,
                                  exclusion_filters: Sequence[dict[str, str]] | None) -> RepoRow:
         mode = check_mutability(mutability, exclusion_filters)
-        repo = await self.db.write(q.set_tag_mutability, account, region, name, mode.mode, mode.filters_json())
+        repo = await self.db.write(q.set_tag_mutability, account, region, name, mode.mode, mode.filter_list())
         if repo is None:
             raise not_found(account, name)
         return repo
 
     async def set_scan_on_push(self, account: str, region: str, name: str, scan_on_push: bool) -> RepoRow:
-        repo = await self.db.write(q.set_scan_on_push, account, region, name, int(scan_on_push))
+        repo = await self.db.write(q.set_scan_on_push, account, region, name, scan_on_push)
         if repo is None:
             raise not_found(account, name)
         return repo
@@ -244,9 +245,9 @@ class RepositoryAdmin:
     async def tag(self, account: str, region: str, name: str, tags: Sequence[dict[str, str]]) -> None:
         pairs = check_tags(tags)
         outcome = await self.db.write(q.tag_repository, account, region, name, pairs, MAX_RESOURCE_TAGS)
-        if outcome == "unknown":
+        if outcome is RepoOutcome.UNKNOWN:
             raise not_found(account, name)
-        if outcome == "too_many":
+        if outcome is RepoOutcome.TOO_MANY:
             raise TooManyTags(f"The list of tags on the repository is over the limit. The maximum number of tags "
                               f"that can be applied to a repository is {MAX_RESOURCE_TAGS}.")
 

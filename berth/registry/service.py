@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 from berth.db import images as qi
 from berth.db import registry as q
-from berth.db.registry import NewManifest, RepoRow
+from berth.db.registry import DeleteOutcome, Deletion, ManifestRow, NewManifest, PutOutcome, RepoRow
 from berth.db.store import Backend
 from berth.registry import manifests
 from berth.registry.errors import (
     BlobUnknown,
     DigestInvalid,
+    ImageAlreadyExists,
+    ImageDigestMismatch,
     ManifestBlobUnknown,
     ManifestReferenced,
     ManifestUnknown,
@@ -139,13 +141,13 @@ class RegistryService:
     async def mount_blob(self, repo: RepoRow, source: RepoRow, digest: str) -> int | None:
         """Link a blob readable from `source` into `repo`; its size, or None when `source` lacks it."""
         check_digest(digest)
-        size = await self.db.read(q.repo_blob_size, source.id, digest)
-        if size is None:
-            return None
-        await self.db.write(q.link_blob, repo.id, digest, size, self.clock())
-        return size
+        return await self.db.write(q.mount_blob, repo.id, source.id, digest, self.clock())
 
     # manifests
+
+    @staticmethod
+    def _manifest(row: ManifestRow) -> Manifest:
+        return Manifest(row.digest, row.media_type, row.body, row.subject_digest)
 
     async def get_manifest(self, repo: RepoRow, reference: str) -> Manifest:
         if is_digest(reference):
@@ -153,12 +155,12 @@ class RegistryService:
             row = await self.db.read(q.manifest_by_digest, repo.id, reference)
             if row is None:
                 raise ManifestUnknown("manifest unknown", detail={"digest": reference})
-            return Manifest(*row)
+            return self._manifest(row)
         check_tag(reference)
         row = await self.db.read(q.manifest_by_tag, repo.id, reference)
         if row is None:
             raise ManifestUnknown("manifest unknown", detail={"tag": reference})
-        return Manifest(*row)
+        return self._manifest(row)
 
     async def pull_manifest(self, account: str, region: str, name: str, reference: str,
                             record: bool = True) -> Manifest:
@@ -221,49 +223,69 @@ class RegistryService:
         return PreparedManifest(tag, digest, body, parsed)
 
     async def put_manifest(self, repo: RepoRow, reference: str | PreparedManifest, body: bytes = b"",
-                           content_type: str | None = None) -> Manifest:
+                           content_type: str | None = None, only_new: bool = False) -> Manifest:
+        """Store a manifest (and its tag). Everything it references is checked in the transaction that writes
+        it. `only_new` (ECR's PutImage) refuses, with ImageAlreadyExists, a push that would change nothing."""
         prepared = reference if isinstance(reference, PreparedManifest) else \
             self.prepare_manifest(reference, body, content_type)
         tag, digest, body, parsed = prepared.tag, prepared.digest, prepared.body, prepared.parsed
-        await self._check_references(repo, parsed)
         locked = tag is not None and tag_is_immutable(repo.tag_mutability, repo.tag_mutability_filters, tag)
         row = NewManifest(digest, parsed.media_type, parsed.artifact_type,
-                          parsed.subject.digest if parsed.subject else None,
-                          json.dumps(parsed.annotations) if parsed.annotations else None,
+                          parsed.subject.digest if parsed.subject else None, parsed.annotations or None,
                           body, parsed.image_size, parsed.refs())
-        if await self.db.write(q.put_manifest, repo.id, row, tag, locked, self.clock()) == "tag_locked":
+        result = await self.db.write(q.put_manifest, repo.id, row, tag, locked, self.clock(), only_new)
+        if result.outcome is PutOutcome.TAG_LOCKED:
             raise TagImmutable(f"tag {tag!r} is immutable in repository {repo.name!r}", detail={"tag": tag})
+        if result.outcome is PutOutcome.BLOB_UNKNOWN:
+            raise ManifestBlobUnknown("manifest references a blob unknown to the repository",
+                                      detail={"digest": result.missing})
+        if result.outcome is PutOutcome.CHILD_UNKNOWN:
+            raise ManifestUnknown("index references a manifest unknown to the repository",
+                                  detail={"digest": result.missing})
+        if result.outcome is PutOutcome.REPOSITORY_UNKNOWN:
+            raise NameUnknown(f"repository {repo.name!r} not found", detail={"name": repo.name})
+        if result.outcome is PutOutcome.ALREADY_EXISTS:
+            what = f"digest '{digest}' and tag '{tag}'" if tag is not None else f"digest '{digest}'"
+            raise ImageAlreadyExists(f"Image with {what} already exists in the repository with name "
+                                     f"'{repo.name}' in registry with id '{repo.account_id}'")
         self._pull_marks.pop((repo.account_id, repo.region, repo.name, digest), None)  # a re-push: record anew
         return Manifest(digest, parsed.media_type, body, row.subject_digest)
 
-    async def _check_references(self, repo: RepoRow, parsed: manifests.ParsedManifest) -> None:
-        for refs, lookup, error in (
-                (parsed.blobs, q.linked_blobs, ManifestBlobUnknown("manifest references a blob unknown to the "
-                                                                   "repository")),
-                (parsed.children, q.present_manifests, ManifestUnknown("index references a manifest unknown to "
-                                                                       "the repository"))):
-            wanted = list(dict.fromkeys(d.digest for d in refs))
-            if not wanted:
-                continue
-            found = await self.db.read(lookup, repo.id, wanted)
-            missing = [d for d in wanted if d not in found]
-            if missing:
-                error.detail = {"digest": missing[0]}
-                raise error
+    # deletion: one method per meaning, for both faces
+
+    async def delete_image(self, repo: RepoRow, digest: str) -> Deletion:
+        """Delete an image (a manifest) and all its tags: ManifestUnknown, or ManifestReferenced (nothing
+        deleted) while an index in the repository lists it."""
+        check_digest(digest)
+        return self._deleted(await self.db.write(q.delete_image, repo.id, digest), digest=digest)
+
+    async def remove_tag(self, repo: RepoRow, tag: str, expected: str | None = None,
+                         last_takes_image: bool = False) -> Deletion:
+        """Remove a tag (ManifestUnknown if there is none; ImageDigestMismatch if it names another digest
+        than `expected`). With `last_takes_image` (ECR's rule) an image's last tag takes the image with it,
+        or nothing changes (ManifestReferenced) while an index lists the image."""
+        check_tag(tag)
+        if expected is not None:
+            check_digest(expected)
+        return self._deleted(await self.db.write(q.remove_tag, repo.id, tag, expected, last_takes_image), tag=tag)
+
+    @staticmethod
+    def _deleted(d: Deletion, **what: str) -> Deletion:
+        if d.outcome is DeleteOutcome.UNKNOWN:
+            raise ManifestUnknown("tag unknown" if "tag" in what else "manifest unknown", detail=what)
+        if d.outcome is DeleteOutcome.MISMATCH:
+            raise ImageDigestMismatch("the tag names another digest", detail={**what, "digest": d.digest})
+        if d.outcome is DeleteOutcome.REFERENCED:
+            raise ManifestReferenced("manifest is referenced by an index; delete the index first",
+                                     detail={"digest": d.digest}, parents=list(d.parents))
+        return d
 
     async def delete_manifest(self, repo: RepoRow, reference: str) -> None:
-        if not is_digest(reference):
-            check_tag(reference)
-            if not await self.db.write(q.delete_tag, repo.id, reference):
-                raise ManifestUnknown("tag unknown", detail={"tag": reference})
-            return
-        check_digest(reference)
-        result = await self.db.write(q.delete_manifest, repo.id, reference)
-        if result == "unknown":
-            raise ManifestUnknown("manifest unknown", detail={"digest": reference})
-        if result == "referenced":
-            raise ManifestReferenced("manifest is referenced by an index; delete the index first",
-                                     detail={"digest": reference})
+        """`DELETE /v2/<name>/manifests/<reference>`: a digest deletes the image, a tag only the tag."""
+        if is_digest(reference):
+            await self.delete_image(repo, reference)
+        else:
+            await self.remove_tag(repo, reference)
 
     async def list_tags(self, repo: RepoRow, last: str, n: int | None) -> list[str]:
         return await self.db.read(q.list_tags, repo.id, last, ALL if n is None else n)
@@ -272,14 +294,14 @@ class RegistryService:
         """The OCI image index of manifests whose subject is `subject`, optionally filtered."""
         check_digest(subject)
         entries = []
-        for digest, media_type, art_type, notes, size in await self.db.read(q.referrers, repo.id, subject):
-            if artifact_type is not None and art_type != artifact_type:
+        for r in await self.db.read(q.referrers, repo.id, subject):
+            if artifact_type is not None and r.artifact_type != artifact_type:
                 continue
-            entry: dict[str, object] = {"mediaType": media_type, "digest": digest, "size": size}
-            if art_type:
-                entry["artifactType"] = art_type
-            if notes:
-                entry["annotations"] = json.loads(notes)
+            entry: dict[str, object] = {"mediaType": r.media_type, "digest": r.digest, "size": r.size}
+            if r.artifact_type:
+                entry["artifactType"] = r.artifact_type
+            if r.annotations:
+                entry["annotations"] = r.annotations
             entries.append(entry)
         index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": entries}
         return json.dumps(index, separators=(",", ":")).encode()

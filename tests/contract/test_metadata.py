@@ -19,10 +19,10 @@ import pytest
 from berth.db import registry as q
 from berth.db.migrate import sqlalchemy_url, upgrade
 from berth.db.postgres import PostgresBackend
-from berth.db.registry import NewManifest
+from berth.db.registry import DeleteOutcome, ManifestRow, NewManifest, PutOutcome, Referrer
 from berth.db.schema import metadata
 from berth.db.sqlite import SqliteBackend
-from berth.db.store import Backend, Q, Txn
+from berth.db.store import Backend, Q, StatementFailed, Txn
 
 ACCOUNT = "123456789012"
 OTHER_ACCOUNT = "210987654321"
@@ -40,11 +40,11 @@ class Harness:
 
     def __init__(self, kind: str, open_: Callable[[], Awaitable[Backend]]) -> None:
         self.kind = kind
-        self._open = open_
+        self.open = open_  # another backend over the same database (as another process would have)
 
     def run(self, body: Body) -> Any:
         async def main() -> Any:
-            backend = await self._open()
+            backend = await self.open()
             try:
                 return await body(backend)
             finally:
@@ -105,7 +105,7 @@ def digest_of(data: bytes | str) -> str:
 
 def manifest(seed: str, refs: tuple[tuple[str, str], ...] = (), subject: str | None = None,
              media_type: str = OCI_MANIFEST, artifact_type: str | None = None,
-             annotations: str | None = None) -> NewManifest:
+             annotations: dict[str, str] | None = None) -> NewManifest:
     body = f'{{"schemaVersion":2,"seed":"{seed}"}}'.encode()
     return NewManifest(digest_of(body), media_type, artifact_type, subject, annotations, body,
                        123, refs)
@@ -148,13 +148,15 @@ def test_create_repository_is_idempotent(db: Harness) -> None:
 
 def test_create_repository_with_settings(db: Harness) -> None:
     async def body(db: Backend) -> None:
-        filters = '[{"filter": "latest", "filterType": "WILDCARD"}]'
+        filters = [{"filter": "latest", "filterType": "WILDCARD"}]
         repo, _ = await db.write(q.create_repository, ACCOUNT, REGION, "locked", NOW, "IMMUTABLE_WITH_EXCLUSION",
-                                 filters, 1, '{"encryptionType": "KMS"}')
+                                 filters, True, {"encryptionType": "KMS"})
         got = await db.read(q.get_repository, ACCOUNT, REGION, "locked")
         assert got == repo
         assert (got.tag_mutability, got.tag_mutability_filters, got.scan_on_push, got.encryption) == (
-            "IMMUTABLE_WITH_EXCLUSION", filters, 1, '{"encryptionType": "KMS"}')
+            "IMMUTABLE_WITH_EXCLUSION", '[{"filter": "latest", "filterType": "WILDCARD"}]', 1,
+            '{"encryptionType": "KMS"}')  # as stored; decoded by the row:
+        assert (got.exclusion_filters, got.encryption_configuration) == (filters, {"encryptionType": "KMS"})
 
     db.run(body)
 
@@ -298,22 +300,23 @@ def test_put_and_get_manifest(db: Harness) -> None:
 
     async def body(db: Backend) -> None:
         repo, other = await new_repo(db, "one"), await new_repo(db, "two")
-        assert await db.write(q.put_manifest, repo, m, "latest", False, NOW) == "ok"
-        expected = (m.digest, m.media_type, m.body, None)
+        await db.write(link_many, repo, [config, layer])
+        assert (await db.write(q.put_manifest, repo, m, "latest", False, NOW)).outcome is PutOutcome.STORED
+        expected = ManifestRow(m.digest, m.media_type, m.body, None)
         assert await db.read(q.manifest_by_digest, repo, m.digest) == expected
         assert await db.read(q.manifest_by_tag, repo, "latest") == expected
         assert await db.read(q.tag_digest, repo, "latest") == m.digest
         got = await db.read(q.manifest_by_digest, repo, m.digest)
-        assert type(got[2]) is bytes
+        assert got is not None and type(got.body) is bytes
         assert await db.read(q.manifest_by_digest, other, m.digest) is None
         assert await db.read(q.manifest_by_tag, other, "latest") is None
         assert await db.read(q.manifest_by_tag, repo, "missing") is None
         assert await db.read(q.present_manifests, repo, [m.digest, digest_of("nope")]) == {m.digest}
         # a push by digest (no tag), and the same manifest again: both fine
         n = manifest("two")
-        assert await db.write(q.put_manifest, repo, n, None, False, NOW) == "ok"
-        assert await db.write(q.put_manifest, repo, n, None, True, NOW) == "ok"
-        assert await db.read(q.manifest_by_digest, repo, n.digest) == (n.digest, n.media_type, n.body, None)
+        assert (await db.write(q.put_manifest, repo, n, None, False, NOW)).outcome is PutOutcome.STORED
+        assert (await db.write(q.put_manifest, repo, n, None, True, NOW)).outcome is PutOutcome.STORED
+        assert await db.read(q.manifest_by_digest, repo, n.digest) == ManifestRow(n.digest, n.media_type, n.body, None)
         assert await db.read(q.list_tags, repo, "", 10) == ["latest"]
 
     db.run(body)
@@ -325,7 +328,7 @@ def test_present_manifests_in_chunks(db: Harness) -> None:
     def put_all(repo_id: int) -> Txn[None]:
         for m in ms[::10]:
             result = yield from q.put_manifest(repo_id, m, None, False, NOW)
-            assert result == "ok"
+            assert result.outcome is PutOutcome.STORED
 
     async def body(db: Backend) -> None:
         repo = await new_repo(db)
@@ -340,14 +343,14 @@ def test_tag_moves(db: Harness) -> None:
 
     async def body(db: Backend) -> None:
         repo = await new_repo(db)
-        assert await db.write(q.put_manifest, repo, a, "latest", False, NOW) == "ok"
-        assert await db.write(q.put_manifest, repo, b, "latest", False, NOW + 1) == "ok"
+        assert (await db.write(q.put_manifest, repo, a, "latest", False, NOW)).outcome is PutOutcome.STORED
+        assert (await db.write(q.put_manifest, repo, b, "latest", False, NOW + 1)).outcome is PutOutcome.STORED
         assert await db.read(q.tag_digest, repo, "latest") == b.digest
-        assert (await db.read(q.manifest_by_tag, repo, "latest"))[0] == b.digest
-        assert (await db.read(q.manifest_by_digest, repo, a.digest))[0] == a.digest  # untagged, still there
+        assert (await db.read(q.manifest_by_tag, repo, "latest")).digest == b.digest
+        assert (await db.read(q.manifest_by_digest, repo, a.digest)).digest == a.digest  # untagged, still there
         assert await db.read(q.list_tags, repo, "", 10) == ["latest"]
         # the same manifest under several tags
-        assert await db.write(q.put_manifest, repo, b, "v1", False, NOW) == "ok"
+        assert (await db.write(q.put_manifest, repo, b, "v1", False, NOW)).outcome is PutOutcome.STORED
         assert await db.read(q.list_tags, repo, "", 10) == ["latest", "v1"]
 
     db.run(body)
@@ -360,15 +363,16 @@ def test_tag_locked_writes_nothing(db: Harness) -> None:
 
     async def body(db: Backend) -> None:
         repo = await new_repo(db)
-        assert await db.write(q.put_manifest, repo, a, "v1", True, NOW) == "ok"  # a new tag: allowed
-        assert await db.write(q.put_manifest, repo, a, "v1", True, NOW) == "ok"  # the same digest: allowed
-        assert await db.write(q.put_manifest, repo, b, "v1", True, NOW) == "tag_locked"
+        await db.write(link_many, repo, [child])
+        assert (await db.write(q.put_manifest, repo, a, "v1", True, NOW)).outcome is PutOutcome.STORED  # a new tag
+        assert (await db.write(q.put_manifest, repo, a, "v1", True, NOW)).outcome is PutOutcome.STORED  # same digest
+        assert (await db.write(q.put_manifest, repo, b, "v1", True, NOW)).outcome is PutOutcome.TAG_LOCKED
         assert await db.read(q.tag_digest, repo, "v1") == a.digest
         assert await db.read(q.manifest_by_digest, repo, b.digest) is None
         assert await db.read(q.present_manifests, repo, [b.digest]) == set()
-        assert await db.write(q.delete_manifest, repo, b.digest) == "unknown"
+        assert (await db.write(q.delete_image, repo, b.digest)).outcome is DeleteOutcome.UNKNOWN
         # unlocked, the same write goes through
-        assert await db.write(q.put_manifest, repo, b, "v1", False, NOW) == "ok"
+        assert (await db.write(q.put_manifest, repo, b, "v1", False, NOW)).outcome is PutOutcome.STORED
         assert await db.read(q.tag_digest, repo, "v1") == b.digest
 
     db.run(body)
@@ -383,13 +387,13 @@ def test_delete_manifest(db: Harness) -> None:
         await db.write(q.put_manifest, repo, a, "v1", False, NOW)
         await db.write(q.put_manifest, repo, b, "v2", False, NOW)
         await db.write(q.put_manifest, other, a, "latest", False, NOW)
-        assert await db.write(q.delete_manifest, repo, a.digest) == "ok"
+        assert (await db.write(q.delete_image, repo, a.digest)).outcome is DeleteOutcome.DELETED
         assert await db.read(q.manifest_by_digest, repo, a.digest) is None
         assert await db.read(q.manifest_by_tag, repo, "latest") is None
         assert await db.read(q.list_tags, repo, "", 10) == ["v2"]  # its tags went with it, others stay
-        assert await db.write(q.delete_manifest, repo, a.digest) == "unknown"
-        assert await db.write(q.delete_manifest, repo, digest_of("never")) == "unknown"
-        assert (await db.read(q.manifest_by_tag, other, "latest"))[0] == a.digest  # other repository untouched
+        assert (await db.write(q.delete_image, repo, a.digest)).outcome is DeleteOutcome.UNKNOWN
+        assert (await db.write(q.delete_image, repo, digest_of("never"))).outcome is DeleteOutcome.UNKNOWN
+        assert (await db.read(q.manifest_by_tag, other, "latest")).digest == a.digest  # other repository untouched
 
     db.run(body)
 
@@ -404,12 +408,12 @@ def test_delete_manifest_referenced_by_an_index(db: Harness) -> None:
             await db.write(q.put_manifest, repo, m, None, False, NOW)
         await db.write(q.put_manifest, repo, index, "latest", False, NOW)
         assert await db.read(q.manifest_parents, repo, amd64.digest) == [index.digest]
-        assert await db.write(q.delete_manifest, repo, amd64.digest) == "referenced"
-        assert (await db.read(q.manifest_by_digest, repo, amd64.digest))[0] == amd64.digest
-        assert await db.write(q.delete_manifest, repo, index.digest) == "ok"
+        assert (await db.write(q.delete_image, repo, amd64.digest)).outcome is DeleteOutcome.REFERENCED
+        assert (await db.read(q.manifest_by_digest, repo, amd64.digest)).digest == amd64.digest
+        assert (await db.write(q.delete_image, repo, index.digest)).outcome is DeleteOutcome.DELETED
         assert await db.read(q.manifest_parents, repo, amd64.digest) == []
-        assert await db.write(q.delete_manifest, repo, amd64.digest) == "ok"
-        assert await db.write(q.delete_manifest, repo, arm64.digest) == "ok"
+        assert (await db.write(q.delete_image, repo, amd64.digest)).outcome is DeleteOutcome.DELETED
+        assert (await db.write(q.delete_image, repo, arm64.digest)).outcome is DeleteOutcome.DELETED
 
     db.run(body)
 
@@ -421,10 +425,80 @@ def test_layers_do_not_make_a_manifest_referenced(db: Harness) -> None:
 
     async def body(db: Backend) -> None:
         repo = await new_repo(db)
+        await db.write(link_many, repo, [base.digest])
         await db.write(q.put_manifest, repo, base, None, False, NOW)
-        await db.write(q.put_manifest, repo, odd, None, False, NOW)
+        assert (await db.write(q.put_manifest, repo, odd, None, False, NOW)).outcome is PutOutcome.STORED
         assert await db.read(q.manifest_parents, repo, base.digest) == []
-        assert await db.write(q.delete_manifest, repo, base.digest) == "ok"
+        assert (await db.write(q.delete_image, repo, base.digest)).outcome is DeleteOutcome.DELETED
+
+    db.run(body)
+
+
+def test_put_manifest_checks_what_it_references(db: Harness) -> None:
+    layer = digest_of("layer")
+    child = manifest("child")
+    image = manifest("image", refs=((layer, "layer"),))
+    index = manifest("index", refs=((child.digest, "manifest"),), media_type=OCI_INDEX)
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        got = await db.write(q.put_manifest, repo, image, "v1", False, NOW)
+        assert (got.outcome, got.missing) == (PutOutcome.BLOB_UNKNOWN, layer)
+        got = await db.write(q.put_manifest, repo, index, "v1", False, NOW)
+        assert (got.outcome, got.missing) == (PutOutcome.CHILD_UNKNOWN, child.digest)
+        assert await db.read(q.tag_digest, repo, "v1") is None  # nothing written
+        got = await db.write(q.put_manifest, repo + 1000, child, "v1", False, NOW)
+        assert got.outcome is PutOutcome.REPOSITORY_UNKNOWN
+        await db.write(link_many, repo, [layer])
+        assert (await db.write(q.put_manifest, repo, image, "v1", False, NOW)).outcome is PutOutcome.STORED
+        assert (await db.write(q.put_manifest, repo, child, "v1", False, NOW)).previous == image.digest
+        assert (await db.write(q.put_manifest, repo, index, None, False, NOW)).outcome is PutOutcome.STORED
+        # only_new (ECR's PutImage): a push that changes nothing is refused
+        assert (await db.write(q.put_manifest, repo, child, "v1", False, NOW, True)).outcome is \
+            PutOutcome.ALREADY_EXISTS
+        assert (await db.write(q.put_manifest, repo, index, None, False, NOW, True)).outcome is \
+            PutOutcome.ALREADY_EXISTS
+        assert (await db.write(q.put_manifest, repo, child, "v2", False, NOW, True)).outcome is PutOutcome.STORED
+
+    db.run(body)
+
+
+def test_remove_tag_with_the_last_tag_rule(db: Harness) -> None:
+    a, b = manifest("a"), manifest("b")
+    index = manifest("index", refs=((b.digest, "manifest"),), media_type=OCI_INDEX)
+
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        for m, tag in ((a, "one"), (a, "two"), (b, "b"), (index, None)):
+            await db.write(q.put_manifest, repo, m, tag, False, NOW)
+        got = await db.write(q.remove_tag, repo, "one", b.digest, True)
+        assert (got.outcome, got.digest) == (DeleteOutcome.MISMATCH, a.digest)
+        got = await db.write(q.remove_tag, repo, "one", a.digest, True)
+        assert (got.outcome, got.tags) == (DeleteOutcome.UNTAGGED, ("one",))  # "two" remains
+        got = await db.write(q.remove_tag, repo, "two", None, True)
+        assert (got.outcome, got.digest, got.tags) == (DeleteOutcome.DELETED, a.digest, ("two",))
+        assert await db.read(q.manifest_by_digest, repo, a.digest) is None
+        got = await db.write(q.remove_tag, repo, "b", None, True)  # the last tag of an index's child
+        assert (got.outcome, got.parents) == (DeleteOutcome.REFERENCED, (index.digest,))
+        assert await db.read(q.tag_digest, repo, "b") == b.digest  # nothing changed
+        assert (await db.write(q.remove_tag, repo, "b")).outcome is DeleteOutcome.UNTAGGED  # the OCI face's
+        assert await db.read(q.manifest_by_digest, repo, b.digest) is not None
+        assert (await db.write(q.remove_tag, repo, "b", None, True)).outcome is DeleteOutcome.UNKNOWN
+
+    db.run(body)
+
+
+def test_a_failing_statement_names_its_operation(db: Harness) -> None:
+    def broken(repo_id: int) -> Txn[None]:
+        yield Q("SELECT no_such_column FROM manifests WHERE repository_id = ?", (repo_id,), "one")
+
+    async def body(db: Backend) -> None:
+        with pytest.raises(StatementFailed) as info:
+            await db.read(broken, 1)
+        assert "test_a_failing_statement_names_its_operation.<locals>.broken" in str(info.value)
+        assert "no_such_column" in info.value.sql
+        with pytest.raises(StatementFailed):
+            await db.write(broken, 1)
 
     db.run(body)
 
@@ -436,11 +510,11 @@ def test_delete_tag(db: Harness) -> None:
         repo = await new_repo(db)
         await db.write(q.put_manifest, repo, a, "latest", False, NOW)
         await db.write(q.put_manifest, repo, a, "v1", False, NOW)
-        assert await db.write(q.delete_tag, repo, "latest") is True
-        assert await db.write(q.delete_tag, repo, "latest") is False
+        assert (await db.write(q.remove_tag, repo, "latest")).outcome is DeleteOutcome.UNTAGGED
+        assert (await db.write(q.remove_tag, repo, "latest")).outcome is DeleteOutcome.UNKNOWN
         assert await db.read(q.manifest_by_tag, repo, "latest") is None
         assert await db.read(q.list_tags, repo, "", 10) == ["v1"]
-        assert (await db.read(q.manifest_by_digest, repo, a.digest))[0] == a.digest  # manifest kept
+        assert (await db.read(q.manifest_by_digest, repo, a.digest)).digest == a.digest  # manifest kept
 
     db.run(body)
 
@@ -477,7 +551,7 @@ def test_list_tags_pagination_and_order(db: Harness) -> None:
 def test_referrers(db: Harness) -> None:
     subject = manifest("subject")
     sig = manifest("signature", subject=subject.digest, artifact_type="application/vnd.dev.cosign.artifact.sig.v1+json",
-                   annotations='{"org.opencontainers.image.created": "2024-01-01T00:00:00Z"}')
+                   annotations={"org.opencontainers.image.created": "2024-01-01T00:00:00Z"})
     sbom = manifest("sbom", subject=subject.digest, artifact_type="application/spdx+json")
     index_ref = manifest("index-ref", subject=subject.digest, media_type=OCI_INDEX)
     unrelated = manifest("unrelated", subject=digest_of("someone else"))
@@ -489,14 +563,14 @@ def test_referrers(db: Harness) -> None:
             await db.write(q.put_manifest, repo, m, None, False, NOW)
         await db.write(q.put_manifest, other, sbom, None, False, NOW)
         got = await db.read(q.referrers, repo, subject.digest)
-        expected = sorted([(m.digest, m.media_type, m.artifact_type, m.annotations, len(m.body))
-                           for m in (sig, sbom, index_ref)])
+        expected = sorted([Referrer(m.digest, m.media_type, m.artifact_type, m.annotations, len(m.body))
+                           for m in (sig, sbom, index_ref)], key=lambda r: r.digest)
         assert got == expected
-        assert (await db.read(q.manifest_by_digest, repo, sig.digest))[3] == subject.digest
+        assert (await db.read(q.manifest_by_digest, repo, sig.digest)).subject_digest == subject.digest
         assert await db.read(q.referrers, repo, digest_of("nobody")) == []
-        assert [r[0] for r in await db.read(q.referrers, other, subject.digest)] == [sbom.digest]
-        await db.write(q.delete_manifest, repo, sbom.digest)
-        assert [r[0] for r in await db.read(q.referrers, repo, subject.digest)] == sorted([sig.digest,
+        assert [r.digest for r in await db.read(q.referrers, other, subject.digest)] == [sbom.digest]
+        await db.write(q.delete_image, repo, sbom.digest)
+        assert [r.digest for r in await db.read(q.referrers, repo, subject.digest)] == sorted([sig.digest,
                                                                                           index_ref.digest])
 
     db.run(body)

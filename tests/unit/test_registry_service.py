@@ -408,7 +408,7 @@ def test_repository_cache_sees_changed_settings(env: Env) -> None:
 def test_immutable_tags(env: Env) -> None:
     async def body(svc: RegistryService) -> None:
         repo, _ = await svc.db.write(q.create_repository, ACCOUNT, REGION, "locked", 0.0, "IMMUTABLE_WITH_EXCLUSION",
-                                     json.dumps([{"filter": "latest", "filterType": "WILDCARD"}]))
+                                     [{"filter": "latest", "filterType": "WILDCARD"}])
         v1 = await push_image(svc, repo, "one", "v1")
         assert (await push_image(svc, repo, "one", "v1")).digest == v1.digest  # the same content again: fine
         with pytest.raises(TagImmutable) as info:

@@ -1,0 +1,338 @@
+"""Concurrency contract: every read-decide-write operation keeps its invariant under concurrent writers.
+
+Each test releases N >= 8 writers at once through a barrier, each on its own backend (its own
+connection pool on PostgreSQL, its own connections and writer thread on SQLite: as separate processes
+would), for many rounds, and checks the invariant after each round. They go through the services (the
+code path both faces share), on the real backends of tests/contract/test_metadata.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from berth.db import iam as qiam
+from berth.db import images as qi
+from berth.db import registry as q
+from berth.db.store import Backend
+from berth.iam.errors import DeleteConflict, LimitExceeded, NoSuchEntity
+from berth.iam.service import MAX_KEYS_PER_USER, IdentityService
+from berth.registry.errors import (
+    ManifestReferenced,
+    ManifestUnknown,
+    NameUnknown,
+    RepositoryNotEmpty,
+    TagImmutable,
+    TooManyTags,
+)
+from berth.registry.images import ImageId, Images
+from berth.registry.repositories import MAX_RESOURCE_TAGS, RepositoryAdmin
+from berth.registry.service import RegistryService
+from berth.registry.uploads import Uploads
+from berth.storage.filesystem import FilesystemBlobStore
+from tests.contract import test_metadata as metadata_contract
+from tests.contract.test_metadata import ACCOUNT, REGION, Harness
+
+# the backend fixtures of the metadata contract: every test here runs on SQLite and on PostgreSQL
+db = metadata_contract.db
+postgres_url = metadata_contract.postgres_url
+sqlite_template = metadata_contract.sqlite_template
+
+N = 8  # writers per round
+ROUNDS = 20
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def image_manifest(seed: str, config: str, layers: tuple[str, ...] = ()) -> bytes:
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": OCI_CONFIG, "digest": config, "size": 2},
+           "layers": [{"mediaType": OCI_LAYER, "digest": d, "size": 1} for d in layers],
+           "annotations": {"seed": seed}}
+    return json.dumps(doc).encode()
+
+
+def index_manifest(seed: str, children: list[tuple[str, int]]) -> bytes:
+    doc = {"schemaVersion": 2, "mediaType": OCI_INDEX,
+           "manifests": [{"mediaType": OCI_MANIFEST, "digest": d, "size": s} for d, s in children],
+           "annotations": {"seed": seed}}
+    return json.dumps(doc).encode()
+
+
+class World:
+    """The services of one process, over one backend."""
+
+    def __init__(self, db: Backend, root: Path) -> None:
+        blobs = FilesystemBlobStore(root)
+        self.db = db
+        self.registry = RegistryService(db, blobs, Uploads(db, blobs))
+        self.images = Images(self.registry)
+        self.repos = RepositoryAdmin(db)
+        self.identity = IdentityService(db)
+
+
+Many = Callable[[list[World]], Awaitable[Any]]
+
+
+def run_many(h: Harness, tmp_path: Path, body: Many, n: int = N) -> Any:
+    """Run `body` with `n` Worlds, each on its own backend over the same database."""
+
+    async def main() -> Any:
+        backends = [await h.open() for _ in range(n)]
+        try:
+            return await body([World(b, tmp_path / "blobs") for b in backends])
+        finally:
+            for b in backends:
+                await b.close()
+
+    return asyncio.run(main())
+
+
+async def at_once(calls: list[Awaitable[Any]]) -> list[Any]:
+    """Run every call (a coroutine, not yet started), released together through a barrier; each result or
+    exception, in order."""
+    barrier = asyncio.Barrier(len(calls))
+
+    async def one(call: Awaitable[Any]) -> Any:
+        await barrier.wait()
+        return await call
+
+    return await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
+
+
+async def every_round(one_round: Callable[[int], Awaitable[None]]) -> None:
+    """Run ROUNDS rounds; fail at the end with how many rounds broke the invariant."""
+    broken: list[str] = []
+    for r in range(ROUNDS):
+        try:
+            await one_round(r)
+        except AssertionError as e:
+            broken.append(f"round {r}: {e}")
+    assert not broken, f"{len(broken)} of {ROUNDS} rounds broke the invariant; the first: {broken[0]}"
+
+
+def unexpected(results: list[Any], *allowed: type[BaseException]) -> list[BaseException]:
+    return [r for r in results if isinstance(r, BaseException) and not isinstance(r, allowed)]
+
+
+async def link(w: World, repo_id: int, *digests: str) -> None:
+    for d in digests:
+        await w.db.write(q.link_blob, repo_id, d, 1, 0.0)
+
+
+def test_exactly_one_manifest_wins_an_immutable_tag(db: Harness, tmp_path: Path) -> None:
+    async def body(ws: list[World]) -> None:
+        repo = await ws[0].repos.create(ACCOUNT, REGION, "locked", mutability="IMMUTABLE")
+        config = digest_of(b"config")
+        await link(ws[0], repo.id, config)
+
+        async def one_round(r: int) -> None:
+            tag = f"v{r}"
+            bodies = [image_manifest(f"{r}-{i}", config) for i in range(N)]
+            results = await at_once([w.registry.put_manifest(repo, tag, b, OCI_MANIFEST)
+                                     for w, b in zip(ws, bodies, strict=True)])
+            assert not unexpected(results, TagImmutable), results
+            winners = [x for x in results if not isinstance(x, BaseException)]
+            assert len(winners) == 1, f"{len(winners)} of {N} pushes to one immutable tag accepted"
+            assert await ws[0].db.read(q.tag_digest, repo.id, tag) == winners[0].digest
+            losers = {digest_of(b) for b in bodies} - {winners[0].digest}
+            assert await ws[0].db.read(q.present_manifests, repo.id, list(losers)) == set()  # nothing written
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_a_manifest_listed_by_a_concurrent_index_is_never_deleted(db: Harness, tmp_path: Path) -> None:
+    async def body(ws: list[World]) -> None:
+        repo = await ws[0].repos.create(ACCOUNT, REGION, "multi")
+        config = digest_of(b"config")
+        await link(ws[0], repo.id, config)
+
+        async def one_round(r: int) -> None:
+            child_body = image_manifest(f"child-{r}", config)
+            child = await ws[0].registry.put_manifest(repo, digest_of(child_body), child_body, OCI_MANIFEST)
+            half = N // 2
+            deleters = [w.registry.delete_manifest(repo, child.digest) for w in ws[:half]]
+            indexes = [index_manifest(f"{r}-{i}", [(child.digest, len(child_body))]) for i in range(N - half)]
+            pushers = [w.registry.put_manifest(repo, f"i{r}-{i}", b, OCI_INDEX)
+                       for i, (w, b) in enumerate(zip(ws[half:], indexes, strict=True))]
+            results = await at_once([*deleters, *pushers])
+            assert not unexpected(results, ManifestReferenced, ManifestUnknown), results
+            child_there = await ws[0].db.read(q.present_manifests, repo.id, [child.digest])
+            stored = await ws[0].db.read(q.present_manifests, repo.id, [digest_of(b) for b in indexes])
+            pushed = [x for x in results[half:] if not isinstance(x, BaseException)]
+            assert len(stored) == len(pushed)
+            if stored:
+                assert child_there, f"{len(stored)} index(es) point at a deleted manifest"
+            deleted = [x for x in results[:half] if not isinstance(x, BaseException)]
+            assert len(deleted) <= 1
+            assert bool(deleted) != bool(child_there)
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_a_last_tag_and_its_image_go_together(db: Harness, tmp_path: Path) -> None:
+    async def body(ws: list[World]) -> None:
+        repo = await ws[0].repos.create(ACCOUNT, REGION, "tags")
+        config = digest_of(b"config")
+        await link(ws[0], repo.id, config)
+
+        async def one_round(r: int) -> None:
+            image = image_manifest(f"image-{r}", config)
+            digest = digest_of(image)
+            half = N // 2
+            tags = [f"r{r}-t{i}" for i in range(half)]
+            for t in tags:
+                await ws[0].registry.put_manifest(repo, t, image, OCI_MANIFEST)
+            # half delete one tag each (ECR's last-tag rule); in odd rounds the others tag the image anew
+            calls: list[Awaitable[Any]] = [
+                w.images.delete(repo, [ImageId(tag=t)]) for w, t in zip(ws, tags, strict=False)]
+            if r % 2:
+                calls += [w.registry.put_manifest(repo, f"r{r}-new{i}", image, OCI_MANIFEST)
+                          for i, w in enumerate(ws[half:])]
+            results = await at_once(calls)
+            assert not unexpected(results), results
+            for deleted, failures in results[:half]:
+                assert not failures and len(deleted) == 1
+            remaining = (await ws[0].db.read(qi.tags_of, repo.id, [digest])).get(digest, [])
+            present = bool(await ws[0].db.read(q.present_manifests, repo.id, [digest]))
+            assert present == bool(remaining), (f"image present={present} with tags {remaining}: the "
+                                                "last tag and its image must go together")
+            for t in remaining:
+                assert await ws[0].db.read(q.manifest_by_tag, repo.id, t) is not None, f"tag {t} dangles"
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_never_more_resource_tags_than_the_limit(db: Harness, tmp_path: Path) -> None:
+    per_call = 10
+    assert N * per_call > MAX_RESOURCE_TAGS
+
+    async def body(ws: list[World]) -> None:
+
+        async def one_round(r: int) -> None:
+            name = f"tagged-{r}"
+            await ws[0].repos.create(ACCOUNT, REGION, name)
+            results = await at_once([
+                w.repos.tag(ACCOUNT, REGION, name,
+                                             [{"Key": f"k{i}-{j}", "Value": "v"} for j in range(per_call)])
+                for i, w in enumerate(ws)])
+            assert not unexpected(results, TooManyTags), results
+            accepted = [x for x in results if not isinstance(x, BaseException)]
+            count = len(await ws[0].repos.tags(ACCOUNT, REGION, name))
+            assert count <= MAX_RESOURCE_TAGS, f"{count} resource tags, limit {MAX_RESOURCE_TAGS}"
+            assert count == per_call * len(accepted)
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_a_deleted_user_keeps_no_key_or_policy(db: Harness, tmp_path: Path) -> None:
+    policy = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}'
+
+    async def body(ws: list[World]) -> None:
+        await ws[0].identity.ensure_account(ACCOUNT)
+
+        async def one_round(r: int) -> None:
+            user = f"user-{r}"
+            await ws[0].identity.create_user(ACCOUNT, user)
+            calls: list[Awaitable[Any]] = [ws[0].identity.delete_user(ACCOUNT, user)]
+            calls.append(ws[1].identity.create_access_key(ACCOUNT, user))
+            calls += [w.identity.put_user_policy(ACCOUNT, user, f"p{i}", policy)
+                      for i, w in enumerate(ws[2:])]
+            results = await at_once(calls)
+            assert not unexpected(results, DeleteConflict, NoSuchEntity), results
+            gone = await ws[0].db.read(qiam.get_user, ACCOUNT, user) is None
+            assert gone == (results[0] is None)
+            if gone:
+                keys = await ws[0].db.read(qiam.list_access_keys, ACCOUNT, user)
+                policies = await ws[0].db.read(qiam.user_policies, ACCOUNT, user)
+                assert not keys and not policies, (f"deleted user {user} keeps {len(keys)} key(s) "
+                                                   f"and {len(policies)} policy(ies)")
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_never_more_access_keys_than_the_limit(db: Harness, tmp_path: Path) -> None:
+    async def body(ws: list[World]) -> None:
+        await ws[0].identity.ensure_account(ACCOUNT)
+
+        async def one_round(r: int) -> None:
+            user = f"keyed-{r}"
+            await ws[0].identity.create_user(ACCOUNT, user)
+            results = await at_once([w.identity.create_access_key(ACCOUNT, user) for w in ws])
+            assert not unexpected(results, LimitExceeded), results
+            keys = await ws[0].db.read(qiam.list_access_keys, ACCOUNT, user)
+            assert len(keys) <= MAX_KEYS_PER_USER, f"{len(keys)} keys, limit {MAX_KEYS_PER_USER}"
+            assert len(keys) == len([x for x in results if not isinstance(x, BaseException)])
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_a_non_force_repository_delete_never_deletes_a_concurrent_push(db: Harness, tmp_path: Path) -> None:
+    async def body(ws: list[World]) -> None:
+
+        async def one_round(r: int) -> None:
+            name = f"doomed-{r}"
+            repo = await ws[0].repos.create(ACCOUNT, REGION, name)
+            config = digest_of(b"config")
+            await link(ws[0], repo.id, config)
+            bodies = [image_manifest(f"{r}-{i}", config) for i in range(N - 1)]
+            results = await at_once([ws[0].repos.delete(ACCOUNT, REGION, name),
+                                     *(w.registry.put_manifest(repo, f"t{i}", b, OCI_MANIFEST)
+                                       for i, (w, b) in enumerate(zip(ws[1:], bodies, strict=True)))])
+            assert not unexpected(results, RepositoryNotEmpty, NameUnknown), results
+            pushed = [x for x in results[1:] if not isinstance(x, BaseException)]
+            deleted = not isinstance(results[0], BaseException)
+            now = await ws[0].db.read(q.get_repository, ACCOUNT, REGION, name)
+            assert (now is None) == deleted
+            if deleted:
+                assert not pushed, f"{len(pushed)} accepted push(es) deleted with their repository"
+            else:
+                found = await ws[0].db.read(q.present_manifests, repo.id, [m.digest for m in pushed])
+                assert found == {m.digest for m in pushed}
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_pushes_of_one_manifest_under_many_tags_all_land(db: Harness, tmp_path: Path) -> None:
+    """The same manifest pushed at once under N tags of a mutable repository: every tag lands, no error."""
+
+    async def body(ws: list[World]) -> None:
+        repo = await ws[0].repos.create(ACCOUNT, REGION, "same")
+        config = digest_of(b"config")
+        await link(ws[0], repo.id, config)
+
+        async def one_round(r: int) -> None:
+            image = image_manifest(f"same-{r}", config)
+            results = await at_once([w.registry.put_manifest(repo, f"s{r}-{i}", image, OCI_MANIFEST)
+                                     for i, w in enumerate(ws)])
+            assert not unexpected(results), results
+            assert len((await ws[0].db.read(qi.tags_of, repo.id, [digest_of(image)]))[digest_of(image)]) == N
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
