@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from berth.db import images as qi
 from berth.db import registry as q
 from berth.db.images import ImageRow
-from berth.db.registry import RepoRow
 from berth.registry.errors import (
     BlobUnknown,
     DigestInvalid,
@@ -36,6 +35,7 @@ from berth.registry.errors import (
     TagInvalid,
     UploadOutOfOrder,
 )
+from berth.registry.model import Referrer, Repository
 from berth.registry.names import check_digest, check_tag
 from berth.registry.service import Manifest, RegistryService
 
@@ -66,14 +66,6 @@ MISSING_LAYER_DIGEST = "MissingLayerDigest"
 class ImageId:
     digest: str | None = None
     tag: str | None = None
-
-    def wire(self) -> dict[str, str]:
-        out = {}
-        if self.digest is not None:
-            out["imageDigest"] = self.digest
-        if self.tag is not None:
-            out["imageTag"] = self.tag
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,16 +150,16 @@ class Images:
 
     # listing and describing
 
-    async def list_ids(self, repo: RepoRow, tag_status: str, after: tuple[str, str],
+    async def list_ids(self, repo: Repository, tag_status: str, after: tuple[str, str],
                        limit: int) -> list[tuple[str, str | None]]:
         return await self.db.read(qi.list_image_ids, repo.id, tag_status, after, limit)
 
-    async def list_views(self, repo: RepoRow, tag_status: str, after: str, limit: int) -> list[ImageView]:
+    async def list_views(self, repo: Repository, tag_status: str, after: str, limit: int) -> list[ImageView]:
         rows = await self.db.read(qi.list_images, repo.id, tag_status, after, limit)
         tags = await self.db.read(qi.tags_of, repo.id, [r.digest for r in rows]) if rows else {}
         return [_view(r, tags.get(r.digest, [])) for r in rows]
 
-    async def describe(self, repo: RepoRow, ids: Sequence[ImageId]) -> list[ImageView]:
+    async def describe(self, repo: Repository, ids: Sequence[ImageId]) -> list[ImageView]:
         """The images `ids` name, once each in request order; ManifestUnknown for the first that names none."""
         digests: list[str] = []
         for image_id in ids:
@@ -180,7 +172,7 @@ class Images:
         tags = await self.db.read(qi.tags_of, repo.id, digests)
         return [_view(rows[d], tags.get(d, [])) for d in digests if d in rows]
 
-    async def _resolve(self, repo: RepoRow, image_id: ImageId) -> str | None:
+    async def _resolve(self, repo: Repository, image_id: ImageId) -> str | None:
         """The digest an image id names, None if none; syntax errors raise (DigestInvalid, TagInvalid)."""
         if image_id.digest is None and image_id.tag is None:
             raise ImageIdInvalid("an image id needs an imageDigest or an imageTag")
@@ -198,7 +190,7 @@ class Images:
 
     # BatchGetImage
 
-    async def get(self, repo: RepoRow, ids: Sequence[ImageId],
+    async def get(self, repo: Repository, ids: Sequence[ImageId],
                   accepted: Sequence[str] | None) -> tuple[list[tuple[ImageId, Manifest]], list[ImageFailure]]:
         found: list[tuple[ImageId, Manifest]] = []
         failures: list[ImageFailure] = []
@@ -230,7 +222,7 @@ class Images:
 
     # BatchDeleteImage
 
-    async def delete(self, repo: RepoRow, ids: Sequence[ImageId]) -> tuple[list[ImageId], list[ImageFailure]]:
+    async def delete(self, repo: Repository, ids: Sequence[ImageId]) -> tuple[list[ImageId], list[ImageFailure]]:
         deleted: list[ImageId] = []
         failures: list[ImageFailure] = []
         for image_id in _well_formed(ids, failures):
@@ -260,7 +252,7 @@ class Images:
 
     # PutImage
 
-    async def put(self, repo: RepoRow, body: bytes, media_type: str | None, tag: str | None,
+    async def put(self, repo: Repository, body: bytes, media_type: str | None, tag: str | None,
                   digest: str | None) -> Manifest:
         """Store a manifest through RegistryService.put_manifest, with ECR's extra refusals first."""
         if digest is not None:
@@ -288,29 +280,15 @@ class Images:
 
     # ListImageReferrers
 
-    async def referrers(self, repo: RepoRow, subject: str, artifact_types: Sequence[str] | None,
-                        after: str, limit: int) -> list[dict[str, object]]:
-        """The manifests whose subject is `subject` (the OCI referrers API's data), digest order after `after`."""
-        check_digest(subject)
-        out: list[dict[str, object]] = []
-        for digest, media_type, art_type, notes, size in await self.db.read(q.referrers, repo.id, subject):
-            if digest <= after or (artifact_types and art_type not in artifact_types):
-                continue
-            entry: dict[str, object] = {"digest": digest, "mediaType": media_type}
-            if art_type:
-                entry["artifactType"] = art_type
-            entry["size"] = size
-            if notes:
-                entry["annotations"] = json.loads(notes)
-            entry["artifactStatus"] = "ACTIVE"
-            out.append(entry)
-            if len(out) >= limit:
-                break
-        return out
+    async def referrers(self, repo: Repository, subject: str, artifact_types: Sequence[str] | None,
+                        after: str, limit: int) -> list[Referrer]:
+        """The manifests whose subject is `subject`, digest order after `after`, at most `limit`."""
+        found = await self.registry.referrers(repo, subject, artifact_types)
+        return [r for r in found if r.digest > after][:limit]
 
     # layers
 
-    async def start_upload(self, repo: RepoRow) -> str:
+    async def start_upload(self, repo: Repository) -> str:
         """An upload session, as Uploads.start makes one, with the UUID id ECR's model requires."""
         uploads = self.registry.uploads
         upload_id = str(uuid.uuid4())
@@ -318,7 +296,7 @@ class Images:
         await self.db.write(q.create_upload, upload_id, repo.id, uploads.clock())
         return upload_id
 
-    async def upload_part(self, repo: RepoRow, upload_id: str, first: int, last: int, data: bytes) -> int:
+    async def upload_part(self, repo: Repository, upload_id: str, first: int, last: int, data: bytes) -> int:
         """Append one part, which must start where the upload stands; the new size."""
         uploads = self.registry.uploads
         size = await uploads.status(repo.id, upload_id)
@@ -331,7 +309,7 @@ class Images:
         except UploadOutOfOrder as e:  # another part got there first
             raise LayerPartInvalid(e.message, received=e.extra.get("size", size)) from None
 
-    async def complete_upload(self, repo: RepoRow, upload_id: str, digest: str) -> str:
+    async def complete_upload(self, repo: Repository, upload_id: str, digest: str) -> str:
         check_digest(digest)
         uploads = self.registry.uploads
         if await uploads.status(repo.id, upload_id) == 0:
@@ -346,7 +324,7 @@ class Images:
                                      f"'{repo.name}' in registry with id '{repo.account_id}'")
         return digest
 
-    async def layers(self, repo: RepoRow, digests: Sequence[str]) -> tuple[list[LayerInfo], list[LayerFailure]]:
+    async def layers(self, repo: Repository, digests: Sequence[str]) -> tuple[list[LayerInfo], list[LayerFailure]]:
         failures: list[LayerFailure] = []
         valid: list[str] = []
         for d in dict.fromkeys(digests):
@@ -369,7 +347,7 @@ class Images:
             layers.append(LayerInfo(d, True, sizes[d], None if body is None else _descriptor_type(body, d)))
         return layers, failures
 
-    async def layer_for_download(self, repo: RepoRow, digest: str) -> int:
+    async def layer_for_download(self, repo: Repository, digest: str) -> int:
         """The size of a layer an image in the repository uses; BlobUnknown or LayerInaccessible otherwise."""
         check_digest(digest)
         size = await self.db.read(q.repo_blob_size, repo.id, digest)

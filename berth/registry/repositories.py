@@ -11,10 +11,8 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from berth.db import repositories as q
-from berth.db.registry import RepoRow
 from berth.db.store import Backend
 from berth.registry.errors import (
     NameUnknown,
@@ -25,6 +23,7 @@ from berth.registry.errors import (
     TagParameterInvalid,
     TooManyTags,
 )
+from berth.registry.model import Encryption, Mutability, Repository, TagFilter, encode_encryption, encode_filters
 from berth.registry.names import NAME_RE, check_name
 
 MAX_RESOURCE_TAGS = 50  # TooManyTagsException: "a maximum of 50 tags can be applied to a repository"
@@ -53,28 +52,19 @@ def not_found(account: str, name: str) -> RegistryError:
                        detail={"name": name})
 
 
-@dataclass(frozen=True, slots=True)
-class Mutability:
-    mode: str
-    filters: tuple[tuple[str, str], ...]  # (filterType, filter)
-
-    def filters_json(self) -> str:
-        return json.dumps([{"filterType": t, "filter": f} for t, f in self.filters])
-
-
 def check_mutability(mode: str | None, filters: Sequence[dict[str, str]] | None) -> Mutability:
     """ECR's rule: exclusion filters go with the *_WITH_EXCLUSION modes, and only with them."""
     mode = mode or "MUTABLE"
     if mode not in MUTABILITIES:
         raise _invalid("imageTagMutability", f"Member must satisfy enum value set: [{', '.join(MUTABILITIES)}]")
-    parsed: list[tuple[str, str]] = []
+    parsed: list[TagFilter] = []
     for f in filters or ():
         ftype, value = f.get("filterType", ""), f.get("filter", "")
         if ftype != "WILDCARD" or not _FILTER_RE.fullmatch(value):
             raise _invalid("imageTagMutabilityExclusionFilters",
                            f"Invalid image tag mutability exclusion filter {ftype}:{value!r}")
-        if (ftype, value) not in parsed:
-            parsed.append((ftype, value))
+        if TagFilter(ftype, value) not in parsed:
+            parsed.append(TagFilter(ftype, value))
     if mode in WITH_EXCLUSION and not parsed:
         raise _invalid("imageTagMutabilityExclusionFilters",
                        f"imageTagMutabilityExclusionFilters must be specified when imageTagMutability is {mode}")
@@ -87,10 +77,10 @@ def check_mutability(mode: str | None, filters: Sequence[dict[str, str]] | None)
     return Mutability(mode, tuple(parsed))
 
 
-def check_encryption(config: dict[str, str] | None) -> dict[str, str]:
+def check_encryption(config: dict[str, str] | None) -> Encryption:
     """The encryption configuration as recorded: AES256 by default; a KMS key only with the KMS types."""
     if not config:
-        return {"encryptionType": "AES256"}
+        return Encryption()
     kind, key = config.get("encryptionType"), config.get("kmsKey")
     if kind not in ENCRYPTION_TYPES:
         raise _invalid("encryptionConfiguration.encryptionType",
@@ -99,8 +89,8 @@ def check_encryption(config: dict[str, str] | None) -> dict[str, str]:
         if key is not None:
             raise _invalid("encryptionConfiguration.kmsKey",
                            "A KMS key can only be specified when the encryption type is KMS or KMS_DSSE")
-        return {"encryptionType": kind}
-    return {"encryptionType": kind, **({"kmsKey": key} if key else {})}
+        return Encryption(kind)
+    return Encryption(kind, key or None)
 
 
 def _tag_text_ok(text: str) -> bool:
@@ -175,21 +165,21 @@ class RepositoryAdmin:
 
     async def create(self, account: str, region: str, name: str, *, tags: Sequence[dict[str, str]] | None = None,
                      mutability: str | None = None, exclusion_filters: Sequence[dict[str, str]] | None = None,
-                     scan_on_push: bool = False, encryption: dict[str, str] | None = None) -> RepoRow:
+                     scan_on_push: bool = False, encryption: dict[str, str] | None = None) -> Repository:
         check_name(name)
         mode = check_mutability(mutability, exclusion_filters)
         enc = check_encryption(encryption)
         pairs = check_tags(tags)
         repo = await self.db.write(q.create_with_tags, account, region, name, self.clock(), mode.mode,
-                                   mode.filters_json(), int(scan_on_push), json.dumps(enc), pairs)
+                                   encode_filters(mode.filters), int(scan_on_push), encode_encryption(enc), pairs)
         if repo is None:
             raise RepositoryExists(f"The repository with name '{name}' already exists in the registry with id "
                                    f"'{account}'")
-        return repo
+        return Repository.from_row(repo)
 
     async def describe(self, account: str, region: str, names: Sequence[str] | None = None,
                        max_results: int | None = None, next_token: str | None = None
-                       ) -> tuple[list[RepoRow], str | None]:
+                       ) -> tuple[list[Repository], str | None]:
         """Named repositories (all must exist, in the order asked), or one page of all of them."""
         if names is not None:
             if max_results is not None:
@@ -201,39 +191,37 @@ class RepositoryAdmin:
             for name in wanted:
                 if name not in found:
                     raise not_found(account, name)
-            return [found[n] for n in wanted], None
+            return [Repository.from_row(found[n]) for n in wanted], None
         after = decode_token(next_token) if next_token is not None else ""
         limit = max_results if max_results is not None else DEFAULT_PAGE
         if not 1 <= limit <= 1000:
             raise _invalid("maxResults", "Member must have value between 1 and 1000")
         rows = await self.db.read(q.list_repositories, account, region, after, limit + 1)
-        if len(rows) > limit:
-            rows = rows[:limit]
-            return rows, encode_token(rows[-1].name)
-        return rows, None
+        repos = [Repository.from_row(r) for r in rows[:limit]]
+        return repos, encode_token(repos[-1].name) if len(rows) > limit else None
 
-    async def delete(self, account: str, region: str, name: str, force: bool = False) -> RepoRow:
+    async def delete(self, account: str, region: str, name: str, force: bool = False) -> Repository:
         outcome, repo = await self.db.write(q.delete_repository, account, region, name, force)
         if outcome == "unknown" or repo is None:
             raise not_found(account, name)
         if outcome == "not_empty":
             raise RepositoryNotEmpty(f"The repository with name '{name}' in registry with id '{account}' cannot "
                                      "be deleted because it still contains images")
-        return repo
+        return Repository.from_row(repo)
 
     async def set_tag_mutability(self, account: str, region: str, name: str, mutability: str,
-                                 exclusion_filters: Sequence[dict[str, str]] | None) -> RepoRow:
+                                 exclusion_filters: Sequence[dict[str, str]] | None) -> Repository:
         mode = check_mutability(mutability, exclusion_filters)
-        repo = await self.db.write(q.set_tag_mutability, account, region, name, mode.mode, mode.filters_json())
+        repo = await self.db.write(q.set_tag_mutability, account, region, name, mode.mode, encode_filters(mode.filters))
         if repo is None:
             raise not_found(account, name)
-        return repo
+        return Repository.from_row(repo)
 
-    async def set_scan_on_push(self, account: str, region: str, name: str, scan_on_push: bool) -> RepoRow:
+    async def set_scan_on_push(self, account: str, region: str, name: str, scan_on_push: bool) -> Repository:
         repo = await self.db.write(q.set_scan_on_push, account, region, name, int(scan_on_push))
         if repo is None:
             raise not_found(account, name)
-        return repo
+        return Repository.from_row(repo)
 
     async def tags(self, account: str, region: str, name: str) -> list[tuple[str, str]]:
         found = await self.db.read(q.tags_of, account, region, name)

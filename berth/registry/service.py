@@ -7,12 +7,12 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from berth.db import images as qi
 from berth.db import registry as q
-from berth.db.registry import NewManifest, RepoRow
+from berth.db.registry import NewManifest
 from berth.db.store import Backend
 from berth.registry import manifests
 from berth.registry.errors import (
@@ -24,7 +24,7 @@ from berth.registry.errors import (
     NameUnknown,
     TagImmutable,
 )
-from berth.registry.immutability import tag_is_immutable
+from berth.registry.model import Referrer, Repository
 from berth.registry.names import check_digest, check_name, check_tag, is_digest
 from berth.registry.uploads import READ_CHUNK, Uploads
 from berth.storage import BlobStore
@@ -61,7 +61,7 @@ class RegistryService:
         self.clock = clock
         # Read caches for the hot paths, dropped whenever any writer commits (db.version()).
         self._version: int | None = None
-        self._repos: dict[tuple[str, str, str], RepoRow] = {}
+        self._repos: dict[tuple[str, str, str], Repository] = {}
         self._pulls: dict[tuple[str, str, str, str], Manifest] = {}
         # Pull times: (account, region, name, digest) -> when last queued for writing; written off the request path.
         self._pull_marks: dict[tuple[str, str, str, str], float] = {}
@@ -81,7 +81,7 @@ class RegistryService:
     # repositories
 
     async def repository(self, account: str, region: str, name: str, for_push: bool = False,
-                         may_create: Callable[[], Awaitable[None]] | None = None) -> RepoRow:
+                         may_create: Callable[[], Awaitable[None]] | None = None) -> Repository:
         """The repository, or NAME_UNKNOWN. A push to a missing one creates it when create-on-push is on,
         after `may_create` (the caller's authorization of ecr:CreateRepository) has not raised."""
         check_name(name)
@@ -89,20 +89,22 @@ class RegistryService:
         cacheable = self._fresh()
         if cacheable and (repo := self._repos.get(key)) is not None:
             return repo
-        repo = await self.db.read(q.get_repository, account, region, name)
-        if repo is None and for_push and self.create_on_push:
+        row = await self.db.read(q.get_repository, account, region, name)
+        if row is None and for_push and self.create_on_push:
             if may_create is not None:
                 await may_create()
-            repo, _ = await self.db.write(q.create_repository, account, region, name, self.clock())
-        if repo is None:
+            row, _ = await self.db.write(q.create_repository, account, region, name, self.clock())
+        if row is None:
             raise NameUnknown(f"repository {name!r} not found", detail={"name": name})
+        repo = Repository.from_row(row)
         if cacheable:
             self._repos[key] = repo
         return repo
 
-    async def create_repository(self, account: str, region: str, name: str) -> tuple[RepoRow, bool]:
+    async def create_repository(self, account: str, region: str, name: str) -> tuple[Repository, bool]:
         check_name(name)
-        return await self.db.write(q.create_repository, account, region, name, self.clock())
+        row, created = await self.db.write(q.create_repository, account, region, name, self.clock())
+        return Repository.from_row(row), created
 
     async def resource_tags(self, account: str, region: str, name: str) -> dict[str, str]:
         return await self.db.read(q.repository_tags, account, region, name)
@@ -112,7 +114,7 @@ class RegistryService:
 
     # blobs
 
-    async def blob_size(self, repo: RepoRow, digest: str) -> int:
+    async def blob_size(self, repo: Repository, digest: str) -> int:
         check_digest(digest)
         size = await self.db.read(q.repo_blob_size, repo.id, digest)
         if size is None:
@@ -131,12 +133,12 @@ class RegistryService:
             offset += len(data)
             yield data
 
-    async def delete_blob(self, repo: RepoRow, digest: str) -> None:
+    async def delete_blob(self, repo: Repository, digest: str) -> None:
         check_digest(digest)
         if not await self.db.write(q.unlink_blob, repo.id, digest):
             raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
 
-    async def mount_blob(self, repo: RepoRow, source: RepoRow, digest: str) -> int | None:
+    async def mount_blob(self, repo: Repository, source: Repository, digest: str) -> int | None:
         """Link a blob readable from `source` into `repo`; its size, or None when `source` lacks it."""
         check_digest(digest)
         size = await self.db.read(q.repo_blob_size, source.id, digest)
@@ -147,7 +149,7 @@ class RegistryService:
 
     # manifests
 
-    async def get_manifest(self, repo: RepoRow, reference: str) -> Manifest:
+    async def get_manifest(self, repo: Repository, reference: str) -> Manifest:
         if is_digest(reference):
             check_digest(reference)
             row = await self.db.read(q.manifest_by_digest, repo.id, reference)
@@ -220,13 +222,13 @@ class RegistryService:
             raise DigestInvalid("manifest digest does not match its content", detail={"digest": reference})
         return PreparedManifest(tag, digest, body, parsed)
 
-    async def put_manifest(self, repo: RepoRow, reference: str | PreparedManifest, body: bytes = b"",
+    async def put_manifest(self, repo: Repository, reference: str | PreparedManifest, body: bytes = b"",
                            content_type: str | None = None) -> Manifest:
         prepared = reference if isinstance(reference, PreparedManifest) else \
             self.prepare_manifest(reference, body, content_type)
         tag, digest, body, parsed = prepared.tag, prepared.digest, prepared.body, prepared.parsed
         await self._check_references(repo, parsed)
-        locked = tag is not None and tag_is_immutable(repo.tag_mutability, repo.tag_mutability_filters, tag)
+        locked = tag is not None and repo.mutability.is_immutable(tag)
         row = NewManifest(digest, parsed.media_type, parsed.artifact_type,
                           parsed.subject.digest if parsed.subject else None,
                           json.dumps(parsed.annotations) if parsed.annotations else None,
@@ -236,7 +238,7 @@ class RegistryService:
         self._pull_marks.pop((repo.account_id, repo.region, repo.name, digest), None)  # a re-push: record anew
         return Manifest(digest, parsed.media_type, body, row.subject_digest)
 
-    async def _check_references(self, repo: RepoRow, parsed: manifests.ParsedManifest) -> None:
+    async def _check_references(self, repo: Repository, parsed: manifests.ParsedManifest) -> None:
         for refs, lookup, error in (
                 (parsed.blobs, q.linked_blobs, ManifestBlobUnknown("manifest references a blob unknown to the "
                                                                    "repository")),
@@ -251,7 +253,7 @@ class RegistryService:
                 error.detail = {"digest": missing[0]}
                 raise error
 
-    async def delete_manifest(self, repo: RepoRow, reference: str) -> None:
+    async def delete_manifest(self, repo: Repository, reference: str) -> None:
         if not is_digest(reference):
             check_tag(reference)
             if not await self.db.write(q.delete_tag, repo.id, reference):
@@ -265,21 +267,13 @@ class RegistryService:
             raise ManifestReferenced("manifest is referenced by an index; delete the index first",
                                      detail={"digest": reference})
 
-    async def list_tags(self, repo: RepoRow, last: str, n: int | None) -> list[str]:
+    async def list_tags(self, repo: Repository, last: str, n: int | None) -> list[str]:
         return await self.db.read(q.list_tags, repo.id, last, ALL if n is None else n)
 
-    async def referrers(self, repo: RepoRow, subject: str, artifact_type: str | None) -> bytes:
-        """The OCI image index of manifests whose subject is `subject`, optionally filtered."""
+    async def referrers(self, repo: Repository, subject: str,
+                        artifact_types: Sequence[str] | None = None) -> list[Referrer]:
+        """The manifests whose subject is `subject`, in digest order; only these artifact types if given."""
         check_digest(subject)
-        entries = []
-        for digest, media_type, art_type, notes, size in await self.db.read(q.referrers, repo.id, subject):
-            if artifact_type is not None and art_type != artifact_type:
-                continue
-            entry: dict[str, object] = {"mediaType": media_type, "digest": digest, "size": size}
-            if art_type:
-                entry["artifactType"] = art_type
-            if notes:
-                entry["annotations"] = json.loads(notes)
-            entries.append(entry)
-        index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": entries}
-        return json.dumps(index, separators=(",", ":")).encode()
+        return [Referrer(digest, media_type, art_type, size, json.loads(notes) if notes else None)
+                for digest, media_type, art_type, notes, size in await self.db.read(q.referrers, repo.id, subject)
+                if not artifact_types or art_type in artifact_types]

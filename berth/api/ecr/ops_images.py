@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from berth.api.ecr.app import EcrCall, EcrError, Handler
-from berth.db.registry import RepoRow
 from berth.registry.errors import NameUnknown, RegistryError
 from berth.registry.images import ImageFailure, ImageId, ImageView
+from berth.registry.model import Referrer, Repository
 
 DEFAULT_PAGE = 100  # ListImages / DescribeImages without maxResults
 DEFAULT_REFERRERS_PAGE = 20  # ListImageReferrers without maxResults
@@ -20,7 +20,7 @@ INACTIVE = ("ARCHIVED", "ACTIVATING")  # nothing is archived here: these status 
 
 
 
-async def repository(c: EcrCall) -> RepoRow:
+async def repository(c: EcrCall) -> Repository:
     name = c.params["repositoryName"]
     try:
         return await c.services.registry.repository(c.registry_id, c.region, name)
@@ -53,12 +53,22 @@ def decode_token(c: EcrCall, size: int) -> list[str] | None:
     return list(after)
 
 
+def wire_id(image_id: ImageId) -> dict[str, str]:
+    """The model's ImageIdentifier."""
+    out = {}
+    if image_id.digest is not None:
+        out["imageDigest"] = image_id.digest
+    if image_id.tag is not None:
+        out["imageTag"] = image_id.tag
+    return out
+
+
 def image_ids(c: EcrCall) -> list[ImageId]:
     return [ImageId(i.get("imageDigest"), i.get("imageTag")) for i in c.params.get("imageIds") or []]
 
 
 def failure(f: ImageFailure) -> dict[str, Any]:
-    return {"imageId": f.image_id.wire(), "failureCode": f.code, "failureReason": f.reason}
+    return {"imageId": wire_id(f.image_id), "failureCode": f.code, "failureReason": f.reason}
 
 
 def _status_filter(c: EcrCall) -> tuple[str, bool]:
@@ -74,14 +84,14 @@ async def list_images(c: EcrCall) -> dict[str, Any]:
     after = decode_token(c, 2) or ["", ""]
     rows = [] if none else await c.services.images.list_ids(repo, tag_status, (after[0], after[1]),
                                                                        limit + 1)
-    out: dict[str, Any] = {"imageIds": [ImageId(d, t).wire() for d, t in rows[:limit]]}
+    out: dict[str, Any] = {"imageIds": [wire_id(ImageId(d, t)) for d, t in rows[:limit]]}
     if len(rows) > limit:
         d, t = rows[limit - 1]
         out["nextToken"] = encode_token(c.op, (d, t or ""))
     return out
 
 
-def detail(c: EcrCall, repo: RepoRow, v: ImageView) -> dict[str, Any]:
+def detail(c: EcrCall, repo: Repository, v: ImageView) -> dict[str, Any]:
     out: dict[str, Any] = {"registryId": c.registry_id, "repositoryName": repo.name, "imageDigest": v.digest}
     if v.tags:
         out["imageTags"] = v.tags
@@ -131,7 +141,7 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
 async def batch_get_image(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
     found, failures = await c.services.images.get(repo, image_ids(c), c.params.get("acceptedMediaTypes"))
-    images = [{"registryId": c.registry_id, "repositoryName": repo.name, "imageId": image_id.wire(),
+    images = [{"registryId": c.registry_id, "repositoryName": repo.name, "imageId": wire_id(image_id),
                "imageManifest": m.body.decode("utf-8", errors="replace"), "imageManifestMediaType": m.media_type}
               for image_id, m in found]
     return {"images": images, "failures": [failure(f) for f in failures]}
@@ -140,7 +150,7 @@ async def batch_get_image(c: EcrCall) -> dict[str, Any]:
 async def batch_delete_image(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
     deleted, failures = await c.services.images.delete(repo, image_ids(c))
-    return {"imageIds": [i.wire() for i in deleted], "failures": [failure(f) for f in failures]}
+    return {"imageIds": [wire_id(i) for i in deleted], "failures": [failure(f) for f in failures]}
 
 
 async def put_image(c: EcrCall) -> dict[str, Any]:
@@ -165,7 +175,7 @@ async def put_image(c: EcrCall) -> dict[str, Any]:
             raise EcrError("InvalidParameterException", message) from None
         raise
     return {"image": {"registryId": c.registry_id, "repositoryName": repo.name,
-                      "imageId": ImageId(m.digest, tag).wire(), "imageManifest": c.params["imageManifest"],
+                      "imageId": wire_id(ImageId(m.digest, tag)), "imageManifest": c.params["imageManifest"],
                       "imageManifestMediaType": m.media_type}}
 
 
@@ -178,9 +188,21 @@ async def list_image_referrers(c: EcrCall) -> dict[str, Any]:
     subject = c.params["subjectId"]["imageDigest"]
     entries = [] if f.get("artifactStatus", "ACTIVE") in INACTIVE else await c.services.images.referrers(
         repo, subject, f.get("artifactTypes") or None, after[0], limit + 1)
-    out: dict[str, Any] = {"referrers": entries[:limit]}
+    out: dict[str, Any] = {"referrers": [referrer_shape(r) for r in entries[:limit]]}
     if len(entries) > limit:
-        out["nextToken"] = encode_token(c.op, (str(entries[limit - 1]["digest"]),))
+        out["nextToken"] = encode_token(c.op, (entries[limit - 1].digest,))
+    return out
+
+
+def referrer_shape(r: Referrer) -> dict[str, Any]:
+    """The model's ImageReferrer."""
+    out: dict[str, Any] = {"digest": r.digest, "mediaType": r.media_type}
+    if r.artifact_type:
+        out["artifactType"] = r.artifact_type
+    out["size"] = r.size
+    if r.annotations:
+        out["annotations"] = r.annotations
+    out["artifactStatus"] = "ACTIVE"
     return out
 
 

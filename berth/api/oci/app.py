@@ -23,11 +23,11 @@ from berth.api.oci.http import (
     respond_encoded,
     respond_stream,
 )
-from berth.db.registry import RepoRow
 from berth.iam import tokens
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn
 from berth.registry import manifests
 from berth.registry.errors import Denied, DigestInvalid, RangeInvalid, RegistryError, SizeInvalid, define
+from berth.registry.model import Repository
 from berth.registry.names import check_name
 from berth.registry.service import RegistryService
 
@@ -194,7 +194,7 @@ class OciApi:
             if not decision.allowed:
                 raise Denied(f"{c.principal.arn} is not authorized to perform {action} on {resource}")
 
-    async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> RepoRow:
+    async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> Repository:
         await self._allow(c, actions, c.account, c.region, name)
         async def may_create() -> None:
             await self._allow(c, ("ecr:CreateRepository",), c.account, c.region, name)
@@ -259,7 +259,15 @@ class OciApi:
     async def referrers(self, c: Call, name: str, digest: str) -> None:
         repo = await self._repo(c, name, "ecr:BatchGetImage")
         artifact_type = c.arg("artifactType")
-        body = await self.registry.referrers(repo, digest, artifact_type)
+        entries = []
+        for r in await self.registry.referrers(repo, digest, None if artifact_type is None else [artifact_type]):
+            entry: dict[str, object] = {"mediaType": r.media_type, "digest": r.digest, "size": r.size}
+            if r.artifact_type:
+                entry["artifactType"] = r.artifact_type
+            if r.annotations:
+                entry["annotations"] = r.annotations
+            entries.append(entry)
+        body = _json({"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": entries})
         headers = [("Content-Type", manifests.OCI_INDEX)]
         if artifact_type is not None:
             headers.append(("OCI-Filters-Applied", "artifactType"))
@@ -318,7 +326,7 @@ class OciApi:
         upload_id = await self.registry.uploads.start(repo.id)
         await respond(c.send, 202, self._upload_headers(name, upload_id, 0))
 
-    async def _mount(self, c: Call, repo: RepoRow, source: str, digest: str) -> bool:
+    async def _mount(self, c: Call, repo: Repository, source: str, digest: str) -> bool:
         """Mount when the caller may pull from `source` and it holds the blob; otherwise False."""
         try:
             check_name(source)

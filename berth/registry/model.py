@@ -1,0 +1,102 @@
+"""The registry's value objects: what the services hand to the edges.
+
+Decoded and typed: no storage encodings (JSON in text columns, 0/1 flags) and no wire shapes
+(the edges render these in OCI or AWS form). Rows become these in `Repository.from_row`, the one
+place the repository columns are decoded; the services call it at their boundary.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from berth.db.registry import RepoRow
+
+MUTABLE, IMMUTABLE = "MUTABLE", "IMMUTABLE"
+IMMUTABLE_WITH_EXCLUSION, MUTABLE_WITH_EXCLUSION = "IMMUTABLE_WITH_EXCLUSION", "MUTABLE_WITH_EXCLUSION"
+
+
+@dataclass(frozen=True, slots=True)
+class TagFilter:
+    """An exclusion filter of tag mutability: `kind` is ECR's filterType (only WILDCARD today)."""
+
+    kind: str
+    pattern: str
+
+    def matches(self, tag: str) -> bool:
+        return fnmatch.fnmatchcase(tag, self.pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class Mutability:
+    """Tag mutability: ECR's four modes; the filters matter only with the *_WITH_EXCLUSION modes."""
+
+    mode: str = MUTABLE
+    filters: tuple[TagFilter, ...] = ()
+
+    def is_immutable(self, tag: str) -> bool:
+        if self.mode == MUTABLE:
+            return False
+        if self.mode == IMMUTABLE:
+            return True
+        matched = any(f.matches(tag) for f in self.filters)
+        if self.mode == IMMUTABLE_WITH_EXCLUSION:
+            return not matched
+        if self.mode == MUTABLE_WITH_EXCLUSION:
+            return matched
+        raise ValueError(f"unknown tag mutability {self.mode!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Encryption:
+    kind: str = "AES256"  # AES256, KMS or KMS_DSSE
+    kms_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Repository:
+    id: int  # the store's handle, opaque to the edges (they pass it back to the upload sessions)
+    account_id: str
+    region: str
+    name: str
+    created_at: float
+    mutability: Mutability
+    scan_on_push: bool
+    encryption: Encryption
+
+    @classmethod
+    def from_row(cls, row: RepoRow) -> Repository:
+        return cls(row.id, row.account_id, row.region, row.name, row.created_at,
+                   Mutability(row.tag_mutability, decode_filters(row.tag_mutability_filters)),
+                   bool(row.scan_on_push), decode_encryption(row.encryption))
+
+
+def decode_filters(text: str | None) -> tuple[TagFilter, ...]:
+    return tuple(TagFilter(f.get("filterType", "WILDCARD"), f.get("filter", "")) for f in json.loads(text or "[]"))
+
+
+def encode_filters(filters: tuple[TagFilter, ...]) -> str:
+    return json.dumps([{"filterType": f.kind, "filter": f.pattern} for f in filters])
+
+
+def decode_encryption(text: str | None) -> Encryption:
+    doc = json.loads(text or "{}")
+    return Encryption(doc.get("encryptionType", "AES256"), doc.get("kmsKey"))
+
+
+def encode_encryption(e: Encryption) -> str:
+    return json.dumps({"encryptionType": e.kind, **({"kmsKey": e.kms_key} if e.kms_key else {})})
+
+
+@dataclass(frozen=True, slots=True)
+class Referrer:
+    """A manifest whose subject is another manifest (the referrers API's data, for both faces)."""
+
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    size: int
+    annotations: dict[str, str] | None
