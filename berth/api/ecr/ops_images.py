@@ -9,7 +9,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from berth.api.ecr.app import EcrCall, EcrError, Handler
+from berth.api.ecr.app import EcrCall, Handler
+from berth.api.ecr.errors import EcrError, translated
 from berth.registry.errors import NameUnknown, RegistryError
 from berth.registry.images import ImageFailure, ImageId, ImageView
 from berth.registry.model import Referrer, Repository
@@ -24,10 +25,9 @@ async def repository(c: EcrCall) -> Repository:
     name = c.params["repositoryName"]
     try:
         return await c.services.registry.repository(c.registry_id, c.region, name)
-    except NameUnknown:
-        raise EcrError("RepositoryNotFoundException",
-                       f"The repository with name '{name}' does not exist in the registry with id "
-                       f"'{c.registry_id}'") from None
+    except NameUnknown as e:
+        raise translated(e, f"The repository with name '{name}' does not exist in the registry with id "
+                            f"'{c.registry_id}'") from None
 
 
 def encode_token(op: str, key: Sequence[str]) -> str:
@@ -123,10 +123,9 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
             if e.code != "MANIFEST_UNKNOWN":
                 raise
             missing: ImageId = e.detail
-            raise EcrError("ImageNotFoundException",
-                           f"The image with imageId {{imageDigest:'{missing.digest}', imageTag:'{missing.tag}'}} "
-                           f"does not exist within the repository with name '{repo.name}' in the registry with id "
-                           f"'{c.registry_id}'") from None
+            raise translated(e, f"The image with imageId {{imageDigest:'{missing.digest}', "
+                                f"imageTag:'{missing.tag}'}} does not exist within the repository with name "
+                                f"'{repo.name}' in the registry with id '{c.registry_id}'") from None
         return {"imageDetails": [detail(c, repo, v) for v in views]}
     tag_status, none = _status_filter(c)
     limit = c.params.get("maxResults") or DEFAULT_PAGE
@@ -163,16 +162,15 @@ async def put_image(c: EcrCall) -> dict[str, Any]:
     except RegistryError as e:
         if e.code == "MANIFEST_BLOB_UNKNOWN":
             missing = (e.detail or {}).get("digest")
-            raise EcrError("LayersNotFoundException",
-                           f"Layers with digests '[{missing}]' required for pushing image into repository with "
-                           f"name '{repo.name}' in the registry with id '{c.registry_id}' do not exist") from None
+            raise translated(e, f"Layers with digests '[{missing}]' required for pushing image into repository "
+                                f"with name '{repo.name}' in the registry with id '{c.registry_id}' do not exist"
+                             ) from None
         if e.code == "TAG_IMMUTABLE":
-            raise EcrError("ImageTagAlreadyExistsException",
-                           f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot be "
-                           f"overwritten because the tag is immutable.") from None
+            raise translated(e, f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot "
+                                f"be overwritten because the tag is immutable.") from None
         if e.code in ("MANIFEST_INVALID", "MANIFEST_TOO_LARGE", "UNSUPPORTED"):
             message = f"Invalid parameter at 'ImageManifest' failed to satisfy constraint: '{e.message}'"
-            raise EcrError("InvalidParameterException", message) from None
+            raise translated(e, message) from None
         raise
     return {"image": {"registryId": c.registry_id, "repositoryName": repo.name,
                       "imageId": wire_id(ImageId(m.digest, tag)), "imageManifest": c.params["imageManifest"],

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from berth.api.ecr.app import EcrCall, EcrError, Handler
+from berth.api.ecr.app import EcrCall, Handler
+from berth.api.ecr.errors import EcrError
 from berth.iam import tokens
 from berth.iam.policy import AuthzRequest, PolicyError, evaluate, parse_policy
 from berth.iam.resources import ResourcePolicies

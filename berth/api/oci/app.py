@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 from berth.api.auth import Authenticator, challenge
-from berth.api.oci.errors import error_body
+from berth.api.oci.errors import EdgeError, error_body, fault_body
 from berth.api.oci.http import (
     ClientDisconnected,
     Receive,
@@ -26,7 +28,14 @@ from berth.api.oci.http import (
 from berth.iam import tokens
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn
 from berth.registry import manifests
-from berth.registry.errors import Denied, DigestInvalid, RangeInvalid, RegistryError, SizeInvalid, define
+from berth.registry.errors import (
+    Denied,
+    DigestInvalid,
+    PaginationNumberInvalid,
+    RangeInvalid,
+    RegistryError,
+    SizeInvalid,
+)
 from berth.registry.model import Repository
 from berth.registry.names import check_name
 from berth.registry.service import RegistryService
@@ -35,11 +44,15 @@ _ROUTE = re.compile(r"(.+)/(manifests|blobs|tags|referrers)/(.*)", re.S)
 _HOST = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.(.+?)(?::\d+)?")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _CONTENT_RANGE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/\d+|/\*)?")
+log = logging.getLogger("berth.oci")
 
 
-_PaginationInvalid = define("PAGINATION_NUMBER_INVALID")
-_NotFound = define("NOT_FOUND")
-_MethodNotAllowed = define("METHOD_NOT_ALLOWED")
+def _not_found() -> EdgeError:
+    return EdgeError("NOT_FOUND", "not found")
+
+
+def _not_allowed(method: str) -> EdgeError:
+    return EdgeError("METHOD_NOT_ALLOWED", f"{method} not allowed here")
 
 
 @dataclass(slots=True)
@@ -87,30 +100,48 @@ class OciApi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         try:
-            headers = dict(scope["headers"])
-            raw_auth = headers.get(b"authorization")
-            authorization = None if raw_auth is None else raw_auth.decode("latin-1")
-            if authorization is None and method == "GET":
-                authorization = _download_token(scope)
-            principal = self.authn.registry_principal(authorization)
-            if principal is None:
-                status, body = error_body("UNAUTHORIZED", "authentication required")
-                host = headers.get(b"host", b"berth").decode("latin-1")
-                realm = challenge(host, scope.get("scheme", "http"))
-                await respond(send, status, [("Content-Type", "application/json"), *realm.items()],
-                              body, head=method == "HEAD")
-                return
-            host_header = headers.get(b"host")
-            account, region = self._registry_of(None if host_header is None else host_header.decode("latin-1"))
-            qs = scope.get("query_string", b"")
-            call = Call(scope, receive, send, method, principal, account, region,
-                        parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}, headers)
-            await self._route(call, scope["path"])
-        except RegistryError as e:
-            await self._error(send, e, method == "HEAD")
+            try:
+                headers = dict(scope["headers"])
+                raw_auth = headers.get(b"authorization")
+                authorization = None if raw_auth is None else raw_auth.decode("latin-1")
+                if authorization is None and method == "GET":
+                    authorization = _download_token(scope)
+                principal = self.authn.registry_principal(authorization)
+                if principal is None:
+                    status, body = error_body("UNAUTHORIZED", "authentication required")
+                    host = headers.get(b"host", b"berth").decode("latin-1")
+                    realm = challenge(host, scope.get("scheme", "http"))
+                    await respond(tracked, status, [("Content-Type", "application/json"), *realm.items()],
+                                  body, head=method == "HEAD")
+                    return
+                host_header = headers.get(b"host")
+                account, region = self._registry_of(None if host_header is None else host_header.decode("latin-1"))
+                qs = scope.get("query_string", b"")
+                call = Call(scope, receive, tracked, method, principal, account, region,
+                            parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}, headers)
+                await self._route(call, scope["path"])
+            except (RegistryError, EdgeError) as e:
+                if started:
+                    raise
+                await self._error(tracked, e, method == "HEAD")
         except ClientDisconnected:
             return
+        except Exception:
+            request_id = str(uuid.uuid4())
+            log.exception("OCI %s %s failed; request id %s", method, scope.get("path"), request_id)
+            if started:  # the status line is out: all that is left is to cut the response short
+                raise
+            status, body = fault_body(request_id)
+            await respond(send, status, [("Content-Type", "application/json"), ("X-Request-Id", request_id)],
+                          body, head=method == "HEAD")
 
     def _registry_of(self, host: str | None) -> tuple[str, str]:
         """`<account>.dkr.ecr.<region>.<domain>` selects account and region; any other host the default."""
@@ -120,7 +151,7 @@ class OciApi:
                 return m.group(1), m.group(2)
         return self.default
 
-    async def _error(self, send: Send, e: RegistryError, head: bool) -> None:
+    async def _error(self, send: Send, e: RegistryError | EdgeError, head: bool) -> None:
         status, body = error_body(e.code, e.message, e.detail)
         headers = [("Content-Type", "application/json")]
         if "size" in e.extra:  # an out-of-order chunk: tell the client where the upload stands
@@ -136,13 +167,13 @@ class OciApi:
             return await respond(c.send, 200, [("Content-Type", "application/json")], b"{}",
                                  head=c.method == "HEAD")
         if not path.startswith("/v2/"):
-            raise _NotFound("not found")
+            raise _not_found()
         rest = path[4:]
         if rest == "_catalog":
             return await self._only(c, ("GET",), self.catalog)
         m = _ROUTE.fullmatch(rest)
         if m is None:
-            raise _NotFound("not found")
+            raise _not_found()
         name, kind, tail = m.groups()
         check_name(name)
         if kind == "manifests" and tail and "/" not in tail:
@@ -158,31 +189,31 @@ class OciApi:
             return await self._only(c, ("GET",), self.tags_list, name)
         if kind == "referrers" and tail and "/" not in tail:
             return await self._only(c, ("GET",), self.referrers, name, tail)
-        raise _NotFound("not found")
+        raise _not_found()
 
     async def _only(self, c: Call, methods: tuple[str, ...], handler: Callable[..., Any], *args: Any) -> None:
         if c.method not in methods:
-            raise _MethodNotAllowed(f"{c.method} not allowed here")
+            raise _not_allowed(c.method)
         await handler(c, *args)
 
     async def _manifests(self, c: Call, name: str, ref: str) -> None:
         handler = {"GET": self.get_manifest, "HEAD": self.get_manifest, "PUT": self.put_manifest,
                    "DELETE": self.delete_manifest}.get(c.method)
         if handler is None:
-            raise _MethodNotAllowed(f"{c.method} not allowed here")
+            raise _not_allowed(c.method)
         await handler(c, name, ref)
 
     async def _blob(self, c: Call, name: str, digest: str) -> None:
         handler = {"GET": self.get_blob, "HEAD": self.get_blob, "DELETE": self.delete_blob}.get(c.method)
         if handler is None:
-            raise _MethodNotAllowed(f"{c.method} not allowed here")
+            raise _not_allowed(c.method)
         await handler(c, name, digest)
 
     async def _upload(self, c: Call, name: str, upload_id: str) -> None:
         handler = {"GET": self.upload_status, "PATCH": self.patch_upload, "PUT": self.complete_upload,
                    "DELETE": self.cancel_upload}.get(c.method)
         if handler is None:
-            raise _MethodNotAllowed(f"{c.method} not allowed here")
+            raise _not_allowed(c.method)
         await handler(c, name, upload_id)
 
     # authorization and repositories
@@ -373,6 +404,13 @@ class OciApi:
         await respond(c.send, 204)
 
 
+async def unavailable(scope: Scope, send: Send) -> None:
+    """503 UNAVAILABLE: the app has not started (no lifespan startup has run) or is shutting down."""
+    status, body = error_body("UNAVAILABLE", "the registry is not serving: it has not started, or is shutting down")
+    await respond(send, status, [("Content-Type", "application/json"), ("Retry-After", "1")], body,
+                  head=scope["method"] == "HEAD")
+
+
 def _download_token(scope: Scope) -> str | None:
     """The registry token of a GetDownloadUrlForLayer URL (`?X-Berth-Token=`), as Basic credentials.
 
@@ -395,7 +433,7 @@ def _page_size(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
     if not (raw.isascii() and raw.isdigit()):
-        raise _PaginationInvalid(f"invalid page size n={raw!r}")
+        raise PaginationNumberInvalid(f"invalid page size n={raw!r}")
     return min(int(raw), 1 << 62)  # beyond any database's LIMIT: "everything"
 
 
