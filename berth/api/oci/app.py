@@ -29,15 +29,18 @@ from berth.iam import tokens
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn
 from berth.registry import manifests
 from berth.registry.errors import (
+    BlobUnknown,
     Denied,
     DigestInvalid,
+    ManifestUnknown,
     PaginationNumberInvalid,
     RangeInvalid,
     RegistryError,
     SizeInvalid,
+    TagInvalid,
 )
 from berth.registry.model import Repository
-from berth.registry.names import check_name
+from berth.registry.names import check_name, is_digest
 from berth.registry.service import RegistryService
 
 _ROUTE = re.compile(r"(.+)/(manifests|blobs|tags|referrers)/(.*)", re.S)
@@ -248,7 +251,11 @@ class OciApi:
 
     async def get_manifest(self, c: Call, name: str, ref: str) -> None:
         await self._allow(c, ("ecr:BatchGetImage",), c.account, c.region, name)
-        m = await self.registry.pull_manifest(c.account, c.region, name, ref, record=c.method == "GET")
+        try:
+            m = await self.registry.pull_manifest(c.account, c.region, name, ref, record=c.method == "GET")
+        except (TagInvalid, DigestInvalid):  # no manifest has such a name; the spec: not found MUST be 404
+            raise ManifestUnknown("manifest unknown: not a valid tag or digest",
+                                  detail={"digest" if is_digest(ref) else "tag": ref[:200]}) from None
         key = (m.digest, m.media_type)  # the bytes, hence every header, follow from these
         encoded = self._manifest_headers.get(key)
         if encoded is None:
@@ -310,7 +317,10 @@ class OciApi:
         head = c.method == "HEAD"
         action = "ecr:BatchCheckLayerAvailability" if head else "ecr:GetDownloadUrlForLayer"
         repo = await self._repo(c, name, action)
-        size = await self.registry.blob_size(repo, digest)
+        try:
+            size = await self.registry.blob_size(repo, digest)
+        except DigestInvalid:  # no blob has such a name; the spec: not found MUST be 404
+            raise BlobUnknown("blob unknown to registry: not a valid digest", detail={"digest": digest[:200]}) from None
         headers = [("Content-Type", "application/octet-stream"), ("Docker-Content-Digest", digest),
                    ("Accept-Ranges", "bytes"), ("ETag", f'"{digest}"')]
         start, end, status = 0, size, 200
