@@ -10,6 +10,7 @@ from berth.api.ecr.errors import EcrError
 from berth.iam import tokens
 from berth.iam.policy import PolicyError
 from berth.iam.resources import ResourcePolicies
+from berth.registry.model import Repository
 
 
 def _parse(text: str, kind: str) -> None:
@@ -35,7 +36,7 @@ async def describe_registry(c: EcrCall) -> dict[str, Any]:
     return {"registryId": c.registry_id, "replicationConfiguration": {"rules": []}}
 
 
-async def _repo(c: EcrCall) -> Any:
+async def _repo(c: EcrCall) -> Repository:
     return await c.services.registry.repository(c.registry_id, c.region, c.params["repositoryName"])
 
 
@@ -60,7 +61,7 @@ async def _keeps_access(c: EcrCall, text: str) -> bool:
     return decision.allowed
 
 
-def _repository_policy(c: EcrCall, repo: Any, text: str | None) -> dict[str, Any]:
+def _repository_policy(c: EcrCall, repo: Repository, text: str | None) -> dict[str, Any]:
     if text is None:
         raise EcrError("RepositoryPolicyNotFoundException",
                        f"Repository policy does not exist for the repository with name '{repo.name}' in the "

@@ -296,7 +296,7 @@ class IamQueryApi:
         except IamError as e:
             return self._error(service, e.code, e.message, request_id, e.status)
         except Exception:  # never a bare 500: ServiceFailure is IAM's own fault shape
-            log.exception("IAM operation failed")
+            log.exception("IAM/STS request failed; request id %s", request_id)
             return self._error(service, "ServiceFailure", "internal error", request_id)
 
     @staticmethod
