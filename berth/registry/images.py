@@ -14,7 +14,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
 
 from berth.db import images as qi
 from berth.db import registry as q
@@ -35,7 +34,7 @@ from berth.registry.errors import (
     TagInvalid,
     UploadOutOfOrder,
 )
-from berth.registry.model import Referrer, Repository
+from berth.registry.model import ImageFailure, ImageId, ImageView, LayerFailure, LayerInfo, Referrer, Repository
 from berth.registry.names import check_digest, check_tag
 from berth.registry.service import Manifest, RegistryService
 
@@ -60,48 +59,6 @@ MISSING_ID = "MissingDigestAndTag"
 REFERENCED = "ImageReferencedByManifestList"
 INVALID_LAYER_DIGEST = "InvalidLayerDigest"
 MISSING_LAYER_DIGEST = "MissingLayerDigest"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageId:
-    digest: str | None = None
-    tag: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ImageFailure:
-    image_id: ImageId
-    code: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ImageView:
-    """What DescribeImages says about one image."""
-
-    digest: str
-    tags: list[str]
-    size: int
-    pushed_at: float
-    last_pulled_at: float | None
-    media_type: str
-    artifact_media_type: str | None
-    subject: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LayerInfo:
-    digest: str
-    available: bool
-    size: int | None = None
-    media_type: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LayerFailure:
-    digest: str
-    code: str
-    reason: str
 
 
 def _view(row: ImageRow, tags: list[str]) -> ImageView:

@@ -2,7 +2,8 @@
 
 Decoded and typed: no storage encodings (JSON in text columns, 0/1 flags) and no wire shapes
 (the edges render these in OCI or AWS form). Rows become these in `Repository.from_row`, the one
-place the repository columns are decoded; the services call it at their boundary.
+place the repository columns are decoded, and in the services (RegistryService, RepositoryAdmin,
+Images), which call it at their boundary; the image-view objects are built by berth/registry/images.py.
 """
 
 from __future__ import annotations
@@ -100,3 +101,47 @@ class Referrer:
     artifact_type: str | None
     size: int
     annotations: dict[str, str] | None
+
+
+# The ECR image view (berth/registry/images.py)
+
+@dataclass(frozen=True, slots=True)
+class ImageId:
+    digest: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFailure:
+    image_id: ImageId
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImageView:
+    """What DescribeImages says about one image."""
+
+    digest: str
+    tags: list[str]
+    size: int
+    pushed_at: float
+    last_pulled_at: float | None
+    media_type: str
+    artifact_media_type: str | None
+    subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LayerInfo:
+    digest: str
+    available: bool
+    size: int | None = None
+    media_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LayerFailure:
+    digest: str
+    code: str
+    reason: str

@@ -181,6 +181,14 @@ def test_unexpected_failures_answer_in_each_face_shape(fragile: tuple[BerthServe
         assert "(ServerException)" in proc.stderr and "internal error; request id" in proc.stderr, proc.stderr
         cli_id = re.search(r"request id ([0-9a-f-]{36})", proc.stderr)
         assert cli_id is not None and _logged(server, cli_id.group(1))
+
+        # the IAM/STS face: its own fault, ServiceFailure, in its XML
+        iam = boto3.client("iam", endpoint_url=server.url, region_name=REGION,  # type: ignore[call-overload]
+                           aws_access_key_id=KEY, aws_secret_access_key=SECRET, config=ONE_TRY)
+        with pytest.raises(ClientError) as iam_failed:
+            iam.list_users()
+        assert aws_error(iam_failed)[:2] == ("ServiceFailure", 500)
+        assert _logged(server, iam_failed.value.response["ResponseMetadata"]["RequestId"])
     finally:
         _database_up(cluster)
 

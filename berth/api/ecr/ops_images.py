@@ -12,8 +12,7 @@ from typing import Any
 from berth.api.ecr.app import EcrCall, Handler
 from berth.api.ecr.errors import EcrError, translated
 from berth.registry.errors import NameUnknown, RegistryError
-from berth.registry.images import ImageFailure, ImageId, ImageView
-from berth.registry.model import Referrer, Repository
+from berth.registry.model import ImageFailure, ImageId, ImageView, Referrer, Repository
 
 DEFAULT_PAGE = 100  # ListImages / DescribeImages without maxResults
 DEFAULT_REFERRERS_PAGE = 20  # ListImageReferrers without maxResults
