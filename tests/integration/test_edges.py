@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -197,6 +198,39 @@ def test_unexpected_failures_answer_in_each_face_shape(fragile: tuple[BerthServe
     repos = ecr.describe_repositories(repositoryNames=["faults/app"])["repositories"]
     assert [r["repositoryName"] for r in repos] == ["faults/app"]
     oci.close()
+
+
+def test_unreadable_blob_bytes(fragile: tuple[BerthServer, PostgresCluster]) -> None:
+    """Stored bytes lost or truncated outside Berth. Lost: the read fails before the status line, so
+    the answer is OCI's UNKNOWN 500 with the request id. Truncated: the 200 and its Content-Length are
+    out when the read falls short, so the body is cut short (the client sees an incomplete body, never
+    a complete-looking one). Both are logged with a request id, and the server serves on."""
+    server, _ = fragile
+    with httpx.Client(base_url=server.url, timeout=30) as oci:
+        files = {}
+        for name in ("lost", "truncated"):
+            data = os.urandom(3 * 1024 * 1024)
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            r = oci.post(f"/v2/faults/{name}/blobs/uploads/", params={"digest": digest}, content=data)
+            assert r.status_code == 201, r.text
+            hexpart = digest.split(":")[1]
+            files[name] = (digest, server.data_dir / "blobs" / "sha256" / hexpart[:2] / hexpart)
+
+        digest, path = files["lost"]
+        path.unlink()
+        r = oci.get(f"/v2/faults/lost/blobs/{digest}")
+        assert r.status_code == 500 and r.headers["content-type"] == "application/json", r.text
+        request_id = r.headers["x-request-id"]
+        assert r.json()["errors"][0]["code"] == "UNKNOWN" and request_id in r.json()["errors"][0]["message"]
+        assert _logged(server, request_id)
+
+        digest, path = files["truncated"]
+        os.truncate(path, 1536 * 1024)
+        before = server.read_log().count("; request id ")
+        with pytest.raises(httpx.RemoteProtocolError):
+            oci.get(f"/v2/faults/truncated/blobs/{digest}")
+        assert server.read_log().count("; request id ") == before + 1
+        assert oci.get("/v2/").status_code == 200
 
 
 # Start-up happens in the ASGI lifespan only

@@ -72,6 +72,7 @@ class Call:
     query: dict[str, list[str]]
     headers: dict[bytes, bytes]
     _context: Context | None = None
+    streaming: bool = False  # a streamed body has begun: an error can no longer be answered
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -103,13 +104,7 @@ class OciApi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
-        started = False
-
-        async def tracked(message: dict[str, Any]) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
+        call: Call | None = None
         try:
             try:
                 headers = dict(scope["headers"])
@@ -122,25 +117,25 @@ class OciApi:
                     status, body = error_body("UNAUTHORIZED", "authentication required")
                     host = headers.get(b"host", b"berth").decode("latin-1")
                     realm = challenge(host, scope.get("scheme", "http"))
-                    await respond(tracked, status, [("Content-Type", "application/json"), *realm.items()],
+                    await respond(send, status, [("Content-Type", "application/json"), *realm.items()],
                                   body, head=method == "HEAD")
                     return
                 host_header = headers.get(b"host")
                 account, region = self._registry_of(None if host_header is None else host_header.decode("latin-1"))
                 qs = scope.get("query_string", b"")
-                call = Call(scope, receive, tracked, method, principal, account, region,
+                call = Call(scope, receive, send, method, principal, account, region,
                             parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}, headers)
                 await self._route(call, scope["path"])
             except (RegistryError, EdgeError) as e:
-                if started:
+                if call is not None and call.streaming:
                     raise
-                await self._error(tracked, e, method == "HEAD")
+                await self._error(send, e, method == "HEAD")
         except ClientDisconnected:
             return
         except Exception:
             request_id = str(uuid.uuid4())
             log.exception("OCI %s %s failed; request id %s", method, scope.get("path"), request_id)
-            if started:  # the status line is out: all that is left is to cut the response short
+            if call is not None and call.streaming:  # the status line is out: only cutting the body short is left
                 raise
             status, body = fault_body(request_id)
             await respond(send, status, [("Content-Type", "application/json"), ("X-Request-Id", request_id)],
@@ -331,7 +326,10 @@ class OciApi:
             headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         if head:
             return await respond(c.send, status, headers, head=True, length=end - start)
-        await respond_stream(c.send, status, headers, end - start, self.registry.read_blob(digest, start, end))
+        chunks = self.registry.read_blob(digest, start, end)
+        first = await anext(chunks, b"")  # unreadable bytes fail here, before the status line: answerable
+        c.streaming = True
+        await respond_stream(c.send, status, headers, end - start, chunks, first)
 
     async def delete_blob(self, c: Call, name: str, digest: str) -> None:
         repo = await self._repo(c, name, "ecr:BatchDeleteImage")
