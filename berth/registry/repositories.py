@@ -4,9 +4,6 @@ scanning flag and resource tags. Shared by every face that manages repositories.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import time
 import unicodedata
@@ -126,21 +123,6 @@ def check_tags(tags: Sequence[dict[str, str]] | None) -> list[tuple[str, str]]:
     return list(pairs.items())
 
 
-def encode_token(after: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"v": 1, "after": after}).encode()).decode()
-
-
-def decode_token(token: str) -> str:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        after = data["after"] if isinstance(data, dict) and data.get("v") == 1 else None
-    except (binascii.Error, ValueError, KeyError, UnicodeError):
-        after = None
-    if not isinstance(after, str):
-        raise _invalid("nextToken", "Invalid NextToken")
-    return after
-
-
 def parse_repository_arn(arn: str, region: str) -> tuple[str, str]:
     """(account, name) of `arn:aws:ecr:<region>:<account>:repository/<name>` in this region."""
     parts = arn.split(":", 5)
@@ -178,27 +160,26 @@ class RepositoryAdmin:
         return Repository.from_row(repo)
 
     async def describe(self, account: str, region: str, names: Sequence[str] | None = None,
-                       max_results: int | None = None, next_token: str | None = None
-                       ) -> tuple[list[Repository], str | None]:
-        """Named repositories (all must exist, in the order asked), or one page of all of them."""
+                       max_results: int | None = None, after: str | None = None
+                       ) -> tuple[list[Repository], bool]:
+        """Named repositories (all must exist, in the order asked), or one page of all of them in name
+        order after `after` (the last name of the previous page); and whether more follow."""
         if names is not None:
             if max_results is not None:
                 raise _invalid("maxResults", "maxResults cannot be specified with repositoryNames")
-            if next_token is not None:
+            if after is not None:
                 raise _invalid("nextToken", "nextToken cannot be specified with repositoryNames")
             wanted = list(dict.fromkeys(names))
             found = await self.db.read(q.repositories_named, account, region, wanted)
             for name in wanted:
                 if name not in found:
                     raise not_found(account, name)
-            return [Repository.from_row(found[n]) for n in wanted], None
-        after = decode_token(next_token) if next_token is not None else ""
+            return [Repository.from_row(found[n]) for n in wanted], False
         limit = max_results if max_results is not None else DEFAULT_PAGE
         if not 1 <= limit <= 1000:
             raise _invalid("maxResults", "Member must have value between 1 and 1000")
-        rows = await self.db.read(q.list_repositories, account, region, after, limit + 1)
-        repos = [Repository.from_row(r) for r in rows[:limit]]
-        return repos, encode_token(repos[-1].name) if len(rows) > limit else None
+        rows = await self.db.read(q.list_repositories, account, region, after or "", limit + 1)
+        return [Repository.from_row(r) for r in rows[:limit]], len(rows) > limit
 
     async def delete(self, account: str, region: str, name: str, force: bool = False) -> Repository:
         outcome, repo = await self.db.write(q.delete_repository, account, region, name, force)

@@ -3,14 +3,11 @@ ListImageReferrers. The rules live in berth.registry.images; this translates sha
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Sequence
 from typing import Any
 
 from berth.api.ecr.app import EcrCall, Handler
 from berth.api.ecr.errors import EcrError, translated
+from berth.api.ecr.paging import decode_token, encode_token
 from berth.registry.errors import NameUnknown, RegistryError
 from berth.registry.model import ImageFailure, ImageId, ImageView, Referrer, Repository
 
@@ -27,29 +24,6 @@ async def repository(c: EcrCall) -> Repository:
     except NameUnknown as e:
         raise translated(e, f"The repository with name '{name}' does not exist in the registry with id "
                             f"'{c.registry_id}'") from None
-
-
-def encode_token(op: str, key: Sequence[str]) -> str:
-    raw = json.dumps({"op": op, "after": list(key)}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(c: EcrCall, size: int) -> list[str] | None:
-    """The keyset position a nextToken carries (None on a first page); InvalidParameterException if forged."""
-    token = c.params.get("nextToken")
-    if token is None:
-        return None
-    try:
-        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after = doc["after"]
-        valid = (doc["op"] == c.op and isinstance(after, list) and len(after) == size
-                 and all(isinstance(x, str) for x in after))
-    except (ValueError, TypeError, KeyError, binascii.Error):
-        valid = False
-    if not valid:
-        raise EcrError("InvalidParameterException",
-                       "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid pagination token'")
-    return list(after)
 
 
 def wire_id(image_id: ImageId) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from berth.api.ecr.app import EcrCall, Handler
+from berth.api.ecr.paging import decode_token, encode_token
 from berth.iam.authz import repository_arn
 from berth.registry.model import Encryption, Mutability, Repository
 from berth.registry.repositories import parse_repository_arn
@@ -48,11 +49,12 @@ async def create_repository(c: EcrCall) -> dict[str, Any]:
 
 async def describe_repositories(c: EcrCall) -> dict[str, Any]:
     p = c.params
-    repos, token = await c.services.repositories.describe(c.registry_id, c.region, p.get("repositoryNames"),
-                                            p.get("maxResults"), p.get("nextToken"))
+    after = decode_token(c, 1)
+    repos, more = await c.services.repositories.describe(c.registry_id, c.region, p.get("repositoryNames"),
+                                                         p.get("maxResults"), None if after is None else after[0])
     out: dict[str, Any] = {"repositories": [repository_shape(c, r) for r in repos]}
-    if token is not None:
-        out["nextToken"] = token
+    if more:
+        out["nextToken"] = encode_token(c.op, (repos[-1].name,))
     return out
 
 
