@@ -129,7 +129,8 @@ class BerthApp:
         return PlainTextResponse("ok")
 
     async def _readyz(self, request: Request) -> Any:
-        return JSONResponse({"ready": self.oci is not None})
+        ready = self.oci is not None  # started by lifespan, and not shutting down
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 def create_app(settings: Settings) -> BerthApp:

@@ -148,6 +148,7 @@ def test_unexpected_failures_answer_in_each_face_shape(fragile: tuple[BerthServe
     server, cluster = fragile
     oci = httpx.Client(base_url=server.url, timeout=30)
     ecr = ecr_client(server.url)
+    assert httpx.get(f"{server.url}/readyz").json() == {"ready": True}
     assert oci.post("/v2/faults/app/blobs/uploads/").status_code == 202  # creates the repository
     ecr.describe_repositories(repositoryNames=["faults/app"])
 
@@ -261,6 +262,9 @@ def test_requests_before_startup_answer_503(no_lifespan: tuple[str, Path]) -> No
         if method != "HEAD":
             assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
     assert httpx.get(f"{url}/v2/").status_code == 503
+    ready = httpx.get(f"{url}/readyz")
+    assert (ready.status_code, ready.json()) == (503, {"ready": False})
+    assert httpx.get(f"{url}/healthz").status_code == 200  # alive, just not serving
 
     with pytest.raises(ClientError) as ecr_refused:
         ecr_client(url).describe_repositories()
