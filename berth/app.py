@@ -10,11 +10,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from berth.api import control
 from berth.api.auth import Authenticator, IamAuthenticator, OpenAuthenticator
 from berth.api.control import ControlPlane
 from berth.api.ecr import ops_images, ops_layers, ops_registry, ops_repositories
 from berth.api.ecr.app import EcrApi, Handler, Services
 from berth.api.iam.app import IamQueryApi
+from berth.api.oci import app as oci
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
 from berth.config import Settings
@@ -84,6 +86,7 @@ class BerthApp:
             log.warning("purged %d abandoned uploads", purged)
 
     async def shutdown(self) -> None:
+        self.oci = self.control = None  # from here on, requests are answered 503
         if self.uploads is not None:
             self.uploads.close()
         if self.db is not None:
@@ -94,17 +97,13 @@ class BerthApp:
         if kind == "http":
             path: str = scope["path"]
             if path.startswith("/v2") and (len(path) == 3 or path[3] == "/"):
-                if self.oci is None:
-                    await self.startup()
-                assert self.oci is not None
-                await self.oci(scope, receive, send)
+                face = self.oci  # started by the lifespan protocol only, never by a request
+                await (oci.unavailable(scope, send) if face is None else face(scope, receive, send))
                 return
             if path == "/" and (scope["method"] == "POST" or b"Action=" in scope.get("query_string", b"")):
                 # the AWS control plane; a GET with Action= is a presigned IAM/STS query request
-                if self.control is None:
-                    await self.startup()
-                assert self.control is not None
-                await self.control(scope, receive, send)
+                plane = self.control
+                await (control.unavailable(scope, send) if plane is None else plane(scope, receive, send))
                 return
             await self.web(scope, receive, send)  # type: ignore[arg-type]
         elif kind == "lifespan":
@@ -115,8 +114,7 @@ class BerthApp:
             msg = await receive()
             if msg["type"] == "lifespan.startup":
                 try:
-                    if self.oci is None:
-                        await self.startup()
+                    await self.startup()
                 except Exception as e:  # report to the server, which then refuses to start
                     log.exception("startup failed")
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
@@ -131,7 +129,8 @@ class BerthApp:
         return PlainTextResponse("ok")
 
     async def _readyz(self, request: Request) -> Any:
-        return JSONResponse({"ready": self.oci is not None})
+        ready = self.oci is not None  # started by lifespan, and not shutting down
+        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 def create_app(settings: Settings) -> BerthApp:

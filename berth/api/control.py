@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Protocol
 
+from berth.api.ecr import errors as ecr_errors
 from berth.api.ecr.app import MAX_BODY, EcrApi
 from berth.api.ecr.errors import error_body
+from berth.api.iam import xml
 from berth.api.oci.http import ClientDisconnected, PayloadTooLarge, Receive, Scope, Send, header, read_body
+
+log = logging.getLogger("berth.control")
 
 
 class QueryApi(Protocol):
@@ -20,6 +26,17 @@ class ControlPlane:
         self.query_api = query_api
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._handle(scope, receive, send)
+        except Exception:  # each face answers its own faults; this is the net under them
+            request_id = str(uuid.uuid4())
+            log.exception("control plane request failed; request id %s", request_id)
+            if header(scope, b"x-amz-target") is not None:
+                await _send(send, *ecr_errors.fault(request_id))
+            else:
+                await _send(send, *_query_error(500, "ServiceFailure", "internal error", request_id))
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             body = await read_body(receive, MAX_BODY)
         except PayloadTooLarge:
@@ -41,6 +58,22 @@ class ControlPlane:
         else:
             result = error_body("UnknownOperationException", "missing X-Amz-Target")
         await _send(send, *result)
+
+
+async def unavailable(scope: Scope, send: Send) -> None:
+    """503 in the shape of the face asked (ECR JSON or IAM/STS XML): the app has not started (no lifespan
+    startup has run) or is shutting down. The body is left unread."""
+    request_id = str(uuid.uuid4())
+    message = "Berth is not serving: it has not started (or is shutting down); retry shortly"
+    if header(scope, b"x-amz-target") is not None:
+        await _send(send, *error_body("ServiceUnavailable", message, request_id=request_id))
+    else:
+        await _send(send, *_query_error(503, "ServiceUnavailable", message, request_id))
+
+
+def _query_error(status: int, code: str, message: str, request_id: str) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Content-Type": "text/xml", "x-amzn-RequestId": request_id}
+    return status, headers, xml.error_document("iam", code, message, request_id, sender=status < 500)
 
 
 async def _send(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:

@@ -64,12 +64,16 @@ class PolicyAuthorizer:
 
     async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
         self._fresh()
+        proposed = context.proposed_repository_policy
         key = (principal.arn, action, resource, context.source_ip)
-        hit = self._decisions.get(key)
+        hit = self._decisions.get(key) if proposed is None else None
         if hit is not None:
             return hit
         account, region, name = _parse_arn(resource)
-        resource_policy = await self._policy((account, region, name), "repository") if name else None
+        if proposed is not None and name:
+            resource_policy: Policy | None = parse_policy(proposed, "repository")
+        else:
+            resource_policy = await self._policy((account, region, name), "repository") if name else None
         registry_policy = await self._policy((account, region), "registry") if account else None
         if registry_policy is not None and self._v1.get((account, region)) and action not in _V1_ACTIONS:
             registry_policy = None
@@ -90,6 +94,6 @@ class PolicyAuthorizer:
         request = AuthzRequest(principal.arn, principal.account, action, resource, account or principal.account, ctx)
         identity = await self.identity.identity_policies(principal)
         decision = evaluate(request, identity, resource_policy, registry_policy)
-        if len(self._decisions) < 100_000:
+        if proposed is None and len(self._decisions) < 100_000:
             self._decisions[key] = decision
         return decision

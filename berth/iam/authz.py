@@ -35,6 +35,9 @@ class Context:
     source_ip: str = ""
     secure_transport: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
+    # Decide as if this repository policy text were stored in place of the repository's own:
+    # SetRepositoryPolicy's "would the new policy lock the caller out" check, through the same seam.
+    proposed_repository_policy: str | None = None
 
 
 def repository_arn(region: str, account: str, name: str) -> str:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from berth.db import iam as q
-from berth.db.iam import KeyRow, UserOutcome, UserRow
+from berth.db.iam import KeyRow, UserOutcome
 from berth.db.store import Backend
 from berth.iam import tokens
 from berth.iam.authz import Principal
@@ -28,6 +28,7 @@ from berth.iam.errors import (
     MalformedPolicyDocument,
     NoSuchEntity,
 )
+from berth.iam.model import AccessKey, User
 from berth.iam.policy import Policy, parse_policy
 
 ADMIN_USER = "admin"
@@ -53,7 +54,7 @@ class IdentityService:
         self.clock = clock
         self._version: int | None = None
         self._checked = 0.0
-        self._keys: dict[str, KeyRow | None] = {}
+        self._keys: dict[str, AccessKey | None] = {}
         self._policies: dict[tuple[str, str], tuple[Policy, ...]] = {}
         self._token_keys: dict[str, bytes] = {}
 
@@ -106,23 +107,23 @@ class IdentityService:
 
     # users
 
-    async def create_user(self, account: str, name: str, path: str = "/") -> UserRow:
+    async def create_user(self, account: str, name: str, path: str = "/") -> User:
         if not _USER_NAME.fullmatch(name):
             raise InvalidInput(f"invalid user name {name!r}")
         user_id = "AIDA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(17))
         row = await self.db.write(q.create_user, account, name, user_id, path, self.clock())
         if row is None:
             raise EntityAlreadyExists(f"User with name {name} already exists.")
-        return row
+        return User.from_row(row)
 
-    async def get_user(self, account: str, name: str) -> UserRow:
+    async def get_user(self, account: str, name: str) -> User:
         row = await self.db.read(q.get_user, account, name)
         if row is None:
             raise NoSuchEntity(f"The user with name {name} cannot be found.")
-        return row
+        return User.from_row(row)
 
-    async def list_users(self, account: str, after: str = "", limit: int = 100) -> list[UserRow]:
-        return await self.db.read(q.list_users, account, after, limit)
+    async def list_users(self, account: str, after: str = "", limit: int = 100) -> list[User]:
+        return [User.from_row(r) for r in await self.db.read(q.list_users, account, after, limit)]
 
     async def delete_user(self, account: str, name: str) -> None:
         result = await self.db.write(q.delete_user, account, name)
@@ -134,7 +135,7 @@ class IdentityService:
     # access keys
 
     async def create_access_key(self, account: str, user: str, key_id: str | None = None,
-                                secret: str | None = None) -> KeyRow:
+                                secret: str | None = None) -> AccessKey:
         await self.get_user(account, user)
         if len(await self.db.read(q.list_access_keys, account, user)) >= MAX_KEYS_PER_USER:
             raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}")
@@ -151,11 +152,11 @@ class IdentityService:
             raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}")
         if outcome is UserOutcome.KEY_EXISTS:
             raise EntityAlreadyExists(f"access key {key.id} already exists")
-        return key
+        return AccessKey.from_row(key)
 
-    async def list_access_keys(self, account: str, user: str) -> list[KeyRow]:
+    async def list_access_keys(self, account: str, user: str) -> list[AccessKey]:
         await self.get_user(account, user)
-        return await self.db.read(q.list_access_keys, account, user)
+        return [AccessKey.from_row(k) for k in await self.db.read(q.list_access_keys, account, user)]
 
     async def update_access_key(self, account: str, user: str, key_id: str, status: str) -> None:
         if status not in ("Active", "Inactive"):
@@ -167,13 +168,14 @@ class IdentityService:
         if not await self.db.write(q.delete_access_key, account, user, key_id):
             raise NoSuchEntity(f"The Access Key with id {key_id} cannot be found.")
 
-    async def active_key(self, key_id: str) -> KeyRow | None:
+    async def active_key(self, key_id: str) -> AccessKey | None:
         """The key if it exists and is active: the request path's lookup, cached."""
         self._fresh()
         if key_id in self._keys:
             key = self._keys[key_id]
         else:
-            key = await self.db.read(q.get_access_key, key_id)
+            row = await self.db.read(q.get_access_key, key_id)
+            key = None if row is None else AccessKey.from_row(row)
             if len(self._keys) < 100_000:
                 self._keys[key_id] = key
         return key if key is not None and key.status == "Active" else None

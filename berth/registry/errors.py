@@ -1,4 +1,8 @@
-"""Domain errors. Codes are the registry's vocabulary (the OCI error codes); edges translate them."""
+"""Domain errors. Codes are the registry's vocabulary (the OCI error codes); edges translate them.
+
+Each face has one total table from code to its wire error (berth/api/oci/errors.py,
+berth/api/ecr/errors.py); tests/unit/test_error_tables.py fails when a code here has no entry there.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Any
 
 
 class RegistryError(Exception):
-    code = "UNKNOWN"
+    code = "UNKNOWN"  # raised bare: a failure the registry cannot name (the faces answer it as a fault)
 
     def __init__(self, message: str, detail: Any = None, **extra: Any) -> None:
         super().__init__(message)
@@ -15,8 +19,16 @@ class RegistryError(Exception):
         self.extra = extra
 
 
+# code -> class, every domain error defined (the error-table tests enumerate it)
+CODES: dict[str, type[RegistryError]] = {}
+
+
 def define(code: str) -> type[RegistryError]:
-    return type("".join(p.title() for p in code.split("_")), (RegistryError,), {"code": code})
+    if code in CODES:
+        raise ValueError(f"domain error {code} is defined twice")
+    cls = type("".join(p.title() for p in code.split("_")), (RegistryError,), {"code": code})
+    CODES[code] = cls
+    return cls
 
 
 BlobUnknown = define("BLOB_UNKNOWN")
@@ -37,6 +49,7 @@ Unsupported = define("UNSUPPORTED")
 RangeInvalid = define("RANGE_INVALID")
 UploadOutOfOrder = define("UPLOAD_OUT_OF_ORDER")
 Denied = define("DENIED")
+PaginationNumberInvalid = define("PAGINATION_NUMBER_INVALID")
 
 # the ECR views' refusals (berth/registry/images.py, repositories.py)
 ImageIdInvalid = define("IMAGE_ID_INVALID")

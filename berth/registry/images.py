@@ -14,12 +14,10 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
 
 from berth.db import images as qi
 from berth.db import registry as q
-from berth.db.images import ImageKey, ImageRow
-from berth.db.registry import RepoRow
+from berth.db.images import ImageRow
 from berth.registry.errors import (
     BlobUnknown,
     DigestInvalid,
@@ -36,6 +34,7 @@ from berth.registry.errors import (
     TagInvalid,
     UploadOutOfOrder,
 )
+from berth.registry.model import ImageFailure, ImageId, ImageView, LayerFailure, LayerInfo, Referrer, Repository
 from berth.registry.names import check_digest, check_tag
 from berth.registry.service import Manifest, RegistryService
 
@@ -60,56 +59,6 @@ MISSING_ID = "MissingDigestAndTag"
 REFERENCED = "ImageReferencedByManifestList"
 INVALID_LAYER_DIGEST = "InvalidLayerDigest"
 MISSING_LAYER_DIGEST = "MissingLayerDigest"
-
-
-@dataclass(frozen=True, slots=True)
-class ImageId:
-    digest: str | None = None
-    tag: str | None = None
-
-    def wire(self) -> dict[str, str]:
-        out = {}
-        if self.digest is not None:
-            out["imageDigest"] = self.digest
-        if self.tag is not None:
-            out["imageTag"] = self.tag
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class ImageFailure:
-    image_id: ImageId
-    code: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ImageView:
-    """What DescribeImages says about one image."""
-
-    digest: str
-    tags: list[str]
-    size: int
-    pushed_at: float
-    last_pulled_at: float | None
-    media_type: str
-    artifact_media_type: str | None
-    subject: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class LayerInfo:
-    digest: str
-    available: bool
-    size: int | None = None
-    media_type: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LayerFailure:
-    digest: str
-    code: str
-    reason: str
 
 
 def _view(row: ImageRow, tags: list[str]) -> ImageView:
@@ -158,16 +107,16 @@ class Images:
 
     # listing and describing
 
-    async def list_ids(self, repo: RepoRow, tag_status: str, after: tuple[str, str],
-                       limit: int) -> list[ImageKey]:
-        return await self.db.read(qi.list_image_ids, repo.id, tag_status, after, limit)
+    async def list_ids(self, repo: Repository, tag_status: str, after: tuple[str, str],
+                       limit: int) -> list[tuple[str, str | None]]:
+        return [(k.digest, k.tag) for k in await self.db.read(qi.list_image_ids, repo.id, tag_status, after, limit)]
 
-    async def list_views(self, repo: RepoRow, tag_status: str, after: str, limit: int) -> list[ImageView]:
+    async def list_views(self, repo: Repository, tag_status: str, after: str, limit: int) -> list[ImageView]:
         rows = await self.db.read(qi.list_images, repo.id, tag_status, after, limit)
         tags = await self.db.read(qi.tags_of, repo.id, [r.digest for r in rows]) if rows else {}
         return [_view(r, tags.get(r.digest, [])) for r in rows]
 
-    async def describe(self, repo: RepoRow, ids: Sequence[ImageId]) -> list[ImageView]:
+    async def describe(self, repo: Repository, ids: Sequence[ImageId]) -> list[ImageView]:
         """The images `ids` name, once each in request order; ManifestUnknown for the first that names none."""
         digests: list[str] = []
         for image_id in ids:
@@ -180,7 +129,7 @@ class Images:
         tags = await self.db.read(qi.tags_of, repo.id, digests)
         return [_view(rows[d], tags.get(d, [])) for d in digests if d in rows]
 
-    async def _resolve(self, repo: RepoRow, image_id: ImageId) -> str | None:
+    async def _resolve(self, repo: Repository, image_id: ImageId) -> str | None:
         """The digest an image id names, None if none; syntax errors raise (DigestInvalid, TagInvalid)."""
         if image_id.digest is None and image_id.tag is None:
             raise ImageIdInvalid("an image id needs an imageDigest or an imageTag")
@@ -198,7 +147,7 @@ class Images:
 
     # BatchGetImage
 
-    async def get(self, repo: RepoRow, ids: Sequence[ImageId],
+    async def get(self, repo: Repository, ids: Sequence[ImageId],
                   accepted: Sequence[str] | None) -> tuple[list[tuple[ImageId, Manifest]], list[ImageFailure]]:
         found: list[tuple[ImageId, Manifest]] = []
         failures: list[ImageFailure] = []
@@ -230,7 +179,7 @@ class Images:
 
     # BatchDeleteImage
 
-    async def delete(self, repo: RepoRow, ids: Sequence[ImageId]) -> tuple[list[ImageId], list[ImageFailure]]:
+    async def delete(self, repo: Repository, ids: Sequence[ImageId]) -> tuple[list[ImageId], list[ImageFailure]]:
         """BatchDeleteImage: each id through RegistryService.delete_image / remove_tag (the OCI face's paths),
         with ECR's rule that an image's last tag takes the image; each refusal becomes a per-item failure."""
         deleted: list[ImageId] = []
@@ -256,7 +205,7 @@ class Images:
 
     # PutImage
 
-    async def put(self, repo: RepoRow, body: bytes, media_type: str | None, tag: str | None,
+    async def put(self, repo: Repository, body: bytes, media_type: str | None, tag: str | None,
                   digest: str | None) -> Manifest:
         """Store a manifest through RegistryService.put_manifest, with ECR's extra refusals (in its transaction)."""
         if digest is not None:
@@ -277,29 +226,15 @@ class Images:
 
     # ListImageReferrers
 
-    async def referrers(self, repo: RepoRow, subject: str, artifact_types: Sequence[str] | None,
-                        after: str, limit: int) -> list[dict[str, object]]:
-        """The manifests whose subject is `subject` (the OCI referrers API's data), digest order after `after`."""
-        check_digest(subject)
-        out: list[dict[str, object]] = []
-        for r in await self.db.read(q.referrers, repo.id, subject):
-            if r.digest <= after or (artifact_types and r.artifact_type not in artifact_types):
-                continue
-            entry: dict[str, object] = {"digest": r.digest, "mediaType": r.media_type}
-            if r.artifact_type:
-                entry["artifactType"] = r.artifact_type
-            entry["size"] = r.size
-            if r.annotations:
-                entry["annotations"] = r.annotations
-            entry["artifactStatus"] = "ACTIVE"
-            out.append(entry)
-            if len(out) >= limit:
-                break
-        return out
+    async def referrers(self, repo: Repository, subject: str, artifact_types: Sequence[str] | None,
+                        after: str, limit: int) -> list[Referrer]:
+        """The manifests whose subject is `subject`, digest order after `after`, at most `limit`."""
+        found = await self.registry.referrers(repo, subject, artifact_types)
+        return [r for r in found if r.digest > after][:limit]
 
     # layers
 
-    async def start_upload(self, repo: RepoRow) -> str:
+    async def start_upload(self, repo: Repository) -> str:
         """An upload session, as Uploads.start makes one, with the UUID id ECR's model requires."""
         uploads = self.registry.uploads
         upload_id = str(uuid.uuid4())
@@ -307,7 +242,7 @@ class Images:
         await self.db.write(q.create_upload, upload_id, repo.id, uploads.clock())
         return upload_id
 
-    async def upload_part(self, repo: RepoRow, upload_id: str, first: int, last: int, data: bytes) -> int:
+    async def upload_part(self, repo: Repository, upload_id: str, first: int, last: int, data: bytes) -> int:
         """Append one part, which must start where the upload stands; the new size."""
         uploads = self.registry.uploads
         size = await uploads.status(repo.id, upload_id)
@@ -320,7 +255,7 @@ class Images:
         except UploadOutOfOrder as e:  # another part got there first
             raise LayerPartInvalid(e.message, received=e.extra.get("size", size)) from None
 
-    async def complete_upload(self, repo: RepoRow, upload_id: str, digest: str) -> str:
+    async def complete_upload(self, repo: Repository, upload_id: str, digest: str) -> str:
         check_digest(digest)
         uploads = self.registry.uploads
         if await uploads.status(repo.id, upload_id) == 0:
@@ -335,7 +270,7 @@ class Images:
                                      f"'{repo.name}' in registry with id '{repo.account_id}'")
         return digest
 
-    async def layers(self, repo: RepoRow, digests: Sequence[str]) -> tuple[list[LayerInfo], list[LayerFailure]]:
+    async def layers(self, repo: Repository, digests: Sequence[str]) -> tuple[list[LayerInfo], list[LayerFailure]]:
         failures: list[LayerFailure] = []
         valid: list[str] = []
         for d in dict.fromkeys(digests):
@@ -358,7 +293,7 @@ class Images:
             layers.append(LayerInfo(d, True, sizes[d], None if body is None else _descriptor_type(body, d)))
         return layers, failures
 
-    async def layer_for_download(self, repo: RepoRow, digest: str) -> int:
+    async def layer_for_download(self, repo: Repository, digest: str) -> int:
         """The size of a layer an image in the repository uses; BlobUnknown or LayerInaccessible otherwise."""
         check_digest(digest)
         size = await self.db.read(q.repo_blob_size, repo.id, digest)

@@ -4,17 +4,12 @@ scanning flag and resource tags. Shared by every face that manages repositories.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from berth.db import repositories as q
-from berth.db.registry import RepoRow
 from berth.db.repositories import RepoOutcome
 from berth.db.store import Backend
 from berth.registry.errors import (
@@ -26,6 +21,7 @@ from berth.registry.errors import (
     TagParameterInvalid,
     TooManyTags,
 )
+from berth.registry.model import Encryption, Mutability, Repository, TagFilter, encryption_dict, filter_dicts
 from berth.registry.names import NAME_RE, check_name
 
 MAX_RESOURCE_TAGS = 50  # TooManyTagsException: "a maximum of 50 tags can be applied to a repository"
@@ -54,28 +50,19 @@ def not_found(account: str, name: str) -> RegistryError:
                        detail={"name": name})
 
 
-@dataclass(frozen=True, slots=True)
-class Mutability:
-    mode: str
-    filters: tuple[tuple[str, str], ...]  # (filterType, filter)
-
-    def filter_list(self) -> list[dict[str, str]]:
-        return [{"filterType": t, "filter": f} for t, f in self.filters]
-
-
 def check_mutability(mode: str | None, filters: Sequence[dict[str, str]] | None) -> Mutability:
     """ECR's rule: exclusion filters go with the *_WITH_EXCLUSION modes, and only with them."""
     mode = mode or "MUTABLE"
     if mode not in MUTABILITIES:
         raise _invalid("imageTagMutability", f"Member must satisfy enum value set: [{', '.join(MUTABILITIES)}]")
-    parsed: list[tuple[str, str]] = []
+    parsed: list[TagFilter] = []
     for f in filters or ():
         ftype, value = f.get("filterType", ""), f.get("filter", "")
         if ftype != "WILDCARD" or not _FILTER_RE.fullmatch(value):
             raise _invalid("imageTagMutabilityExclusionFilters",
                            f"Invalid image tag mutability exclusion filter {ftype}:{value!r}")
-        if (ftype, value) not in parsed:
-            parsed.append((ftype, value))
+        if TagFilter(ftype, value) not in parsed:
+            parsed.append(TagFilter(ftype, value))
     if mode in WITH_EXCLUSION and not parsed:
         raise _invalid("imageTagMutabilityExclusionFilters",
                        f"imageTagMutabilityExclusionFilters must be specified when imageTagMutability is {mode}")
@@ -88,10 +75,10 @@ def check_mutability(mode: str | None, filters: Sequence[dict[str, str]] | None)
     return Mutability(mode, tuple(parsed))
 
 
-def check_encryption(config: dict[str, str] | None) -> dict[str, str]:
+def check_encryption(config: dict[str, str] | None) -> Encryption:
     """The encryption configuration as recorded: AES256 by default; a KMS key only with the KMS types."""
     if not config:
-        return {"encryptionType": "AES256"}
+        return Encryption()
     kind, key = config.get("encryptionType"), config.get("kmsKey")
     if kind not in ENCRYPTION_TYPES:
         raise _invalid("encryptionConfiguration.encryptionType",
@@ -100,8 +87,8 @@ def check_encryption(config: dict[str, str] | None) -> dict[str, str]:
         if key is not None:
             raise _invalid("encryptionConfiguration.kmsKey",
                            "A KMS key can only be specified when the encryption type is KMS or KMS_DSSE")
-        return {"encryptionType": kind}
-    return {"encryptionType": kind, **({"kmsKey": key} if key else {})}
+        return Encryption(kind)
+    return Encryption(kind, key or None)
 
 
 def _tag_text_ok(text: str) -> bool:
@@ -137,21 +124,6 @@ def check_tags(tags: Sequence[dict[str, str]] | None) -> list[tuple[str, str]]:
     return list(pairs.items())
 
 
-def encode_token(after: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"v": 1, "after": after}).encode()).decode()
-
-
-def decode_token(token: str) -> str:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        after = data["after"] if isinstance(data, dict) and data.get("v") == 1 else None
-    except (binascii.Error, ValueError, KeyError, UnicodeError):
-        after = None
-    if not isinstance(after, str):
-        raise _invalid("nextToken", "Invalid NextToken")
-    return after
-
-
 def parse_repository_arn(arn: str, region: str) -> tuple[str, str]:
     """(account, name) of `arn:aws:ecr:<region>:<account>:repository/<name>` in this region."""
     parts = arn.split(":", 5)
@@ -176,65 +148,62 @@ class RepositoryAdmin:
 
     async def create(self, account: str, region: str, name: str, *, tags: Sequence[dict[str, str]] | None = None,
                      mutability: str | None = None, exclusion_filters: Sequence[dict[str, str]] | None = None,
-                     scan_on_push: bool = False, encryption: dict[str, str] | None = None) -> RepoRow:
+                     scan_on_push: bool = False, encryption: dict[str, str] | None = None) -> Repository:
         check_name(name)
         mode = check_mutability(mutability, exclusion_filters)
         enc = check_encryption(encryption)
         pairs = check_tags(tags)
         repo = await self.db.write(q.create_with_tags, account, region, name, self.clock(), mode.mode,
-                                   mode.filter_list(), scan_on_push, enc, pairs)
+                                   filter_dicts(mode.filters), scan_on_push, encryption_dict(enc), pairs)
         if repo is None:
             raise RepositoryExists(f"The repository with name '{name}' already exists in the registry with id "
                                    f"'{account}'")
-        return repo
+        return Repository.from_row(repo)
 
     async def describe(self, account: str, region: str, names: Sequence[str] | None = None,
-                       max_results: int | None = None, next_token: str | None = None
-                       ) -> tuple[list[RepoRow], str | None]:
-        """Named repositories (all must exist, in the order asked), or one page of all of them."""
+                       max_results: int | None = None, after: str | None = None
+                       ) -> tuple[list[Repository], bool]:
+        """Named repositories (all must exist, in the order asked), or one page of all of them in name
+        order after `after` (the last name of the previous page); and whether more follow."""
         if names is not None:
             if max_results is not None:
                 raise _invalid("maxResults", "maxResults cannot be specified with repositoryNames")
-            if next_token is not None:
+            if after is not None:
                 raise _invalid("nextToken", "nextToken cannot be specified with repositoryNames")
             wanted = list(dict.fromkeys(names))
             found = await self.db.read(q.repositories_named, account, region, wanted)
             for name in wanted:
                 if name not in found:
                     raise not_found(account, name)
-            return [found[n] for n in wanted], None
-        after = decode_token(next_token) if next_token is not None else ""
+            return [Repository.from_row(found[n]) for n in wanted], False
         limit = max_results if max_results is not None else DEFAULT_PAGE
         if not 1 <= limit <= 1000:
             raise _invalid("maxResults", "Member must have value between 1 and 1000")
-        rows = await self.db.read(q.list_repositories, account, region, after, limit + 1)
-        if len(rows) > limit:
-            rows = rows[:limit]
-            return rows, encode_token(rows[-1].name)
-        return rows, None
+        rows = await self.db.read(q.list_repositories, account, region, after or "", limit + 1)
+        return [Repository.from_row(r) for r in rows[:limit]], len(rows) > limit
 
-    async def delete(self, account: str, region: str, name: str, force: bool = False) -> RepoRow:
+    async def delete(self, account: str, region: str, name: str, force: bool = False) -> Repository:
         change = await self.db.write(q.delete_repository, account, region, name, force)
         if change.outcome is RepoOutcome.NOT_EMPTY:
             raise RepositoryNotEmpty(f"The repository with name '{name}' in registry with id '{account}' cannot "
                                      "be deleted because it still contains images")
         if change.outcome is not RepoOutcome.DONE or change.repo is None:
             raise not_found(account, name)
-        return change.repo
+        return Repository.from_row(change.repo)
 
     async def set_tag_mutability(self, account: str, region: str, name: str, mutability: str,
-                                 exclusion_filters: Sequence[dict[str, str]] | None) -> RepoRow:
+                                 exclusion_filters: Sequence[dict[str, str]] | None) -> Repository:
         mode = check_mutability(mutability, exclusion_filters)
-        repo = await self.db.write(q.set_tag_mutability, account, region, name, mode.mode, mode.filter_list())
+        repo = await self.db.write(q.set_tag_mutability, account, region, name, mode.mode, filter_dicts(mode.filters))
         if repo is None:
             raise not_found(account, name)
-        return repo
+        return Repository.from_row(repo)
 
-    async def set_scan_on_push(self, account: str, region: str, name: str, scan_on_push: bool) -> RepoRow:
+    async def set_scan_on_push(self, account: str, region: str, name: str, scan_on_push: bool) -> Repository:
         repo = await self.db.write(q.set_scan_on_push, account, region, name, scan_on_push)
         if repo is None:
             raise not_found(account, name)
-        return repo
+        return Repository.from_row(repo)
 
     async def tags(self, account: str, region: str, name: str) -> list[tuple[str, str]]:
         found = await self.db.read(q.tags_of, account, region, name)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from berth.db import images as qi
 from berth.db import registry as q
-from berth.db.registry import DeleteOutcome, Deletion, ManifestRow, NewManifest, PutOutcome, RepoRow
+from berth.db.registry import DeleteOutcome, Deletion, ManifestRow, NewManifest, PutOutcome
 from berth.db.store import Backend
 from berth.registry import manifests
 from berth.registry.errors import (
@@ -26,7 +25,7 @@ from berth.registry.errors import (
     NameUnknown,
     TagImmutable,
 )
-from berth.registry.immutability import tag_is_immutable
+from berth.registry.model import Referrer, Repository
 from berth.registry.names import check_digest, check_name, check_tag, is_digest
 from berth.registry.uploads import READ_CHUNK, Uploads
 from berth.storage import BlobStore
@@ -63,7 +62,7 @@ class RegistryService:
         self.clock = clock
         # Read caches for the hot paths, dropped whenever any writer commits (db.version()).
         self._version: int | None = None
-        self._repos: dict[tuple[str, str, str], RepoRow] = {}
+        self._repos: dict[tuple[str, str, str], Repository] = {}
         self._pulls: dict[tuple[str, str, str, str], Manifest] = {}
         # Pull times: (account, region, name, digest) -> when last queued for writing; written off the request path.
         self._pull_marks: dict[tuple[str, str, str, str], float] = {}
@@ -83,7 +82,7 @@ class RegistryService:
     # repositories
 
     async def repository(self, account: str, region: str, name: str, for_push: bool = False,
-                         may_create: Callable[[], Awaitable[None]] | None = None) -> RepoRow:
+                         may_create: Callable[[], Awaitable[None]] | None = None) -> Repository:
         """The repository, or NAME_UNKNOWN. A push to a missing one creates it when create-on-push is on,
         after `may_create` (the caller's authorization of ecr:CreateRepository) has not raised."""
         check_name(name)
@@ -91,20 +90,22 @@ class RegistryService:
         cacheable = self._fresh()
         if cacheable and (repo := self._repos.get(key)) is not None:
             return repo
-        repo = await self.db.read(q.get_repository, account, region, name)
-        if repo is None and for_push and self.create_on_push:
+        row = await self.db.read(q.get_repository, account, region, name)
+        if row is None and for_push and self.create_on_push:
             if may_create is not None:
                 await may_create()
-            repo, _ = await self.db.write(q.create_repository, account, region, name, self.clock())
-        if repo is None:
+            row, _ = await self.db.write(q.create_repository, account, region, name, self.clock())
+        if row is None:
             raise NameUnknown(f"repository {name!r} not found", detail={"name": name})
+        repo = Repository.from_row(row)
         if cacheable:
             self._repos[key] = repo
         return repo
 
-    async def create_repository(self, account: str, region: str, name: str) -> tuple[RepoRow, bool]:
+    async def create_repository(self, account: str, region: str, name: str) -> tuple[Repository, bool]:
         check_name(name)
-        return await self.db.write(q.create_repository, account, region, name, self.clock())
+        row, created = await self.db.write(q.create_repository, account, region, name, self.clock())
+        return Repository.from_row(row), created
 
     async def resource_tags(self, account: str, region: str, name: str) -> dict[str, str]:
         return await self.db.read(q.repository_tags, account, region, name)
@@ -114,7 +115,7 @@ class RegistryService:
 
     # blobs
 
-    async def blob_size(self, repo: RepoRow, digest: str) -> int:
+    async def blob_size(self, repo: Repository, digest: str) -> int:
         check_digest(digest)
         size = await self.db.read(q.repo_blob_size, repo.id, digest)
         if size is None:
@@ -133,12 +134,12 @@ class RegistryService:
             offset += len(data)
             yield data
 
-    async def delete_blob(self, repo: RepoRow, digest: str) -> None:
+    async def delete_blob(self, repo: Repository, digest: str) -> None:
         check_digest(digest)
         if not await self.db.write(q.unlink_blob, repo.id, digest):
             raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
 
-    async def mount_blob(self, repo: RepoRow, source: RepoRow, digest: str) -> int | None:
+    async def mount_blob(self, repo: Repository, source: Repository, digest: str) -> int | None:
         """Link a blob readable from `source` into `repo`; its size, or None when `source` lacks it."""
         check_digest(digest)
         return await self.db.write(q.mount_blob, repo.id, source.id, digest, self.clock())
@@ -149,7 +150,7 @@ class RegistryService:
     def _manifest(row: ManifestRow) -> Manifest:
         return Manifest(row.digest, row.media_type, row.body, row.subject_digest)
 
-    async def get_manifest(self, repo: RepoRow, reference: str) -> Manifest:
+    async def get_manifest(self, repo: Repository, reference: str) -> Manifest:
         if is_digest(reference):
             check_digest(reference)
             row = await self.db.read(q.manifest_by_digest, repo.id, reference)
@@ -222,14 +223,14 @@ class RegistryService:
             raise DigestInvalid("manifest digest does not match its content", detail={"digest": reference})
         return PreparedManifest(tag, digest, body, parsed)
 
-    async def put_manifest(self, repo: RepoRow, reference: str | PreparedManifest, body: bytes = b"",
+    async def put_manifest(self, repo: Repository, reference: str | PreparedManifest, body: bytes = b"",
                            content_type: str | None = None, only_new: bool = False) -> Manifest:
         """Store a manifest (and its tag). Everything it references is checked in the transaction that writes
         it. `only_new` (ECR's PutImage) refuses, with ImageAlreadyExists, a push that would change nothing."""
         prepared = reference if isinstance(reference, PreparedManifest) else \
             self.prepare_manifest(reference, body, content_type)
         tag, digest, body, parsed = prepared.tag, prepared.digest, prepared.body, prepared.parsed
-        locked = tag is not None and tag_is_immutable(repo.tag_mutability, repo.tag_mutability_filters, tag)
+        locked = tag is not None and repo.mutability.is_immutable(tag)
         row = NewManifest(digest, parsed.media_type, parsed.artifact_type,
                           parsed.subject.digest if parsed.subject else None, parsed.annotations or None,
                           body, parsed.image_size, parsed.refs())
@@ -253,13 +254,13 @@ class RegistryService:
 
     # deletion: one method per meaning, for both faces
 
-    async def delete_image(self, repo: RepoRow, digest: str) -> Deletion:
+    async def delete_image(self, repo: Repository, digest: str) -> Deletion:
         """Delete an image (a manifest) and all its tags: ManifestUnknown, or ManifestReferenced (nothing
         deleted) while an index in the repository lists it."""
         check_digest(digest)
         return self._deleted(await self.db.write(q.delete_image, repo.id, digest), digest=digest)
 
-    async def remove_tag(self, repo: RepoRow, tag: str, expected: str | None = None,
+    async def remove_tag(self, repo: Repository, tag: str, expected: str | None = None,
                          last_takes_image: bool = False) -> Deletion:
         """Remove a tag (ManifestUnknown if there is none; ImageDigestMismatch if it names another digest
         than `expected`). With `last_takes_image` (ECR's rule) an image's last tag takes the image with it,
@@ -280,28 +281,20 @@ class RegistryService:
                                      detail={"digest": d.digest}, parents=list(d.parents))
         return d
 
-    async def delete_manifest(self, repo: RepoRow, reference: str) -> None:
+    async def delete_manifest(self, repo: Repository, reference: str) -> None:
         """`DELETE /v2/<name>/manifests/<reference>`: a digest deletes the image, a tag only the tag."""
         if is_digest(reference):
             await self.delete_image(repo, reference)
         else:
             await self.remove_tag(repo, reference)
 
-    async def list_tags(self, repo: RepoRow, last: str, n: int | None) -> list[str]:
+    async def list_tags(self, repo: Repository, last: str, n: int | None) -> list[str]:
         return await self.db.read(q.list_tags, repo.id, last, ALL if n is None else n)
 
-    async def referrers(self, repo: RepoRow, subject: str, artifact_type: str | None) -> bytes:
-        """The OCI image index of manifests whose subject is `subject`, optionally filtered."""
+    async def referrers(self, repo: Repository, subject: str,
+                        artifact_types: Sequence[str] | None = None) -> list[Referrer]:
+        """The manifests whose subject is `subject`, in digest order; only these artifact types if given."""
         check_digest(subject)
-        entries = []
-        for r in await self.db.read(q.referrers, repo.id, subject):
-            if artifact_type is not None and r.artifact_type != artifact_type:
-                continue
-            entry: dict[str, object] = {"mediaType": r.media_type, "digest": r.digest, "size": r.size}
-            if r.artifact_type:
-                entry["artifactType"] = r.artifact_type
-            if r.annotations:
-                entry["annotations"] = r.annotations
-            entries.append(entry)
-        index = {"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": entries}
-        return json.dumps(index, separators=(",", ":")).encode()
+        return [Referrer(r.digest, r.media_type, r.artifact_type, r.size, r.annotations)
+                for r in await self.db.read(q.referrers, repo.id, subject)
+                if not artifact_types or r.artifact_type in artifact_types]

@@ -247,7 +247,10 @@ def test_describe_named_repositories(ecr: BaseClient) -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"maxResults": 0}, {"maxResults": 1001}, {"nextToken": "not-a-token"},
-                                    {"nextToken": base64.urlsafe_b64encode(b'{"after": 1}').decode()}])
+                                    {"nextToken": base64.urlsafe_b64encode(b'{"after": 1}').decode()},
+                                    # well-formed, but a NUL no name can hold (PostgreSQL text cannot)
+                                    {"nextToken": base64.urlsafe_b64encode(
+                                        b'{"op":"DescribeRepositories","after":["a\\u0000b"]}').decode()}])
 def test_describe_repositories_bad_paging(ecr: BaseClient, kwargs: dict[str, Any]) -> None:
     raises(ecr, "InvalidParameterException", ecr.describe_repositories, **kwargs)
 

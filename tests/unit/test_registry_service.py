@@ -14,7 +14,6 @@ import pytest
 
 from berth.db import registry as q
 from berth.db.migrate import sqlalchemy_url, upgrade
-from berth.db.registry import RepoRow
 from berth.db.sqlite import SqliteBackend
 from berth.db.store import Q, Txn
 from berth.registry.errors import (
@@ -31,6 +30,7 @@ from berth.registry.errors import (
     Unsupported,
 )
 from berth.registry.manifests import OCI_EMPTY, OCI_INDEX, OCI_MANIFEST
+from berth.registry.model import Referrer, Repository
 from berth.registry.service import Manifest, RegistryService
 from berth.registry.uploads import Uploads
 from berth.storage.filesystem import FilesystemBlobStore
@@ -101,7 +101,7 @@ async def stream(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def push_blob(svc: RegistryService, repo: RepoRow, data: bytes, media_type: str) -> dict[str, Any]:
+async def push_blob(svc: RegistryService, repo: Repository, data: bytes, media_type: str) -> dict[str, Any]:
     async def repo_id() -> int:
         return repo.id
 
@@ -113,7 +113,7 @@ def encode(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, indent=3).encode()
 
 
-async def push_image(svc: RegistryService, repo: RepoRow, seed: str, tag: str | None = None,
+async def push_image(svc: RegistryService, repo: Repository, seed: str, tag: str | None = None,
                      **extra: Any) -> Manifest:
     config = await push_blob(svc, repo, json.dumps({"seed": seed, "os": "linux"}).encode(), OCI_CONFIG)
     layer = await push_blob(svc, repo, f"layer of {seed}".encode() * 100, OCI_LAYER)
@@ -121,7 +121,7 @@ async def push_image(svc: RegistryService, repo: RepoRow, seed: str, tag: str | 
     return await svc.put_manifest(repo, tag or sha256(body), body, OCI_MANIFEST)
 
 
-async def push_artifact(svc: RegistryService, repo: RepoRow, subject: Manifest, artifact_type: str,
+async def push_artifact(svc: RegistryService, repo: Repository, subject: Manifest, artifact_type: str,
                         payload: bytes, annotations: dict[str, str] | None = None) -> Manifest:
     await push_blob(svc, repo, b"{}", OCI_EMPTY)
     layer = await push_blob(svc, repo, payload, "application/octet-stream")
@@ -393,10 +393,10 @@ def test_repository_cache_sees_changed_settings(env: Env) -> None:
     async def body(svc: RegistryService) -> None:
         repo = await svc.repository(ACCOUNT, REGION, "team/app", for_push=True)
         await push_image(svc, repo, "first", "v1")
-        assert (await svc.repository(ACCOUNT, REGION, "team/app")).tag_mutability == "MUTABLE"  # cached
+        assert (await svc.repository(ACCOUNT, REGION, "team/app")).mutability.mode == "MUTABLE"  # cached
         await svc.db.write(make_immutable, repo.id)
         repo = await svc.repository(ACCOUNT, REGION, "team/app")
-        assert repo.tag_mutability == "IMMUTABLE"
+        assert repo.mutability.mode == "IMMUTABLE"
         with pytest.raises(TagImmutable):
             await push_image(svc, repo, "second", "v1")
 
@@ -407,8 +407,9 @@ def test_repository_cache_sees_changed_settings(env: Env) -> None:
 
 def test_immutable_tags(env: Env) -> None:
     async def body(svc: RegistryService) -> None:
-        repo, _ = await svc.db.write(q.create_repository, ACCOUNT, REGION, "locked", 0.0, "IMMUTABLE_WITH_EXCLUSION",
-                                     [{"filter": "latest", "filterType": "WILDCARD"}])
+        row, _ = await svc.db.write(q.create_repository, ACCOUNT, REGION, "locked", 0.0, "IMMUTABLE_WITH_EXCLUSION",
+                                    [{"filter": "latest", "filterType": "WILDCARD"}])
+        repo = Repository.from_row(row)
         v1 = await push_image(svc, repo, "one", "v1")
         assert (await push_image(svc, repo, "one", "v1")).digest == v1.digest  # the same content again: fine
         with pytest.raises(TagImmutable) as info:
@@ -434,22 +435,18 @@ def test_referrers(env: Env) -> None:
         assert sig.subject == image.digest
         await push_image(svc, repo, "unrelated")
 
-        index = json.loads(await svc.referrers(repo, image.digest, None))
-        assert index["schemaVersion"] == 2 and index["mediaType"] == OCI_INDEX
         expected = sorted([
-            {"mediaType": OCI_MANIFEST, "digest": sig.digest, "size": len(sig.body), "artifactType": SIG_TYPE,
-             "annotations": {"created": "2024-01-01"}},
-            {"mediaType": OCI_MANIFEST, "digest": sbom.digest, "size": len(sbom.body), "artifactType": SBOM_TYPE},
-        ], key=lambda e: e["digest"])
-        assert index["manifests"] == expected
+            Referrer(sig.digest, OCI_MANIFEST, SIG_TYPE, len(sig.body), {"created": "2024-01-01"}),
+            Referrer(sbom.digest, OCI_MANIFEST, SBOM_TYPE, len(sbom.body), None),
+        ], key=lambda e: e.digest)
+        assert await svc.referrers(repo, image.digest) == expected
 
-        only_sboms = json.loads(await svc.referrers(repo, image.digest, SBOM_TYPE))
-        assert [e["digest"] for e in only_sboms["manifests"]] == [sbom.digest]
-        nothing = json.loads(await svc.referrers(repo, image.digest, "application/x-none"))
-        assert nothing == {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
-        assert json.loads(await svc.referrers(repo, sha256(b"no such subject"), None))["manifests"] == []
+        only_sboms = await svc.referrers(repo, image.digest, [SBOM_TYPE])
+        assert [e.digest for e in only_sboms] == [sbom.digest]
+        assert await svc.referrers(repo, image.digest, ["application/x-none"]) == []
+        assert await svc.referrers(repo, sha256(b"no such subject")) == []
         with pytest.raises(DigestInvalid):
-            await svc.referrers(repo, "latest", None)
+            await svc.referrers(repo, "latest")
 
     env.run(body)
 
@@ -459,8 +456,7 @@ def test_referrer_pushed_before_its_subject(env: Env) -> None:
         repo = await svc.repository(ACCOUNT, REGION, "team/app", for_push=True)
         future = Manifest(sha256(b"not yet pushed"), OCI_MANIFEST, b"not yet pushed", None)
         sig = await push_artifact(svc, repo, future, SIG_TYPE, b"early signature")
-        index = json.loads(await svc.referrers(repo, future.digest, None))
-        assert [e["digest"] for e in index["manifests"]] == [sig.digest]
+        assert [e.digest for e in await svc.referrers(repo, future.digest)] == [sig.digest]
 
     env.run(body)
 
@@ -473,8 +469,8 @@ def test_image_manifest_artifact_type_defaults_to_config_media_type(env: Env) ->
         body = encode({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": [],
                        "subject": {"mediaType": OCI_MANIFEST, "digest": subject.digest, "size": len(subject.body)}})
         await svc.put_manifest(repo, sha256(body), body, None)
-        index = json.loads(await svc.referrers(repo, subject.digest, "application/vnd.cncf.helm.config.v1+json"))
-        assert [e["digest"] for e in index["manifests"]] == [sha256(body)]
+        found = await svc.referrers(repo, subject.digest, ["application/vnd.cncf.helm.config.v1+json"])
+        assert [e.digest for e in found] == [sha256(body)]
 
     env.run(body)
 

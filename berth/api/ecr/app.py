@@ -15,6 +15,7 @@ from typing import Any
 
 from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.ecr import errors, model
+from berth.api.ecr.errors import EcrError
 from berth.iam import sigv4
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn
 from berth.iam.errors import IamError
@@ -27,52 +28,6 @@ from berth.registry.service import RegistryService
 
 log = logging.getLogger("berth.ecr")
 MAX_BODY = 32 * 1024 * 1024  # UploadLayerPart carries up to 20 MiB, base64-encoded
-
-
-class EcrError(Exception):
-    """An AWS exception raised by a handler: `name` is its __type, `extra` its modelled members."""
-
-    def __init__(self, name: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.name = name
-        self.message = message
-        self.extra = extra
-
-
-# Domain error code -> ECR exception, for errors a handler lets through.
-REGISTRY_ERRORS: dict[str, str] = {
-    "NAME_UNKNOWN": "RepositoryNotFoundException",
-    "NAME_INVALID": "InvalidParameterException",
-    "TAG_INVALID": "InvalidParameterException",
-    "TAG_IMMUTABLE": "ImageTagAlreadyExistsException",
-    "MANIFEST_UNKNOWN": "ImageNotFoundException",
-    "MANIFEST_INVALID": "InvalidParameterException",
-    "MANIFEST_TOO_LARGE": "InvalidParameterException",
-    "MANIFEST_BLOB_UNKNOWN": "LayersNotFoundException",
-    "MANIFEST_REFERENCED": "InvalidParameterException",
-    "DIGEST_INVALID": "InvalidParameterException",
-    "BLOB_UNKNOWN": "LayersNotFoundException",
-    "BLOB_UPLOAD_UNKNOWN": "UploadNotFoundException",
-    "BLOB_UPLOAD_INVALID": "InvalidLayerException",
-    "UPLOAD_OUT_OF_ORDER": "InvalidLayerPartException",
-    "SIZE_INVALID": "InvalidLayerPartException",
-    "UNSUPPORTED": "InvalidParameterException",
-    "DENIED": "AccessDeniedException",
-    # the ECR views' own refusals (berth/registry/images.py, repositories.py)
-    "IMAGE_ID_INVALID": "InvalidParameterException",
-    "IMAGE_ALREADY_EXISTS": "ImageAlreadyExistsException",
-    "IMAGE_DIGEST_MISMATCH": "ImageDigestDoesNotMatchException",
-    "REFERENCED_IMAGES_UNKNOWN": "ReferencedImagesNotFoundException",
-    "EMPTY_UPLOAD": "EmptyUploadException",
-    "LAYER_INVALID": "InvalidLayerException",
-    "LAYER_ALREADY_EXISTS": "LayerAlreadyExistsException",
-    "LAYER_INACCESSIBLE": "LayerInaccessibleException",
-    "REPOSITORY_ALREADY_EXISTS": "RepositoryAlreadyExistsException",
-    "REPOSITORY_NOT_EMPTY": "RepositoryNotEmptyException",
-    "TAG_PARAMETER_INVALID": "InvalidTagParameterException",
-    "TOO_MANY_TAGS": "TooManyTagsException",
-    "PARAMETER_INVALID": "InvalidParameterException",
-}
 
 
 @dataclass
@@ -175,10 +130,9 @@ class EcrApi:
         except EcrError as e:
             return errors.error_body(e.name, e.message, request_id=request_id, **e.extra)
         except RegistryError as e:
-            return errors.error_body(REGISTRY_ERRORS.get(e.code, "InvalidParameterException"), e.message,
-                                     request_id=request_id)
+            return errors.error_body(errors.REGISTRY_ERRORS[e.code], e.message, request_id=request_id)
         except IamError as e:
-            return errors.error_body("InvalidParameterException", e.message, request_id=request_id)
+            return errors.error_body(errors.IAM_ERRORS[e.code], e.message, request_id=request_id)
         except Exception:  # never a bare 500: ServerException is the model's own fault shape
-            log.exception("ECR operation failed")
-            return errors.error_body("ServerException", "internal error", request_id=request_id)
+            log.exception("ECR %s failed; request id %s", target, request_id)
+            return errors.fault(request_id)

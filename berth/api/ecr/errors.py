@@ -14,9 +14,9 @@ from typing import Any
 
 from berth.api.ecr import model
 from berth.iam import sigv4
+from berth.registry.errors import RegistryError
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
-
 
 
 def _model_exceptions() -> dict[str, int]:
@@ -43,9 +43,76 @@ COMMON_EXCEPTIONS: dict[str, int] = {
     "IncompleteSignatureException": 400,
     "SerializationException": 400,
     "UnknownOperationException": 400,
+    "ServiceUnavailable": 503,  # the server has not started (lifespan has not run) or is shutting down
 }
 
 STATUS: dict[str, int] = {**MODEL_EXCEPTIONS, **COMMON_EXCEPTIONS}
+
+# Every domain error code (berth.registry.errors) -> its ECR exception. Total: no default
+# (tests/unit/test_error_tables.py enumerates the codes); the operations may word the message.
+REGISTRY_ERRORS: dict[str, str] = {
+    "NAME_UNKNOWN": "RepositoryNotFoundException",
+    "NAME_INVALID": "InvalidParameterException",
+    "TAG_INVALID": "InvalidParameterException",
+    "TAG_IMMUTABLE": "ImageTagAlreadyExistsException",
+    "MANIFEST_UNKNOWN": "ImageNotFoundException",
+    "MANIFEST_INVALID": "InvalidParameterException",
+    "MANIFEST_TOO_LARGE": "InvalidParameterException",
+    "MANIFEST_BLOB_UNKNOWN": "LayersNotFoundException",
+    "MANIFEST_REFERENCED": "InvalidParameterException",
+    "DIGEST_INVALID": "InvalidParameterException",
+    "BLOB_UNKNOWN": "LayersNotFoundException",
+    "BLOB_UPLOAD_UNKNOWN": "UploadNotFoundException",
+    "BLOB_UPLOAD_INVALID": "InvalidLayerException",
+    "UPLOAD_OUT_OF_ORDER": "InvalidLayerPartException",
+    "SIZE_INVALID": "InvalidLayerPartException",
+    "RANGE_INVALID": "InvalidParameterException",
+    "UNSUPPORTED": "InvalidParameterException",
+    "DENIED": "AccessDeniedException",
+    "PAGINATION_NUMBER_INVALID": "InvalidParameterException",
+    "UNKNOWN": "ServerException",  # a bare RegistryError: a fault, not the caller's
+    # the ECR views' own refusals (berth/registry/images.py, repositories.py)
+    "IMAGE_ID_INVALID": "InvalidParameterException",
+    "IMAGE_ALREADY_EXISTS": "ImageAlreadyExistsException",
+    "IMAGE_DIGEST_MISMATCH": "ImageDigestDoesNotMatchException",
+    "REFERENCED_IMAGES_UNKNOWN": "ReferencedImagesNotFoundException",
+    "EMPTY_UPLOAD": "EmptyUploadException",
+    "LAYER_INVALID": "InvalidLayerException",
+    "LAYER_PART_INVALID": "InvalidLayerPartException",
+    "LAYER_ALREADY_EXISTS": "LayerAlreadyExistsException",
+    "LAYER_INACCESSIBLE": "LayerInaccessibleException",
+    "REPOSITORY_ALREADY_EXISTS": "RepositoryAlreadyExistsException",
+    "REPOSITORY_NOT_EMPTY": "RepositoryNotEmptyException",
+    "TAG_PARAMETER_INVALID": "InvalidTagParameterException",
+    "TOO_MANY_TAGS": "TooManyTagsException",
+    "PARAMETER_INVALID": "InvalidParameterException",
+}
+
+# Every identity error code (berth.iam.errors) -> its ECR exception, for those an ECR operation meets.
+IAM_ERRORS: dict[str, str] = {
+    "ServiceFailure": "ServerException",  # a bare IamError
+    "NoSuchEntity": "InvalidParameterException",
+    "EntityAlreadyExists": "InvalidParameterException",
+    "DeleteConflict": "InvalidParameterException",
+    "MalformedPolicyDocument": "InvalidParameterException",
+    "LimitExceeded": "LimitExceededException",
+    "InvalidInput": "InvalidParameterException",
+}
+
+
+class EcrError(Exception):
+    """An AWS exception raised by a handler: `name` is its __type, `extra` its modelled members."""
+
+    def __init__(self, name: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.name = name
+        self.message = message
+        self.extra = extra
+
+
+def translated(e: RegistryError, message: str | None = None, **extra: Any) -> EcrError:
+    """The domain error as its one ECR exception (REGISTRY_ERRORS), in the operation's own words if given."""
+    return EcrError(REGISTRY_ERRORS[e.code], e.message if message is None else message, **extra)
 
 # How a SigV4 failure is named on the JSON face (an expired signature is InvalidSignatureException there).
 SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {
@@ -83,3 +150,9 @@ def from_exception(exc: Exception, *, request_id: str | None = None) -> tuple[in
     if isinstance(exc, model.RequestError):
         return error_body(exc.code, exc.message, request_id=request_id)
     raise TypeError(f"no AWS error for {type(exc).__name__}")
+
+
+def fault(request_id: str) -> tuple[int, dict[str, str], bytes]:
+    """An unexpected failure: ServerException, the fault the ECR model declares (500, so botocore retries
+    it and boto3 raises ecr.exceptions.ServerException), naming the request id the log line carries."""
+    return error_body("ServerException", f"internal error; request id {request_id}", request_id=request_id)

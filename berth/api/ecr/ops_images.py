@@ -3,16 +3,13 @@ ListImageReferrers. The rules live in berth.registry.images; this translates sha
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from collections.abc import Sequence
 from typing import Any
 
-from berth.api.ecr.app import EcrCall, EcrError, Handler
-from berth.db.registry import RepoRow
+from berth.api.ecr.app import EcrCall, Handler
+from berth.api.ecr.errors import EcrError, translated
+from berth.api.ecr.paging import decode_token, encode_token
 from berth.registry.errors import NameUnknown, RegistryError
-from berth.registry.images import ImageFailure, ImageId, ImageView
+from berth.registry.model import ImageFailure, ImageId, ImageView, Referrer, Repository
 
 DEFAULT_PAGE = 100  # ListImages / DescribeImages without maxResults
 DEFAULT_REFERRERS_PAGE = 20  # ListImageReferrers without maxResults
@@ -20,37 +17,23 @@ INACTIVE = ("ARCHIVED", "ACTIVATING")  # nothing is archived here: these status 
 
 
 
-async def repository(c: EcrCall) -> RepoRow:
+async def repository(c: EcrCall) -> Repository:
     name = c.params["repositoryName"]
     try:
         return await c.services.registry.repository(c.registry_id, c.region, name)
-    except NameUnknown:
-        raise EcrError("RepositoryNotFoundException",
-                       f"The repository with name '{name}' does not exist in the registry with id "
-                       f"'{c.registry_id}'") from None
+    except NameUnknown as e:
+        raise translated(e, f"The repository with name '{name}' does not exist in the registry with id "
+                            f"'{c.registry_id}'") from None
 
 
-def encode_token(op: str, key: Sequence[str]) -> str:
-    raw = json.dumps({"op": op, "after": list(key)}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_token(c: EcrCall, size: int) -> list[str] | None:
-    """The keyset position a nextToken carries (None on a first page); InvalidParameterException if forged."""
-    token = c.params.get("nextToken")
-    if token is None:
-        return None
-    try:
-        doc = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after = doc["after"]
-        valid = (doc["op"] == c.op and isinstance(after, list) and len(after) == size
-                 and all(isinstance(x, str) for x in after))
-    except (ValueError, TypeError, KeyError, binascii.Error):
-        valid = False
-    if not valid:
-        raise EcrError("InvalidParameterException",
-                       "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid pagination token'")
-    return list(after)
+def wire_id(image_id: ImageId) -> dict[str, str]:
+    """The model's ImageIdentifier."""
+    out = {}
+    if image_id.digest is not None:
+        out["imageDigest"] = image_id.digest
+    if image_id.tag is not None:
+        out["imageTag"] = image_id.tag
+    return out
 
 
 def image_ids(c: EcrCall) -> list[ImageId]:
@@ -58,7 +41,7 @@ def image_ids(c: EcrCall) -> list[ImageId]:
 
 
 def failure(f: ImageFailure) -> dict[str, Any]:
-    return {"imageId": f.image_id.wire(), "failureCode": f.code, "failureReason": f.reason}
+    return {"imageId": wire_id(f.image_id), "failureCode": f.code, "failureReason": f.reason}
 
 
 def _status_filter(c: EcrCall) -> tuple[str, bool]:
@@ -74,14 +57,14 @@ async def list_images(c: EcrCall) -> dict[str, Any]:
     after = decode_token(c, 2) or ["", ""]
     rows = [] if none else await c.services.images.list_ids(repo, tag_status, (after[0], after[1]),
                                                                        limit + 1)
-    out: dict[str, Any] = {"imageIds": [ImageId(d, t).wire() for d, t in rows[:limit]]}
+    out: dict[str, Any] = {"imageIds": [wire_id(ImageId(d, t)) for d, t in rows[:limit]]}
     if len(rows) > limit:
         d, t = rows[limit - 1]
         out["nextToken"] = encode_token(c.op, (d, t or ""))
     return out
 
 
-def detail(c: EcrCall, repo: RepoRow, v: ImageView) -> dict[str, Any]:
+def detail(c: EcrCall, repo: Repository, v: ImageView) -> dict[str, Any]:
     out: dict[str, Any] = {"registryId": c.registry_id, "repositoryName": repo.name, "imageDigest": v.digest}
     if v.tags:
         out["imageTags"] = v.tags
@@ -113,10 +96,9 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
             if e.code != "MANIFEST_UNKNOWN":
                 raise
             missing: ImageId = e.detail
-            raise EcrError("ImageNotFoundException",
-                           f"The image with imageId {{imageDigest:'{missing.digest}', imageTag:'{missing.tag}'}} "
-                           f"does not exist within the repository with name '{repo.name}' in the registry with id "
-                           f"'{c.registry_id}'") from None
+            raise translated(e, f"The image with imageId {{imageDigest:'{missing.digest}', "
+                                f"imageTag:'{missing.tag}'}} does not exist within the repository with name "
+                                f"'{repo.name}' in the registry with id '{c.registry_id}'") from None
         return {"imageDetails": [detail(c, repo, v) for v in views]}
     tag_status, none = _status_filter(c)
     limit = c.params.get("maxResults") or DEFAULT_PAGE
@@ -131,7 +113,7 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
 async def batch_get_image(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
     found, failures = await c.services.images.get(repo, image_ids(c), c.params.get("acceptedMediaTypes"))
-    images = [{"registryId": c.registry_id, "repositoryName": repo.name, "imageId": image_id.wire(),
+    images = [{"registryId": c.registry_id, "repositoryName": repo.name, "imageId": wire_id(image_id),
                "imageManifest": m.body.decode("utf-8", errors="replace"), "imageManifestMediaType": m.media_type}
               for image_id, m in found]
     return {"images": images, "failures": [failure(f) for f in failures]}
@@ -140,7 +122,7 @@ async def batch_get_image(c: EcrCall) -> dict[str, Any]:
 async def batch_delete_image(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
     deleted, failures = await c.services.images.delete(repo, image_ids(c))
-    return {"imageIds": [i.wire() for i in deleted], "failures": [failure(f) for f in failures]}
+    return {"imageIds": [wire_id(i) for i in deleted], "failures": [failure(f) for f in failures]}
 
 
 async def put_image(c: EcrCall) -> dict[str, Any]:
@@ -153,19 +135,18 @@ async def put_image(c: EcrCall) -> dict[str, Any]:
     except RegistryError as e:
         if e.code == "MANIFEST_BLOB_UNKNOWN":
             missing = (e.detail or {}).get("digest")
-            raise EcrError("LayersNotFoundException",
-                           f"Layers with digests '[{missing}]' required for pushing image into repository with "
-                           f"name '{repo.name}' in the registry with id '{c.registry_id}' do not exist") from None
+            raise translated(e, f"Layers with digests '[{missing}]' required for pushing image into repository "
+                                f"with name '{repo.name}' in the registry with id '{c.registry_id}' do not exist"
+                             ) from None
         if e.code == "TAG_IMMUTABLE":
-            raise EcrError("ImageTagAlreadyExistsException",
-                           f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot be "
-                           f"overwritten because the tag is immutable.") from None
+            raise translated(e, f"The image tag '{tag}' already exists in the '{repo.name}' repository and cannot "
+                                f"be overwritten because the tag is immutable.") from None
         if e.code in ("MANIFEST_INVALID", "MANIFEST_TOO_LARGE", "UNSUPPORTED"):
             message = f"Invalid parameter at 'ImageManifest' failed to satisfy constraint: '{e.message}'"
-            raise EcrError("InvalidParameterException", message) from None
+            raise translated(e, message) from None
         raise
     return {"image": {"registryId": c.registry_id, "repositoryName": repo.name,
-                      "imageId": ImageId(m.digest, tag).wire(), "imageManifest": c.params["imageManifest"],
+                      "imageId": wire_id(ImageId(m.digest, tag)), "imageManifest": c.params["imageManifest"],
                       "imageManifestMediaType": m.media_type}}
 
 
@@ -178,9 +159,21 @@ async def list_image_referrers(c: EcrCall) -> dict[str, Any]:
     subject = c.params["subjectId"]["imageDigest"]
     entries = [] if f.get("artifactStatus", "ACTIVE") in INACTIVE else await c.services.images.referrers(
         repo, subject, f.get("artifactTypes") or None, after[0], limit + 1)
-    out: dict[str, Any] = {"referrers": entries[:limit]}
+    out: dict[str, Any] = {"referrers": [referrer_shape(r) for r in entries[:limit]]}
     if len(entries) > limit:
-        out["nextToken"] = encode_token(c.op, (str(entries[limit - 1]["digest"]),))
+        out["nextToken"] = encode_token(c.op, (entries[limit - 1].digest,))
+    return out
+
+
+def referrer_shape(r: Referrer) -> dict[str, Any]:
+    """The model's ImageReferrer."""
+    out: dict[str, Any] = {"digest": r.digest, "mediaType": r.media_type}
+    if r.artifact_type:
+        out["artifactType"] = r.artifact_type
+    out["size"] = r.size
+    if r.annotations:
+        out["annotations"] = r.annotations
+    out["artifactStatus"] = "ACTIVE"
     return out
 
 

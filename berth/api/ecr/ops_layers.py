@@ -9,7 +9,8 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from berth.api.ecr.app import EcrCall, EcrError, Handler
+from berth.api.ecr.app import EcrCall, Handler
+from berth.api.ecr.errors import EcrError, translated
 from berth.api.ecr.ops_images import repository
 from berth.registry.errors import RegistryError
 from berth.registry.images import PART_SIZE
@@ -46,7 +47,7 @@ async def upload_layer_part(c: EcrCall) -> dict[str, Any]:
                                      "uploadId": upload_id}
             if received:  # the last byte already stored; absent while the upload is still empty
                 extra["lastValidByteReceived"] = received - 1
-            raise EcrError("InvalidLayerPartException", e.message, **extra) from None
+            raise translated(e, **extra) from None
         raise
     return {"registryId": c.registry_id, "repositoryName": repo.name, "uploadId": upload_id,
             "lastByteReceived": size - 1}

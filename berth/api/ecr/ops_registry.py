@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from berth.api.ecr.app import EcrCall, EcrError, Handler
+from berth.api.ecr.app import EcrCall, Handler
+from berth.api.ecr.errors import EcrError
 from berth.iam import tokens
-from berth.iam.policy import AuthzRequest, PolicyError, evaluate, parse_policy
+from berth.iam.policy import PolicyError
 from berth.iam.resources import ResourcePolicies
+from berth.registry.model import Repository
 
 
 def _parse(text: str, kind: str) -> None:
@@ -33,7 +36,7 @@ async def describe_registry(c: EcrCall) -> dict[str, Any]:
     return {"registryId": c.registry_id, "replicationConfiguration": {"rules": []}}
 
 
-async def _repo(c: EcrCall) -> Any:
+async def _repo(c: EcrCall) -> Repository:
     return await c.services.registry.repository(c.registry_id, c.region, c.params["repositoryName"])
 
 
@@ -50,15 +53,15 @@ async def set_repository_policy(c: EcrCall) -> dict[str, Any]:
 
 
 async def _keeps_access(c: EcrCall, text: str) -> bool:
-    """Would the caller still be allowed ecr:SetRepositoryPolicy under the new policy?"""
+    """Would the caller still be allowed ecr:SetRepositoryPolicy under the new policy? Asked of the one
+    authorizer, with this request's own context, as if `text` were already the repository's policy."""
+    context = replace(c.context, proposed_repository_policy=text)
     resource = c.repo_arn(c.params["repositoryName"])
-    request = AuthzRequest(c.principal.arn, c.principal.account, "ecr:SetRepositoryPolicy", resource,
-                           c.registry_id, {"aws:SourceIp": c.context.source_ip})
-    identity = await c.services.identity.identity_policies(c.principal)
-    return evaluate(request, identity, parse_policy(text, "repository")).allowed
+    decision = await c.services.authorizer.authorize(c.principal, "ecr:SetRepositoryPolicy", resource, context)
+    return decision.allowed
 
 
-def _repository_policy(c: EcrCall, repo: Any, text: str | None) -> dict[str, Any]:
+def _repository_policy(c: EcrCall, repo: Repository, text: str | None) -> dict[str, Any]:
     if text is None:
         raise EcrError("RepositoryPolicyNotFoundException",
                        f"Repository policy does not exist for the repository with name '{repo.name}' in the "

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from berth.api.ecr.app import EcrCall, Handler
-from berth.db.registry import RepoRow
+from berth.api.ecr.paging import decode_token, encode_token
 from berth.iam.authz import repository_arn
+from berth.registry.model import Encryption, Mutability, Repository
 from berth.registry.repositories import parse_repository_arn
 
 
-def repository_shape(c: EcrCall, repo: RepoRow) -> dict[str, Any]:
+def mutability_shape(m: Mutability) -> dict[str, Any]:
+    out: dict[str, Any] = {"imageTagMutability": m.mode}
+    if m.filters:
+        out["imageTagMutabilityExclusionFilters"] = [{"filterType": f.kind, "filter": f.pattern} for f in m.filters]
+    return out
+
+
+def encryption_shape(e: Encryption) -> dict[str, str]:
+    return {"encryptionType": e.kind, **({"kmsKey": e.kms_key} if e.kms_key else {})}
+
+
+def repository_shape(c: EcrCall, repo: Repository) -> dict[str, Any]:
     """The model's `Repository` structure."""
     shape: dict[str, Any] = {
         "repositoryArn": repository_arn(repo.region, repo.account_id, repo.name),
@@ -19,13 +30,10 @@ def repository_shape(c: EcrCall, repo: RepoRow) -> dict[str, Any]:
         "repositoryName": repo.name,
         "repositoryUri": f"{repo.account_id}.dkr.ecr.{repo.region}.{c.services.domain}/{repo.name}",
         "createdAt": repo.created_at,
-        "imageTagMutability": repo.tag_mutability,
+        **mutability_shape(repo.mutability),
+        "imageScanningConfiguration": {"scanOnPush": repo.scan_on_push},
+        "encryptionConfiguration": encryption_shape(repo.encryption),
     }
-    filters = json.loads(repo.tag_mutability_filters or "[]")
-    if filters:
-        shape["imageTagMutabilityExclusionFilters"] = filters
-    shape["imageScanningConfiguration"] = {"scanOnPush": bool(repo.scan_on_push)}
-    shape["encryptionConfiguration"] = json.loads(repo.encryption)
     return shape
 
 
@@ -41,11 +49,12 @@ async def create_repository(c: EcrCall) -> dict[str, Any]:
 
 async def describe_repositories(c: EcrCall) -> dict[str, Any]:
     p = c.params
-    repos, token = await c.services.repositories.describe(c.registry_id, c.region, p.get("repositoryNames"),
-                                            p.get("maxResults"), p.get("nextToken"))
+    after = decode_token(c, 1)
+    repos, more = await c.services.repositories.describe(c.registry_id, c.region, p.get("repositoryNames"),
+                                                         p.get("maxResults"), None if after is None else after[0])
     out: dict[str, Any] = {"repositories": [repository_shape(c, r) for r in repos]}
-    if token is not None:
-        out["nextToken"] = token
+    if more:
+        out["nextToken"] = encode_token(c.op, (repos[-1].name,))
     return out
 
 
@@ -59,12 +68,7 @@ async def put_image_tag_mutability(c: EcrCall) -> dict[str, Any]:
     p = c.params
     repo = await c.services.repositories.set_tag_mutability(c.registry_id, c.region, p["repositoryName"],
                                               p["imageTagMutability"], p.get("imageTagMutabilityExclusionFilters"))
-    out: dict[str, Any] = {"registryId": repo.account_id, "repositoryName": repo.name,
-                           "imageTagMutability": repo.tag_mutability}
-    filters = json.loads(repo.tag_mutability_filters or "[]")
-    if filters:
-        out["imageTagMutabilityExclusionFilters"] = filters
-    return out
+    return {"registryId": repo.account_id, "repositoryName": repo.name, **mutability_shape(repo.mutability)}
 
 
 async def put_image_scanning_configuration(c: EcrCall) -> dict[str, Any]:
@@ -72,7 +76,7 @@ async def put_image_scanning_configuration(c: EcrCall) -> dict[str, Any]:
     flag = bool(p["imageScanningConfiguration"].get("scanOnPush", False))
     repo = await c.services.repositories.set_scan_on_push(c.registry_id, c.region, p["repositoryName"], flag)
     return {"registryId": repo.account_id, "repositoryName": repo.name,
-            "imageScanningConfiguration": {"scanOnPush": bool(repo.scan_on_push)}}
+            "imageScanningConfiguration": {"scanOnPush": repo.scan_on_push}}
 
 
 async def _resource(c: EcrCall, action: str) -> tuple[str, str]:

@@ -18,10 +18,10 @@ from urllib.parse import quote
 
 from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.iam import model, xml
-from berth.db.iam import KeyRow, UserRow
 from berth.iam import sigv4
 from berth.iam.authz import Authorizer, Context, Principal
 from berth.iam.errors import IamError, NoSuchEntity
+from berth.iam.model import AccessKey, User
 from berth.iam.service import IdentityService
 
 log = logging.getLogger("berth.iam")
@@ -101,7 +101,7 @@ class Operation:
     authorize: bool = True
 
 
-def _user(call: IamCall, row: UserRow) -> dict[str, Any]:
+def _user(call: IamCall, row: User) -> dict[str, Any]:
     return {"Path": row.path, "UserName": row.name, "UserId": row.user_id,
             "Arn": call.user_arn(row.name, row.path), "CreateDate": row.created_at}
 
@@ -131,7 +131,7 @@ async def list_users(call: IamCall) -> dict[str, Any]:
     prefix = call.params.get("PathPrefix", "/")
     limit = call.params.get("MaxItems", 100)
     after = call.params.get("Marker", "")
-    found: list[UserRow] = []
+    found: list[User] = []
     while len(found) <= limit:
         rows = await call.identity.list_users(call.account, after, limit + 1)
         found += [r for r in rows if r.path.startswith(prefix)]
@@ -149,7 +149,7 @@ async def delete_user(call: IamCall) -> None:
     await call.identity.delete_user(call.account, call.params["UserName"])
 
 
-def _key(row: KeyRow, secret: bool = False) -> dict[str, Any]:
+def _key(row: AccessKey, secret: bool = False) -> dict[str, Any]:
     out = {"UserName": row.user_name, "AccessKeyId": row.id, "Status": row.status, "CreateDate": row.created_at}
     if secret:
         out["SecretAccessKey"] = row.secret
@@ -296,7 +296,7 @@ class IamQueryApi:
         except IamError as e:
             return self._error(service, e.code, e.message, request_id, e.status)
         except Exception:  # never a bare 500: ServiceFailure is IAM's own fault shape
-            log.exception("IAM operation failed")
+            log.exception("IAM/STS request failed; request id %s", request_id)
             return self._error(service, "ServiceFailure", "internal error", request_id)
 
     @staticmethod

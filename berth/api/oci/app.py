@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
 
 from berth.api.auth import Authenticator, challenge
-from berth.api.oci.errors import error_body
+from berth.api.oci.errors import EdgeError, error_body, fault_body
 from berth.api.oci.http import (
     ClientDisconnected,
     Receive,
@@ -23,23 +25,37 @@ from berth.api.oci.http import (
     respond_encoded,
     respond_stream,
 )
-from berth.db.registry import RepoRow
 from berth.iam import tokens
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn
 from berth.registry import manifests
-from berth.registry.errors import Denied, DigestInvalid, RangeInvalid, RegistryError, SizeInvalid, define
-from berth.registry.names import check_name
+from berth.registry.errors import (
+    BlobUnknown,
+    Denied,
+    DigestInvalid,
+    ManifestUnknown,
+    PaginationNumberInvalid,
+    RangeInvalid,
+    RegistryError,
+    SizeInvalid,
+    TagInvalid,
+)
+from berth.registry.model import Repository
+from berth.registry.names import check_name, is_digest
 from berth.registry.service import RegistryService
 
 _ROUTE = re.compile(r"(.+)/(manifests|blobs|tags|referrers)/(.*)", re.S)
 _HOST = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.(.+?)(?::\d+)?")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _CONTENT_RANGE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/\d+|/\*)?")
+log = logging.getLogger("berth.oci")
 
 
-_PaginationInvalid = define("PAGINATION_NUMBER_INVALID")
-_NotFound = define("NOT_FOUND")
-_MethodNotAllowed = define("METHOD_NOT_ALLOWED")
+def _not_found() -> EdgeError:
+    return EdgeError("NOT_FOUND", "not found")
+
+
+def _not_allowed(method: str) -> EdgeError:
+    return EdgeError("METHOD_NOT_ALLOWED", f"{method} not allowed here")
 
 
 @dataclass(slots=True)
@@ -56,6 +72,7 @@ class Call:
     query: dict[str, list[str]]
     headers: dict[bytes, bytes]
     _context: Context | None = None
+    streaming: bool = False  # a streamed body has begun: an error can no longer be answered
 
     def arg(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -87,30 +104,42 @@ class OciApi:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
+        call: Call | None = None
         try:
-            headers = dict(scope["headers"])
-            raw_auth = headers.get(b"authorization")
-            authorization = None if raw_auth is None else raw_auth.decode("latin-1")
-            if authorization is None and method == "GET":
-                authorization = _download_token(scope)
-            principal = self.authn.registry_principal(authorization)
-            if principal is None:
-                status, body = error_body("UNAUTHORIZED", "authentication required")
-                host = headers.get(b"host", b"berth").decode("latin-1")
-                realm = challenge(host, scope.get("scheme", "http"))
-                await respond(send, status, [("Content-Type", "application/json"), *realm.items()],
-                              body, head=method == "HEAD")
-                return
-            host_header = headers.get(b"host")
-            account, region = self._registry_of(None if host_header is None else host_header.decode("latin-1"))
-            qs = scope.get("query_string", b"")
-            call = Call(scope, receive, send, method, principal, account, region,
-                        parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}, headers)
-            await self._route(call, scope["path"])
-        except RegistryError as e:
-            await self._error(send, e, method == "HEAD")
+            try:
+                headers = dict(scope["headers"])
+                raw_auth = headers.get(b"authorization")
+                authorization = None if raw_auth is None else raw_auth.decode("latin-1")
+                if authorization is None and method == "GET":
+                    authorization = _download_token(scope)
+                principal = self.authn.registry_principal(authorization)
+                if principal is None:
+                    status, body = error_body("UNAUTHORIZED", "authentication required")
+                    host = headers.get(b"host", b"berth").decode("latin-1")
+                    realm = challenge(host, scope.get("scheme", "http"))
+                    await respond(send, status, [("Content-Type", "application/json"), *realm.items()],
+                                  body, head=method == "HEAD")
+                    return
+                host_header = headers.get(b"host")
+                account, region = self._registry_of(None if host_header is None else host_header.decode("latin-1"))
+                qs = scope.get("query_string", b"")
+                call = Call(scope, receive, send, method, principal, account, region,
+                            parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}, headers)
+                await self._route(call, scope["path"])
+            except (RegistryError, EdgeError) as e:
+                if call is not None and call.streaming:
+                    raise
+                await self._error(send, e, method == "HEAD")
         except ClientDisconnected:
             return
+        except Exception:
+            request_id = str(uuid.uuid4())
+            log.exception("OCI %s %s failed; request id %s", method, scope.get("path"), request_id)
+            if call is not None and call.streaming:  # the status line is out: only cutting the body short is left
+                raise
+            status, body = fault_body(request_id)
+            await respond(send, status, [("Content-Type", "application/json"), ("X-Request-Id", request_id)],
+                          body, head=method == "HEAD")
 
     def _registry_of(self, host: str | None) -> tuple[str, str]:
         """`<account>.dkr.ecr.<region>.<domain>` selects account and region; any other host the default."""
@@ -120,7 +149,7 @@ class OciApi:
                 return m.group(1), m.group(2)
         return self.default
 
-    async def _error(self, send: Send, e: RegistryError, head: bool) -> None:
+    async def _error(self, send: Send, e: RegistryError | EdgeError, head: bool) -> None:
         status, body = error_body(e.code, e.message, e.detail)
         headers = [("Content-Type", "application/json")]
         if "size" in e.extra:  # an out-of-order chunk: tell the client where the upload stands
@@ -136,13 +165,13 @@ class OciApi:
             return await respond(c.send, 200, [("Content-Type", "application/json")], b"{}",
                                  head=c.method == "HEAD")
         if not path.startswith("/v2/"):
-            raise _NotFound("not found")
+            raise _not_found()
         rest = path[4:]
         if rest == "_catalog":
             return await self._only(c, ("GET",), self.catalog)
         m = _ROUTE.fullmatch(rest)
         if m is None:
-            raise _NotFound("not found")
+            raise _not_found()
         name, kind, tail = m.groups()
         check_name(name)
         if kind == "manifests" and tail and "/" not in tail:
@@ -158,31 +187,31 @@ class OciApi:
             return await self._only(c, ("GET",), self.tags_list, name)
         if kind == "referrers" and tail and "/" not in tail:
             return await self._only(c, ("GET",), self.referrers, name, tail)
-        raise _NotFound("not found")
+        raise _not_found()
 
     async def _only(self, c: Call, methods: tuple[str, ...], handler: Callable[..., Any], *args: Any) -> None:
         if c.method not in methods:
-            raise _MethodNotAllowed(f"{c.method} not allowed here")
+            raise _not_allowed(c.method)
         await handler(c, *args)
 
     async def _manifests(self, c: Call, name: str, ref: str) -> None:
         handler = {"GET": self.get_manifest, "HEAD": self.get_manifest, "PUT": self.put_manifest,
                    "DELETE": self.delete_manifest}.get(c.method)
         if handler is None:
-            raise _MethodNotAllowed(f"{c.method} not allowed here")
+            raise _not_allowed(c.method)
         await handler(c, name, ref)
 
     async def _blob(self, c: Call, name: str, digest: str) -> None:
         handler = {"GET": self.get_blob, "HEAD": self.get_blob, "DELETE": self.delete_blob}.get(c.method)
         if handler is None:
-            raise _MethodNotAllowed(f"{c.method} not allowed here")
+            raise _not_allowed(c.method)
         await handler(c, name, digest)
 
     async def _upload(self, c: Call, name: str, upload_id: str) -> None:
         handler = {"GET": self.upload_status, "PATCH": self.patch_upload, "PUT": self.complete_upload,
                    "DELETE": self.cancel_upload}.get(c.method)
         if handler is None:
-            raise _MethodNotAllowed(f"{c.method} not allowed here")
+            raise _not_allowed(c.method)
         await handler(c, name, upload_id)
 
     # authorization and repositories
@@ -194,7 +223,7 @@ class OciApi:
             if not decision.allowed:
                 raise Denied(f"{c.principal.arn} is not authorized to perform {action} on {resource}")
 
-    async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> RepoRow:
+    async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> Repository:
         await self._allow(c, actions, c.account, c.region, name)
         async def may_create() -> None:
             await self._allow(c, ("ecr:CreateRepository",), c.account, c.region, name)
@@ -217,7 +246,11 @@ class OciApi:
 
     async def get_manifest(self, c: Call, name: str, ref: str) -> None:
         await self._allow(c, ("ecr:BatchGetImage",), c.account, c.region, name)
-        m = await self.registry.pull_manifest(c.account, c.region, name, ref, record=c.method == "GET")
+        try:
+            m = await self.registry.pull_manifest(c.account, c.region, name, ref, record=c.method == "GET")
+        except (TagInvalid, DigestInvalid):  # no manifest has such a name; the spec: not found MUST be 404
+            raise ManifestUnknown("manifest unknown: not a valid tag or digest",
+                                  detail={"digest" if is_digest(ref) else "tag": ref[:200]}) from None
         key = (m.digest, m.media_type)  # the bytes, hence every header, follow from these
         encoded = self._manifest_headers.get(key)
         if encoded is None:
@@ -259,7 +292,15 @@ class OciApi:
     async def referrers(self, c: Call, name: str, digest: str) -> None:
         repo = await self._repo(c, name, "ecr:BatchGetImage")
         artifact_type = c.arg("artifactType")
-        body = await self.registry.referrers(repo, digest, artifact_type)
+        entries = []
+        for r in await self.registry.referrers(repo, digest, None if artifact_type is None else [artifact_type]):
+            entry: dict[str, object] = {"mediaType": r.media_type, "digest": r.digest, "size": r.size}
+            if r.artifact_type:
+                entry["artifactType"] = r.artifact_type
+            if r.annotations:
+                entry["annotations"] = r.annotations
+            entries.append(entry)
+        body = _json({"schemaVersion": 2, "mediaType": manifests.OCI_INDEX, "manifests": entries})
         headers = [("Content-Type", manifests.OCI_INDEX)]
         if artifact_type is not None:
             headers.append(("OCI-Filters-Applied", "artifactType"))
@@ -271,7 +312,10 @@ class OciApi:
         head = c.method == "HEAD"
         action = "ecr:BatchCheckLayerAvailability" if head else "ecr:GetDownloadUrlForLayer"
         repo = await self._repo(c, name, action)
-        size = await self.registry.blob_size(repo, digest)
+        try:
+            size = await self.registry.blob_size(repo, digest)
+        except DigestInvalid:  # no blob has such a name; the spec: not found MUST be 404
+            raise BlobUnknown("blob unknown to registry: not a valid digest", detail={"digest": digest[:200]}) from None
         headers = [("Content-Type", "application/octet-stream"), ("Docker-Content-Digest", digest),
                    ("Accept-Ranges", "bytes"), ("ETag", f'"{digest}"')]
         start, end, status = 0, size, 200
@@ -282,7 +326,10 @@ class OciApi:
             headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         if head:
             return await respond(c.send, status, headers, head=True, length=end - start)
-        await respond_stream(c.send, status, headers, end - start, self.registry.read_blob(digest, start, end))
+        chunks = self.registry.read_blob(digest, start, end)
+        first = await anext(chunks, b"")  # unreadable bytes fail here, before the status line: answerable
+        c.streaming = True
+        await respond_stream(c.send, status, headers, end - start, chunks, first)
 
     async def delete_blob(self, c: Call, name: str, digest: str) -> None:
         repo = await self._repo(c, name, "ecr:BatchDeleteImage")
@@ -318,7 +365,7 @@ class OciApi:
         upload_id = await self.registry.uploads.start(repo.id)
         await respond(c.send, 202, self._upload_headers(name, upload_id, 0))
 
-    async def _mount(self, c: Call, repo: RepoRow, source: str, digest: str) -> bool:
+    async def _mount(self, c: Call, repo: Repository, source: str, digest: str) -> bool:
         """Mount when the caller may pull from `source` and it holds the blob; otherwise False."""
         try:
             check_name(source)
@@ -365,6 +412,13 @@ class OciApi:
         await respond(c.send, 204)
 
 
+async def unavailable(scope: Scope, send: Send) -> None:
+    """503 UNAVAILABLE: the app has not started (no lifespan startup has run) or is shutting down."""
+    status, body = error_body("UNAVAILABLE", "the registry is not serving: it has not started, or is shutting down")
+    await respond(send, status, [("Content-Type", "application/json"), ("Retry-After", "1")], body,
+                  head=scope["method"] == "HEAD")
+
+
 def _download_token(scope: Scope) -> str | None:
     """The registry token of a GetDownloadUrlForLayer URL (`?X-Berth-Token=`), as Basic credentials.
 
@@ -387,7 +441,7 @@ def _page_size(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
     if not (raw.isascii() and raw.isdigit()):
-        raise _PaginationInvalid(f"invalid page size n={raw!r}")
+        raise PaginationNumberInvalid(f"invalid page size n={raw!r}")
     return min(int(raw), 1 << 62)  # beyond any database's LIMIT: "everything"
 
 

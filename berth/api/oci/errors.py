@@ -1,12 +1,16 @@
-"""The OCI error table: domain error code -> (HTTP status, wire code). One place."""
+"""The OCI error table: every domain error code -> (HTTP status, wire code). One place, no default.
+
+DOMAIN covers every code of berth.registry.errors (tests/unit/test_error_tables.py enumerates them);
+EDGE holds the refusals of this face itself (routing, authentication, start-up). A code in neither
+raises KeyError, which the edge answers as a fault (UNKNOWN, 500), never as a guessed 400.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-# domain code: (status, wire code)
-TABLE: dict[str, tuple[int, str]] = {
+DOMAIN: dict[str, tuple[int, str]] = {
     "BLOB_UNKNOWN": (404, "BLOB_UNKNOWN"),
     "BLOB_UPLOAD_INVALID": (400, "BLOB_UPLOAD_INVALID"),
     "BLOB_UPLOAD_UNKNOWN": (404, "BLOB_UPLOAD_UNKNOWN"),
@@ -25,17 +29,59 @@ TABLE: dict[str, tuple[int, str]] = {
     "RANGE_INVALID": (416, "SIZE_INVALID"),
     "UPLOAD_OUT_OF_ORDER": (416, "BLOB_UPLOAD_INVALID"),
     "DENIED": (403, "DENIED"),
-    "UNAUTHORIZED": (401, "UNAUTHORIZED"),
-    "TOOMANYREQUESTS": (429, "TOOMANYREQUESTS"),
     "PAGINATION_NUMBER_INVALID": (400, "PAGINATION_NUMBER_INVALID"),
-    "NOT_FOUND": (404, "UNSUPPORTED"),
-    "METHOD_NOT_ALLOWED": (405, "UNSUPPORTED"),
+    "UNKNOWN": (500, "UNKNOWN"),  # a bare RegistryError: the registry could not name the failure
+    # The ECR views' refusals: raised by the ECR operations only today, mapped here by meaning so that
+    # a service shared by both faces can raise them without an OCI client ever meeting a guessed code.
+    "IMAGE_ID_INVALID": (400, "MANIFEST_INVALID"),
+    "IMAGE_ALREADY_EXISTS": (409, "DENIED"),
+    "IMAGE_DIGEST_MISMATCH": (400, "DIGEST_INVALID"),
+    "REFERENCED_IMAGES_UNKNOWN": (404, "MANIFEST_UNKNOWN"),
+    "LAYER_ALREADY_EXISTS": (409, "DENIED"),
+    "EMPTY_UPLOAD": (400, "BLOB_UPLOAD_INVALID"),
+    "LAYER_INVALID": (400, "DIGEST_INVALID"),
+    "LAYER_PART_INVALID": (416, "BLOB_UPLOAD_INVALID"),
+    "LAYER_INACCESSIBLE": (404, "BLOB_UNKNOWN"),
+    "REPOSITORY_ALREADY_EXISTS": (409, "DENIED"),
+    "REPOSITORY_NOT_EMPTY": (409, "DENIED"),
+    "TAG_PARAMETER_INVALID": (400, "UNSUPPORTED"),
+    "TOO_MANY_TAGS": (400, "UNSUPPORTED"),
+    "PARAMETER_INVALID": (400, "UNSUPPORTED"),
 }
+
+# This face's own refusals, not domain errors.
+EDGE: dict[str, tuple[int, str]] = {
+    "UNAUTHORIZED": (401, "UNAUTHORIZED"),
+    "NOT_FOUND": (404, "UNSUPPORTED"),  # no such route
+    "METHOD_NOT_ALLOWED": (405, "UNSUPPORTED"),
+    "UNAVAILABLE": (503, "UNAVAILABLE"),  # not started (lifespan has not run) or shutting down
+    "TOOMANYREQUESTS": (429, "TOOMANYREQUESTS"),
+}
+
+TABLE: dict[str, tuple[int, str]] = {**DOMAIN, **EDGE}
+
+
+class EdgeError(Exception):
+    """A refusal of the OCI face itself (a code of EDGE)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        if code not in EDGE:
+            raise ValueError(f"{code} is not an OCI edge error")
+        self.code = code
+        self.message = message
+        self.detail: Any = None
+        self.extra: dict[str, Any] = {}
 
 
 def error_body(code: str, message: str, detail: Any = None) -> tuple[int, bytes]:
-    status, wire = TABLE.get(code, (400, code))
+    status, wire = TABLE[code]
     err: dict[str, Any] = {"code": wire, "message": message}
     if detail is not None:
         err["detail"] = detail
     return status, json.dumps({"errors": [err]}).encode()
+
+
+def fault_body(request_id: str) -> tuple[int, bytes]:
+    """An unexpected failure: UNKNOWN, with the request id that the log line carries too."""
+    return error_body("UNKNOWN", f"internal error; request id {request_id}", {"requestId": request_id})

@@ -71,8 +71,12 @@ async def respond_encoded(send: Send, status: int, headers: list[tuple[bytes, by
 
 
 async def respond_stream(send: Send, status: int, headers: Iterable[tuple[str, str]], length: int,
-                         chunks: AsyncIterator[bytes]) -> None:
+                         chunks: AsyncIterator[bytes], first: bytes = b"") -> None:
+    """`first`, then the rest of `chunks`. Read `first` before calling: a body that cannot be read at all
+    then fails before the status line, while it can still be answered with an error."""
     await send({"type": "http.response.start", "status": status, "headers": encode_headers(headers, length)})
+    if first:
+        await send({"type": "http.response.body", "body": first, "more_body": True})
     async for chunk in chunks:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
