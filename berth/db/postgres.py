@@ -27,7 +27,7 @@ async def _run(conn: asyncpg.Connection, fn: TxnFn[T], args: tuple[Any, ...]) ->
     try:
         q: Q = next(gen)
         while True:
-            sql = _numbered(q.sql)
+            sql = _numbered(q.postgres or q.sql)
             if q.how == "one":
                 result: Any = await conn.fetchrow(sql, *q.params)
             elif q.how == "all":

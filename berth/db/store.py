@@ -19,6 +19,7 @@ class Q:
     sql: str
     params: tuple[Any, ...] = ()
     how: str = "exec"  # one | all | exec (rowcount)
+    postgres: str | None = None  # this text instead of `sql` on PostgreSQL (e.g. FOR UPDATE SKIP LOCKED)
 
 
 Txn = Generator[Q, Any, T]
