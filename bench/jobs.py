@@ -3,7 +3,8 @@
     python bench/jobs.py [--jobs 20000] [--workers 1,4] [--backends sqlite,postgres] [--concurrency 32]
 
 Enqueue: the jobs are written by one process in transactions of --per-txn jobs (the outbox shape: a
-change's jobs ride in its transaction), and, separately, one job per transaction. Complete: worker
+change's jobs ride in its transaction), and, separately, one job per transaction (one producer, then
+16 concurrent producers: on SQLite they share one writer, on PostgreSQL they commit in parallel). Complete: worker
 processes (berth.jobs.Worker, a no-op handler, --concurrency jobs at once, claims in batches of as many)
 drain the queue; the clock runs from the moment every job becomes due (run_at, the workers already idle)
 until the last is done. SQLite is a file on disk (synchronous=FULL, as served); PostgreSQL is a throwaway
@@ -63,13 +64,19 @@ async def worker_main(url: str, concurrency: int) -> None:
     await db.close()
 
 
-async def enqueue_phase(url: str, n: int, per_txn: int, run_at: float) -> float:
+async def enqueue_phase(url: str, n: int, per_txn: int, run_at: float, producers: int = 1) -> float:
+    """`producers` tasks share the work, each writing transactions of `per_txn` jobs."""
     db = await open_db(url)
     try:
+        starts = list(range(0, n, per_txn))
+
+        async def produce(k: int) -> None:
+            for i in starts[k::producers]:
+                batch = [NewJob(KIND, {"i": j}, run_at=run_at) for j in range(i, min(n, i + per_txn))]
+                await db.write(q.enqueue_many, batch, time.time())
+
         start = time.perf_counter()
-        for i in range(0, n, per_txn):
-            batch = [NewJob(KIND, {"i": j}, run_at=run_at) for j in range(i, min(n, i + per_txn))]
-            await db.write(q.enqueue_many, batch, time.time())
+        await asyncio.gather(*(produce(k) for k in range(producers)))
         return n / (time.perf_counter() - start)
     finally:
         await db.close()
@@ -90,7 +97,7 @@ async def wait_done(url: str, n: int, due: float, timeout: float = 600) -> float
         await db.close()
 
 
-def run_case(url: str, n: int, per_txn: int, workers: int, concurrency: int) -> tuple[float, float, float]:
+def run_case(url: str, n: int, per_txn: int, workers: int, concurrency: int) -> tuple[float, float, float, float]:
     procs = [subprocess.Popen([sys.executable, __file__, "--worker", url, "--concurrency", str(concurrency)],
                               stdout=subprocess.PIPE, text=True, start_new_session=True) for _ in range(workers)]
     try:
@@ -98,11 +105,13 @@ def run_case(url: str, n: int, per_txn: int, workers: int, concurrency: int) -> 
             assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         single = asyncio.run(enqueue_phase(url, min(n, 1000), 1, time.time() + 3600))  # parked: not due
         clear(url)
+        parallel = asyncio.run(enqueue_phase(url, min(n, 2000), 1, time.time() + 3600, producers=16))
+        clear(url)
         due = time.time() + 3600
         batched = asyncio.run(enqueue_phase(url, n, per_txn, due))
         set_due(url, time.time() + 0.5)
         completed = asyncio.run(wait_done(url, n, time.time() + 0.5))
-        return single, batched, completed
+        return single, parallel, batched, completed
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
@@ -162,9 +171,10 @@ def main() -> None:
                     path = tmp / f"jobs-{w}.db"
                     upgrade(sqlalchemy_url("", path))
                     url = str(path)
-                single, batched, completed = run_case(url, args.jobs, args.per_txn, w, args.concurrency)
-                rows.append((backend, w, single, batched, completed))
-                print(f"{backend:8} workers={w}: enqueue {single:,.0f}/s (1/txn), {batched:,.0f}/s "
+                single, parallel, batched, completed = run_case(url, args.jobs, args.per_txn, w, args.concurrency)
+                rows.append((backend, w, single, parallel, batched, completed))
+                print(f"{backend:8} workers={w}: enqueue {single:,.0f}/s (1/txn), {parallel:,.0f}/s (1/txn, 16 "
+                      f"producers), {batched:,.0f}/s "
                       f"({args.per_txn}/txn); complete {completed:,.0f}/s", file=sys.stderr, flush=True)
     finally:
         if cluster is not None:
@@ -173,10 +183,11 @@ def main() -> None:
 
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n{args.jobs:,} no-op jobs, {args.concurrency} at once per worker process\n")
-    print(f"| backend | workers | enqueue, 1 job/txn | enqueue, {args.per_txn} jobs/txn | complete (claim+run+done) |")
-    print("|---|---|---|---|---|")
-    for backend, w, single, batched, completed in rows:
-        print(f"| {backend} | {w} | {single:,.0f}/s | {batched:,.0f}/s | {completed:,.0f}/s |")
+    print(f"| backend | workers | enqueue, 1 job/txn | 1 job/txn, 16 producers | enqueue, {args.per_txn} jobs/txn "
+          "| complete (claim+run+done) |")
+    print("|---|---|---|---|---|---|")
+    for backend, w, single, parallel, batched, completed in rows:
+        print(f"| {backend} | {w} | {single:,.0f}/s | {parallel:,.0f}/s | {batched:,.0f}/s | {completed:,.0f}/s |")
 
 
 if __name__ == "__main__":
