@@ -25,9 +25,10 @@ from berth.iam.authorizer import PolicyAuthorizer
 from berth.iam.authz import Authorizer, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
+from berth.jobs import Handlers, JobQueue, Worker, tasks
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
-from berth.registry.service import RegistryService
+from berth.registry.service import PULL_TIME_JOB, RegistryService
 from berth.registry.uploads import Uploads
 from berth.storage.filesystem import FilesystemBlobStore
 
@@ -53,6 +54,7 @@ class BerthApp:
         self.control: ControlPlane | None = None
         self.db: Backend | None = None
         self.uploads: Uploads | None = None
+        self.worker: Worker | None = None
         self.web = Starlette(routes=[
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
@@ -81,12 +83,15 @@ class BerthApp:
                             Images(registry), RepositoryAdmin(self.db))
         self.control = ControlPlane(EcrApi(services, authn, operations, s.default_region),
                                     IamQueryApi(identity, authn, authz))
-        purged = await self.uploads.purge()
-        if purged:
-            log.warning("purged %d abandoned uploads", purged)
+        if s.job_workers > 0:
+            self.worker = await start_worker(s, self.db, self.uploads, s.job_workers)
+        else:
+            log.warning("job workers off (--job-workers 0): run `berth worker` for background jobs")
 
     async def shutdown(self) -> None:
         self.oci = self.control = None  # from here on, requests are answered 503
+        if self.worker is not None:
+            await self.worker.stop()
         if self.uploads is not None:
             self.uploads.close()
         if self.db is not None:
@@ -131,6 +136,44 @@ class BerthApp:
     async def _readyz(self, request: Request) -> Any:
         ready = self.oci is not None  # started by lifespan, and not shutting down
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+def job_handlers(db: Backend, uploads: Uploads) -> Handlers:
+    """Every job kind Berth runs, and its handler."""
+    handlers = Handlers()
+    handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
+    handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
+    handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
+    return handlers
+
+
+async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int) -> Worker:
+    worker = Worker(db, job_handlers(db, uploads), concurrency=concurrency, lease=s.job_lease_seconds)
+    await worker.start()
+    return worker
+
+
+async def run_worker(settings: Settings) -> None:
+    """`berth worker`: the job workers alone, until SIGTERM or SIGINT (then a graceful stop)."""
+    import asyncio
+    import signal
+
+    s = settings
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    db = await open_backend(s)
+    uploads = Uploads(db, FilesystemBlobStore(s.data_dir), max_age_hours=s.upload_max_age_hours)
+    try:
+        # a split deployment runs `serve --job-workers 0`; the same settings here still run jobs
+        worker = await start_worker(s, db, uploads, s.job_workers or Settings.job_workers)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await worker.stop()
+    finally:
+        uploads.close()
+        await db.close()
 
 
 def create_app(settings: Settings) -> BerthApp:

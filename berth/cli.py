@@ -1,10 +1,11 @@
-"""The `berth` command: serve, db upgrade."""
+"""The `berth` command: serve, worker, jobs, db upgrade, admin."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import typer
@@ -17,9 +18,13 @@ db_cli = typer.Typer(no_args_is_help=True, help="Metadata database.")
 cli.add_typer(db_cli, name="db")
 admin_cli = typer.Typer(no_args_is_help=True, help="Accounts and administrators.")
 cli.add_typer(admin_cli, name="admin")
+jobs_cli = typer.Typer(no_args_is_help=True, help="The background jobs queue.")
+cli.add_typer(jobs_cli, name="jobs")
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
 DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
+JobWorkers = typer.Option(None, "--job-workers", help="Jobs run at once per process; 0: none in serve "
+                          "(env BERTH_JOB_WORKERS, default 2).")
 
 
 def _settings(**overrides: object) -> Settings:
@@ -40,10 +45,11 @@ def serve(
     tls_key: str = typer.Option(None, "--tls-key", help="PEM private key (env BERTH_TLS_KEY)."),
     workers: int = typer.Option(None, help="Worker processes (env BERTH_WORKERS)."),
     auth: str = typer.Option(None, help="none | iam (env BERTH_AUTH)."),
+    job_workers: int = JobWorkers,
 ) -> None:
     """Serve the registry and the API on one port."""
     s = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url, tls_cert=tls_cert,
-                  tls_key=tls_key, workers=workers, auth=auth)
+                  tls_key=tls_key, workers=workers, auth=auth, job_workers=job_workers)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(s)  # in its own process, so the serving processes never load Alembic
     if s.auth == "iam":
@@ -69,6 +75,24 @@ def serve(
         ssl_cert=Path(s.tls_cert) if s.tls_cert else None,
         ssl_key=Path(s.tls_key) if s.tls_key else None,
     ).serve()
+
+
+@cli.command()
+def worker(data_dir: Path = DataDir, database_url: str = DatabaseUrl, job_workers: int = JobWorkers) -> None:
+    """Run the background job workers alone (for deployments that split them from `serve`)."""
+    import asyncio
+
+    from berth.app import run_worker
+
+    s = _settings(data_dir=data_dir, database_url=database_url, job_workers=job_workers)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrate(s)
+    import logging
+
+    logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    typer.echo(f"berth: job worker on {'PostgreSQL' if s.uses_postgres else 'SQLite'} (data {s.data_dir})",
+               err=True)
+    asyncio.run(run_worker(s))
 
 
 @db_cli.command("upgrade")
@@ -122,6 +146,63 @@ def create_account(
     _migrate(s)
     if not _bootstrap(s, account_id, access_key_id, secret_access_key):
         typer.echo(f"berth: account {account_id} already has an administrator key", err=True)
+
+
+@jobs_cli.command("list")
+def jobs_list(
+    state: str = typer.Option(None, "--state", help="queued | running | done | dead"),
+    kind: str = typer.Option(None, "--kind", help="Only jobs of this kind."),
+    limit: int = typer.Option(50, "--limit", help="At most this many, newest first."),
+    data_dir: Path = DataDir,
+    database_url: str = DatabaseUrl,
+) -> None:
+    """List jobs, newest first."""
+    from berth.jobs.cli import list_jobs
+
+    if state is not None and state not in ("queued", "running", "done", "dead"):
+        typer.echo(f"berth: unknown state {state!r} (queued|running|done|dead)", err=True)
+        raise typer.Exit(2)
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _migrate(s)
+    _run_jobs_cli(list_jobs, s, state, kind, limit)
+
+
+@jobs_cli.command("retry")
+def jobs_retry(job_id: int = typer.Argument(..., help="The job's id."), data_dir: Path = DataDir,
+               database_url: str = DatabaseUrl) -> None:
+    """Queue a dead (or done) job again now, with its attempts reset."""
+    from berth.jobs.cli import retry_job
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _migrate(s)
+    _run_jobs_cli(retry_job, s, job_id)
+
+
+@jobs_cli.command("stats")
+def jobs_stats(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """Jobs per kind and state, and the age of the oldest queued job of each kind."""
+    from berth.jobs.cli import job_stats
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _migrate(s)
+    _run_jobs_cli(job_stats, s)
+
+
+def _run_jobs_cli(fn: Callable[..., Awaitable[int]], s: Settings, *args: object) -> None:
+    import asyncio
+
+    from berth.app import open_backend
+
+    async def main() -> int:
+        db = await open_backend(s)
+        try:
+            return await fn(db, *args)
+        finally:
+            await db.close()
+
+    code = asyncio.run(main())
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

@@ -40,6 +40,8 @@ class Settings:
     default_region: str = DEFAULT_REGION
     registry_domain: str = "localhost"
     upload_max_age_hours: int = 168
+    job_workers: int = 2  # jobs run at once by each serving process (and by `berth worker`); 0: none in serve
+    job_lease_seconds: int = 30  # a job whose worker stops heartbeating is claimed again after this
     log_level: str = "warning"
     admin_access_key_id: str = ""  # the default account's first administrator key, when set
     admin_secret_access_key: str = ""
@@ -53,6 +55,10 @@ class Settings:
             raise ConfigError("--tls-cert and --tls-key go together")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
+        if self.job_workers < 0:
+            raise ConfigError("--job-workers must be 0 (off) or more")
+        if self.job_lease_seconds < 1:
+            raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
 
     @property
     def sqlite_path(self) -> Path:

@@ -37,7 +37,7 @@ async def _run(conn: asyncpg.Connection, fn: Callable[..., Txn[T]], args: tuple[
     try:
         q: Q = next(gen)
         while True:
-            sql = _numbered(q.sql, q.lock)
+            sql = _numbered(q.postgres or q.sql, q.lock)
             try:
                 if q.how == "one":
                     result: Any = await conn.fetchrow(sql, *q.params)

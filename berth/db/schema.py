@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -178,4 +179,56 @@ repository_tags = Table(
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("value", String(256), nullable=False),
+)
+
+# jobs, periodic schedules and events (migration 0003)
+
+Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid, auto-assigned
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    Column("key", String(512), nullable=True),  # the logical job: at most one queued or running row per (kind, key)
+    Column("payload", Text, nullable=False, server_default="{}"),
+    Column("state", String(16), nullable=False),  # queued | running | done | dead
+    Column("rerun", Integer, nullable=False, server_default="0"),  # enqueued again while running: queue on finish
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False),
+    Column("run_at", Float, nullable=False),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_jobs_claim", "state", "run_at"),
+    Index("ix_jobs_live_key", "kind", "key", unique=True,
+          sqlite_where=text("state IN ('queued', 'running')"),
+          postgresql_where=text("state IN ('queued', 'running')")),
+)
+
+periodic = Table(
+    "periodic",
+    metadata,
+    Column("kind", String(64), primary_key=True),
+    Column("interval_seconds", Float, nullable=False),
+    Column("next_run", Float, nullable=False),
+    Column("last_owner", String(128), nullable=True),  # the node that enqueued the latest run
+    Column("last_run", Float, nullable=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),  # read in id order
+    Column("created_at", Float, nullable=False),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("repository", Name(256), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("digest", String(160), nullable=True),
+    Column("tag", Name(300), nullable=True),
+    Column("payload", Text, nullable=True),
+    Index("ix_events_account", "account_id", "region", "id"),
 )

@@ -32,6 +32,7 @@ class Q:
     params: tuple[Any, ...] = ()
     how: How = "exec"
     lock: Lock | None = None  # a SELECT's row lock on PostgreSQL (FOR <lock>); SQLite needs none
+    postgres: str | None = None  # this text instead of `sql` on PostgreSQL (e.g. FOR UPDATE SKIP LOCKED)
 
 
 Txn = Generator[Q, Any, T]

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from berth.db import images as qi
+from berth.db import jobs as qj
 from berth.db import registry as q
 from berth.db.registry import DeleteOutcome, Deletion, ManifestRow, NewManifest, PutOutcome
 from berth.db.store import Backend
@@ -32,6 +32,7 @@ from berth.storage import BlobStore
 
 ALL = 1 << 62  # "no limit" for listings
 PULL_RECORD_INTERVAL = 3600.0  # write an image's last_pulled_at at most this often per process (ECR: daily)
+PULL_TIME_JOB = "registry.pull_time"  # one job per image, coalesced by key; berth/jobs/tasks.py writes it
 
 log = logging.getLogger("berth.registry")
 
@@ -182,8 +183,8 @@ class RegistryService:
         return m
 
     def note_pull(self, account: str, region: str, name: str, digest: str) -> None:
-        """Remember that an image was pulled now. At most once per PULL_RECORD_INTERVAL per image, queue
-        last_pulled_at for a background task that writes everything queued in one transaction."""
+        """Remember that an image was pulled now. At most once per PULL_RECORD_INTERVAL per image, hand the
+        time to a background task that enqueues one pull-time job per image (never a write in the request)."""
         key = (account, region, name, digest)
         now = self.clock()
         last = self._pull_marks.get(key)
@@ -198,14 +199,16 @@ class RegistryService:
 
     async def _write_pulls(self) -> None:
         while self._pull_queue:
-            batch = [(*key, when) for key, when in self._pull_queue.items()]
+            batch = list(self._pull_queue.items())
             self._pull_queue.clear()
+            jobs = [qj.NewJob(PULL_TIME_JOB, {"account": a, "region": r, "repository": n, "digest": d, "at": when},
+                              key=f"{a}/{r}/{n}@{d}") for (a, r, n, d), when in batch]
             try:
-                await self.db.write(qi.record_pulls, batch)
+                await self.db.write(qj.enqueue_many, jobs, self.clock())
             except Exception:  # best effort: forget the marks so that the next pull tries again
-                log.exception("recording %d image pull times failed", len(batch))
-                for account, region, name, digest, _ in batch:
-                    self._pull_marks.pop((account, region, name, digest), None)
+                log.exception("queueing %d image pull times failed", len(batch))
+                for key, _ in batch:
+                    self._pull_marks.pop(key, None)
                 return
 
     @staticmethod

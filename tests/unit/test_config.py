@@ -41,6 +41,8 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_DEFAULT_REGION": "eu-west-1",
         "BERTH_REGISTRY_DOMAIN": "registry.example.com",
         "BERTH_UPLOAD_MAX_AGE_HOURS": "2",
+        "BERTH_JOB_WORKERS": "0",
+        "BERTH_JOB_LEASE_SECONDS": "5",
         "BERTH_LOG_LEVEL": "debug",
         "BERTH_ADMIN_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
         "BERTH_ADMIN_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
@@ -58,6 +60,7 @@ def test_every_field_from_the_environment() -> None:
     assert (s.default_account, s.default_region) == ("111122223333", "eu-west-1")
     assert s.registry_domain == "registry.example.com"
     assert s.upload_max_age_hours == 2
+    assert (s.job_workers, s.job_lease_seconds) == (0, 5)
     assert s.log_level == "debug"
     assert s.admin_access_key_id == "AKIAIOSFODNN7EXAMPLE"
     assert s.admin_secret_access_key == "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -103,6 +106,8 @@ def test_config_error_is_a_value_error() -> None:
     ({"BERTH_TLS_KEY": "/key.pem"}, "go together"),
     ({"BERTH_WORKERS": "0"}, "at least 1"),
     ({"BERTH_WORKERS": "-3"}, "at least 1"),
+    ({"BERTH_JOB_WORKERS": "-1"}, "0 \\(off\\) or more"),
+    ({"BERTH_JOB_LEASE_SECONDS": "0"}, "at least 1"),
 ])
 def test_invalid_settings(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
