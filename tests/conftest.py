@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.servers import BerthServer, PostgresCluster
 
@@ -29,3 +30,8 @@ def berth(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         yield server
     finally:
         server.stop()
+
+
+# No timed assertions in tests: hypothesis' per-example deadline is one, and it fails on a busy machine.
+settings.register_profile("berth", deadline=None)
+settings.load_profile("berth")
