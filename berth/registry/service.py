@@ -229,7 +229,7 @@ class RegistryService:
         prepared = reference if isinstance(reference, PreparedManifest) else \
             self.prepare_manifest(reference, body, content_type)
         tag, digest, body, parsed = prepared.tag, prepared.digest, prepared.body, prepared.parsed
-        locked = tag is not None and tag_is_immutable(repo.tag_mutability, repo.tag_mutability_filters, tag)
+        locked = tag is not None and tag_is_immutable(repo.tag_mutability, repo.exclusion_filters, tag)
         row = NewManifest(digest, parsed.media_type, parsed.artifact_type,
                           parsed.subject.digest if parsed.subject else None, parsed.annotations or None,
                           body, parsed.image_size, parsed.refs())
