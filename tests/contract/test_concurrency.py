@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from berth.db import iam as qiam
 from berth.db import images as qi
@@ -22,6 +25,7 @@ from berth.db.store import Backend
 from berth.iam.errors import DeleteConflict, LimitExceeded, NoSuchEntity
 from berth.iam.service import MAX_KEYS_PER_USER, IdentityService
 from berth.registry.errors import (
+    ManifestBlobUnknown,
     ManifestReferenced,
     ManifestUnknown,
     NameUnknown,
@@ -183,6 +187,72 @@ def test_a_manifest_listed_by_a_concurrent_index_is_never_deleted(db: Harness, t
         await every_round(one_round)
 
     run_many(db, tmp_path, body)
+
+
+class RawWriter:
+    """A transaction of the test's own, on its own connection, left open while the service runs."""
+
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self._pg: Any = None
+        self._lite: sqlite3.Connection | None = None
+
+    async def begin(self, sql: str, *params: Any) -> None:
+        if self.h.kind == "postgres":
+            self._pg = await asyncpg.connect(self.h.where)
+            await self._pg.execute("BEGIN")
+            await self._pg.execute(sql.replace("?", "$1", 1).replace("?", "$2", 1), *params)
+        else:
+            self._lite = sqlite3.connect(self.h.where, isolation_level=None)
+            self._lite.execute("BEGIN IMMEDIATE")
+            self._lite.execute(sql, params)
+
+    async def commit(self) -> None:
+        if self._pg is not None:
+            await self._pg.execute("COMMIT")
+            await self._pg.close()
+        if self._lite is not None:
+            self._lite.execute("COMMIT")
+            self._lite.close()
+
+
+def test_a_manifest_is_never_committed_over_a_reference_removed_meanwhile(db: Harness, tmp_path: Path) -> None:
+    """A blob unlink (or a child manifest delete) is under way when a manifest using it is pushed: the push
+    must not commit over it. The service's reference check must be inside its write (and wait for the
+    unlink), not a read before it that still sees the link."""
+
+    async def body(ws: list[World]) -> None:
+        repo = await ws[0].repos.create(ACCOUNT, REGION, "refs")
+        broken: list[str] = []
+        for r in range(4):
+            config = digest_of(f"config-{r}".encode())
+            await link(ws[0], repo.id, config)
+            child_body = image_manifest(f"child-{r}", config)
+            child = await ws[0].registry.put_manifest(repo, digest_of(child_body), child_body, OCI_MANIFEST)
+            if r % 2 == 0:  # a layer blob unlinked meanwhile
+                layer = digest_of(f"layer-{r}".encode())
+                await link(ws[0], repo.id, layer)
+                sql, params = "DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?", (repo.id, layer)
+                pushed, media_type = image_manifest(f"user-{r}", config, (layer,)), OCI_MANIFEST
+                refused: type[Exception] = ManifestBlobUnknown
+            else:  # an index's child deleted meanwhile
+                sql, params = "DELETE FROM manifests WHERE repository_id = ? AND digest = ?", (repo.id, child.digest)
+                pushed, media_type = index_manifest(f"index-{r}", [(child.digest, len(child_body))]), OCI_INDEX
+                refused = ManifestUnknown
+            raw = RawWriter(db)
+            await raw.begin(sql, *params)
+            push = asyncio.ensure_future(ws[1].registry.put_manifest(repo, f"t{r}", pushed, media_type))
+            await asyncio.sleep(0.3)  # the push runs (or waits for the raw transaction's locks)
+            await raw.commit()
+            try:
+                await push
+            except refused:
+                continue
+            broken.append(f"round {r}: a manifest was committed over {'a blob' if r % 2 == 0 else 'an index child'} "
+                          f"removed before its commit")
+        assert not broken, f"{len(broken)} of 4 rounds broke the invariant; the first: {broken[0]}"
+
+    run_many(db, tmp_path, body, n=2)
 
 
 def test_a_last_tag_and_its_image_go_together(db: Harness, tmp_path: Path) -> None:

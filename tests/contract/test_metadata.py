@@ -38,9 +38,10 @@ Body = Callable[[Backend], Awaitable[Any]]
 class Harness:
     """Opens a backend inside the test's own event loop (asyncpg pools belong to one loop)."""
 
-    def __init__(self, kind: str, open_: Callable[[], Awaitable[Backend]]) -> None:
+    def __init__(self, kind: str, open_: Callable[[], Awaitable[Backend]], where: str) -> None:
         self.kind = kind
         self.open = open_  # another backend over the same database (as another process would have)
+        self.where = where  # the SQLite file, or the PostgreSQL URL, for a test's own raw connection
 
     def run(self, body: Body) -> Any:
         async def main() -> Any:
@@ -86,7 +87,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
         async def open_sqlite() -> Backend:
             return SqliteBackend(path)
 
-        return Harness("sqlite", open_sqlite)
+        return Harness("sqlite", open_sqlite, str(path))
 
     url = request.getfixturevalue("postgres_url")
     asyncio.run(_empty_all(url))
@@ -94,7 +95,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
     async def open_postgres() -> Backend:
         return await PostgresBackend.connect(url)
 
-    return Harness("postgres", open_postgres)
+    return Harness("postgres", open_postgres, url)
 
 
 # helpers
