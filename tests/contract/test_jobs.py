@@ -357,3 +357,15 @@ def test_worker_enqueues_periodic_kinds(db: Harness) -> None:
         assert len(runs) == 1  # due at once on a new schedule, then not for an hour
 
     db.run(body)
+
+
+def test_concurrent_enqueues_of_one_key_make_one_live_job(db: Harness) -> None:
+    async def body(db: Backend) -> None:
+        for rnd in range(5):
+            ids = await asyncio.gather(*(db.write(q.enqueue, "pull", {"n": i}, NOW + i, f"img{rnd}")
+                                         for i in range(12)))
+            assert len(set(ids)) == 1
+        jobs = await db.read(q.list_jobs)
+        assert len(jobs) == 5 and all(j.state == "queued" and j.run_at == NOW for j in jobs)
+
+    db.run(body)
