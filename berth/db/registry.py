@@ -241,6 +241,7 @@ class PutResult:
     outcome: PutOutcome
     missing: str | None = None
     previous: str | None = None  # the digest the tag named before, if it named another one
+    changed: bool = False  # STORED and something is new: the manifest, or where the tag points
 
 
 _CLAIM_ATTEMPTS = 5
@@ -264,6 +265,7 @@ def put_manifest(repo_id: int, m: NewManifest, tag: str | None, tag_locked: bool
             if missing:
                 return PutResult(outcome, missing=missing[0])
     previous = None
+    tag_changed = False
     if tag is not None:
         for _ in range(_CLAIM_ATTEMPTS):
             row = yield Q("SELECT digest FROM tags WHERE repository_id = ? AND name = ?", (repo_id, tag), "one",
@@ -272,6 +274,7 @@ def put_manifest(repo_id: int, m: NewManifest, tag: str | None, tag_locked: bool
                 n = yield Q("INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?) "
                             "ON CONFLICT (repository_id, name) DO NOTHING", (repo_id, tag, m.digest, now))
                 if n:
+                    tag_changed = True
                     break
                 continue  # another writer inserted it first: read it again, now locked
             if row[0] == m.digest:
@@ -280,7 +283,7 @@ def put_manifest(repo_id: int, m: NewManifest, tag: str | None, tag_locked: bool
                 break
             if tag_locked:
                 return PutResult(PutOutcome.TAG_LOCKED, previous=row[0])
-            previous = row[0]
+            previous, tag_changed = row[0], True
             yield Q("UPDATE tags SET digest = ?, updated_at = ? WHERE repository_id = ? AND name = ?",
                     (m.digest, now, repo_id, tag))
             break
@@ -293,11 +296,12 @@ def put_manifest(repo_id: int, m: NewManifest, tag: str | None, tag_locked: bool
         "ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = manifests.pushed_at RETURNING pushed_at",
         (repo_id, m.digest, m.media_type, m.artifact_type, m.subject_digest,
          None if m.annotations is None else json.dumps(m.annotations), m.body, m.image_size, now), "one")
-    if float(row[0]) == now:  # inserted now (or pushed at this very instant before: the refs are there)
+    inserted = float(row[0]) == now  # inserted now (or pushed at this very instant before: the refs are there)
+    if inserted:
         for child, kind in m.refs:
             yield Q("INSERT INTO manifest_refs (repository_id, manifest_digest, child_digest, kind) "
                     "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (repo_id, m.digest, child, kind))
-    return PutResult(PutOutcome.STORED, previous=previous)
+    return PutResult(PutOutcome.STORED, previous=previous, changed=inserted or tag_changed)
 
 
 def manifest_parents(repo_id: int, digest: str) -> Txn[list[str]]:

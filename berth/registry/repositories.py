@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from berth.db import repositories as q
 from berth.db.repositories import RepoOutcome
 from berth.db.store import Backend
+from berth.registry import changes
 from berth.registry.errors import (
     NameUnknown,
     ParameterInvalid,
@@ -153,7 +154,7 @@ class RepositoryAdmin:
         mode = check_mutability(mutability, exclusion_filters)
         enc = check_encryption(encryption)
         pairs = check_tags(tags)
-        repo = await self.db.write(q.create_with_tags, account, region, name, self.clock(), mode.mode,
+        repo = await self.db.write(changes.create_with_tags, account, region, name, self.clock(), mode.mode,
                                    filter_dicts(mode.filters), scan_on_push, encryption_dict(enc), pairs)
         if repo is None:
             raise RepositoryExists(f"The repository with name '{name}' already exists in the registry with id "
@@ -183,7 +184,7 @@ class RepositoryAdmin:
         return [Repository.from_row(r) for r in rows[:limit]], len(rows) > limit
 
     async def delete(self, account: str, region: str, name: str, force: bool = False) -> Repository:
-        change = await self.db.write(q.delete_repository, account, region, name, force)
+        change = await self.db.write(changes.delete_repository, account, region, name, force, self.clock())
         if change.outcome is RepoOutcome.NOT_EMPTY:
             raise RepositoryNotEmpty(f"The repository with name '{name}' in registry with id '{account}' cannot "
                                      "be deleted because it still contains images")

@@ -13,7 +13,7 @@ from berth.db import jobs as qj
 from berth.db import registry as q
 from berth.db.registry import DeleteOutcome, Deletion, ManifestRow, NewManifest, PutOutcome
 from berth.db.store import Backend
-from berth.registry import manifests
+from berth.registry import changes, manifests
 from berth.registry.errors import (
     BlobUnknown,
     DigestInvalid,
@@ -95,7 +95,7 @@ class RegistryService:
         if row is None and for_push and self.create_on_push:
             if may_create is not None:
                 await may_create()
-            row, _ = await self.db.write(q.create_repository, account, region, name, self.clock())
+            row, _ = await self.db.write(changes.create_repository, account, region, name, self.clock())
         if row is None:
             raise NameUnknown(f"repository {name!r} not found", detail={"name": name})
         repo = Repository.from_row(row)
@@ -105,7 +105,7 @@ class RegistryService:
 
     async def create_repository(self, account: str, region: str, name: str) -> tuple[Repository, bool]:
         check_name(name)
-        row, created = await self.db.write(q.create_repository, account, region, name, self.clock())
+        row, created = await self.db.write(changes.create_repository, account, region, name, self.clock())
         return Repository.from_row(row), created
 
     async def resource_tags(self, account: str, region: str, name: str) -> dict[str, str]:
@@ -237,7 +237,7 @@ class RegistryService:
         row = NewManifest(digest, parsed.media_type, parsed.artifact_type,
                           parsed.subject.digest if parsed.subject else None, parsed.annotations or None,
                           body, parsed.image_size, parsed.refs())
-        result = await self.db.write(q.put_manifest, repo.id, row, tag, locked, self.clock(), only_new)
+        result = await self.db.write(changes.push, repo, row, tag, locked, self.clock(), only_new)
         if result.outcome is PutOutcome.TAG_LOCKED:
             raise TagImmutable(f"tag {tag!r} is immutable in repository {repo.name!r}", detail={"tag": tag})
         if result.outcome is PutOutcome.BLOB_UNKNOWN:
@@ -261,7 +261,7 @@ class RegistryService:
         """Delete an image (a manifest) and all its tags: ManifestUnknown, or ManifestReferenced (nothing
         deleted) while an index in the repository lists it."""
         check_digest(digest)
-        return self._deleted(await self.db.write(q.delete_image, repo.id, digest), digest=digest)
+        return self._deleted(await self.db.write(changes.delete_image, repo, digest, self.clock()), digest=digest)
 
     async def remove_tag(self, repo: Repository, tag: str, expected: str | None = None,
                          last_takes_image: bool = False) -> Deletion:
@@ -271,7 +271,8 @@ class RegistryService:
         check_tag(tag)
         if expected is not None:
             check_digest(expected)
-        return self._deleted(await self.db.write(q.remove_tag, repo.id, tag, expected, last_takes_image), tag=tag)
+        d = await self.db.write(changes.remove_tag, repo, tag, expected, last_takes_image, self.clock())
+        return self._deleted(d, tag=tag)
 
     @staticmethod
     def _deleted(d: Deletion, **what: str) -> Deletion:
