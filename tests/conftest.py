@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ceph import CephCluster
 from tests.support.servers import BerthServer, PostgresCluster
 
 
@@ -29,3 +30,13 @@ def berth(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph() -> Iterator[CephCluster]:
+    """A throwaway one-node Ceph with radosgw (S3 on 127.0.0.1), started once per session on first use."""
+    cluster = CephCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
