@@ -27,7 +27,7 @@ from berth.registry.errors import (
 from berth.registry.immutability import tag_is_immutable
 from berth.registry.names import check_digest, check_name, check_tag, is_digest
 from berth.registry.uploads import READ_CHUNK, Uploads
-from berth.storage import BlobStore
+from berth.storage import LegacyBlobStore as BlobStore
 
 ALL = 1 << 62  # "no limit" for listings
 PULL_RECORD_INTERVAL = 3600.0  # write an image's last_pulled_at at most this often per process (ECR: daily)

@@ -21,7 +21,7 @@ from berth.db.store import Backend
 from berth.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid, UploadOutOfOrder
 from berth.registry.names import check_digest
 from berth.registry.streams import pump
-from berth.storage import BlobStore
+from berth.storage import LegacyBlobStore as BlobStore
 
 READ_CHUNK = 1 << 20
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what start() hands out (token_urlsafe)
