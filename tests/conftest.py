@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ceph import CephCluster
+from tests.support.ceph import CephCluster, shared_cluster, stop_shared
 from tests.support.servers import BerthServer, PostgresCluster
 
 
@@ -35,8 +35,8 @@ def berth(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def ceph() -> Iterator[CephCluster]:
     """A throwaway one-node Ceph with radosgw (S3 on 127.0.0.1), started once per session on first use."""
-    cluster = CephCluster().start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield shared_cluster()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_shared()  # the session's Ceph, if any test started it

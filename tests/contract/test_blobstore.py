@@ -39,8 +39,45 @@ def _filesystem(tmp_path: Path) -> DriverUnderTest:
     return DriverUnderTest(store, leftovers, lambda: FilesystemBlobStore(root))
 
 
+def _s3(tmp_path: Path) -> DriverUnderTest:
+    """The S3 driver on the session's radosgw: one shared bucket, a prefix of its own per test."""
+    from berth.storage.s3 import S3BlobStore
+    from tests.support.ceph import shared_cluster
+
+    ceph = shared_cluster()
+    bucket, prefix = ceph.shared_bucket(), f"contract/{tmp_path.name}"
+
+    def make() -> S3BlobStore:
+        return S3BlobStore(bucket, prefix, endpoint=ceph.endpoint, region=ceph.region, addressing="path",
+                           access_key=ceph.access_key, secret_key=ceph.secret_key)
+
+    store, s3 = make(), ceph.client()
+
+    def keys() -> list[str]:
+        return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/")
+                for o in page.get("Contents", [])]
+
+    def multipart() -> list[dict]:  # on the whole bucket: a driver must not leave one anywhere
+        return s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+    def leftovers() -> list[str]:
+        """Every object outside blobs/ (upload segments, temporaries) and every incomplete multipart upload."""
+        return sorted([k for k in keys() if not k.startswith(f"{prefix}/blobs/")]
+                      + [f"incomplete multipart upload {u['Key']}" for u in multipart()])
+
+    def cleanup() -> None:
+        for i in range(0, len(ks := keys()), 1000):
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in ks[i:i + 1000]]})
+        for u in multipart():
+            s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+        store.close()
+
+    return DriverUnderTest(store, leftovers, make, cleanup)
+
+
 DRIVERS = [
     pytest.param(_filesystem, id="filesystem"),
+    pytest.param(_s3, id="s3"),
 ]
 
 

@@ -63,6 +63,7 @@ class CephCluster:
         self.conf = self.dir / "ceph.conf"
         self.started_in = 0.0
         self._buckets = 0
+        self._shared_bucket = ""
 
     # configuration
 
@@ -182,6 +183,14 @@ class CephCluster:
         self.client().create_bucket(Bucket=name)
         return name
 
+    def shared_bucket(self) -> str:
+        """One bucket for many tests (each under its own prefix): a bucket's first object costs ~2 s."""
+        if not self._shared_bucket:
+            self._shared_bucket = self.new_bucket("shared")
+            self.client().put_object(Bucket=self._shared_bucket, Key="warm", Body=b"")
+            self.client().delete_object(Bucket=self._shared_bucket, Key="warm")
+        return self._shared_bucket
+
     def pids(self) -> dict[str, int]:
         out = {}
         for f in (self.dir / "run").glob("*.pid"):
@@ -239,3 +248,29 @@ def _stop_pid(pid: int, timeout: float) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+_shared: CephCluster | None = None
+_shared_failure: BaseException | None = None
+
+
+def shared_cluster() -> CephCluster:
+    """The test session's one cluster, started on first use (the `ceph` fixture and the BlobStore
+    contract suite's factory both come here); `stop_shared` ends it when the session finishes."""
+    global _shared, _shared_failure
+    if _shared_failure is not None:
+        raise RuntimeError(f"the session's Ceph cluster failed to start: {_shared_failure}")
+    if _shared is None:
+        try:
+            _shared = CephCluster().start()
+        except Exception as e:
+            _shared_failure = e
+            raise
+    return _shared
+
+
+def stop_shared() -> None:
+    global _shared
+    if _shared is not None:
+        _shared.stop()
+        _shared = None
