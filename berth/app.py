@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -27,7 +28,9 @@ from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import RegistryService
 from berth.registry.uploads import Uploads
+from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
+from berth.storage.urls import S3Storage
 
 log = logging.getLogger("berth")
 
@@ -40,6 +43,20 @@ async def open_backend(settings: Settings) -> Backend:
     from berth.db.sqlite import SqliteBackend
 
     return SqliteBackend(settings.sqlite_path)
+
+
+async def open_blob_store(settings: Settings) -> BlobStore:
+    """The BlobStore the storage URL names; an S3 bucket is checked (exists, credentials work) first."""
+    storage = settings.storage
+    if isinstance(storage, S3Storage):
+        from berth.storage.s3 import S3BlobStore
+
+        store = S3BlobStore(storage.bucket, storage.prefix, endpoint=storage.endpoint, region=storage.region,
+                            addressing=storage.addressing, access_key=storage.access_key,
+                            secret_key=storage.secret_key, profile=storage.profile)
+        await asyncio.get_running_loop().run_in_executor(None, store.check)
+        return store
+    return FilesystemBlobStore(storage.root)
 
 
 class BerthApp:
@@ -60,7 +77,7 @@ class BerthApp:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = await open_backend(s)
-        blobs = FilesystemBlobStore(s.data_dir)
+        blobs = await open_blob_store(s)
         self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
         identity = IdentityService(self.db)
@@ -72,7 +89,8 @@ class BerthApp:
             authn, authz = IamAuthenticator(identity), PolicyAuthorizer(self.db, identity, registry.resource_tags)
         else:
             authn, authz = OpenAuthenticator(s.default_account), OpenAuthorizer()
-        self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain)
+        self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
+                          blob_url=blobs.url_for if s.storage_redirect else None)
         operations: dict[str, Handler] = {**ops_registry.OPERATIONS, **ops_repositories.OPERATIONS,
                                           **ops_images.OPERATIONS, **ops_layers.OPERATIONS}
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,

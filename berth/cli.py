@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from berth.config import ConfigError, Settings
+from berth.storage.urls import S3Storage
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Berth: a registry that speaks ECR.")
@@ -40,10 +41,17 @@ def serve(
     tls_key: str = typer.Option(None, "--tls-key", help="PEM private key (env BERTH_TLS_KEY)."),
     workers: int = typer.Option(None, help="Worker processes (env BERTH_WORKERS)."),
     auth: str = typer.Option(None, help="none | iam (env BERTH_AUTH)."),
+    storage_url: str = typer.Option(None, "--storage-url", help="Blob storage: file:///path (default: the data "
+                                    "dir) or s3://bucket/prefix?endpoint=…&region=…&addressing=path|virtual "
+                                    "(env BERTH_STORAGE_URL)."),
+    storage_redirect: bool = typer.Option(None, "--storage-redirect/--no-storage-redirect",
+                                          help="Answer blob GETs with 307 to a presigned storage URL when the "
+                                          "storage has them (S3) (env BERTH_STORAGE_REDIRECT)."),
 ) -> None:
     """Serve the registry and the API on one port."""
     s = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url, tls_cert=tls_cert,
-                  tls_key=tls_key, workers=workers, auth=auth)
+                  tls_key=tls_key, workers=workers, auth=auth, storage_url=storage_url,
+                  storage_redirect=storage_redirect)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(s)  # in its own process, so the serving processes never load Alembic
     if s.auth == "iam":
@@ -55,7 +63,7 @@ def serve(
 
     scheme = "https" if s.tls_cert else "http"
     typer.echo(f"berth: serving {scheme}://{s.host}:{s.port} (data {s.data_dir}, "
-               f"{'PostgreSQL' if s.uses_postgres else 'SQLite'}, auth {s.auth})", err=True)
+               f"{'PostgreSQL' if s.uses_postgres else 'SQLite'}, blobs {_describe(s)}, auth {s.auth})", err=True)
     Granian(
         "berth.asgi:app",
         factory=True,
@@ -69,6 +77,14 @@ def serve(
         ssl_cert=Path(s.tls_cert) if s.tls_cert else None,
         ssl_key=Path(s.tls_key) if s.tls_key else None,
     ).serve()
+
+
+def _describe(s: Settings) -> str:
+    st = s.storage
+    if isinstance(st, S3Storage):
+        where = f"s3://{st.bucket}/{st.prefix}" + (f" at {st.endpoint}" if st.endpoint else "")
+        return where + (", redirects" if s.storage_redirect else "")
+    return str(st.root)
 
 
 @db_cli.command("upgrade")

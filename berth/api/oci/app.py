@@ -37,6 +37,8 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _CONTENT_RANGE = re.compile(r"(?:bytes )?(\d+)-(\d+)(?:/\d+|/\*)?")
 
 
+REDIRECT_EXPIRES = 900  # seconds a presigned blob URL stays valid
+
 _PaginationInvalid = define("PAGINATION_NUMBER_INVALID")
 _NotFound = define("NOT_FOUND")
 _MethodNotAllowed = define("METHOD_NOT_ALLOWED")
@@ -75,8 +77,10 @@ class Call:
 
 class OciApi:
     def __init__(self, registry: RegistryService, authenticator: Authenticator, authorizer: Authorizer,
-                 default_account: str, default_region: str, domain: str) -> None:
+                 default_account: str, default_region: str, domain: str,
+                 blob_url: Callable[[str, int], str | None] | None = None) -> None:
         self.registry = registry
+        self.blob_url = blob_url  # set with --storage-redirect: a presigned storage URL for a blob GET
         self.authn = authenticator
         self.authz = authorizer
         self.default = (default_account, default_region)
@@ -272,6 +276,10 @@ class OciApi:
         action = "ecr:BatchCheckLayerAvailability" if head else "ecr:GetDownloadUrlForLayer"
         repo = await self._repo(c, name, action)
         size = await self.registry.blob_size(repo, digest)
+        if not head and self.blob_url is not None:  # as ECR does: the client fetches from storage itself
+            url = self.blob_url(digest, REDIRECT_EXPIRES)
+            if url is not None:
+                return await respond(c.send, 307, [("Location", url), ("Docker-Content-Digest", digest)])
         headers = [("Content-Type", "application/octet-stream"), ("Docker-Content-Digest", digest),
                    ("Accept-Ranges", "bytes"), ("ETag", f'"{digest}"')]
         start, end, status = 0, size, 200
