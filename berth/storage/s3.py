@@ -382,11 +382,11 @@ class _Writer:
         self._written += len(data)
         view = memoryview(data)
         while view:
+            if len(self._buf) >= self.s.part_size:  # sent only once more bytes follow: a request of
+                self._send_part()  # exactly one part ends as one PutObject, not a multipart upload
             room = self.s.part_size - len(self._buf)
             self._buf += view[:room]
             view = view[room:]
-            if len(self._buf) >= self.s.part_size:
-                self._send_part()
 
     def _absorb_tail(self) -> None:
         """The last segment is shorter than a part: write it again at the front of this one."""
