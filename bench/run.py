@@ -1,10 +1,16 @@
 """Berth and CNCF distribution side by side on 127.0.0.1: the same workloads, one table.
 
     python bench/run.py [--size-mib 1024] [--only distribution|berth] [--berth-workers 1] [--duration 10]
+    python bench/run.py --storage s3     # both on one throwaway radosgw (tests/support/ceph.py)
 
 Both servers start on free ports with empty data dirs in one temporary directory and are stopped by
 process group at the end, even on error. Each workload runs on distribution, then on Berth (never both
 at once: the machine has two cores). A row whose correctness check fails reads FAILED, never a number.
+
+With --storage s3 both store blobs on the SAME radosgw (one bucket each): distribution through its
+`s3` driver (`regionendpoint` = the radosgw URL, path style), Berth through --storage-url s3://….
+Each also runs a sibling on the same storage with redirects on (distribution's default on S3;
+Berth's --storage-redirect), for the "pull, redirected" row: GET, 307, then GET from radosgw.
 """
 
 from __future__ import annotations
@@ -68,10 +74,13 @@ class Server(abc.ABC):
     def command(self) -> tuple[list[str], dict[str, str]]:
         """The server's command line and extra environment."""
 
+    drop_env: tuple[str, ...] = ()  # variables the server must not inherit
+
     def start(self, timeout: float = 60.0) -> None:
         cmd, env = self.command()
+        env = {k: v for k, v in {**os.environ, **env}.items() if k not in self.drop_env}
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -137,12 +146,36 @@ class _Conn(http.client.HTTPConnection):
             self.putheader(k, v)
 
 
+class S3Target:
+    """A bucket on the benchmark's radosgw."""
+
+    def __init__(self, endpoint: str, bucket: str, key: str, secret: str) -> None:
+        self.endpoint, self.bucket, self.key, self.secret = endpoint, bucket, key, secret
+
+
 class Distribution(Server):
+    # aws-sdk-go refuses to start with a custom CA bundle and distribution's own transport (plain http here)
+    drop_env = ("AWS_CA_BUNDLE",)
+
+    def __init__(self, name: str, tmp: Path, s3: S3Target | None = None, redirect: bool = False) -> None:
+        super().__init__(name, tmp)
+        self.s3, self.redirect = s3, redirect
+        self.sibling: Server | None = None  # the same storage with redirects on (--storage s3)
+
     def command(self) -> tuple[list[str], dict[str, str]]:
-        cfg = self.data.parent / "distribution.yml"
+        cfg = self.data.parent / f"{self.name}.yml"
+        if self.s3 is None:
+            storage = f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n"
+        else:
+            t = self.s3
+            storage = ("storage:\n  s3:\n"
+                       f"    accesskey: {t.key}\n    secretkey: {t.secret}\n    region: us-east-1\n"
+                       f"    regionendpoint: {t.endpoint}\n    bucket: {t.bucket}\n    secure: false\n"
+                       "    v4auth: true\n    rootdirectory: /registry\n"
+                       f"  redirect:\n    disable: {'false' if self.redirect else 'true'}\n")
         cfg.write_text(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n  delete:\n    enabled: true\n"
+            f"{storage}  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n")
         return [DISTRIBUTION, "serve", str(cfg)], {}
 
@@ -150,18 +183,31 @@ class Distribution(Server):
 class Berth(Server):
     KEY, SECRET = "AKIABERTHBENCH000001", "berth-bench-secret-0123456789"
 
-    def __init__(self, tmp: Path, workers: int, auth: str = "none") -> None:
-        super().__init__("berth", tmp)
+    def __init__(self, tmp: Path, workers: int, auth: str = "none", s3: S3Target | None = None,
+                 redirect: bool = False, name: str = "berth", database: Path | None = None) -> None:
+        super().__init__(name, tmp)
         self.workers = workers
         self.auth = auth
+        self.s3, self.redirect = s3, redirect
+        self.database = database  # a sibling shares its SQLite file
+        self.sibling: Server | None = None
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         """By default no auth, like the distribution it is compared with; with --berth-auth iam every request
         carries a registry token, as docker's would. Repositories are created on first push."""
         cmd = [sys.executable, "-m", "berth", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--data-dir", str(self.data), "--workers", str(self.workers)]
-        return cmd, {"BERTH_CREATE_ON_PUSH": "1", "BERTH_AUTH": self.auth,
-                     "BERTH_ADMIN_ACCESS_KEY_ID": self.KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": self.SECRET}
+        env = {"BERTH_CREATE_ON_PUSH": "1", "BERTH_AUTH": self.auth,
+               "BERTH_ADMIN_ACCESS_KEY_ID": self.KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": self.SECRET}
+        if self.database is not None:
+            cmd += ["--database-url", f"sqlite:///{self.database}"]
+        if self.s3 is not None:
+            t = self.s3
+            cmd += ["--storage-url", f"s3://{t.bucket}/registry?endpoint={t.endpoint}&region=us-east-1"]
+            env.update(AWS_ACCESS_KEY_ID=t.key, AWS_SECRET_ACCESS_KEY=t.secret)
+            if self.redirect:
+                cmd.append("--storage-redirect")
+        return cmd, env
 
     def start(self, timeout: float = 60.0) -> None:
         super().start(timeout)
@@ -265,6 +311,24 @@ def get_raw(port: int, path: str, verify: str = "", headers: dict[str, str] | No
     if verify and "sha256:" + h.hexdigest() != verify:
         raise Failed(f"GET {path}: received sha256 differs")
     return got, elapsed
+
+
+def get_redirected(port: int, path: str, verify: str = "", headers: dict[str, str] | None = None) -> tuple[int, float]:
+    """GET that must answer 307; then GET the Location (the object store) as get_raw does. Both timed."""
+    t0 = time.perf_counter()
+    c = _Conn(headers or {}, "127.0.0.1", port, timeout=60)
+    c.request("GET", path)
+    r = c.getresponse()
+    r.read()
+    location = r.getheader("Location")
+    c.close()
+    if r.status not in (302, 307) or not location:
+        raise Failed(f"GET {path}: {r.status}, not a redirect")
+    u = urlsplit(location)
+    if u.hostname != "127.0.0.1" or not u.port:
+        raise Failed(f"redirect to {u.netloc}, not the local radosgw")
+    got, elapsed = get_raw(u.port, u.path + "?" + u.query, verify=verify)
+    return got, time.perf_counter() - t0
 
 
 def run_clients(server: Server, items: list, fn, clients: int = CLIENTS) -> float:
@@ -390,6 +454,19 @@ def w_pull(s: Server, fx: dict) -> dict:
     return {"pull_verified": rates[0], "pull": statistics.median(rates[1:])}
 
 
+def w_pull_redirected(s: Server, fx: dict) -> dict:
+    sib = getattr(s, "sibling", None)
+    if sib is None:
+        raise Failed("no sibling with redirects")
+    path = f"/v2/{REPO}/blobs/{fx['mono_digest']}"
+    got, elapsed = get_redirected(sib.port, path, verify=fx["mono_digest"], headers=s.headers)
+    rates = []
+    for _ in range(3):
+        got, elapsed = get_redirected(sib.port, path, headers=s.headers)
+        rates.append(got / elapsed / 1e6)
+    return {"pull_redirected": statistics.median(rates)}
+
+
 def w_small_blobs(s: Server, fx: dict) -> dict:
     def push(c: http.client.HTTPConnection, item: tuple[str, bytes]) -> None:
         location = start_upload(c)
@@ -489,6 +566,11 @@ WORKLOADS = [(w_push_monolithic, ["push_mono"]), (w_push_chunked, ["push_chunked
              (w_manifest_push, ["manifest_push"]), (w_manifest_get, ["manifest_get", "manifest_get_p99"]),
              (w_tags_list, ["tags_first", "tags_full"])]
 
+# on S3 (--storage s3): the workloads the issue names, each ratio >= 1.0
+S3_WORKLOADS = [(w_push_monolithic, ["push_mono"]), (w_push_chunked, ["push_chunked"]),
+                (w_pull, ["pull", "pull_verified"]), (w_pull_redirected, ["pull_redirected"]),
+                (w_manifest_push, ["manifest_push"]), (w_manifest_get, ["manifest_get", "manifest_get_p99"])]
+
 # key, label, number format, target: (kind, bound) with kind ratio-min | abs-min | abs-max | None
 ROWS = [
     ("push_mono", "push {size} blob, monolithic (MB/s)", "{:.0f}", ("ratio-min", 2.0)),
@@ -502,6 +584,18 @@ ROWS = [
     ("tags_first", "tags/list?n=100 of {tags} tags (ms)", "{:.1f}", None),
     ("tags_full", "tags/list, all {tags} tags (ms)", "{:.1f}", None),
     ("rss", "peak RSS, sum of VmHWM (MiB)", "{:.0f}", ("abs-max", 150)),
+]
+
+S3_ROWS = [
+    ("push_mono", "push {size} blob, monolithic (MB/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("push_chunked", "push {size} blob, 8 MiB chunks (MB/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("pull", "pull {size} blob, streamed (MB/s, median of 3)", "{:.0f}", ("ratio-min", 1.0)),
+    ("pull_redirected", "pull {size} blob, 307 + GET from radosgw (MB/s, median of 3)", "{:.0f}",
+     ("ratio-min", 1.0)),
+    ("manifest_push", "manifest PUT, {tags} tags, 16 clients (PUT/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("manifest_get", "manifest GET by tag, wrk 64 conns (req/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("manifest_get_p99", "manifest GET by tag, p99 (ms)", "{:.2f}", None),
+    ("rss", "peak RSS of the streaming server, sum of VmHWM (MiB)", "{:.0f}", ("abs-max", 150)),
 ]
 
 
@@ -521,7 +615,7 @@ def target_cell(target: tuple[str, float] | None, dist, berth) -> str:
 def table(results: dict, args: argparse.Namespace) -> str:
     size = f"{args.size_mib} MiB" if args.size_mib % 1024 else f"{args.size_mib // 1024} GiB"
     lines = ["| workload | distribution | berth | ratio (berth/dist) | target |", "|---|---:|---:|---:|---|"]
-    for key, label, fmt, target in ROWS:
+    for key, label, fmt, target in (S3_ROWS if args.storage == "s3" else ROWS):
         cells = []
         for name in ("distribution", "berth"):
             v = results.get((key, name), "—")
@@ -543,7 +637,11 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=10, help="seconds of wrk per server (default 10)")
     p.add_argument("--tags", type=int, default=TAGS, help=f"tags to create (default {TAGS})")
     p.add_argument("--tmp-dir", help="where blobs and both data dirs go (default: the system temp dir)")
+    p.add_argument("--storage", choices=("filesystem", "s3"), default="filesystem",
+                   help="where both keep blobs: their filesystem drivers, or one throwaway radosgw (s3)")
     args = p.parse_args()
+    if args.storage == "s3" and "--tags" not in sys.argv:
+        args.tags = 500  # distribution writes each tag to S3: 10,000 would take minutes
     if not 1 <= args.size_mib <= 16384 or not 1 <= args.duration <= 600 or not 100 <= args.tags <= 100_000:
         p.error("--size-mib 1..16384, --duration 1..600, --tags 100..100000")
 
@@ -553,6 +651,7 @@ def main() -> int:
     servers: list[Server] = []
     results: dict = {}
     notes: list[str] = []
+    cleanup: list = []
     try:
         print(f"generating two {args.size_mib} MiB blobs and fixtures in {tmp} ...", file=sys.stderr)
         size = args.size_mib * MiB
@@ -565,22 +664,53 @@ def main() -> int:
         fx["chunked_digest"] = make_file(fx["chunked"], size)
         fx["image_blobs"], fx["manifest"], fx["manifest_digest"] = make_image()
 
+        targets: dict[str, S3Target] = {}
+        if args.storage == "s3":
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+            from tests.support.ceph import CephCluster
+
+            print("starting a one-node Ceph with radosgw ...", file=sys.stderr)
+            cluster = CephCluster(memstore_bytes=max(8 << 30, 7 * size))
+            cleanup.append(cluster.stop)
+            cluster.start()
+            notes.append(f"radosgw (Ceph 16.2, one memstore OSD) ready in {cluster.started_in:.1f} s; "
+                         "distribution: s3 driver, regionendpoint = radosgw, path style; berth: --storage-url s3://")
+            for name in ("distribution", "berth"):
+                bucket = cluster.new_bucket(name)
+                warm = cluster.client()  # a bucket's first object and first multipart upload cost ~2 s each
+                warm.put_object(Bucket=bucket, Key="warm", Body=b"x")
+                up = warm.create_multipart_upload(Bucket=bucket, Key="warm-mp")
+                warm.abort_multipart_upload(Bucket=bucket, Key="warm-mp", UploadId=up["UploadId"])
+                warm.delete_object(Bucket=bucket, Key="warm")
+                targets[name] = S3Target(cluster.endpoint, bucket, cluster.access_key, cluster.secret_key)
+
         for name in ("distribution", "berth"):
             if args.only and args.only != name:
                 continue
-            server = (Distribution(name, tmp) if name == "distribution"
-                      else Berth(tmp, args.berth_workers, args.berth_auth))
+            t = targets.get(name)
+            if name == "distribution":
+                server: Server = Distribution(name, tmp, s3=t)
+                sibling: Server | None = Distribution(name + "-redirect", tmp, s3=t, redirect=True) if t else None
+            else:
+                server = Berth(tmp, args.berth_workers, args.berth_auth, s3=t)
+                sibling = Berth(tmp, args.berth_workers, args.berth_auth, s3=t, redirect=True,
+                                name="berth-redirect", database=server.data / "berth.db") if t else None
             servers.append(server)
             try:
                 server.start()
+                if sibling is not None:
+                    servers.append(sibling)
+                    sibling.start()
+                    sibling.headers = server.headers
+                    server.sibling = sibling  # type: ignore[attr-defined]
             except Failed as e:
                 notes.append(f"{name}: start FAILED: {e}")
                 server.stop()
                 for key, *_ in ROWS:
                     results[key, name] = "FAILED"
-        running = [s for s in servers if s.proc is not None]
+        running = [s for s in servers if s.proc is not None and s.name in ("distribution", "berth")]
 
-        for workload, keys in WORKLOADS:
+        for workload, keys in (S3_WORKLOADS if args.storage == "s3" else WORKLOADS):
             name = workload.__name__[2:]
             for s in running:
                 print(f"{name} on {s.name} ...", file=sys.stderr)
@@ -603,20 +733,23 @@ def main() -> int:
     finally:
         for s in servers:
             s.stop()
+        for fn in cleanup:
+            fn()
         shutil.rmtree(tmp, ignore_errors=True)
 
     rev = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip() or "unknown"
     header = (f"Berth ({rev}) vs CNCF distribution 2.8.2 on 127.0.0.1, {datetime.now():%Y-%m-%d %H:%M}, "
               f"{os.cpu_count()} CPUs (load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end), "
-              f"berth --workers {args.berth_workers} --auth {args.berth_auth}, wrk -t2 -c64 -d{args.duration}s")
+              f"berth --workers {args.berth_workers} --auth {args.berth_auth}, wrk -t2 -c64 -d{args.duration}s, "
+              f"storage {args.storage}")
     out = header + "\n\n" + table(results, args) + "\n"
     if notes:
         out += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
     print(out)
     results_dir = Path(__file__).resolve().parent / "results"
     results_dir.mkdir(exist_ok=True)
-    (results_dir / "latest.md").write_text(out)
+    (results_dir / ("latest-s3.md" if args.storage == "s3" else "latest.md")).write_text(out)
     return 1 if any(v == "FAILED" for v in results.values()) else 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -30,7 +31,9 @@ from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
 from berth.registry.uploads import Uploads
+from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
+from berth.storage.urls import S3Storage
 
 log = logging.getLogger("berth")
 
@@ -43,6 +46,20 @@ async def open_backend(settings: Settings) -> Backend:
     from berth.db.sqlite import SqliteBackend
 
     return SqliteBackend(settings.sqlite_path)
+
+
+async def open_blob_store(settings: Settings) -> BlobStore:
+    """The BlobStore the storage URL names; an S3 bucket is checked (exists, credentials work) first."""
+    storage = settings.storage
+    if isinstance(storage, S3Storage):
+        from berth.storage.s3 import S3BlobStore
+
+        store = S3BlobStore(storage.bucket, storage.prefix, endpoint=storage.endpoint, region=storage.region,
+                            addressing=storage.addressing, access_key=storage.access_key,
+                            secret_key=storage.secret_key, profile=storage.profile)
+        await asyncio.get_running_loop().run_in_executor(None, store.check)
+        return store
+    return FilesystemBlobStore(storage.root)
 
 
 class BerthApp:
@@ -64,7 +81,7 @@ class BerthApp:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = await open_backend(s)
-        blobs = FilesystemBlobStore(s.data_dir)
+        blobs = await open_blob_store(s)
         self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
         identity = IdentityService(self.db)
@@ -76,7 +93,8 @@ class BerthApp:
             authn, authz = IamAuthenticator(identity), PolicyAuthorizer(self.db, identity, registry.resource_tags)
         else:
             authn, authz = OpenAuthenticator(s.default_account), OpenAuthorizer()
-        self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain)
+        self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
+                          blob_url=blobs.url_for if s.storage_redirect else None)
         operations: dict[str, Handler] = {**ops_registry.OPERATIONS, **ops_repositories.OPERATIONS,
                                           **ops_images.OPERATIONS, **ops_layers.OPERATIONS}
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
@@ -161,7 +179,7 @@ async def run_worker(settings: Settings) -> None:
     s = settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
     db = await open_backend(s)
-    uploads = Uploads(db, FilesystemBlobStore(s.data_dir), max_age_hours=s.upload_max_age_hours)
+    uploads = Uploads(db, await open_blob_store(s), max_age_hours=s.upload_max_age_hours)
     try:
         # a split deployment runs `serve --job-workers 0`; the same settings here still run jobs
         worker = await start_worker(s, db, uploads, s.job_workers or Settings.job_workers)

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from berth.config import ConfigError, Settings
+from berth.storage.urls import S3Storage
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Berth: a registry that speaks ECR.")
@@ -46,10 +47,17 @@ def serve(
     workers: int = typer.Option(None, help="Worker processes (env BERTH_WORKERS)."),
     auth: str = typer.Option(None, help="none | iam (env BERTH_AUTH)."),
     job_workers: int = JobWorkers,
+    storage_url: str = typer.Option(None, "--storage-url", help="Blob storage: file:///path (default: the data "
+                                    "dir) or s3://bucket/prefix?endpoint=…&region=…&addressing=path|virtual "
+                                    "(env BERTH_STORAGE_URL)."),
+    storage_redirect: bool = typer.Option(None, "--storage-redirect/--no-storage-redirect",
+                                          help="Answer blob GETs with 307 to a presigned storage URL when the "
+                                          "storage has them (S3) (env BERTH_STORAGE_REDIRECT)."),
 ) -> None:
     """Serve the registry and the API on one port."""
     s = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url, tls_cert=tls_cert,
-                  tls_key=tls_key, workers=workers, auth=auth, job_workers=job_workers)
+                  tls_key=tls_key, workers=workers, auth=auth, job_workers=job_workers, storage_url=storage_url,
+                  storage_redirect=storage_redirect)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(s)  # in its own process, so the serving processes never load Alembic
     if s.auth == "iam":
@@ -61,7 +69,7 @@ def serve(
 
     scheme = "https" if s.tls_cert else "http"
     typer.echo(f"berth: serving {scheme}://{s.host}:{s.port} (data {s.data_dir}, "
-               f"{'PostgreSQL' if s.uses_postgres else 'SQLite'}, auth {s.auth})", err=True)
+               f"{'PostgreSQL' if s.uses_postgres else 'SQLite'}, blobs {_describe(s)}, auth {s.auth})", err=True)
     Granian(
         "berth.asgi:app",
         factory=True,
@@ -78,21 +86,29 @@ def serve(
 
 
 @cli.command()
-def worker(data_dir: Path = DataDir, database_url: str = DatabaseUrl, job_workers: int = JobWorkers) -> None:
+def worker(data_dir: Path = DataDir, database_url: str = DatabaseUrl, job_workers: int = JobWorkers,
+           storage_url: str = typer.Option(None, "--storage-url", help="Blob storage, as for serve "
+                                           "(env BERTH_STORAGE_URL).")) -> None:
     """Run the background job workers alone (for deployments that split them from `serve`)."""
     import asyncio
 
     from berth.app import run_worker
 
-    s = _settings(data_dir=data_dir, database_url=database_url, job_workers=job_workers)
+    s = _settings(data_dir=data_dir, database_url=database_url, job_workers=job_workers, storage_url=storage_url)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(s)
     import logging
 
     logging.basicConfig(level=s.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    typer.echo(f"berth: job worker on {'PostgreSQL' if s.uses_postgres else 'SQLite'} (data {s.data_dir})",
-               err=True)
+    typer.echo(f"berth: job worker on {'PostgreSQL' if s.uses_postgres else 'SQLite'} (data {s.data_dir}, "
+               f"blobs {_describe(s)})", err=True)
     asyncio.run(run_worker(s))
+def _describe(s: Settings) -> str:
+    st = s.storage
+    if isinstance(st, S3Storage):
+        where = f"s3://{st.bucket}/{st.prefix}" + (f" at {st.endpoint}" if st.endpoint else "")
+        return where + (", redirects" if s.storage_redirect else "")
+    return str(st.root)
 
 
 @db_cli.command("upgrade")

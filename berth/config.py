@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from berth.storage.urls import FileStorage, S3Storage, StorageUrlError, parse_storage_url
+
 CONFIG_VERSION = 1
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -45,6 +47,8 @@ class Settings:
     log_level: str = "warning"
     admin_access_key_id: str = ""  # the default account's first administrator key, when set
     admin_secret_access_key: str = ""
+    storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
+    storage_redirect: bool = False  # blob GETs answer 307 to a presigned URL when the driver has one
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -59,6 +63,14 @@ class Settings:
             raise ConfigError("--job-workers must be 0 (off) or more")
         if self.job_lease_seconds < 1:
             raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
+        self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
+
+    @property
+    def storage(self) -> FileStorage | S3Storage:
+        try:
+            return parse_storage_url(self.storage_url, self.data_dir)
+        except StorageUrlError as e:
+            raise ConfigError(str(e)) from None
 
     @property
     def sqlite_path(self) -> Path:

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.support.ceph import CephCluster, shared_cluster, stop_shared
 from tests.support.servers import BerthServer, PostgresCluster
 
 
@@ -35,3 +36,11 @@ def berth(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 # No timed assertions in tests: hypothesis' per-example deadline is one, and it fails on a busy machine.
 settings.register_profile("berth", deadline=None)
 settings.load_profile("berth")
+@pytest.fixture(scope="session")
+def ceph() -> Iterator[CephCluster]:
+    """A throwaway one-node Ceph with radosgw (S3 on 127.0.0.1), started once per session on first use."""
+    yield shared_cluster()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_shared()  # the session's Ceph, if any test started it

@@ -1,4 +1,4 @@
-"""Registry metadata operations (repositories, blobs, uploads, manifests, tags), as Txn generators.
+"""Registry metadata operations (repositories, blobs, manifests, tags), as Txn generators (uploads: db/uploads.py).
 
 Rules (naming, immutability, what must exist) are decided by berth.registry; these store, and make each
 decision atomic with its write. How, per operation (PostgreSQL is READ COMMITTED; SQLite's single
@@ -143,37 +143,6 @@ def _present(table: str, repo_id: int, digests: Sequence[str], lock: Lock | None
                        (repo_id, *chunk), "all", lock=lock)
         found.update(r[0] for r in rows)
     return found
-
-
-# uploads
-
-def create_upload(upload_id: str, repo_id: int, now: float) -> Txn[None]:
-    yield Q("INSERT INTO uploads (id, repository_id, created_at) VALUES (?, ?, ?)", (upload_id, repo_id, now))
-
-
-def get_upload_repo(upload_id: str) -> Txn[int | None]:
-    row = yield Q("SELECT repository_id FROM uploads WHERE id = ?", (upload_id,), "one")
-    return None if row is None else int(row[0])
-
-
-def delete_upload(upload_id: str) -> Txn[bool]:
-    n = yield Q("DELETE FROM uploads WHERE id = ?", (upload_id,))
-    return bool(n)
-
-
-def finish_upload(upload_id: str, repo_id: int, digest: str, size: int, now: float) -> Txn[None]:
-    yield from link_blob(repo_id, digest, size, now)
-    yield Q("DELETE FROM uploads WHERE id = ?", (upload_id,))
-
-
-def stale_uploads(before: float) -> Txn[list[str]]:
-    rows = yield Q("SELECT id FROM uploads WHERE created_at < ?", (before,), "all")
-    return [r[0] for r in rows]
-
-
-def upload_ids() -> Txn[set[str]]:
-    rows = yield Q("SELECT id FROM uploads", (), "all")
-    return {r[0] for r in rows}
 
 
 # manifests and tags

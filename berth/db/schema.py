@@ -99,6 +99,11 @@ uploads = Table(
     Column("id", String(64), primary_key=True),
     Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", Float, nullable=False),
+    # migration 0004: the committed size, the BlobStore driver's state, a writer's claim (berth/db/uploads.py)
+    Column("size", BigInteger, nullable=False, server_default="0"),
+    Column("state", Text, nullable=True),  # opaque to the registry; NULL reads as ""
+    Column("claim", String(32), nullable=True),
+    Column("claim_expires", Float, nullable=True),
 )
 
 # identity and control plane (migration 0002)

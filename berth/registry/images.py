@@ -9,10 +9,8 @@ is an ordinary upload session.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 from berth.db import images as qi
@@ -37,6 +35,7 @@ from berth.registry.errors import (
 from berth.registry.model import ImageFailure, ImageId, ImageView, LayerFailure, LayerInfo, Referrer, Repository
 from berth.registry.names import check_digest, check_tag
 from berth.registry.service import Manifest, RegistryService
+from berth.registry.uploads import UploadIds
 
 PART_SIZE = 10 * 1024 * 1024  # what InitiateLayerUpload asks clients to send per UploadLayerPart
 
@@ -235,12 +234,8 @@ class Images:
     # layers
 
     async def start_upload(self, repo: Repository) -> str:
-        """An upload session, as Uploads.start makes one, with the UUID id ECR's model requires."""
-        uploads = self.registry.uploads
-        upload_id = str(uuid.uuid4())
-        await asyncio.get_running_loop().run_in_executor(uploads.pool, uploads.blobs.upload_create, upload_id)
-        await self.db.write(q.create_upload, upload_id, repo.id, uploads.clock())
-        return upload_id
+        """An upload session with the UUID id ECR's model requires."""
+        return await self.registry.uploads.start(repo.id, UploadIds.UUID)
 
     async def upload_part(self, repo: Repository, upload_id: str, first: int, last: int, data: bytes) -> int:
         """Append one part, which must start where the upload stands; the new size."""

@@ -28,7 +28,7 @@ from berth.registry.errors import (
 from berth.registry.model import Referrer, Repository
 from berth.registry.names import check_digest, check_name, check_tag, is_digest
 from berth.registry.uploads import READ_CHUNK, Uploads
-from berth.storage import BlobStore
+from berth.storage import BlobReader, BlobStore
 
 ALL = 1 << 62  # "no limit" for listings
 PULL_RECORD_INTERVAL = 3600.0  # write an image's last_pulled_at at most this often per process (ECR: daily)
@@ -124,16 +124,29 @@ class RegistryService:
         return size
 
     async def read_blob(self, digest: str, start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes [start, end) of a blob, 1 MiB per read on a worker thread."""
+        """Bytes [start, end) of a blob: one ranged reader, 1 MiB per read on a worker thread."""
         loop = asyncio.get_running_loop()
-        offset = start
-        while offset < end:
-            data = await loop.run_in_executor(self.uploads.pool, self.blobs.read, digest, offset,
-                                              min(READ_CHUNK, end - offset))
-            if not data:
-                raise OSError(f"blob {digest} is shorter than recorded")
-            offset += len(data)
-            yield data
+        pool = self.uploads.pool
+
+        def first() -> tuple[BlobReader, bytes]:
+            reader = self.blobs.open(digest, start, end)
+            return reader, reader.read(min(READ_CHUNK, end - start))
+
+        if end <= start:
+            return
+        reader, data = await loop.run_in_executor(pool, first)
+        try:
+            offset = start
+            while True:
+                if not data:
+                    raise OSError(f"blob {digest} is shorter than recorded")
+                offset += len(data)
+                yield data
+                if offset >= end:
+                    return
+                data = await loop.run_in_executor(pool, reader.read, min(READ_CHUNK, end - offset))
+        finally:
+            reader.close()
 
     async def delete_blob(self, repo: Repository, digest: str) -> None:
         check_digest(digest)

@@ -1,8 +1,11 @@
 """Blob uploads: sessions, chunks, completion. Durable before acknowledged.
 
-A session is a row (any node can continue it) plus the driver's upload object. The running
-sha256 lives in memory for speed; when it is missing or stale (restart, another process) it is
-recomputed from the bytes already stored.
+A session is a row (any process or node can continue it): its committed size and the storage
+driver's state. Each PATCH or PUT claims the row at the committed size in the database before it
+writes and commits the new size after (berth/db/uploads.py), so of writers racing for one offset,
+in one process or many, exactly one is accepted. The running sha256 is kept in memory for speed;
+when it is missing or stale (restart, another process wrote the last part) it is recomputed from
+the bytes already stored.
 """
 
 from __future__ import annotations
@@ -12,19 +15,30 @@ import hashlib
 import re
 import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from berth.db import registry as q
+from berth.db import uploads as qu
 from berth.db.store import Backend
-from berth.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid, UploadOutOfOrder
+from berth.registry.errors import BlobUploadUnknown, DigestInvalid, RegistryError, SizeInvalid, UploadOutOfOrder
 from berth.registry.names import check_digest
 from berth.registry.streams import pump
-from berth.storage import BlobStore
+from berth.storage import BlobStore, UploadWriter
 
 READ_CHUNK = 1 << 20
-_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what start() hands out (token_urlsafe)
+CLAIM_SECONDS = 60.0  # a writer renews its claim while it streams; a killed one frees the upload after this
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what start() hands out (token_urlsafe or a UUID)
+_HASHERS_KEPT = 4096  # running hashes of sessions in progress, newest kept
+
+
+class UploadIds(Enum):
+    TOKEN = "token"  # 32 URL-safe characters (the OCI face)
+    UUID = "uuid"  # what ECR's model requires of an uploadId
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -32,180 +46,277 @@ async def _empty() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover
 
 
+def _unknown(upload_id: str) -> RegistryError:
+    return BlobUploadUnknown("upload unknown", detail={"uuid": upload_id})
+
+
+@dataclass
+class _Written:
+    size: int = 0
+    state: str = ""
+    hasher: Any = None
+    writer: UploadWriter | None = None  # verified, not yet committed (commit=False)
+
+
 class Uploads:
     def __init__(self, db: Backend, blobs: BlobStore, clock: Callable[[], float] = time.time,
-                 max_age_hours: int = 168) -> None:
+                 max_age_hours: int = 168, claim_seconds: float = CLAIM_SECONDS) -> None:
         self.db = db
         self.blobs = blobs
         self.clock = clock
         self.max_age = max_age_hours * 3600
+        self.claim_seconds = claim_seconds
         self.pool = ThreadPoolExecutor(64, thread_name_prefix="upload")
-        self._hashers: dict[str, tuple[int, Any]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._hashers: dict[str, tuple[int, Any]] = {}  # upload id -> (size, sha256 of its first size bytes)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     # sessions
 
-    async def start(self, repo_id: int) -> str:
-        upload_id = secrets.token_urlsafe(24)
-        await self._run(self.blobs.upload_create, upload_id)
-        await self.db.write(q.create_upload, upload_id, repo_id, self.clock())
+    async def start(self, repo_id: int, ids: UploadIds = UploadIds.TOKEN) -> str:
+        upload_id = str(uuid.uuid4()) if ids is UploadIds.UUID else secrets.token_urlsafe(24)
+        state = await self._run(self.blobs.begin, upload_id)
+        await self.db.write(qu.create_upload, upload_id, repo_id, state, self.clock())
         return upload_id
 
-    async def _check(self, repo_id: int, upload_id: str) -> int:
-        """The bytes received so far; BLOB_UPLOAD_UNKNOWN unless the session is this repository's."""
-        if not _UPLOAD_ID.fullmatch(upload_id) or await self.db.read(q.get_upload_repo, upload_id) != repo_id:
-            raise BlobUploadUnknown("upload unknown", detail={"uuid": upload_id})
-        size = self.blobs.upload_size(upload_id)
-        if size is None:
-            raise BlobUploadUnknown("upload unknown", detail={"uuid": upload_id})
-        return size
-
-    def _lock(self, upload_id: str) -> asyncio.Lock:
-        lock = self._locks.get(upload_id)
-        if lock is None:
-            lock = self._locks[upload_id] = asyncio.Lock()
-        return lock
+    async def _get(self, repo_id: int, upload_id: str) -> qu.Upload:
+        upload = await self.db.read(qu.get_upload, upload_id, repo_id) if _UPLOAD_ID.fullmatch(upload_id) else None
+        if upload is None:
+            raise _unknown(upload_id)
+        return upload
 
     async def status(self, repo_id: int, upload_id: str) -> int:
-        return await self._check(repo_id, upload_id)
+        """The committed size (a write in flight is not counted until it is accepted)."""
+        return (await self._get(repo_id, upload_id)).size
 
     async def cancel(self, repo_id: int, upload_id: str) -> None:
-        async with self._lock(upload_id):
-            await self._check(repo_id, upload_id)
-            await self._drop(upload_id)
+        upload = await self.db.write(qu.delete_upload, upload_id, repo_id) if _UPLOAD_ID.fullmatch(upload_id) \
+            else None
+        if upload is None:
+            raise _unknown(upload_id)
+        await self._discard(upload)
 
-    async def _drop(self, upload_id: str) -> None:
-        self._hashers.pop(upload_id, None)
-        self._locks.pop(upload_id, None)
-        await self.db.write(q.delete_upload, upload_id)
-        await self._run(self.blobs.upload_delete, upload_id)
+    async def _discard(self, upload: qu.Upload) -> None:
+        """Drop the storage of an upload whose row is gone (a writer still streaming finds it gone)."""
+        self._hashers.pop(upload.id, None)
+        await self._run(self.blobs.cancel, upload.id, upload.state)
+
+    # claims
+
+    async def _claim(self, repo_id: int, upload_id: str, at: int | None) -> tuple[qu.Upload, str]:
+        """Claim the session at committed size `at` (None: wherever it stands) for this request."""
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            raise _unknown(upload_id)
+        token = secrets.token_hex(8)
+        now = self.clock()
+        claim = await self.db.write(qu.claim_upload, upload_id, repo_id, at, token, now, now + self.claim_seconds)
+        if claim.outcome is qu.ClaimOutcome.CLAIMED and claim.upload is not None:
+            return claim.upload, token
+        if claim.upload is None:
+            raise _unknown(upload_id)
+        message = ("another request is writing to the upload" if claim.outcome is qu.ClaimOutcome.BUSY
+                   else "Content-Range does not continue the upload")
+        raise UploadOutOfOrder(message, size=claim.upload.size)
+
+    async def _lost(self, repo_id: int, upload_id: str) -> Exception:
+        """The error for a writer whose claim was taken over or whose session was dropped meanwhile."""
+        current = await self.db.read(qu.get_upload, upload_id, repo_id)
+        if current is None:
+            return _unknown(upload_id)
+        return UploadOutOfOrder("another request took over the upload", size=current.size)
+
+    async def _release(self, upload_id: str, token: str) -> None:
+        try:
+            await self.db.write(qu.release_claim, upload_id, token)
+        except Exception:  # the claim expires anyway; the original error matters more
+            pass
+
+    async def _renewing(self, chunks: AsyncIterator[bytes], upload: qu.Upload, token: str) -> AsyncIterator[bytes]:
+        """`chunks`, renewing the claim while a long body streams in."""
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + self.claim_seconds / 3
+        async for chunk in chunks:
+            yield chunk
+            if loop.time() >= renew_at:
+                if not await self.db.write(qu.renew_claim, upload.id, token, self.clock() + self.claim_seconds):
+                    raise await self._lost(upload.repository_id, upload.id)
+                renew_at = loop.time() + self.claim_seconds / 3
 
     # data
 
-    async def _hasher(self, upload_id: str, size: int) -> Any:
+    def _cached(self, upload_id: str, size: int) -> Any:
         cached = self._hashers.get(upload_id)
-        if cached is not None and cached[0] == size:
-            return cached[1]
-        return await self._run(self._rehash, upload_id, size, "sha256")
+        return cached[1].copy() if cached is not None and cached[0] == size else None
 
-    def _rehash(self, upload_id: str, size: int, algorithm: str) -> Any:
-        h = hashlib.new(algorithm)
-        offset = 0
-        while offset < size:
-            data = self.blobs.upload_read(upload_id, offset, min(READ_CHUNK, size - offset))
-            if not data:
-                break
-            h.update(data)
-            offset += len(data)
-        return h
+    def _remember(self, upload_id: str, written: _Written) -> None:
+        self._hashers.pop(upload_id, None)
+        while len(self._hashers) >= _HASHERS_KEPT:
+            del self._hashers[next(iter(self._hashers))]
+        self._hashers[upload_id] = (written.size, written.hasher)
 
-    async def _append(self, upload_id: str, size: int, chunks: AsyncIterator[bytes],
-                      content_length: int | None) -> int:
-        """Stream `chunks` onto the upload at `size`. On any failure the upload is cut back to `size`."""
-        hasher = await self._hasher(upload_id, size)
-        base = hasher.copy()
-        writer: list[Any] = []
+    async def _stream(self, open_writer: Callable[[], UploadWriter], size: int, hasher: Any, algorithm: str,
+                      chunks: AsyncIterator[bytes], content_length: int | None, digest: str | None,
+                      commit: bool = True) -> _Written:
+        """Hash and write `chunks` from `size` on one worker thread, then on that thread either
+        suspend (digest None: a PATCH) or verify and commit (a PUT; with commit=False the verified
+        writer is handed back in `out.writer` for the caller to commit or abort). On any failure the
+        writer is aborted: the upload is left as it was, a new blob leaves nothing."""
+        out = _Written(size, "", hasher)
+        writer: list[UploadWriter] = []
 
         def open_() -> None:
-            writer.append(self.blobs.upload_open(upload_id, size))
+            w = open_writer()
+            writer.append(w)
+            if out.hasher is None:
+                out.hasher = _rehash(w, size, algorithm)
 
         def consume(data: bytes) -> None:
-            hasher.update(data)
+            out.hasher.update(data)
             writer[0].write(data)
 
         def close(ok: bool) -> None:
-            if writer:
-                writer[0].close()
-            if not ok:  # leave exactly what was acknowledged before this request
-                self.blobs.upload_open(upload_id, size).close()
+            if not writer:
+                return
+            w = writer[0]
+            if not ok:
+                w.abort()
+                return
+            received = w.size - size
+            if content_length is not None and received != content_length:
+                w.abort()
+                raise SizeInvalid(f"received {received} bytes, Content-Length said {content_length}")
+            if digest is None:
+                out.state = w.suspend()
+            elif f"{algorithm}:{out.hasher.hexdigest()}" != digest:
+                w.abort()
+                raise DigestInvalid("provided digest did not match uploaded content", detail={"digest": digest})
+            elif commit:
+                w.commit(digest)
+            else:
+                out.writer = w
+            out.size = w.size
 
         try:
-            n = await pump(chunks, consume, self.pool, open_, close)
-        except BaseException:
-            self._hashers[upload_id] = (size, base)
-            raise
-        if content_length is not None and n != content_length:
-            await self._run(lambda: self.blobs.upload_open(upload_id, size).close())
-            self._hashers[upload_id] = (size, base)
-            raise SizeInvalid(f"received {n} bytes, Content-Length said {content_length}")
-        self._hashers[upload_id] = (size + n, hasher)
-        return size + n
+            await pump(chunks, consume, self.pool, open_, close)
+        except FileNotFoundError:  # the stored bytes are gone (cancelled, purged, lost in a crash)
+            raise BlobUploadUnknown("upload unknown: its stored bytes are gone") from None
+        return out
 
     async def append(self, repo_id: int, upload_id: str, chunks: AsyncIterator[bytes],
                      content_range: tuple[int, int] | None, content_length: int | None) -> int:
-        async with self._lock(upload_id):
-            size = await self._check(repo_id, upload_id)
-            if content_range is not None:
-                start, end = content_range
-                if start != size or end < start:
-                    raise UploadOutOfOrder("Content-Range does not continue the upload", size=size)
-                if content_length is not None and content_length != end - start + 1:
-                    raise SizeInvalid("Content-Range and Content-Length disagree")
-                if content_length is None:
-                    content_length = end - start + 1
-            return await self._append(upload_id, size, chunks, content_length)
+        at = None
+        if content_range is not None:
+            start, end = content_range
+            if end < start:
+                raise UploadOutOfOrder("Content-Range ends before it starts",
+                                       size=await self.status(repo_id, upload_id))
+            at = start
+        upload, token = await self._claim(repo_id, upload_id, at)  # a range that does not continue: 416 first
+        if content_range is not None:
+            if content_length is not None and content_length != content_range[1] - content_range[0] + 1:
+                await self._release(upload_id, token)
+                raise SizeInvalid("Content-Range and Content-Length disagree")
+            content_length = content_range[1] - content_range[0] + 1
+        try:
+            written = await self._stream(lambda: self.blobs.resume(upload_id, upload.state, upload.size), upload.size,
+                                         self._cached(upload_id, upload.size), "sha256",
+                                         self._renewing(chunks, upload, token), content_length, None)
+        except BaseException:
+            await self._release(upload_id, token)
+            raise
+        if not await self.db.write(qu.advance_upload, upload_id, token, written.size, written.state):
+            raise await self._lost(repo_id, upload_id)
+        self._remember(upload_id, written)
+        return written.size
 
     async def complete(self, repo_id: int, upload_id: str, digest: str, chunks: AsyncIterator[bytes] | None,
                        content_length: int | None) -> int:
         check_digest(digest)
-        async with self._lock(upload_id):
-            size = await self._check(repo_id, upload_id)
-            size = await self._append(upload_id, size, chunks or _empty(), content_length)
-            await self._finish(repo_id, upload_id, digest, size)
-        return size
+        upload = await self._get(repo_id, upload_id)
+        if upload.size == 0:  # every byte comes with this PUT (POST then PUT): one statement claims and finishes
+            return await self._complete_empty(upload, digest, chunks or _empty(), content_length)
+        upload, token = await self._claim(repo_id, upload_id, None)
+        algorithm = digest.split(":", 1)[0]
+        hasher = self._cached(upload_id, upload.size) if algorithm == "sha256" else None
+        try:
+            written = await self._stream(lambda: self.blobs.resume(upload_id, upload.state, upload.size), upload.size,
+                                         hasher, algorithm, self._renewing(chunks or _empty(), upload, token),
+                                         content_length, digest)
+        except DigestInvalid:
+            await self._drop(upload)
+            raise
+        except BaseException:
+            await self._release(upload_id, token)
+            raise
+        self._hashers.pop(upload_id, None)
+        if not await self.db.write(qu.finish_upload, upload_id, token, repo_id, digest, written.size, self.clock()):
+            raise await self._lost(repo_id, upload_id)
+        return written.size
+
+    async def _complete_empty(self, upload: qu.Upload, digest: str, chunks: AsyncIterator[bytes],
+                              content_length: int | None) -> int:
+        """Write the blob as a monolithic upload, then finish the session only if it is still empty
+        and unclaimed. A PATCH that won the session meanwhile makes this PUT 416; the blob it
+        stored stays (content-addressed, verified: garbage collection's to reclaim, never unsafe)."""
+        try:
+            written = await self._stream(lambda: self.blobs.create(digest), 0, None, digest.split(":", 1)[0],
+                                         chunks, content_length, digest)
+        except DigestInvalid:
+            await self._drop(upload)
+            raise
+        if not await self.db.write(qu.finish_unclaimed, upload.id, upload.repository_id, 0, digest, written.size,
+                                   self.clock()):
+            raise await self._lost(upload.repository_id, upload.id)
+        await self._discard(upload)  # whatever begin() or a refused PATCH left in the upload's own storage
+        return written.size
+
+    async def _drop(self, upload: qu.Upload) -> None:
+        """A failed completion (digest mismatch) ends the session, as distribution does."""
+        if await self.db.write(qu.delete_upload, upload.id, upload.repository_id) is not None:
+            await self._discard(upload)
 
     async def put(self, repo_id: Callable[[], Awaitable[int]], digest: str, chunks: AsyncIterator[bytes],
                   content_length: int | None) -> int:
         """A monolithic upload (POST ?digest=): no session row; a crash leaves only a purgeable file.
         `repo_id` is asked for only once the bytes match `digest` (so a bad push creates nothing)."""
         check_digest(digest)
-        upload_id = secrets.token_urlsafe(24)
-        await self._run(self.blobs.upload_create, upload_id)
+        written = await self._stream(lambda: self.blobs.create(digest), 0, None, digest.split(":", 1)[0], chunks,
+                                     content_length, digest, commit=False)
+        writer = written.writer
+        assert writer is not None
         try:
-            size = await self._append(upload_id, 0, chunks, content_length)
-            await self._verify(upload_id, digest, size)
-            await self._commit(await repo_id(), upload_id, digest, size)
+            repo = await repo_id()
+            await self._run(writer.commit, digest)
         except BaseException:
-            self._hashers.pop(upload_id, None)
-            await self._run(self.blobs.upload_delete, upload_id)
+            await self._run(writer.abort)
             raise
-        return size
-
-    async def _finish(self, repo_id: int, upload_id: str, digest: str, size: int) -> None:
-        await self._verify(upload_id, digest, size)
-        await self._commit(repo_id, upload_id, digest, size)
-
-    async def _verify(self, upload_id: str, digest: str, size: int) -> None:
-        """DIGEST_INVALID (and the upload dropped) unless the received bytes hash to `digest`."""
-        algorithm = digest.split(":", 1)[0]
-        if algorithm == "sha256":
-            actual = "sha256:" + self._hashers[upload_id][1].hexdigest()
-        else:
-            actual = f"{algorithm}:" + (await self._run(self._rehash, upload_id, size, algorithm)).hexdigest()
-        if actual != digest:
-            await self._drop(upload_id)
-            raise DigestInvalid("provided digest did not match uploaded content", detail={"digest": digest})
-
-    async def _commit(self, repo_id: int, upload_id: str, digest: str, size: int) -> None:
-        await self._run(self.blobs.upload_commit, upload_id, digest)  # fsync + atomic rename
-        self._hashers.pop(upload_id, None)
-        self._locks.pop(upload_id, None)
-        await self.db.write(q.finish_upload, upload_id, repo_id, digest, size, self.clock())
+        await self.db.write(q.link_blob, repo, digest, written.size, self.clock())
+        return written.size
 
     async def purge(self) -> int:
-        """Drop sessions older than the maximum age and driver uploads no session owns."""
+        """Drop sessions older than the maximum age and stored uploads no session owns."""
         now = self.clock()
-        stale = await self.db.read(q.stale_uploads, now - self.max_age)
-        for upload_id in stale:
-            await self._drop(upload_id)
-        known = await self.db.read(q.upload_ids)
-        orphans = [u for u, mtime in self.blobs.uploads() if u not in known and mtime < now - 3600]
-        for upload_id in orphans:
-            await self._run(self.blobs.upload_delete, upload_id)
-        return len(stale) + len(orphans)
+        stale = await self.db.read(qu.stale_uploads, now - self.max_age)
+        for upload in stale:
+            if await self.db.write(qu.delete_upload, upload.id) is not None:
+                await self._discard(upload)
+        live = await self.db.read(qu.upload_ids)
+        orphans: int = await self._run(self.blobs.purge_uploads, now - 3600, live)
+        return len(stale) + orphans
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
+
+
+def _rehash(writer: UploadWriter, size: int, algorithm: str) -> Any:
+    """The hash of the upload's first `size` stored bytes (this process did not see them stream)."""
+    h = hashlib.new(algorithm)
+    offset = 0
+    while offset < size:
+        data = writer.read(offset, min(READ_CHUNK, size - offset))
+        if not data:
+            raise FileNotFoundError(f"upload holds {offset} of {size} bytes")
+        h.update(data)
+        offset += len(data)
+    return h

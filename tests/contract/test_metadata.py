@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 
 from berth.db import registry as q
+from berth.db import uploads as qu
 from berth.db.migrate import sqlalchemy_url, upgrade
 from berth.db.postgres import PostgresBackend
 from berth.db.registry import DeleteOutcome, ManifestRow, NewManifest, PutOutcome, Referrer
@@ -237,23 +238,62 @@ def test_linked_blobs_in_chunks(db: Harness) -> None:
     db.run(body)
 
 
-# uploads
+# uploads (berth.db.uploads)
 
 def test_upload_rows(db: Harness) -> None:
     async def body(db: Backend) -> None:
         repo = await new_repo(db)
-        assert await db.read(q.upload_ids) == set()
-        assert await db.read(q.get_upload_repo, "upload-old") is None
-        await db.write(q.create_upload, "upload-old", repo, NOW - 7200)
-        await db.write(q.create_upload, "upload-new", repo, NOW)
-        assert await db.read(q.get_upload_repo, "upload-old") == repo
-        assert await db.read(q.upload_ids) == {"upload-old", "upload-new"}
-        assert await db.read(q.stale_uploads, NOW - 3600) == ["upload-old"]
-        assert sorted(await db.read(q.stale_uploads, NOW + 1)) == ["upload-new", "upload-old"]
-        assert await db.read(q.stale_uploads, NOW - 7200) == []
-        assert await db.write(q.delete_upload, "upload-old") is True
-        assert await db.write(q.delete_upload, "upload-old") is False
-        assert await db.read(q.upload_ids) == {"upload-new"}
+        other = await new_repo(db, "team/other")
+        assert await db.read(qu.upload_ids) == set()
+        assert await db.read(qu.get_upload, "upload-old", repo) is None
+        await db.write(qu.create_upload, "upload-old", repo, "s0", NOW - 7200)
+        await db.write(qu.create_upload, "upload-new", repo, "", NOW)
+        assert await db.read(qu.get_upload, "upload-old", repo) == qu.Upload("upload-old", repo, 0, "s0", NOW - 7200)
+        assert await db.read(qu.get_upload, "upload-old", other) is None
+        assert await db.read(qu.upload_ids) == {"upload-old", "upload-new"}
+        assert [u.id for u in await db.read(qu.stale_uploads, NOW - 3600)] == ["upload-old"]
+        assert sorted(u.id for u in await db.read(qu.stale_uploads, NOW + 1)) == ["upload-new", "upload-old"]
+        assert await db.read(qu.stale_uploads, NOW - 7200) == []
+        assert await db.write(qu.delete_upload, "upload-old", other) is None
+        gone = await db.write(qu.delete_upload, "upload-old", repo)
+        assert gone is not None and gone.state == "s0"
+        assert await db.write(qu.delete_upload, "upload-old") is None
+        assert await db.read(qu.upload_ids) == {"upload-new"}
+
+    db.run(body)
+
+
+def test_upload_claims(db: Harness) -> None:
+    """One claim at a time, only at the committed size; the holder alone advances; claims expire."""
+    async def body(db: Backend) -> None:
+        repo = await new_repo(db)
+        await db.write(qu.create_upload, "upload-1", repo, "", NOW)
+        first = await db.write(qu.claim_upload, "upload-1", repo, 0, "a", NOW, NOW + 60)
+        assert first.outcome is qu.ClaimOutcome.CLAIMED and first.upload is not None and first.upload.size == 0
+        busy = await db.write(qu.claim_upload, "upload-1", repo, 0, "b", NOW, NOW + 60)
+        assert busy.outcome is qu.ClaimOutcome.BUSY
+        assert (await db.write(qu.claim_upload, "upload-1", repo, None, "b", NOW, NOW + 60)).outcome \
+            is qu.ClaimOutcome.BUSY
+        assert await db.write(qu.advance_upload, "upload-1", "b", 10, "x") is False  # not the holder
+        assert await db.write(qu.renew_claim, "upload-1", "a", NOW + 90) is True
+        assert await db.write(qu.advance_upload, "upload-1", "a", 10, "state-10") is True
+        assert await db.write(qu.advance_upload, "upload-1", "a", 20, "x") is False  # released
+        moved = await db.write(qu.claim_upload, "upload-1", repo, 0, "b", NOW, NOW + 60)
+        assert moved.outcome is qu.ClaimOutcome.MOVED and moved.upload is not None and moved.upload.size == 10
+        unknown = await db.write(qu.claim_upload, "upload-1", repo + 1, 10, "b", NOW, NOW + 60)
+        assert unknown.outcome is qu.ClaimOutcome.UNKNOWN and unknown.upload is None
+        held = await db.write(qu.claim_upload, "upload-1", repo, None, "b", NOW, NOW + 60)
+        assert held.outcome is qu.ClaimOutcome.CLAIMED and held.upload is not None
+        assert (held.upload.size, held.upload.state) == (10, "state-10")
+        await db.write(qu.release_claim, "upload-1", "b")
+        assert (await db.write(qu.claim_upload, "upload-1", repo, 10, "c", NOW, NOW + 60)).outcome \
+            is qu.ClaimOutcome.CLAIMED
+        # a writer that died: its claim is taken over once expired, and its late commit is refused
+        assert (await db.write(qu.claim_upload, "upload-1", repo, 10, "d", NOW + 61, NOW + 121)).outcome \
+            is qu.ClaimOutcome.CLAIMED
+        assert await db.write(qu.advance_upload, "upload-1", "c", 30, "x") is False
+        assert await db.write(qu.renew_claim, "upload-1", "c", NOW + 200) is False
+        assert await db.write(qu.advance_upload, "upload-1", "d", 30, "state-30") is True
 
     db.run(body)
 
@@ -263,10 +303,22 @@ def test_finish_upload_links_the_blob_and_drops_the_row(db: Harness) -> None:
 
     async def body(db: Backend) -> None:
         repo = await new_repo(db)
-        await db.write(q.create_upload, "upload-1", repo, NOW)
-        await db.write(q.finish_upload, "upload-1", repo, d, 42, NOW)
-        assert await db.read(q.get_upload_repo, "upload-1") is None
+        await db.write(qu.create_upload, "upload-1", repo, "", NOW)
+        assert (await db.write(qu.claim_upload, "upload-1", repo, 0, "a", NOW, NOW + 60)).outcome \
+            is qu.ClaimOutcome.CLAIMED
+        assert await db.write(qu.finish_upload, "upload-1", "someone-else", repo, d, 42, NOW) is False
+        assert await db.read(q.repo_blob_size, repo, d) is None
+        assert await db.write(qu.finish_upload, "upload-1", "a", repo, d, 42, NOW) is True
+        assert await db.read(qu.get_upload, "upload-1", repo) is None
         assert await db.read(q.repo_blob_size, repo, d) == 42
+        # in one statement, for a session no writer holds at the size given
+        await db.write(qu.create_upload, "upload-2", repo, "", NOW)
+        assert await db.write(qu.finish_unclaimed, "upload-2", repo, 5, d, 42, NOW) is False
+        assert (await db.write(qu.claim_upload, "upload-2", repo, 0, "a", NOW, NOW + 60)).outcome \
+            is qu.ClaimOutcome.CLAIMED
+        assert await db.write(qu.finish_unclaimed, "upload-2", repo, 0, d, 42, NOW) is False
+        assert await db.write(qu.finish_unclaimed, "upload-2", repo, 0, d, 42, NOW + 61) is True
+        assert await db.read(qu.get_upload, "upload-2", repo) is None
 
     db.run(body)
 

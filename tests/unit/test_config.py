@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from berth.config import DEFAULT_ACCOUNT, DEFAULT_REGION, ConfigError, Settings
+from berth.storage.urls import S3Storage
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -46,6 +47,8 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_LOG_LEVEL": "debug",
         "BERTH_ADMIN_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
         "BERTH_ADMIN_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "BERTH_STORAGE_URL": "s3://layers/berth?endpoint=http://127.0.0.1:7480&region=eu-west-1",
+        "BERTH_STORAGE_REDIRECT": "1",
     }
     assert {"BERTH_" + f.name.upper() for f in fields(Settings)} == set(env)  # a new field needs a line here
     s = Settings.from_env(env)
@@ -61,6 +64,8 @@ def test_every_field_from_the_environment() -> None:
     assert s.registry_domain == "registry.example.com"
     assert s.upload_max_age_hours == 2
     assert (s.job_workers, s.job_lease_seconds) == (0, 5)
+    assert s.storage_redirect is True
+    assert s.storage == S3Storage("layers", "berth", "http://127.0.0.1:7480", "eu-west-1", "path")
     assert s.log_level == "debug"
     assert s.admin_access_key_id == "AKIAIOSFODNN7EXAMPLE"
     assert s.admin_secret_access_key == "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from berth.db import registry as q
+from berth.db import uploads as qu
 from berth.db.migrate import sqlalchemy_url, upgrade
 from berth.db.sqlite import SqliteBackend
 from berth.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid, UploadOutOfOrder
@@ -68,7 +69,18 @@ class Env:
     def blob(self, digest: str) -> bytes:
         size = self.blobs.stat(digest)
         assert size is not None, f"{digest} not stored"
-        return self.blobs.read(digest, 0, size)
+        reader = self.blobs.open(digest)
+        try:
+            return reader.read(size + 1)
+        finally:
+            reader.close()
+
+    def digests(self) -> list[str]:
+        return [b.digest for b in self.blobs.walk()]
+
+    def stored(self, upload_id: str) -> bytes:
+        """The bytes the filesystem driver holds for an upload in progress."""
+        return (self.root / "uploads" / upload_id).read_bytes()
 
     def leftovers(self) -> list[str]:
         return sorted(p.name for p in (self.root / "uploads").iterdir())
@@ -122,7 +134,7 @@ def test_chunked_upload(env: Env) -> None:
         repo = env.repo_id
         uid = await u.start(repo)
         assert await u.status(repo, uid) == 0
-        assert await u.db.read(q.get_upload_repo, uid) == repo
+        assert await u.db.read(qu.get_upload, uid, repo) is not None
         assert await u.append(repo, uid, stream(parts[0]), (0, 999), 1000) == 1000
         assert await u.append(repo, uid, stream(parts[1][:30_000], parts[1][30_000:]), None, None) == 71_000
         assert await u.status(repo, uid) == 71_000
@@ -130,7 +142,7 @@ def test_chunked_upload(env: Env) -> None:
         assert await u.complete(repo, uid, sha256(data), None, None) == len(data)
         assert env.blob(sha256(data)) == data
         assert await u.db.read(q.repo_blob_size, repo, sha256(data)) == len(data)
-        assert await u.db.read(q.get_upload_repo, uid) is None
+        assert await u.db.read(qu.get_upload, uid, env.repo_id) is None
         with pytest.raises(BlobUploadUnknown):
             await u.status(repo, uid)
 
@@ -166,7 +178,7 @@ def test_monolithic_put(env: Env) -> None:
         assert await u.put(env.repo, sha256(data), stream(*chunks), len(data)) == len(data)
         assert env.blob(sha256(data)) == data
         assert await u.db.read(q.repo_blob_size, env.repo_id, sha256(data)) == len(data)
-        assert await u.db.read(q.upload_ids) == set()
+        assert await u.db.read(qu.upload_ids) == set()
 
     run(env, body)
     assert env.leftovers() == []
@@ -178,7 +190,7 @@ def test_same_blob_twice(env: Env) -> None:
         uid = await u.start(env.repo_id)
         await u.complete(env.repo_id, uid, sha256(b"dup"), stream(b"dup"), 3)
         assert env.blob(sha256(b"dup")) == b"dup"
-        assert list(env.blobs.digests()) == [sha256(b"dup")]
+        assert env.digests() == [sha256(b"dup")]
 
     run(env, body)
     assert env.leftovers() == []
@@ -220,7 +232,7 @@ def test_out_of_order_chunks_are_refused(env: Env) -> None:
         with pytest.raises(SizeInvalid):
             await u.append(repo, uid, stream(b"abc"), (10, 12), 4)  # Content-Range and -Length disagree
         assert await u.status(repo, uid) == 10
-        assert env.blobs.upload_read(uid, 0, 100) == b"0123456789"
+        assert env.stored(uid) == b"0123456789"
         await u.append(repo, uid, stream(b"abc"), (10, 12), 3)
         await u.complete(repo, uid, sha256(b"0123456789abc"), None, None)
         assert env.blob(sha256(b"0123456789abc")) == b"0123456789abc"
@@ -247,7 +259,7 @@ def test_content_length_mismatch_rolls_back(env: Env, sent: bytes, declared: int
         with pytest.raises(SizeInvalid):
             await u.append(repo, uid, stream(sent), None, declared)
         assert await u.status(repo, uid) == 6
-        assert env.blobs.upload_read(uid, 0, 100) == b"first;"
+        assert env.stored(uid) == b"first;"
         # the running hash was rolled back too: the right digest still completes
         await u.append(repo, uid, stream(b"second"), (6, 11), 6)
         await u.complete(repo, uid, sha256(b"first;second"), None, None)
@@ -276,7 +288,7 @@ def test_client_disconnect_mid_chunk_rolls_back(env: Env) -> None:
         with pytest.raises(ConnectionResetError):
             await u.append(env.repo_id, uid, broken_stream(b"lost", b"also lost"), None, None)
         assert await u.status(env.repo_id, uid) == 5
-        assert env.blobs.upload_read(uid, 0, 100) == b"kept-"
+        assert env.stored(uid) == b"kept-"
         await u.complete(env.repo_id, uid, sha256(b"kept-end"), stream(b"end"), None)
         assert env.blob(sha256(b"kept-end")) == b"kept-end"
 
@@ -293,7 +305,7 @@ def test_monolithic_put_failures_leave_nothing(env: Env) -> None:
             await u.put(env.repo, sha256(b"xy"), broken_stream(b"x"), None)
         with pytest.raises(DigestInvalid):
             await u.put(env.repo, "sha256:not-a-digest", stream(b"x"), None)
-        assert list(env.blobs.digests()) == []
+        assert env.digests() == []
         assert await u.db.read(q.linked_blobs, env.repo_id, [sha256(b"actual"), sha256(b"short")]) == set()
 
     run(env, body)
@@ -311,7 +323,7 @@ def test_complete_with_wrong_digest_deletes_the_session(env: Env) -> None:
         assert info.value.detail == {"digest": sha256(b"other bytes")}
         with pytest.raises(BlobUploadUnknown):
             await u.status(env.repo_id, uid)
-        assert await u.db.read(q.get_upload_repo, uid) is None
+        assert await u.db.read(qu.get_upload, uid, env.repo_id) is None
         assert env.blobs.stat(sha256(b"other bytes")) is None
         assert env.blobs.stat(sha256(b"some bytes")) is None
 
@@ -399,14 +411,23 @@ def test_sessions_belong_to_their_repository(env: Env) -> None:
     run(env, body)
 
 
-def test_session_row_without_storage_is_unknown(env: Env) -> None:
+def test_session_whose_stored_bytes_are_gone_is_unknown(env: Env) -> None:
+    """A row whose bytes did not survive (deleted, or not yet written back at a crash): the client
+    is told the upload is unknown and starts again; nothing is rebuilt from a short file."""
     async def body(u: Uploads) -> None:
         uid = await u.start(env.repo_id)
-        env.blobs.upload_delete(uid)
+        await u.append(env.repo_id, uid, stream(b"acknowledged"), None, None)
+        (env.root / "uploads" / uid).unlink()
         with pytest.raises(BlobUploadUnknown):
-            await u.status(env.repo_id, uid)
+            await u.append(env.repo_id, uid, stream(b"more"), (12, 15), 4)
+        (env.root / "uploads" / uid).write_bytes(b"ack")  # shorter than acknowledged
+        with pytest.raises(BlobUploadUnknown):
+            await u.complete(env.repo_id, uid, sha256(b"acknowledged"), None, None)
+        assert await u.status(env.repo_id, uid) == 12  # the claim was released: a cancel still works
+        await u.cancel(env.repo_id, uid)
 
     run(env, body)
+    assert env.leftovers() == []
 
 
 def test_cancel(env: Env) -> None:
@@ -418,7 +439,7 @@ def test_cancel(env: Env) -> None:
             await u.status(env.repo_id, uid)
         with pytest.raises(BlobUploadUnknown):
             await u.cancel(env.repo_id, uid)
-        assert await u.db.read(q.upload_ids) == set()
+        assert await u.db.read(qu.upload_ids) == set()
 
     run(env, body)
     assert env.leftovers() == []
@@ -446,23 +467,26 @@ def test_purge_of_stale_sessions_and_orphans(env: Env) -> None:
         await u.append(env.repo_id, stale, stream(b"old"), None, None)
         env.clock.now = now - 3600
         fresh = await u.start(env.repo_id)
-        env.blobs.upload_create("orphan-from-a-crash")
-        os.utime(env.root / "uploads" / "orphan-from-a-crash" / "data", (now - 7200, now - 7200))
-        env.blobs.upload_create("monolithic-put-in-flight")  # no row, but young: maybe still running
+        (env.root / "uploads" / "orphan-from-a-crash").write_bytes(b"x")
+        os.utime(env.root / "uploads" / "orphan-from-a-crash", (now - 7200, now - 7200))
+        (env.root / "uploads" / "old-layout-session").mkdir()  # uploads/<id>/data before migration 0004
+        (env.root / "uploads" / "old-layout-session" / "data").write_bytes(b"x")
+        os.utime(env.root / "uploads" / "old-layout-session", (now - 7200, now - 7200))
+        (env.root / "uploads" / ".put-in-flight").write_bytes(b"x")  # no row, but young: maybe still running
         env.clock.now = now
 
-        assert await u.purge() == 2
+        assert await u.purge() == 3
         with pytest.raises(BlobUploadUnknown):
             await u.status(env.repo_id, stale)
         assert await u.status(env.repo_id, fresh) == 0
-        assert await u.db.read(q.upload_ids) == {fresh}
-        assert sorted(uid for uid, _ in env.blobs.uploads()) == sorted([fresh, "monolithic-put-in-flight"])
+        assert await u.db.read(qu.upload_ids) == {fresh}
+        assert env.leftovers() == [".put-in-flight"]  # the fresh session has stored nothing yet
         assert await u.purge() == 0
 
         env.clock.now = now + 24 * 3600
         assert await u.purge() == 2  # the session is stale now, and the in-flight file an orphan
-        assert list(env.blobs.uploads()) == []
-        assert await u.db.read(q.upload_ids) == set()
+        assert env.leftovers() == []
+        assert await u.db.read(qu.upload_ids) == set()
 
     run(env, body)
     assert env.leftovers() == []

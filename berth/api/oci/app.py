@@ -58,6 +58,9 @@ def _not_allowed(method: str) -> EdgeError:
     return EdgeError("METHOD_NOT_ALLOWED", f"{method} not allowed here")
 
 
+REDIRECT_EXPIRES = 900  # seconds a presigned blob URL stays valid
+
+
 @dataclass(slots=True)
 class Call:
     """One request, with what the edge worked out about it."""
@@ -92,8 +95,10 @@ class Call:
 
 class OciApi:
     def __init__(self, registry: RegistryService, authenticator: Authenticator, authorizer: Authorizer,
-                 default_account: str, default_region: str, domain: str) -> None:
+                 default_account: str, default_region: str, domain: str,
+                 blob_url: Callable[[str, int], str | None] | None = None) -> None:
         self.registry = registry
+        self.blob_url = blob_url  # set with --storage-redirect: a presigned storage URL for a blob GET
         self.authn = authenticator
         self.authz = authorizer
         self.default = (default_account, default_region)
@@ -316,6 +321,10 @@ class OciApi:
             size = await self.registry.blob_size(repo, digest)
         except DigestInvalid:  # no blob has such a name; the spec: not found MUST be 404
             raise BlobUnknown("blob unknown to registry: not a valid digest", detail={"digest": digest[:200]}) from None
+        if not head and self.blob_url is not None:  # as ECR does: the client fetches from storage itself
+            url = self.blob_url(digest, REDIRECT_EXPIRES)
+            if url is not None:
+                return await respond(c.send, 307, [("Location", url), ("Docker-Content-Digest", digest)])
         headers = [("Content-Type", "application/octet-stream"), ("Docker-Content-Digest", digest),
                    ("Accept-Ranges", "bytes"), ("ETag", f'"{digest}"')]
         start, end, status = 0, size, 200
