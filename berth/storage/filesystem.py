@@ -114,20 +114,28 @@ class _FileWriter:
     def commit(self, digest: str) -> None:
         dst = self._store._blob_path(digest)
         try:
-            os.fsync(self._fd)
-        finally:
-            self._close()
-        shard = os.path.dirname(dst)
-        try:
-            os.replace(self._path, dst)  # identical content if the blob was already there
-        except FileNotFoundError:  # the first blob of its shard (or of its algorithm)
-            if os.path.isdir(shard):
-                raise
-            os.makedirs(shard, exist_ok=True)
-            _fsync_dir(os.path.dirname(shard))
-            _fsync_dir(os.path.dirname(os.path.dirname(shard)))
-            os.replace(self._path, dst)
-        _fsync_dir(shard)
+            try:
+                os.fsync(self._fd)
+            finally:
+                self._close()
+            shard = os.path.dirname(dst)
+            try:
+                os.replace(self._path, dst)  # identical content if the blob was already there
+            except FileNotFoundError:  # the first blob of its shard (or of its algorithm), unless ours is gone
+                if not os.path.exists(self._path):
+                    raise
+                os.makedirs(shard, exist_ok=True)
+                _fsync_dir(os.path.dirname(shard))
+                _fsync_dir(os.path.dirname(os.path.dirname(shard)))
+                os.replace(self._path, dst)
+            _fsync_dir(shard)
+        except BaseException:
+            if self._temporary:  # a failed commit of a monolithic upload leaves nothing either
+                try:
+                    os.unlink(self._path)
+                except FileNotFoundError:
+                    pass
+            raise
 
     def abort(self) -> None:
         if self._fd < 0:
