@@ -1,9 +1,11 @@
 """Blob uploads: sessions, chunks, completion. Durable before acknowledged.
 
 A session is a row (any process or node can continue it): its committed size and the storage
-driver's state. Each PATCH or PUT claims the row at the committed size in the database before it
-writes and commits the new size after (berth/db/uploads.py), so of writers racing for one offset,
-in one process or many, exactly one is accepted. The running sha256 is kept in memory for speed;
+driver's state. A POST writes nothing: it mints a signed id (upload_ids.py), and the row comes
+with the first bytes; a PUT that brings every byte then costs one write, as a monolithic push.
+Each PATCH or PUT claims the row at the committed size in the database before it writes and
+commits the new size after (berth/db/uploads.py), so of writers racing for one offset, in one
+process or many, exactly one is accepted. The running sha256 is kept in memory for speed;
 when it is missing or stale (restart, another process wrote the last part) it is recomputed from
 the bytes already stored.
 """
@@ -22,9 +24,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from berth.db import iam as qi
 from berth.db import registry as q
 from berth.db import uploads as qu
 from berth.db.store import Backend
+from berth.registry import upload_ids
 from berth.registry.errors import BlobUploadUnknown, DigestInvalid, RegistryError, SizeInvalid, UploadOutOfOrder
 from berth.registry.names import check_digest
 from berth.registry.streams import pump
@@ -32,13 +36,14 @@ from berth.storage import BlobStore, UploadWriter
 
 READ_CHUNK = 1 << 20
 CLAIM_SECONDS = 60.0  # a writer renews its claim while it streams; a killed one frees the upload after this
-_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what start() hands out (token_urlsafe or a UUID)
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what start() hands out (signed, token_urlsafe or a UUID)
 _HASHERS_KEPT = 4096  # running hashes of sessions in progress, newest kept
+KEYS_REFRESH = 5.0  # seconds: how often an unverifiable id may make this node re-read the signing keys
 
 
 class UploadIds(Enum):
-    TOKEN = "token"  # 32 URL-safe characters (the OCI face)
-    UUID = "uuid"  # what ECR's model requires of an uploadId
+    SIGNED = "signed"  # the OCI face: minted without a database write (berth/registry/upload_ids.py)
+    UUID = "uuid"  # what ECR's model requires of an uploadId: a row from the start
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -68,39 +73,81 @@ class Uploads:
         self.claim_seconds = claim_seconds
         self.pool = ThreadPoolExecutor(64, thread_name_prefix="upload")
         self._hashers: dict[str, tuple[int, Any]] = {}  # upload id -> (size, sha256 of its first size bytes)
+        self._keys: dict[str, bytes] | None = None
+        self._keys_loaded = 0.0
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
+    # ids
+
+    async def _signing_keys(self, refresh: bool = False) -> dict[str, bytes]:
+        """The signing keys every node shares (the registry tokens' own, in the database)."""
+        now = time.monotonic()
+        if self._keys is None or (refresh and now - self._keys_loaded > KEYS_REFRESH):
+            keys = {}
+            for key_id, secret in (await self.db.read(qi.signing_keys)).items():
+                try:
+                    keys[key_id] = bytes.fromhex(secret)
+                except ValueError:
+                    continue
+            self._keys, self._keys_loaded = keys, now
+        return self._keys
+
+    async def _fresh_since(self, repo_id: int, upload_id: str) -> float | None:
+        """When a valid signed id of this repository was minted; None for any other id."""
+        if len(upload_id) != upload_ids.LENGTH:
+            return None
+        signed = upload_ids.parse(upload_id, await self._signing_keys())
+        if signed is None:  # perhaps signed with a key another node added since
+            signed = upload_ids.parse(upload_id, await self._signing_keys(refresh=True))
+        now = self.clock()
+        if signed is None or signed.repo_id != repo_id or not now - self.max_age <= signed.minted_at <= now + 300:
+            return None
+        return signed.minted_at
+
     # sessions
 
-    async def start(self, repo_id: int, ids: UploadIds = UploadIds.TOKEN) -> str:
-        upload_id = str(uuid.uuid4()) if ids is UploadIds.UUID else secrets.token_urlsafe(24)
-        state = await self._run(self.blobs.begin, upload_id)
-        await self.db.write(qu.create_upload, upload_id, repo_id, state, self.clock())
+    async def start(self, repo_id: int, ids: UploadIds = UploadIds.SIGNED) -> str:
+        """A new session. A signed id costs no write: its row comes with its first bytes."""
+        now = self.clock()
+        keys = await self._signing_keys() if ids is UploadIds.SIGNED else {}
+        if keys:
+            return upload_ids.mint(list(keys.values())[-1], repo_id, now)
+        upload_id = str(uuid.uuid4()) if ids is UploadIds.UUID else secrets.token_urlsafe(24)  # no key: a row
+        await self.db.write(qu.create_upload, upload_id, repo_id, now)
         return upload_id
 
-    async def _get(self, repo_id: int, upload_id: str) -> qu.Upload:
+    async def _get(self, repo_id: int, upload_id: str) -> tuple[qu.Upload | None, float | None]:
+        """The session's row, or (None, minted at) for a fresh signed id; BLOB_UPLOAD_UNKNOWN otherwise."""
         upload = await self.db.read(qu.get_upload, upload_id, repo_id) if _UPLOAD_ID.fullmatch(upload_id) else None
-        if upload is None:
+        if upload is not None and not upload.ended:
+            return upload, None
+        fresh = await self._fresh_since(repo_id, upload_id) if upload is None else None
+        if fresh is None:
             raise _unknown(upload_id)
-        return upload
+        return None, fresh
 
     async def status(self, repo_id: int, upload_id: str) -> int:
         """The committed size (a write in flight is not counted until it is accepted)."""
-        return (await self._get(repo_id, upload_id)).size
+        upload, _ = await self._get(repo_id, upload_id)
+        return 0 if upload is None else upload.size
 
     async def cancel(self, repo_id: int, upload_id: str) -> None:
-        upload = await self.db.write(qu.delete_upload, upload_id, repo_id) if _UPLOAD_ID.fullmatch(upload_id) \
-            else None
-        if upload is None:
+        if not _UPLOAD_ID.fullmatch(upload_id) or not await self._end(repo_id, upload_id):
             raise _unknown(upload_id)
-        await self._discard(upload)
 
-    async def _discard(self, upload: qu.Upload) -> None:
-        """Drop the storage of an upload whose row is gone (a writer still streaming finds it gone)."""
-        self._hashers.pop(upload.id, None)
-        await self._run(self.blobs.cancel, upload.id, upload.state)
+    async def _end(self, repo_id: int, upload_id: str) -> bool:
+        """End the session (its row a tombstone) and drop its storage; False when it was unknown."""
+        end = await self.db.write(qu.end_upload, upload_id, repo_id, await self._fresh_since(repo_id, upload_id))
+        if end.outcome is qu.EndOutcome.ENDED:
+            await self._discard(upload_id, end.upload.state if end.upload is not None else None)
+        return end.outcome is not qu.EndOutcome.UNKNOWN
+
+    async def _discard(self, upload_id: str, state: str | None) -> None:
+        """Drop the storage of a session that ended (a writer still streaming finds it ended)."""
+        self._hashers.pop(upload_id, None)
+        await self._run(self.blobs.cancel, upload_id, state or "")
 
     # claims
 
@@ -109,8 +156,10 @@ class Uploads:
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise _unknown(upload_id)
         token = secrets.token_hex(8)
+        fresh = await self._fresh_since(repo_id, upload_id)
         now = self.clock()
-        claim = await self.db.write(qu.claim_upload, upload_id, repo_id, at, token, now, now + self.claim_seconds)
+        claim = await self.db.write(qu.claim_upload, upload_id, repo_id, at, token, now, now + self.claim_seconds,
+                                    fresh)
         if claim.outcome is qu.ClaimOutcome.CLAIMED and claim.upload is not None:
             return claim.upload, token
         if claim.upload is None:
@@ -120,9 +169,9 @@ class Uploads:
         raise UploadOutOfOrder(message, size=claim.upload.size)
 
     async def _lost(self, repo_id: int, upload_id: str) -> Exception:
-        """The error for a writer whose claim was taken over or whose session was dropped meanwhile."""
+        """The error for a writer whose claim was taken over or whose session ended meanwhile."""
         current = await self.db.read(qu.get_upload, upload_id, repo_id)
-        if current is None:
+        if current is None or current.ended:
             return _unknown(upload_id)
         return UploadOutOfOrder("another request took over the upload", size=current.size)
 
@@ -142,6 +191,13 @@ class Uploads:
                 if not await self.db.write(qu.renew_claim, upload.id, token, self.clock() + self.claim_seconds):
                     raise await self._lost(upload.repository_id, upload.id)
                 renew_at = loop.time() + self.claim_seconds / 3
+
+    def _resume(self, upload: qu.Upload) -> Callable[[], UploadWriter]:
+        """Opens the writer on the worker thread; a session's first bytes begin it in storage."""
+        def open_() -> UploadWriter:
+            state = upload.state if upload.state is not None else self.blobs.begin(upload.id)
+            return self.blobs.resume(upload.id, state, upload.size)
+        return open_
 
     # data
 
@@ -219,7 +275,7 @@ class Uploads:
                 raise SizeInvalid("Content-Range and Content-Length disagree")
             content_length = content_range[1] - content_range[0] + 1
         try:
-            written = await self._stream(lambda: self.blobs.resume(upload_id, upload.state, upload.size), upload.size,
+            written = await self._stream(self._resume(upload), upload.size,
                                          self._cached(upload_id, upload.size), "sha256",
                                          self._renewing(chunks, upload, token), content_length, None)
         except BaseException:
@@ -233,18 +289,17 @@ class Uploads:
     async def complete(self, repo_id: int, upload_id: str, digest: str, chunks: AsyncIterator[bytes] | None,
                        content_length: int | None) -> int:
         check_digest(digest)
-        upload = await self._get(repo_id, upload_id)
-        if upload.size == 0:  # every byte comes with this PUT (POST then PUT): one statement claims and finishes
-            return await self._complete_empty(upload, digest, chunks or _empty(), content_length)
+        upload, fresh = await self._get(repo_id, upload_id)
+        if upload is None or upload.size == 0:  # every byte comes with this PUT (POST then PUT)
+            return await self._complete_empty(repo_id, upload_id, fresh, digest, chunks or _empty(), content_length)
         upload, token = await self._claim(repo_id, upload_id, None)
         algorithm = digest.split(":", 1)[0]
         hasher = self._cached(upload_id, upload.size) if algorithm == "sha256" else None
         try:
-            written = await self._stream(lambda: self.blobs.resume(upload_id, upload.state, upload.size), upload.size,
-                                         hasher, algorithm, self._renewing(chunks or _empty(), upload, token),
-                                         content_length, digest)
+            written = await self._stream(self._resume(upload), upload.size, hasher, algorithm,
+                                         self._renewing(chunks or _empty(), upload, token), content_length, digest)
         except DigestInvalid:
-            await self._drop(upload)
+            await self._end(repo_id, upload_id)  # a failed completion ends the session, as distribution's does
             raise
         except BaseException:
             await self._release(upload_id, token)
@@ -254,27 +309,24 @@ class Uploads:
             raise await self._lost(repo_id, upload_id)
         return written.size
 
-    async def _complete_empty(self, upload: qu.Upload, digest: str, chunks: AsyncIterator[bytes],
-                              content_length: int | None) -> int:
-        """Write the blob as a monolithic upload, then finish the session only if it is still empty
-        and unclaimed. A PATCH that won the session meanwhile makes this PUT 416; the blob it
-        stored stays (content-addressed, verified: garbage collection's to reclaim, never unsafe)."""
+    async def _complete_empty(self, repo_id: int, upload_id: str, fresh: float | None, digest: str,
+                              chunks: AsyncIterator[bytes], content_length: int | None) -> int:
+        """Write the blob as a monolithic upload, then end the session in one statement if it is
+        still empty and unclaimed. A PATCH that won the session meanwhile makes this PUT 416; the
+        blob it stored stays (content-addressed, verified: garbage collection's to reclaim)."""
         try:
             written = await self._stream(lambda: self.blobs.create(digest), 0, None, digest.split(":", 1)[0],
                                          chunks, content_length, digest)
         except DigestInvalid:
-            await self._drop(upload)
+            await self._end(repo_id, upload_id)
             raise
-        if not await self.db.write(qu.finish_unclaimed, upload.id, upload.repository_id, 0, digest, written.size,
-                                   self.clock()):
-            raise await self._lost(upload.repository_id, upload.id)
-        await self._discard(upload)  # whatever begin() or a refused PATCH left in the upload's own storage
+        end = await self.db.write(qu.finish_unclaimed, upload_id, repo_id, 0, digest, written.size, self.clock(),
+                                  fresh)
+        if end.outcome is qu.EndOutcome.UNKNOWN:
+            raise await self._lost(repo_id, upload_id)
+        if end.outcome is qu.EndOutcome.ENDED:  # a row: a refused PATCH may have begun the upload in storage
+            await self._discard(upload_id, end.upload.state if end.upload is not None else None)
         return written.size
-
-    async def _drop(self, upload: qu.Upload) -> None:
-        """A failed completion (digest mismatch) ends the session, as distribution does."""
-        if await self.db.write(qu.delete_upload, upload.id, upload.repository_id) is not None:
-            await self._discard(upload)
 
     async def put(self, repo_id: Callable[[], Awaitable[int]], digest: str, chunks: AsyncIterator[bytes],
                   content_length: int | None) -> int:
@@ -300,7 +352,8 @@ class Uploads:
         stale = await self.db.read(qu.stale_uploads, now - self.max_age)
         for upload in stale:
             if await self.db.write(qu.delete_upload, upload.id) is not None:
-                await self._discard(upload)
+                await self._discard(upload.id, upload.state)
+        await self.db.write(qu.delete_tombstones, now - self.max_age)  # their ids have expired too
         live = await self.db.read(qu.upload_ids)
         orphans: int = await self._run(self.blobs.purge_uploads, now - 3600, live)
         return len(stale) + orphans

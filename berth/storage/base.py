@@ -96,8 +96,12 @@ class BlobStore(Protocol):
     # uploads
 
     def begin(self, upload_id: str) -> str:
-        """Start an upload; its initial state. May store nothing (the filesystem stores nothing
-        until the first write); either way it is durable enough for `resume(upload_id, state, 0)`."""
+        """Start an upload in storage; its initial state, for `resume(upload_id, state, 0)`.
+
+        The registry calls it on the worker thread of the first request that brings bytes, just
+        before that `resume` (a POST stores nothing anywhere). A writer that dies after `begin`
+        may leave its storage unrecorded: the next writer calls `begin` again, and `cancel` must
+        still find both. May store nothing (the filesystem's stores nothing until the first write)."""
 
     def resume(self, upload_id: str, state: str, size: int) -> UploadWriter:
         """A writer appending at `size`, the upload's committed size, with `state` the state the

@@ -38,7 +38,7 @@ _start_writeback = _writeback_starter()
 WRITEBACK_EVERY = 16 << 20  # a large blob reaches the disk while it streams in, so the final fsync is short
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -46,7 +46,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _remove(path: Path) -> bool:
+def _remove(path: str) -> bool:
     """Unlink a file, or remove a directory (the previous layout's uploads/<id>/data)."""
     try:
         os.unlink(path)
@@ -61,7 +61,7 @@ def _remove(path: Path) -> bool:
 class _FileWriter:
     """Appends to `path` from `offset`; bytes past `offset` (from a failed writer) are cut first."""
 
-    def __init__(self, store: FilesystemBlobStore, path: Path, offset: int, temporary: bool) -> None:
+    def __init__(self, store: FilesystemBlobStore, path: str, offset: int, temporary: bool) -> None:
         self._store = store
         self._path = path
         self._temporary = temporary  # a create() writer: its file goes away unless committed
@@ -70,7 +70,7 @@ class _FileWriter:
         try:
             stored = os.fstat(self._fd).st_size
             if stored < offset:  # acknowledged bytes that did not survive (crash before writeback)
-                raise FileNotFoundError(f"upload {path.name} holds {stored} of {offset} bytes")
+                raise FileNotFoundError(f"upload {os.path.basename(path)} holds {stored} of {offset} bytes")
             if stored > offset:
                 os.ftruncate(self._fd, offset)
             os.lseek(self._fd, offset, os.SEEK_SET)
@@ -114,15 +114,28 @@ class _FileWriter:
     def commit(self, digest: str) -> None:
         dst = self._store._blob_path(digest)
         try:
-            os.fsync(self._fd)
-        finally:
-            self._close()
-        if not dst.parent.is_dir():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(dst.parent.parent)
-            _fsync_dir(dst.parent.parent.parent)
-        os.replace(self._path, dst)  # identical content if the blob was already there
-        _fsync_dir(dst.parent)
+            try:
+                os.fsync(self._fd)
+            finally:
+                self._close()
+            shard = os.path.dirname(dst)
+            try:
+                os.replace(self._path, dst)  # identical content if the blob was already there
+            except FileNotFoundError:  # the first blob of its shard (or of its algorithm), unless ours is gone
+                if not os.path.exists(self._path):
+                    raise
+                os.makedirs(shard, exist_ok=True)
+                _fsync_dir(os.path.dirname(shard))
+                _fsync_dir(os.path.dirname(os.path.dirname(shard)))
+                os.replace(self._path, dst)
+            _fsync_dir(shard)
+        except BaseException:
+            if self._temporary:  # a failed commit of a monolithic upload leaves nothing either
+                try:
+                    os.unlink(self._path)
+                except FileNotFoundError:
+                    pass
+            raise
 
     def abort(self) -> None:
         if self._fd < 0:
@@ -139,7 +152,7 @@ class _FileWriter:
 
 
 class _FileReader:
-    def __init__(self, path: Path, start: int, end: int | None) -> None:
+    def __init__(self, path: str, start: int, end: int | None) -> None:
         self._fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self._fd).st_size
         self._offset = start
@@ -166,19 +179,20 @@ class FilesystemBlobStore:
         self._uploads = self.root / "uploads"
         self._blobs.mkdir(parents=True, exist_ok=True)
         self._uploads.mkdir(parents=True, exist_ok=True)
+        self._blobs_s, self._uploads_s = str(self._blobs), str(self._uploads)
 
-    # paths
-    def _blob_path(self, digest: str) -> Path:
+    # paths: plain strings on the hot path (pathlib costs more than the syscalls of a small blob)
+    def _blob_path(self, digest: str) -> str:
         m = _DIGEST.fullmatch(digest)
         if not m or len(m.group(2)) != _HEX_LENGTH[m.group(1)]:
             raise ValueError(f"invalid digest {digest!r}")
         alg, hexpart = m.groups()
-        return self._blobs / alg / hexpart[:2] / hexpart
+        return f"{self._blobs_s}/{alg}/{hexpart[:2]}/{hexpart}"
 
-    def _upload_path(self, upload_id: str) -> Path:
+    def _upload_path(self, upload_id: str) -> str:
         if not _UPLOAD_ID.fullmatch(upload_id):
             raise ValueError(f"invalid upload id {upload_id!r}")
-        return self._uploads / upload_id
+        return f"{self._uploads_s}/{upload_id}"
 
     # uploads
     def begin(self, upload_id: str) -> str:
@@ -187,13 +201,13 @@ class FilesystemBlobStore:
 
     def resume(self, upload_id: str, state: str, size: int) -> _FileWriter:
         path = self._upload_path(upload_id)
-        if size > 0 and not path.is_file():
+        if size > 0 and not os.path.isfile(path):
             raise FileNotFoundError(f"upload {upload_id} is gone")
         return _FileWriter(self, path, size, temporary=False)
 
     def create(self, digest: str) -> _FileWriter:
         self._blob_path(digest)  # refuse a bad digest before writing anything
-        return _FileWriter(self, self._uploads / (_PUT_PREFIX + secrets.token_hex(12)), 0, temporary=True)
+        return _FileWriter(self, f"{self._uploads_s}/{_PUT_PREFIX}{secrets.token_hex(12)}", 0, temporary=True)
 
     def cancel(self, upload_id: str, state: str) -> None:
         _remove(self._upload_path(upload_id))
@@ -209,7 +223,7 @@ class FilesystemBlobStore:
                         continue
                 except FileNotFoundError:
                     continue
-                n += _remove(Path(entry.path))
+                n += _remove(entry.path)
         return n
 
     # blobs

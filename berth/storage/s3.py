@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import queue
 import re
 import secrets
 import threading
@@ -40,6 +41,9 @@ PART = 8 * MiB  # parts written while a request streams
 MIN_PART = 5 * MiB  # S3's minimum for every part but the last
 MAX_COPY = 5 << 30  # S3's largest CopyObject / UploadPartCopy source range
 IN_FLIGHT = 2  # parts uploading while the next one fills
+READ_CHUNK = MiB
+READ_AHEAD = 4  # chunks a reader holds ahead of its caller
+READ_AHEAD_FROM = 4 * MiB  # smaller ranges are read on the caller's thread
 _DIGEST = re.compile(r"(sha256|sha512):([a-f0-9]+)")
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
@@ -241,7 +245,7 @@ class S3BlobStore:
             return _Reader(None, size)
         content_range = r.get("ContentRange")
         size = int(content_range.rsplit("/", 1)[1]) if content_range else int(r["ContentLength"])
-        return _Reader(r["Body"], size)
+        return _Reader(r["Body"], size, int(r.get("ContentLength", 0)))
 
     def stat(self, digest: str) -> int | None:
         try:
@@ -494,23 +498,69 @@ class _Writer:
 
 
 class _Reader:
-    def __init__(self, body: Any, size: int) -> None:
+    """A ranged GET's body. Past READ_AHEAD_FROM bytes a thread keeps reading ahead (up to
+    READ_AHEAD chunks of READ_CHUNK), so the socket from S3 drains while the caller sends."""
+
+    def __init__(self, body: Any, size: int, length: int = 0) -> None:
         self._body = body
         self._size = size
+        self._rest = b""
+        self._queue: queue.Queue[bytes | BaseException] | None = None
+        self._stop = threading.Event()
+        if body is not None and length > READ_AHEAD_FROM:
+            self._queue = queue.Queue(READ_AHEAD)
+            threading.Thread(target=self._pump, name="s3-read", daemon=True).start()
 
     @property
     def size(self) -> int:
         return self._size
 
-    def read(self, n: int) -> bytes:
-        if self._body is None:
-            return b""
+    def _pump(self) -> None:
+        assert self._queue is not None
+        try:
+            while not self._stop.is_set():
+                data = self._read_body(READ_CHUNK)
+                self._queue.put(data)
+                if not data:
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the reader's thread
+            if not self._stop.is_set():
+                self._queue.put(e)
+
+    def _read_body(self, n: int) -> bytes:
         try:
             return bytes(self._body.read(n))
         except Exception as e:
             raise _translate(e, "GetObject") from e
 
+    def read(self, n: int) -> bytes:
+        if self._body is None:
+            return b""
+        if self._queue is None:
+            return self._read_body(n)
+        if not self._rest:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                self._queue.put(item)  # stay at the end
+                return b""
+            self._rest = item
+        out, self._rest = self._rest[:n], self._rest[n:]
+        return out
+
     def close(self) -> None:
-        if self._body is not None:
+        if self._body is None:
+            return
+        self._stop.set()
+        if self._queue is not None:
+            while True:  # let a pump blocked on a full queue see the stop
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+        try:
             self._body.close()
-            self._body = None
+        except Exception:  # noqa: BLE001 - closing a body the pump may be reading
+            pass
+        self._body = None

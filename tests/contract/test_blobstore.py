@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -258,6 +259,37 @@ def test_delete_leaves_uploads_alone(driver: BlobStore) -> None:
     driver.delete([digest])
     up.commit(digest)
     assert read_all(driver, digest) == data
+
+
+def test_concurrent_commits_into_an_empty_store(driver: BlobStore) -> None:
+    """Many writers at once, each committing blobs whose shards do not exist yet (and the same
+    blob from several writers): every commit succeeds and every blob reads back whole."""
+    one_shard = []  # the same first digest byte: the writers race to create one shard directory
+    while len(one_shard) < 32:
+        data = os.urandom(64)
+        if hashlib.sha256(data).digest()[0] == 0x7F:
+            one_shard.append(data)
+    blobs = one_shard + [os.urandom(100 + i) for i in range(64)] + [b"shared"] * 8
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def writer(mine: list[bytes]) -> None:
+        try:
+            barrier.wait(10)
+            for data in mine:
+                put(driver, data)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(blobs[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    for data in blobs:
+        assert read_all(driver, sha256(data)) == data
+    assert len(digests(driver)) == 97
 
 
 # the walk for garbage collection

@@ -246,19 +246,31 @@ def test_upload_rows(db: Harness) -> None:
         other = await new_repo(db, "team/other")
         assert await db.read(qu.upload_ids) == set()
         assert await db.read(qu.get_upload, "upload-old", repo) is None
-        await db.write(qu.create_upload, "upload-old", repo, "s0", NOW - 7200)
-        await db.write(qu.create_upload, "upload-new", repo, "", NOW)
-        assert await db.read(qu.get_upload, "upload-old", repo) == qu.Upload("upload-old", repo, 0, "s0", NOW - 7200)
+        await db.write(qu.create_upload, "upload-old", repo, NOW - 7200)
+        await db.write(qu.create_upload, "upload-new", repo, NOW)
+        assert await db.read(qu.get_upload, "upload-old", repo) == qu.Upload("upload-old", repo, 0, None, NOW - 7200)
         assert await db.read(qu.get_upload, "upload-old", other) is None
         assert await db.read(qu.upload_ids) == {"upload-old", "upload-new"}
         assert [u.id for u in await db.read(qu.stale_uploads, NOW - 3600)] == ["upload-old"]
         assert sorted(u.id for u in await db.read(qu.stale_uploads, NOW + 1)) == ["upload-new", "upload-old"]
         assert await db.read(qu.stale_uploads, NOW - 7200) == []
-        assert await db.write(qu.delete_upload, "upload-old", other) is None
-        gone = await db.write(qu.delete_upload, "upload-old", repo)
-        assert gone is not None and gone.state == "s0"
-        assert await db.write(qu.delete_upload, "upload-old") is None
+        assert (await db.write(qu.end_upload, "upload-old", other)).outcome is qu.EndOutcome.UNKNOWN
+        ended = await db.write(qu.end_upload, "upload-old", repo)
+        assert ended.outcome is qu.EndOutcome.ENDED and ended.upload is not None and ended.upload.ended
+        assert (await db.write(qu.end_upload, "upload-old", repo)).outcome is qu.EndOutcome.UNKNOWN
+        tomb = await db.read(qu.get_upload, "upload-old", repo)
+        assert tomb is not None and tomb.ended  # kept, so its id is never taken for a fresh one
         assert await db.read(qu.upload_ids) == {"upload-new"}
+        assert [u.id for u in await db.read(qu.stale_uploads, NOW + 1)] == ["upload-new"]
+        # a fresh signed id has no row: ending it leaves a tombstone, once
+        assert (await db.write(qu.end_upload, "signed-1", repo, NOW)).outcome is qu.EndOutcome.FRESH
+        assert (await db.write(qu.end_upload, "signed-1", repo, NOW)).outcome is qu.EndOutcome.UNKNOWN
+        assert await db.write(qu.delete_tombstones, NOW - 3600) == 1
+        assert await db.read(qu.get_upload, "upload-old", repo) is None
+        assert await db.write(qu.delete_tombstones, NOW + 1) == 1
+        gone = await db.write(qu.delete_upload, "upload-new")
+        assert gone is not None and gone.id == "upload-new"
+        assert await db.write(qu.delete_upload, "upload-new") is None
 
     db.run(body)
 
@@ -267,7 +279,7 @@ def test_upload_claims(db: Harness) -> None:
     """One claim at a time, only at the committed size; the holder alone advances; claims expire."""
     async def body(db: Backend) -> None:
         repo = await new_repo(db)
-        await db.write(qu.create_upload, "upload-1", repo, "", NOW)
+        await db.write(qu.create_upload, "upload-1", repo, NOW)
         first = await db.write(qu.claim_upload, "upload-1", repo, 0, "a", NOW, NOW + 60)
         assert first.outcome is qu.ClaimOutcome.CLAIMED and first.upload is not None and first.upload.size == 0
         busy = await db.write(qu.claim_upload, "upload-1", repo, 0, "b", NOW, NOW + 60)
@@ -294,31 +306,50 @@ def test_upload_claims(db: Harness) -> None:
         assert await db.write(qu.advance_upload, "upload-1", "c", 30, "x") is False
         assert await db.write(qu.renew_claim, "upload-1", "c", NOW + 200) is False
         assert await db.write(qu.advance_upload, "upload-1", "d", 30, "state-30") is True
+        # a fresh signed id: the first claim writes its row; an ended one is unknown
+        fresh = await db.write(qu.claim_upload, "signed-1", repo, 0, "e", NOW, NOW + 60, NOW - 5)
+        assert fresh.outcome is qu.ClaimOutcome.CLAIMED
+        assert fresh.upload == qu.Upload("signed-1", repo, 0, None, NOW - 5)
+        assert (await db.write(qu.claim_upload, "signed-1", repo, 0, "f", NOW, NOW + 60, NOW - 5)).outcome \
+            is qu.ClaimOutcome.BUSY
+        await db.write(qu.end_upload, "signed-1", repo, NOW - 5)
+        assert (await db.write(qu.claim_upload, "signed-1", repo, None, "f", NOW + 61, NOW + 120, NOW - 5)).outcome \
+            is qu.ClaimOutcome.UNKNOWN
 
     db.run(body)
 
 
-def test_finish_upload_links_the_blob_and_drops_the_row(db: Harness) -> None:
+def test_finish_upload_links_the_blob_and_ends_the_session(db: Harness) -> None:
     d = digest_of("uploaded")
 
     async def body(db: Backend) -> None:
         repo = await new_repo(db)
-        await db.write(qu.create_upload, "upload-1", repo, "", NOW)
+        await db.write(qu.create_upload, "upload-1", repo, NOW)
         assert (await db.write(qu.claim_upload, "upload-1", repo, 0, "a", NOW, NOW + 60)).outcome \
             is qu.ClaimOutcome.CLAIMED
         assert await db.write(qu.finish_upload, "upload-1", "someone-else", repo, d, 42, NOW) is False
         assert await db.read(q.repo_blob_size, repo, d) is None
         assert await db.write(qu.finish_upload, "upload-1", "a", repo, d, 42, NOW) is True
-        assert await db.read(qu.get_upload, "upload-1", repo) is None
+        done = await db.read(qu.get_upload, "upload-1", repo)
+        assert done is not None and done.ended
         assert await db.read(q.repo_blob_size, repo, d) == 42
         # in one statement, for a session no writer holds at the size given
-        await db.write(qu.create_upload, "upload-2", repo, "", NOW)
-        assert await db.write(qu.finish_unclaimed, "upload-2", repo, 5, d, 42, NOW) is False
+        await db.write(qu.create_upload, "upload-2", repo, NOW)
+        assert (await db.write(qu.finish_unclaimed, "upload-2", repo, 5, d, 42, NOW)).outcome is qu.EndOutcome.UNKNOWN
         assert (await db.write(qu.claim_upload, "upload-2", repo, 0, "a", NOW, NOW + 60)).outcome \
             is qu.ClaimOutcome.CLAIMED
-        assert await db.write(qu.finish_unclaimed, "upload-2", repo, 0, d, 42, NOW) is False
-        assert await db.write(qu.finish_unclaimed, "upload-2", repo, 0, d, 42, NOW + 61) is True
-        assert await db.read(qu.get_upload, "upload-2", repo) is None
+        assert (await db.write(qu.finish_unclaimed, "upload-2", repo, 0, d, 42, NOW)).outcome is qu.EndOutcome.UNKNOWN
+        ended = await db.write(qu.finish_unclaimed, "upload-2", repo, 0, d, 42, NOW + 61)
+        assert ended.outcome is qu.EndOutcome.ENDED and ended.upload is not None
+        assert (await db.write(qu.finish_unclaimed, "upload-2", repo, 0, d, 42, NOW + 61)).outcome \
+            is qu.EndOutcome.UNKNOWN  # once only
+        # a fresh signed id: the tombstone alone records it
+        e = digest_of("fresh")
+        assert (await db.write(qu.finish_unclaimed, "signed-1", repo, 0, e, 7, NOW, NOW - 5)).outcome \
+            is qu.EndOutcome.FRESH
+        assert await db.read(q.repo_blob_size, repo, e) == 7
+        assert (await db.write(qu.finish_unclaimed, "signed-1", repo, 0, e, 7, NOW, NOW - 5)).outcome \
+            is qu.EndOutcome.UNKNOWN
 
     db.run(body)
 

@@ -263,3 +263,62 @@ def test_a_bad_storage_url_is_a_one_line_start_up_error(url: str, tmp_path: Path
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("berth: ") and "storage URL" in lines[0], p.stderr
+
+
+VIRTUAL_HOST_SCRIPT = """
+import hashlib, sys, urllib.request
+from berth.storage.s3 import S3BlobStore
+bucket, port, key, secret = sys.argv[1:5]
+store = S3BlobStore(bucket, "vhost", endpoint=f"http://localhost:{port}", addressing="virtual",
+                    access_key=key, secret_key=secret)
+assert store.client.meta.config.s3["addressing_style"] == "virtual"
+data = b"virtual-host addressing" * 1000
+digest = "sha256:" + hashlib.sha256(data).hexdigest()
+w = store.create(digest)
+w.write(data)
+w.commit(digest)
+r = store.open(digest)
+assert r.read(1 << 20) == data
+url = store.url_for(digest, 60)
+assert url.startswith(f"http://{bucket}.localhost:{port}/"), url
+assert urllib.request.urlopen(url).read() == data
+store.delete([digest])
+assert store.stat(digest) is None
+print("ok")
+"""
+
+
+def test_virtual_host_addressing(s3b: S3Berth, tmp_path: Path) -> None:
+    """bucket.localhost:PORT/key instead of localhost:PORT/bucket/key (radosgw's `rgw dns name` is
+    localhost). The name resolves only inside a private mount namespace with its own /etc/hosts."""
+    require_tool("unshare")
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost {s3b.bucket}.localhost\n")
+    script = tmp_path / "vhost.py"
+    script.write_text(VIRTUAL_HOST_SCRIPT)
+    port = s3b.ceph.endpoint.rsplit(":", 1)[1]
+    cmd = f"mount --bind {hosts} /etc/hosts && exec {sys.executable} {script} {s3b.bucket} {port} " \
+          f"{s3b.ceph.access_key} {s3b.ceph.secret_key}"
+    p = subprocess.run(["unshare", "--mount", "sh", "-c", cmd], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr[-2000:]
+
+
+def test_credentials_from_a_shared_credentials_file_and_profile(
+        s3b: S3Berth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from berth.storage.s3 import S3BlobStore, StorageUnavailable
+
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[berth-test]\naws_access_key_id = {s3b.ceph.access_key}\n"
+                     f"aws_secret_access_key = {s3b.ceph.secret_key}\n[wrong]\naws_access_key_id = AKIDWRONG\n"
+                     "aws_secret_access_key = nope\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(creds))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    store = S3BlobStore(s3b.bucket, "profile", endpoint=s3b.ceph.endpoint, profile="berth-test")
+    store.check()
+    assert store.stat(sha256(b"absent")) is None
+    wrong = S3BlobStore(s3b.bucket, "profile", endpoint=s3b.ceph.endpoint, profile="wrong")
+    with pytest.raises(StorageUnavailable, match="refused"):  # a HEAD has no body: the code is just 403
+        wrong.check()

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
+from berth.db import iam as qi
 from berth.db import registry as q
 from berth.db import uploads as qu
 from berth.db.migrate import sqlalchemy_url, upgrade
 from berth.db.sqlite import SqliteBackend
+from berth.db.store import Q, Txn
 from berth.registry.errors import BlobUploadUnknown, DigestInvalid, SizeInvalid, UploadOutOfOrder
-from berth.registry.uploads import Uploads
+from berth.registry.uploads import UploadIds, Uploads
 from berth.storage.filesystem import FilesystemBlobStore
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -27,8 +29,16 @@ T0 = 1_700_000_000.0
 
 @pytest.fixture(scope="module")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated database holding a token signing key, as every server has one after start-up."""
     path = tmp_path_factory.mktemp("template") / "berth.db"
     upgrade(sqlalchemy_url("", path))
+
+    async def add_key() -> None:
+        db = SqliteBackend(path)
+        await db.write(qi.add_signing_key, "k1", os.urandom(32).hex(), T0)
+        await db.close()
+
+    asyncio.run(add_key())
     return path
 
 
@@ -85,6 +95,11 @@ class Env:
     def leftovers(self) -> list[str]:
         return sorted(p.name for p in (self.root / "uploads").iterdir())
 
+    async def ended(self, u: Uploads, upload_id: str) -> bool:
+        """No session in progress under the id: its row is a tombstone, or gone."""
+        row = await u.db.read(qu.get_upload, upload_id, self.repo_id)
+        return row is None or row.ended
+
 
 @pytest.fixture
 def env(tmp_path: Path, migrated: Path) -> Env:
@@ -134,7 +149,8 @@ def test_chunked_upload(env: Env) -> None:
         repo = env.repo_id
         uid = await u.start(repo)
         assert await u.status(repo, uid) == 0
-        assert await u.db.read(qu.get_upload, uid, repo) is not None
+        assert await u.db.read(qu.get_upload, uid, repo) is None  # a POST writes nothing
+        assert env.leftovers() == []
         assert await u.append(repo, uid, stream(parts[0]), (0, 999), 1000) == 1000
         assert await u.append(repo, uid, stream(parts[1][:30_000], parts[1][30_000:]), None, None) == 71_000
         assert await u.status(repo, uid) == 71_000
@@ -142,7 +158,7 @@ def test_chunked_upload(env: Env) -> None:
         assert await u.complete(repo, uid, sha256(data), None, None) == len(data)
         assert env.blob(sha256(data)) == data
         assert await u.db.read(q.repo_blob_size, repo, sha256(data)) == len(data)
-        assert await u.db.read(qu.get_upload, uid, env.repo_id) is None
+        assert await env.ended(u, uid)
         with pytest.raises(BlobUploadUnknown):
             await u.status(repo, uid)
 
@@ -323,7 +339,7 @@ def test_complete_with_wrong_digest_deletes_the_session(env: Env) -> None:
         assert info.value.detail == {"digest": sha256(b"other bytes")}
         with pytest.raises(BlobUploadUnknown):
             await u.status(env.repo_id, uid)
-        assert await u.db.read(qu.get_upload, uid, env.repo_id) is None
+        assert await env.ended(u, uid)
         assert env.blobs.stat(sha256(b"other bytes")) is None
         assert env.blobs.stat(sha256(b"some bytes")) is None
 
@@ -479,14 +495,96 @@ def test_purge_of_stale_sessions_and_orphans(env: Env) -> None:
         with pytest.raises(BlobUploadUnknown):
             await u.status(env.repo_id, stale)
         assert await u.status(env.repo_id, fresh) == 0
-        assert await u.db.read(qu.upload_ids) == {fresh}
-        assert env.leftovers() == [".put-in-flight"]  # the fresh session has stored nothing yet
+        assert await u.db.read(qu.upload_ids) == set()  # the fresh session has written nothing yet
+        assert env.leftovers() == [".put-in-flight"]
         assert await u.purge() == 0
 
         env.clock.now = now + 24 * 3600
-        assert await u.purge() == 2  # the session is stale now, and the in-flight file an orphan
+        assert await u.purge() == 1  # the in-flight file is an orphan now
+        with pytest.raises(BlobUploadUnknown):
+            await u.status(env.repo_id, fresh)  # and the fresh session's id has expired
         assert env.leftovers() == []
         assert await u.db.read(qu.upload_ids) == set()
+
+    run(env, body)
+    assert env.leftovers() == []
+
+
+# ids
+
+def test_signed_ids_belong_to_one_repository_and_expire(env: Env) -> None:
+    async def body(u: Uploads) -> None:
+        other, _ = await u.db.write(q.create_repository, ACCOUNT, REGION, "other", T0)
+        uid = await u.start(env.repo_id)
+        assert len(uid) == 48 and await u.status(env.repo_id, uid) == 0
+        with pytest.raises(BlobUploadUnknown):
+            await u.status(other.id, uid)
+        with pytest.raises(BlobUploadUnknown):
+            await u.complete(other.id, uid, sha256(b"x"), stream(b"x"), 1)
+        flipped = uid[:10] + ("A" if uid[10] != "A" else "B") + uid[11:]
+        for forged in [flipped, uid[:-1], uid + "A", uid.replace(uid[5], "+")]:
+            with pytest.raises(BlobUploadUnknown):
+                await u.status(env.repo_id, forged)
+            with pytest.raises(BlobUploadUnknown):
+                await u.append(env.repo_id, forged, stream(b"x"), (0, 0), 1)
+        env.clock.now += 25 * 3600  # older than the maximum upload age
+        with pytest.raises(BlobUploadUnknown):
+            await u.status(env.repo_id, uid)
+        assert await u.db.read(qu.upload_ids) == set()
+
+    run(env, body)
+    assert env.leftovers() == []
+
+
+def test_an_ended_signed_id_stays_ended(env: Env) -> None:
+    async def body(u: Uploads) -> None:
+        done = await u.start(env.repo_id)
+        await u.complete(env.repo_id, done, sha256(b"whole"), stream(b"whole"), 5)
+        cancelled = await u.start(env.repo_id)
+        await u.cancel(env.repo_id, cancelled)
+        for uid in (done, cancelled):
+            with pytest.raises(BlobUploadUnknown):
+                await u.status(env.repo_id, uid)
+            with pytest.raises(BlobUploadUnknown):
+                await u.append(env.repo_id, uid, stream(b"x"), None, None)
+            with pytest.raises(BlobUploadUnknown):
+                await u.complete(env.repo_id, uid, sha256(b"whole"), stream(b"whole"), 5)
+            with pytest.raises(BlobUploadUnknown):
+                await u.cancel(env.repo_id, uid)
+        assert await u.db.read(qu.upload_ids) == set()
+        env.clock.now += 25 * 3600
+        assert await u.purge() == 0  # tombstones go quietly once their ids have expired
+        assert await u.db.read(qu.get_upload, done, env.repo_id) is None
+
+    run(env, body)
+    assert env.leftovers() == []
+
+
+def _drop_signing_keys() -> Txn[None]:
+    yield Q("DELETE FROM signing_keys")
+
+
+@pytest.mark.parametrize("ids", [UploadIds.UUID, None])
+def test_ids_with_a_row_from_the_start(env: Env, ids: UploadIds | None) -> None:
+    """ECR's UUIDs, and any id when no signing key exists: a row at start, the same life after."""
+    async def body(u: Uploads) -> None:
+        if ids is None:
+            await u.db.write(_drop_signing_keys)
+            u._keys = None
+        uid = await u.start(env.repo_id, ids or UploadIds.SIGNED)
+        assert await u.db.read(qu.get_upload, uid, env.repo_id) is not None
+        if ids is UploadIds.UUID:
+            assert len(uid) == 36 and uid.count("-") == 4
+        assert await u.status(env.repo_id, uid) == 0
+        await u.append(env.repo_id, uid, stream(b"part;"), (0, 4), 5)
+        await u.complete(env.repo_id, uid, sha256(b"part;end"), stream(b"end"), 3)
+        assert env.blob(sha256(b"part;end")) == b"part;end"
+        with pytest.raises(BlobUploadUnknown):
+            await u.status(env.repo_id, uid)
+        empty = await u.start(env.repo_id, ids or UploadIds.SIGNED)
+        await u.complete(env.repo_id, empty, sha256(b"all at once"), stream(b"all at once"), None)
+        with pytest.raises(BlobUploadUnknown):
+            await u.cancel(env.repo_id, empty)
 
     run(env, body)
     assert env.leftovers() == []
