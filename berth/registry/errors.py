@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth.storage import StorageUnavailable
+
 
 class RegistryError(Exception):
     code = "UNKNOWN"  # raised bare: a failure the registry cannot name (the faces answer it as a fault)
@@ -66,3 +68,16 @@ RepositoryNotEmpty = define("REPOSITORY_NOT_EMPTY")
 TagParameterInvalid = define("TAG_PARAMETER_INVALID")
 TooManyTags = define("TOO_MANY_TAGS")
 ParameterInvalid = define("PARAMETER_INVALID")
+
+# failures of what the registry stands on, answered as "try again later"
+BlobStoreUnavailable = define("BLOB_STORE_UNAVAILABLE")  # extra["retry_after"]: seconds
+RETRY_AFTER = 5
+
+
+def from_failure(exc: BaseException) -> RegistryError | None:
+    """The domain error for an exception raised below the services (the storage port), or None.
+
+    Edges call this for an exception that is not a RegistryError, before answering it as a fault."""
+    if isinstance(exc, StorageUnavailable):
+        return BlobStoreUnavailable(f"blob storage unavailable, try again later: {exc}", retry_after=RETRY_AFTER)
+    return None

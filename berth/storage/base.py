@@ -28,6 +28,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
+class StorageUnavailable(OSError):
+    """The backing store cannot be reached or refuses this request (credentials, bucket, a 5xx).
+
+    Not the client's fault and not a missing blob (that is FileNotFoundError): the registry answers
+    it as "try again later" (OCI 503, AWS ServiceUnavailable) and records nothing as stored."""
+
+
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
     digest: str

@@ -34,7 +34,7 @@ from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from berth.storage.base import BlobInfo
+from berth.storage.base import BlobInfo, StorageUnavailable
 
 MiB = 1 << 20
 PART = 8 * MiB  # parts written while a request streams
@@ -50,12 +50,6 @@ _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 _REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "ExpiredToken",
             "InvalidToken", "NoSuchBucket", "AllAccessDisabled"}
-
-
-class StorageUnavailable(OSError):
-    """The object store cannot be reached or refuses this request (credentials, bucket, a 5xx).
-
-    Not the client's fault and not a missing blob: the OCI edge answers it as 503 UNKNOWN."""
 
 
 def _translate(e: Exception, what: str) -> Exception:

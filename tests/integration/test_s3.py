@@ -18,8 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from tests.support.ceph import CephCluster
 from tests.support.images import ContainerTool, OciLayout, UmociImages, image_closure, read_rootfs, run
@@ -208,9 +211,11 @@ def test_pulls_through_the_redirect_with_skopeo_and_podman(
 
 
 def _assert_storage_failure(r: httpx.Response) -> None:
-    assert r.status_code in (500, 503), (r.status_code, r.text)
-    if r.headers.get("content-type", "").startswith("application/json"):
-        assert r.json()["errors"][0]["code"] == "UNKNOWN", r.text
+    """The OCI answer to an object store that is down or refuses Berth: 503 UNKNOWN, try again later."""
+    assert r.status_code == 503, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json") and r.headers["Retry-After"].isdigit()
+    [err] = r.json()["errors"]
+    assert err["code"] == "UNKNOWN" and "blob storage unavailable" in err["message"], r.text
 
 
 def test_s3_down_fails_the_push_and_the_registry_recovers(s3b: S3Berth, oci: OciClient) -> None:
@@ -222,6 +227,15 @@ def test_s3_down_fails_the_push_and_the_registry_recovers(s3b: S3Berth, oci: Oci
         _assert_storage_failure(oci.push_blob("s3/outage", small))
         location = oci.start_upload("s3/outage")  # a session row needs no storage...
         _assert_storage_failure(oci.patch(location, small, 0))  # ...its first bytes do
+        ecr = boto3.client("ecr", endpoint_url=s3b.server.url, region_name="us-east-1", aws_access_key_id="x",
+                           aws_secret_access_key="x", config=Config(retries={"total_max_attempts": 1}))
+        ecr.create_repository(repositoryName="s3/outage-ecr")
+        upload = ecr.initiate_layer_upload(repositoryName="s3/outage-ecr")["uploadId"]
+        with pytest.raises(ClientError) as refused:  # the ECR face: AWS's "try again later", which SDKs retry
+            ecr.upload_layer_part(repositoryName="s3/outage-ecr", uploadId=upload, partFirstByte=0,
+                                  partLastByte=len(small) - 1, layerPartBlob=small)
+        assert refused.value.response["Error"]["Code"] == "ServiceUnavailable"
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
         for d in (data, small):
             assert oci.http.head(f"/v2/s3/outage/blobs/{sha256(d)}").status_code == 404  # nothing recorded
     finally:

@@ -21,7 +21,7 @@ from berth.iam.authz import Authorizer, Context, Principal, repository_arn
 from berth.iam.errors import IamError
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
-from berth.registry.errors import RegistryError
+from berth.registry.errors import RegistryError, from_failure
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import RegistryService
@@ -133,6 +133,11 @@ class EcrApi:
             return errors.error_body(errors.REGISTRY_ERRORS[e.code], e.message, request_id=request_id)
         except IamError as e:
             return errors.error_body(errors.IAM_ERRORS[e.code], e.message, request_id=request_id)
-        except Exception:  # never a bare 500: ServerException is the model's own fault shape
+        except Exception as exc:  # never a bare 500: ServerException is the model's own fault shape
+            failure = from_failure(exc)
+            if failure is not None:
+                log.error("ECR %s: %s; request id %s", target, failure.message, request_id)
+                return errors.error_body(errors.REGISTRY_ERRORS[failure.code], failure.message,
+                                         request_id=request_id)
             log.exception("ECR %s failed; request id %s", target, request_id)
             return errors.fault(request_id)

@@ -52,6 +52,7 @@ STATUS: dict[str, int] = {**MODEL_EXCEPTIONS, **COMMON_EXCEPTIONS}
 # (tests/unit/test_error_tables.py enumerates the codes); the operations may word the message.
 REGISTRY_ERRORS: dict[str, str] = {
     "NAME_UNKNOWN": "RepositoryNotFoundException",
+    "BLOB_STORE_UNAVAILABLE": "ServiceUnavailable",  # 503: botocore retries it
     "NAME_INVALID": "InvalidParameterException",
     "TAG_INVALID": "InvalidParameterException",
     "TAG_IMMUTABLE": "ImageTagAlreadyExistsException",

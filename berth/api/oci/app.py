@@ -38,6 +38,7 @@ from berth.registry.errors import (
     RegistryError,
     SizeInvalid,
     TagInvalid,
+    from_failure,
 )
 from berth.registry.model import Repository
 from berth.registry.names import check_name, is_digest
@@ -137,7 +138,12 @@ class OciApi:
                 await self._error(send, e, method == "HEAD")
         except ClientDisconnected:
             return
-        except Exception:
+        except Exception as exc:
+            failure = from_failure(exc)
+            if failure is not None and not (call is not None and call.streaming):
+                log.error("OCI %s %s: %s", method, scope.get("path"), failure.message)
+                await self._error(send, failure, method == "HEAD")
+                return
             request_id = str(uuid.uuid4())
             log.exception("OCI %s %s failed; request id %s", method, scope.get("path"), request_id)
             if call is not None and call.streaming:  # the status line is out: only cutting the body short is left
@@ -163,6 +169,8 @@ class OciApi:
             headers.append(("Location", e.extra["location"]))
         if "content_range" in e.extra:
             headers.append(("Content-Range", e.extra["content_range"]))
+        if "retry_after" in e.extra:
+            headers.append(("Retry-After", str(e.extra["retry_after"])))
         await respond(send, status, headers, body, head=head)
 
     async def _route(self, c: Call, path: str) -> None:
