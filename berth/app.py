@@ -69,9 +69,10 @@ class BerthApp:
         authn: Authenticator
         authz: Authorizer
         if s.auth == "iam":
-            authn, authz = IamAuthenticator(identity), PolicyAuthorizer(self.db, identity, registry.resource_tags)
+            authn = IamAuthenticator(identity, s.served_regions)
+            authz = PolicyAuthorizer(self.db, identity, registry.resource_tags)
         else:
-            authn, authz = OpenAuthenticator(s.default_account), OpenAuthorizer()
+            authn, authz = OpenAuthenticator(s.default_account, s.served_regions), OpenAuthorizer()
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain)
         operations: dict[str, Handler] = {**ops_registry.OPERATIONS, **ops_repositories.OPERATIONS,
                                           **ops_images.OPERATIONS, **ops_layers.OPERATIONS}

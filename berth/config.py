@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 CONFIG_VERSION = 1
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")  # us-east-1, us-gov-west-1, cn-north-1, …
 NOT_SETTINGS = frozenset({"BERTH_STRICT"})  # read by the test suite, not by the server
 
 
@@ -38,6 +40,7 @@ class Settings:
     create_on_push: bool = False
     default_account: str = DEFAULT_ACCOUNT
     default_region: str = DEFAULT_REGION
+    regions: str = ""  # the regions served, comma-separated; the default region always is one
     registry_domain: str = "localhost"
     upload_max_age_hours: int = 168
     log_level: str = "warning"
@@ -53,6 +56,15 @@ class Settings:
             raise ConfigError("--tls-cert and --tls-key go together")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
+        for region in self.served_regions:
+            if not _REGION.fullmatch(region):
+                raise ConfigError(f"not an AWS region name: {region!r} (BERTH_REGIONS, BERTH_DEFAULT_REGION)")
+
+    @property
+    def served_regions(self) -> tuple[str, ...]:
+        """The default region, then the others of BERTH_REGIONS: a request signed for any other is refused."""
+        listed = [r.strip() for r in self.regions.split(",") if r.strip()]
+        return tuple(dict.fromkeys([self.default_region, *listed]))
 
     @property
     def sqlite_path(self) -> Path:

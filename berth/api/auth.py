@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
 from berth.iam import sigv4, tokens
 from berth.iam.authz import Principal
 from berth.iam.service import IdentityService
+
+GLOBAL_SIGNING_REGION = "us-east-1"  # IAM's and STS's global endpoint sign for it, whatever the deployment
+GLOBAL_SERVICES = frozenset({"iam", "sts"})
 
 
 class UnknownAccessKey(sigv4.SigV4Error):
@@ -26,40 +29,62 @@ class Authenticator(Protocol):
         """The caller of a /v2 request, or None (answer 401 with a challenge)."""
 
     async def aws_principal(self, method: str, raw_path: str, query: str, headers: object,
-                            body: bytes) -> tuple[Principal, sigv4.SigV4Request | None]:
-        """The signer of a control-plane request; raises sigv4.SigV4Error."""
+                            body: bytes, *, service: str) -> tuple[Principal, sigv4.SigV4Request | None]:
+        """The signer of a control-plane request to the face of `service` (ecr, iam, sts);
+        raises sigv4.SigV4Error, also when the credential scope names another service or a region
+        this deployment does not serve."""
 
 
-class OpenAuthenticator:
-    """--auth none: everyone is the default account's administrator."""
+class _Scope:
+    def __init__(self, regions: Collection[str]) -> None:
+        self.regions = frozenset(regions)
+        self.global_regions = self.regions | {GLOBAL_SIGNING_REGION}
 
-    def __init__(self, account: str) -> None:
+    def check(self, req: sigv4.SigV4Request, service: str) -> None:
+        sigv4.check_scope(req, service, self.global_regions if service in GLOBAL_SERVICES else self.regions)
+
+
+class OpenAuthenticator(_Scope):
+    """--auth none: everyone is the default account's administrator (a signed request's scope still
+    has to name the face and a served region: the region selects the namespace)."""
+
+    def __init__(self, account: str, regions: Collection[str]) -> None:
+        super().__init__(regions)
         self._admin = Principal.account_admin(account)
 
     def registry_principal(self, authorization: str | None) -> Principal | None:
         return self._admin
 
     async def aws_principal(self, method: str, raw_path: str, query: str, headers: object,
-                            body: bytes) -> tuple[Principal, sigv4.SigV4Request | None]:
+                            body: bytes, *, service: str) -> tuple[Principal, sigv4.SigV4Request | None]:
         try:
-            return self._admin, sigv4.parse_authorization(method, raw_path, query, headers)  # type: ignore[arg-type]
+            req = sigv4.parse_authorization(method, raw_path, query, headers)  # type: ignore[arg-type]
         except sigv4.SigV4Error:
             return self._admin, None
+        self.check(req, service)
+        return self._admin, req
 
 
-def principal_from_arn(arn: str, account: str) -> Principal:
-    user = arn.split(":user/", 1)[1].rsplit("/", 1)[-1] if ":user/" in arn else None
-    return Principal(account=account, arn=arn, user=user)
+def principal_from_arn(arn: str, account: str, user_id: str | None = None) -> Principal:
+    user = arn.rsplit("/", 1)[-1] if ":user/" in arn else None
+    return Principal(account=account, arn=arn, user=user, user_id=user_id)
 
 
-class IamAuthenticator:
-    def __init__(self, identity: IdentityService) -> None:
+class IamAuthenticator(_Scope):
+    def __init__(self, identity: IdentityService, regions: Collection[str]) -> None:
+        super().__init__(regions)
         self.identity = identity
         self._tokens: dict[str, tuple[Principal, float]] = {}
 
     def registry_principal(self, authorization: str | None) -> Principal | None:
         if not authorization:
             return None
+        if authorization.startswith(tokens.DOWNLOAD_SCHEME + "\n"):  # a download URL: never cached
+            try:
+                claims = self.identity.verify_download(authorization)
+            except tokens.TokenError:
+                return None
+            return principal_from_arn(claims.principal_arn, claims.account, claims.user_id)
         hit = self._tokens.get(authorization)
         if hit is not None and hit[1] > time.time():
             return hit[0]
@@ -67,20 +92,22 @@ class IamAuthenticator:
             claims = self.identity.verify_token(tokens.parse_basic_auth(authorization))
         except tokens.TokenError:
             return None
-        principal = principal_from_arn(claims.principal_arn, claims.account)
+        principal = principal_from_arn(claims.principal_arn, claims.account, claims.user_id)
         if len(self._tokens) > 10_000:
             self._tokens.clear()
         self._tokens[authorization] = (principal, claims.expires_at.timestamp())
         return principal
 
     async def aws_principal(self, method: str, raw_path: str, query: str, headers: object,
-                            body: bytes) -> tuple[Principal, sigv4.SigV4Request | None]:
+                            body: bytes, *, service: str) -> tuple[Principal, sigv4.SigV4Request | None]:
         req = sigv4.parse_authorization(method, raw_path, query, headers)  # type: ignore[arg-type]
-        key = await self.identity.active_key(req.access_key_id)
-        if key is None:
+        self.check(req, service)
+        found = await self.identity.key_principal(req.access_key_id)
+        if found is None:
             raise UnknownAccessKey("The security token included in the request is invalid.")
-        sigv4.verify(req, key.secret, hashlib.sha256(body).hexdigest(), datetime.now(UTC))
-        return Principal.iam_user(key.account_id, key.user_name, key.id), req
+        principal, secret = found
+        sigv4.verify(req, secret, hashlib.sha256(body).hexdigest(), datetime.now(UTC))
+        return principal, req
 
 
 def challenge(realm_host: str, scheme: str = "https") -> Mapping[str, str]:

@@ -35,7 +35,7 @@ class PolicyAuthorizer:
         self.resource_tags = resource_tags
         self._version: int | None = None
         self._stamp = 0.0
-        self._decisions: dict[tuple[str, str, str, str], Decision] = {}
+        self._decisions: dict[tuple[str, str, str, str, str], Decision] = {}
         self._docs: dict[tuple[str, ...], Policy | None] = {}
         self._v1: dict[tuple[str, ...], bool] = {}
 
@@ -64,10 +64,12 @@ class PolicyAuthorizer:
 
     async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
         self._fresh()
-        key = (principal.arn, action, resource, context.source_ip)
+        key = (principal.arn, principal.user_id or "", action, resource, context.source_ip)
         hit = self._decisions.get(key)
         if hit is not None:
             return hit
+        if not await self.identity.principal_exists(principal):  # its credentials outlived it
+            return Decision(False, f"the principal {principal.arn} no longer exists")
         account, region, name = _parse_arn(resource)
         resource_policy = await self._policy((account, region, name), "repository") if name else None
         registry_policy = await self._policy((account, region), "registry") if account else None
@@ -81,8 +83,12 @@ class PolicyAuthorizer:
             "aws:EpochTime": str(int(now.timestamp())),
             **context.extra,
         }
+        ctx["aws:PrincipalArn"] = principal.arn
+        ctx["aws:PrincipalAccount"] = principal.account
+        ctx["aws:PrincipalType"] = "User" if principal.user else "Account"
         if principal.user:
             ctx["aws:username"] = principal.user
+        ctx["aws:userid"] = principal.user_id or principal.account
         if name and self.resource_tags is not None:
             for k, v in (await self.resource_tags(account, region, name)).items():
                 ctx[f"aws:ResourceTag/{k}"] = v

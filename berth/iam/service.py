@@ -55,6 +55,7 @@ class IdentityService:
         self._checked = 0.0
         self._keys: dict[str, KeyRow | None] = {}
         self._policies: dict[tuple[str, str], tuple[Policy, ...]] = {}
+        self._users: dict[tuple[str, str], UserRow | None] = {}
         self._token_keys: dict[str, bytes] = {}
 
     def _fresh(self) -> None:
@@ -69,6 +70,7 @@ class IdentityService:
         self._version = v
         self._keys.clear()
         self._policies.clear()
+        self._users.clear()
 
     # bootstrap
 
@@ -171,6 +173,38 @@ class IdentityService:
                 self._keys[key_id] = key
         return key if key is not None and key.status == "Active" else None
 
+    async def _current_user(self, account: str, name: str) -> UserRow | None:
+        """The user as it stands (request path: cached until a writer commits)."""
+        self._fresh()
+        key = (account, name)
+        if key in self._users:
+            return self._users[key]
+        row = await self.db.read(q.get_user, account, name)
+        if len(self._users) < 100_000:
+            self._users[key] = row
+        return row
+
+    async def key_principal(self, key_id: str) -> tuple[Principal, str] | None:
+        """The principal signing with an active key, and the key's secret; None for an unknown or
+        inactive key. The principal's ARN carries the user's path, as IAM reports it."""
+        key = await self.active_key(key_id)
+        if key is None:
+            return None
+        user = await self._current_user(key.account_id, key.user_name)
+        if user is None:
+            return None
+        return Principal.iam_user(key.account_id, user.name, key.id, user.path, user.user_id), key.secret
+
+    async def principal_exists(self, principal: Principal) -> bool:
+        """Whether the principal a credential names still exists: the same user (same unique id and
+        path), not merely one of the same name made again."""
+        if principal.user is None:
+            return True
+        user = await self._current_user(principal.account, principal.user)
+        if user is None or user.path != principal.path:
+            return False
+        return principal.user_id is None or principal.user_id == user.user_id
+
     # inline policies
 
     async def put_user_policy(self, account: str, user: str, name: str, document: str) -> None:
@@ -212,7 +246,18 @@ class IdentityService:
     def issue_token(self, principal: Principal, ttl: timedelta = tokens.DEFAULT_TTL) -> tuple[str, datetime]:
         key_id = next(reversed(self._token_keys))
         return tokens.issue(principal.arn, principal.account, self._token_keys[key_id],
-                            datetime.fromtimestamp(self.clock(), UTC), ttl, key_id=key_id)
+                            datetime.fromtimestamp(self.clock(), UTC), ttl, key_id=key_id,
+                            user_id=principal.user_id)
+
+    def download_query(self, principal: Principal, host: str, path: str, ttl: timedelta) -> str:
+        """The query string of a GetDownloadUrlForLayer URL for `host` + `path` (tokens.sign_download)."""
+        key_id = next(reversed(self._token_keys))
+        expires = datetime.fromtimestamp(self.clock(), UTC) + ttl
+        return tokens.sign_download(self._token_keys[key_id], key_id, host, path, principal.arn, principal.user_id,
+                                    expires)
+
+    def verify_download(self, credentials: str) -> tokens.TokenClaims:
+        return tokens.verify_download(credentials, self._token_keys, datetime.fromtimestamp(self.clock(), UTC))
 
     def verify_token(self, token: str) -> Any:
         """Claims of a valid token (no database call); raises tokens.TokenError otherwise."""

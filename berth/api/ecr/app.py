@@ -154,7 +154,8 @@ class EcrApi:
             if op is None:
                 raise EcrError("UnknownOperationException", f"Unknown operation {target}")
             try:
-                principal, signed = await self.authn.aws_principal(method, raw_path, query, headers, body)
+                principal, signed = await self.authn.aws_principal(method, raw_path, query, headers, body,
+                                                                    service="ecr")
             except UnknownAccessKey as e:
                 raise EcrError("UnrecognizedClientException", e.message) from None
             handler = self.operations.get(op)

@@ -20,7 +20,7 @@ from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.iam import model, xml
 from berth.db.iam import KeyRow, UserRow
 from berth.iam import sigv4
-from berth.iam.authz import Authorizer, Context, Principal
+from berth.iam.authz import Authorizer, Context, Principal, principal_arn
 from berth.iam.errors import IamError, NoSuchEntity
 from berth.iam.service import IdentityService
 
@@ -66,7 +66,7 @@ class IamCall:
         return self.principal.account
 
     def user_arn(self, name: str, path: str = "/") -> str:
-        return f"arn:aws:iam::{self.account}:user{path}{name}"
+        return principal_arn(self.account, name, path)
 
     def target_user(self) -> str:
         """The UserName parameter, or the calling user when the operation allows leaving it out."""
@@ -205,7 +205,7 @@ async def get_caller_identity(call: IamCall) -> dict[str, Any]:
     if p.user is None:
         return {"UserId": p.account, "Account": p.account, "Arn": p.arn}
     row = await call.identity.get_user(p.account, p.user)
-    return {"UserId": row.user_id, "Account": p.account, "Arn": call.user_arn(row.name, row.path)}
+    return {"UserId": row.user_id, "Account": p.account, "Arn": p.arn}
 
 
 def _op(handler: Handler, *params: str, authorize: bool = True) -> Operation:
@@ -267,9 +267,10 @@ class IamQueryApi:
                     return 400, {"Content-Type": _content_type(headers), "x-amzn-RequestId": request_id}, out.encode()
                 raise model.QueryError("MissingAction", "The request must contain the parameter Action.")
             version = raw.get("Version")
-            service = (_signed_service(method, raw_path, query, headers) or model.service_for_version(version)
+            # The Version names the face (one port serves both); without one, the signed scope does.
+            service = (model.service_for_version(version) or _signed_service(method, raw_path, query, headers)
                        or "iam")
-            principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body)
+            principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body, service=service)
             op_model = model.operation_model(service, action)
             if op_model is None or (version is not None and version != model.api_version(service)):
                 raise model.QueryError("InvalidAction", f"Could not find operation {action} for version {version}")
