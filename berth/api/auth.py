@@ -18,6 +18,9 @@ from berth.iam.service import IdentityService
 
 GLOBAL_SIGNING_REGION = "us-east-1"  # IAM's and STS's global endpoint sign for it, whatever the deployment
 GLOBAL_SERVICES = frozenset({"iam", "sts"})
+AUTH_REQUIRED = "authentication required"
+TOKEN_EXPIRED = "Your authorization token has expired. Reauthenticate and try again."  # ECR's words
+BAD_CREDENTIALS = "authentication required: the registry token is not valid"
 
 
 class UnknownAccessKey(sigv4.SigV4Error):
@@ -27,6 +30,9 @@ class UnknownAccessKey(sigv4.SigV4Error):
 class Authenticator(Protocol):
     def registry_principal(self, authorization: str | None) -> Principal | None:
         """The caller of a /v2 request, or None (answer 401 with a challenge)."""
+
+    def registry_refusal(self, authorization: str | None) -> str:
+        """The message of that 401: what was wrong with the credentials (an expired token says so)."""
 
     async def aws_principal(self, method: str, raw_path: str, query: str, headers: object,
                             body: bytes, *, service: str) -> tuple[Principal, sigv4.SigV4Request | None]:
@@ -54,6 +60,9 @@ class OpenAuthenticator(_Scope):
 
     def registry_principal(self, authorization: str | None) -> Principal | None:
         return self._admin
+
+    def registry_refusal(self, authorization: str | None) -> str:
+        return AUTH_REQUIRED
 
     async def aws_principal(self, method: str, raw_path: str, query: str, headers: object,
                             body: bytes, *, service: str) -> tuple[Principal, sigv4.SigV4Request | None]:
@@ -97,6 +106,20 @@ class IamAuthenticator(_Scope):
             self._tokens.clear()
         self._tokens[authorization] = (principal, claims.expires_at.timestamp())
         return principal
+
+    def registry_refusal(self, authorization: str | None) -> str:
+        if not authorization:
+            return AUTH_REQUIRED
+        try:
+            if authorization.startswith(tokens.DOWNLOAD_SCHEME + "\n"):
+                self.identity.verify_download(authorization)
+            else:
+                self.identity.verify_token(tokens.parse_basic_auth(authorization))
+        except tokens.TokenExpired:
+            return TOKEN_EXPIRED
+        except tokens.TokenError:
+            return BAD_CREDENTIALS
+        return AUTH_REQUIRED
 
     async def aws_principal(self, method: str, raw_path: str, query: str, headers: object,
                             body: bytes, *, service: str) -> tuple[Principal, sigv4.SigV4Request | None]:

@@ -95,7 +95,7 @@ class OciApi:
                 authorization = _download_token(scope)
             principal = self.authn.registry_principal(authorization)
             if principal is None:
-                status, body = error_body("UNAUTHORIZED", "authentication required")
+                status, body = error_body("UNAUTHORIZED", self.authn.registry_refusal(authorization))
                 host = headers.get(b"host", b"berth").decode("latin-1")
                 realm = challenge(host, scope.get("scheme", "http"))
                 await respond(send, status, [("Content-Type", "application/json"), *realm.items()],
