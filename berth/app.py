@@ -14,6 +14,7 @@ from berth.api.auth import Authenticator, IamAuthenticator, OpenAuthenticator
 from berth.api.control import ControlPlane
 from berth.api.ecr import ops_images, ops_layers, ops_registry, ops_repositories
 from berth.api.ecr.app import EcrApi, Handler, Services
+from berth.api.iam import operations as iam_operations
 from berth.api.iam.app import IamQueryApi
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
@@ -79,7 +80,7 @@ class BerthApp:
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
                             Images(registry), RepositoryAdmin(self.db))
         self.control = ControlPlane(EcrApi(services, authn, operations, s.default_region),
-                                    IamQueryApi(identity, authn, authz))
+                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
         purged = await self.uploads.purge()
         if purged:
             log.warning("purged %d abandoned uploads", purged)

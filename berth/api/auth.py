@@ -74,11 +74,6 @@ class OpenAuthenticator(_Scope):
         return self._admin, req
 
 
-def principal_from_arn(arn: str, account: str, user_id: str | None = None) -> Principal:
-    user = arn.rsplit("/", 1)[-1] if ":user/" in arn else None
-    return Principal(account=account, arn=arn, user=user, user_id=user_id)
-
-
 class IamAuthenticator(_Scope):
     def __init__(self, identity: IdentityService, regions: Collection[str]) -> None:
         super().__init__(regions)
@@ -93,7 +88,7 @@ class IamAuthenticator(_Scope):
                 claims = self.identity.verify_download(authorization)
             except tokens.TokenError:
                 return None
-            return principal_from_arn(claims.principal_arn, claims.account, claims.user_id)
+            return Principal.from_claims(claims.principal_arn, claims.account, claims.extra)
         hit = self._tokens.get(authorization)
         if hit is not None and hit[1] > time.time():
             return hit[0]
@@ -101,7 +96,9 @@ class IamAuthenticator(_Scope):
             claims = self.identity.verify_token(tokens.parse_basic_auth(authorization))
         except tokens.TokenError:
             return None
-        principal = principal_from_arn(claims.principal_arn, claims.account, claims.user_id)
+        principal = Principal.from_claims(claims.principal_arn, claims.account, claims.extra)
+        if principal is None:
+            return None
         if len(self._tokens) > 10_000:
             self._tokens.clear()
         self._tokens[authorization] = (principal, claims.expires_at.timestamp())
@@ -125,10 +122,18 @@ class IamAuthenticator(_Scope):
                             body: bytes, *, service: str) -> tuple[Principal, sigv4.SigV4Request | None]:
         req = sigv4.parse_authorization(method, raw_path, query, headers)  # type: ignore[arg-type]
         self.check(req, service)
-        found = await self.identity.key_principal(req.access_key_id)
-        if found is None:
-            raise UnknownAccessKey("The security token included in the request is invalid.")
-        principal, secret = found
+        if req.access_key_id.startswith("ASIA"):  # temporary credentials: the session token says who
+            try:
+                principal, secret = self.identity.session_principal(req.access_key_id, req.security_token)
+            except tokens.TokenExpired as e:
+                raise sigv4.ExpiredToken(str(e)) from None
+            except tokens.TokenError:
+                raise UnknownAccessKey("The security token included in the request is invalid.") from None
+        else:
+            found = await self.identity.key_principal(req.access_key_id)
+            if found is None:
+                raise UnknownAccessKey("The security token included in the request is invalid.")
+            principal, secret = found
         sigv4.verify(req, secret, hashlib.sha256(body).hexdigest(), datetime.now(UTC))
         return principal, req
 

@@ -21,6 +21,14 @@ def principal_arn(account: str, user: str | None = None, path: str = "/") -> str
     return f"arn:aws:iam::{account}:user{path}{user}"
 
 
+def role_arn(account: str, role: str, path: str = "/") -> str:
+    return f"arn:aws:iam::{account}:role{path}{role}"
+
+
+def assumed_role_arn(account: str, role: str, session: str) -> str:
+    return f"arn:aws:sts::{account}:assumed-role/{role}/{session}"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     account: str
@@ -28,6 +36,21 @@ class Principal:
     user: str | None = None  # the IAM user name; None for the account root
     access_key_id: str | None = None
     user_id: str | None = None  # IAM's unique id (AIDA…): a user made again under the same name is another
+    role: str | None = None  # an assumed-role session: the role's name, path and unique id, the session name
+    role_path: str = "/"
+    role_id: str | None = None
+    session: str | None = None
+    session_policy: str | None = None  # the session policy that narrows the role, as sent to AssumeRole
+
+    @property
+    def kind(self) -> str:
+        """aws:PrincipalType: "Account" (root), "User" or "AssumedRole"."""
+        return "AssumedRole" if self.role else "User" if self.user else "Account"
+
+    @property
+    def base_arn(self) -> str:
+        """The ARN aws:PrincipalArn names: the role's own for a role session, else the principal's."""
+        return role_arn(self.account, self.role, self.role_path) if self.role else self.arn
 
     @classmethod
     def account_admin(cls, account: str) -> Principal:
@@ -38,6 +61,30 @@ class Principal:
                  user_id: str | None = None) -> Principal:
         return cls(account=account, arn=principal_arn(account, user, path), user=user,
                    access_key_id=access_key_id, user_id=user_id)
+
+    def claims(self) -> dict[str, str]:
+        """What a token must carry besides the ARN to stand for this principal again (from_claims)."""
+        if self.role:
+            out = {"rid": self.role_id or "", "rpath": self.role_path}
+            if self.session_policy:
+                out["pol"] = self.session_policy
+            return out
+        return {"uid": self.user_id} if self.user_id else {}
+
+    @classmethod
+    def from_claims(cls, arn: str, account: str, claims: Mapping[str, str]) -> Principal | None:
+        """The principal a token names; None for an ARN that names no principal Berth knows."""
+        prefix = f"arn:aws:iam::{account}:"
+        if arn == prefix + "root":
+            return cls.account_admin(account)
+        if arn.startswith(prefix + "user/"):
+            return cls(account=account, arn=arn, user=arn.rsplit("/", 1)[-1], user_id=claims.get("uid"))
+        session_prefix = f"arn:aws:sts::{account}:assumed-role/"
+        if arn.startswith(session_prefix) and arn.count("/") == 2 and claims.get("rid"):
+            role, session = arn[len(session_prefix):].split("/")
+            return cls(account=account, arn=arn, role=role, role_path=claims.get("rpath", "/"),
+                       role_id=claims["rid"], session=session, session_policy=claims.get("pol"))
+        return None
 
     @property
     def path(self) -> str:
@@ -62,9 +109,17 @@ def repository_arn(region: str, account: str, name: str) -> str:
 class Authorizer(Protocol):
     async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision: ...
 
+    async def authorize_trust(self, principal: Principal, action: str, role: str, trust_policy: str,
+                              context: Context, extra: Mapping[str, str]) -> Decision:
+        """May `principal` assume the role `role` (its ARN) whose trust policy is `trust_policy`?"""
+
 
 class OpenAuthorizer:
     """--auth none: every request acts as the default account's administrator and is allowed."""
 
     async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
+        return Decision(True, "auth disabled")
+
+    async def authorize_trust(self, principal: Principal, action: str, role: str, trust_policy: str,
+                              context: Context, extra: Mapping[str, str]) -> Decision:
         return Decision(True, "auth disabled")

@@ -17,9 +17,11 @@ from typing import Any
 
 from berth.db import iam as q
 from berth.db.iam import KeyRow, UserRow
+from berth.db.iam_entities import RoleRow
 from berth.db.store import Backend
-from berth.iam import tokens
+from berth.iam import sessions, tokens
 from berth.iam.authz import Principal
+from berth.iam.entities import IamEntities
 from berth.iam.errors import (
     DeleteConflict,
     EntityAlreadyExists,
@@ -29,6 +31,7 @@ from berth.iam.errors import (
     NoSuchEntity,
 )
 from berth.iam.policy import Policy, parse_policy
+from berth.iam.sessions import SessionClaims
 
 ADMIN_USER = "admin"
 ADMIN_POLICY_NAME = "AdministratorAccess"
@@ -57,6 +60,8 @@ class IdentityService:
         self._policies: dict[tuple[str, str], tuple[Policy, ...]] = {}
         self._users: dict[tuple[str, str], UserRow | None] = {}
         self._token_keys: dict[str, bytes] = {}
+        self.entities = IamEntities(db, clock)
+        self._roles: dict[tuple[str, str], RoleRow | None] = {}
 
     def _fresh(self) -> None:
         v = self.db.version()
@@ -71,6 +76,7 @@ class IdentityService:
         self._keys.clear()
         self._policies.clear()
         self._users.clear()
+        self._roles.clear()
 
     # bootstrap
 
@@ -127,6 +133,8 @@ class IdentityService:
         return await self.db.read(q.list_users, account, after, limit)
 
     async def delete_user(self, account: str, name: str) -> None:
+        if await self.entities.user_has_ties(account, name):  # as IAM: leave its groups, detach first
+            raise DeleteConflict("Cannot delete entity, must remove from groups and detach policies first.")
         result = await self.db.write(q.delete_user, account, name)
         if result == "unknown":
             raise NoSuchEntity(f"The user with name {name} cannot be found.")
@@ -195,9 +203,22 @@ class IdentityService:
             return None
         return Principal.iam_user(key.account_id, user.name, key.id, user.path, user.user_id), key.secret
 
+    async def _current_role(self, account: str, name: str) -> RoleRow | None:
+        self._fresh()
+        key = (account, name)
+        if key not in self._roles:
+            row = await self.entities.find_role(account, name)
+            if len(self._roles) >= 100_000:
+                return row
+            self._roles[key] = row
+        return self._roles[key]
+
     async def principal_exists(self, principal: Principal) -> bool:
-        """Whether the principal a credential names still exists: the same user (same unique id and
-        path), not merely one of the same name made again."""
+        """Whether the principal a credential names still exists: the same user or role (same unique
+        id and path), not merely one of the same name made again."""
+        if principal.role:
+            role = await self._current_role(principal.account, principal.role)
+            return role is not None and role.role_id == principal.role_id and role.path == principal.role_path
         if principal.user is None:
             return True
         user = await self._current_user(principal.account, principal.user)
@@ -230,16 +251,50 @@ class IdentityService:
             raise NoSuchEntity(f"The user policy with name {name} cannot be found.")
 
     async def identity_policies(self, principal: Principal) -> tuple[Policy, ...]:
-        if principal.user is None:  # the account root: everything in its own account
+        """Every identity policy of the principal: a user's inline and attached policies and its
+        groups' inline and attached ones; a role session's role's inline and attached policies."""
+        if principal.user is None and principal.role is None:  # the account root: all of its own account
             return (parse_policy(ADMIN_POLICY, "identity"),)
-        key = (principal.account, principal.user)
+        key = (principal.account, f"role/{principal.role}" if principal.role else f"user/{principal.user}")
         self._fresh()
         cached = self._policies.get(key)
         if cached is None:
-            docs = await self.db.read(q.user_policies, principal.account, principal.user)
-            cached = tuple(parse_policy(d, "identity") for _, d in docs)
-            self._policies[key] = cached
+            docs = [] if principal.user is None else \
+                [d for _, d in await self.db.read(q.user_policies, principal.account, principal.user)]
+            docs += await self.entities.extra_documents(principal)
+            cached = tuple(parse_policy(d, "identity") for d in docs)
+            if len(self._policies) < 100_000:
+                self._policies[key] = cached
         return cached
+
+    # temporary credentials (STS)
+
+    def _session_key(self) -> tuple[str, bytes]:
+        key_id = next(reversed(self._token_keys))
+        return key_id, self._token_keys[key_id]
+
+    def issue_session(self, claims: SessionClaims) -> tuple[str, str]:
+        """(session token, secret access key) for `claims` (sessions.issue)."""
+        key_id, secret = self._session_key()
+        return sessions.issue(claims, secret, key_id)
+
+    def session_principal(self, access_key_id: str, token: str | None) -> tuple[Principal, str]:
+        """The principal and secret of temporary credentials; tokens.TokenError when invalid or expired."""
+        if not token:
+            raise tokens.TokenInvalid("The security token included in the request is invalid.")
+        claims = sessions.verify(token, self._token_keys, datetime.fromtimestamp(self.clock(), UTC))
+        if claims.access_key_id != access_key_id:
+            raise tokens.TokenInvalid("The security token included in the request is invalid.")
+        key_id = token.split(".", 1)[0]
+        secret = sessions.secret_for(token, self._token_keys[key_id])
+        if claims.role:
+            principal = Principal(account=claims.account, arn=claims.arn, access_key_id=access_key_id,
+                                  role=claims.role, role_path=claims.role_path, role_id=claims.role_id,
+                                  session=claims.session, session_policy=claims.policy)
+        else:
+            principal = Principal(account=claims.account, arn=claims.arn, user=claims.user,
+                                  access_key_id=access_key_id, user_id=claims.user_id)
+        return principal, secret
 
     # registry tokens
 
@@ -247,13 +302,13 @@ class IdentityService:
         key_id = next(reversed(self._token_keys))
         return tokens.issue(principal.arn, principal.account, self._token_keys[key_id],
                             datetime.fromtimestamp(self.clock(), UTC), ttl, key_id=key_id,
-                            user_id=principal.user_id)
+                            extra=principal.claims())
 
     def download_query(self, principal: Principal, host: str, path: str, ttl: timedelta) -> str:
         """The query string of a GetDownloadUrlForLayer URL for `host` + `path` (tokens.sign_download)."""
         key_id = next(reversed(self._token_keys))
         expires = datetime.fromtimestamp(self.clock(), UTC) + ttl
-        return tokens.sign_download(self._token_keys[key_id], key_id, host, path, principal.arn, principal.user_id,
+        return tokens.sign_download(self._token_keys[key_id], key_id, host, path, principal.arn, principal.claims(),
                                     expires)
 
     def verify_download(self, credentials: str) -> tokens.TokenClaims:

@@ -56,6 +56,10 @@ class SignatureDoesNotMatch(SigV4Error):
     """Well-formed, but the signature (or the declared payload hash) is wrong."""
 
 
+class ExpiredToken(SigV4Error):
+    """Temporary credentials past their expiry (AWS: ExpiredToken / ExpiredTokenException)."""
+
+
 class RequestExpired(SigV4Error):
     """Outside the ±15 minute window, or past X-Amz-Expires for a presigned request."""
 

@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode
 
@@ -29,7 +29,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _DOMAIN = b"berth-registry-token-v1."  # keeps these MACs apart from any other use of the same secret
 _DOWNLOAD_DOMAIN = b"berth-download-url-v1."
 DOWNLOAD_SCHEME = "BerthDownloadUrl"  # what the /v2 edge hands the authenticator for a download URL
-_DOWNLOAD_PARAMS = ("X-Berth-Key", "X-Berth-Principal", "X-Berth-Uid", "X-Berth-Expires", "X-Berth-Signature")
+_DOWNLOAD_PARAMS = ("X-Berth-Key", "X-Berth-Principal", "X-Berth-Claims", "X-Berth-Expires", "X-Berth-Signature")
 
 
 class TokenError(Exception):
@@ -51,7 +51,21 @@ class TokenClaims:
     issued_at: datetime
     expires_at: datetime
     key_id: str
-    user_id: str | None = None  # the IAM user's unique id when the principal is a user
+    extra: Mapping[str, str] = field(default_factory=dict)  # what else names the principal (Principal.claims)
+
+    @property
+    def user_id(self) -> str | None:
+        return self.extra.get("uid")
+
+
+def b64encode(data: bytes) -> str:
+    """Unpadded base64url."""
+    return _b64encode(data)
+
+
+def b64decode_canonical(text: str) -> bytes:
+    """Unpadded base64url in its one canonical spelling (TokenInvalid otherwise)."""
+    return _b64decode(text)
 
 
 def _b64encode(data: bytes) -> str:
@@ -88,7 +102,7 @@ def issue(
     ttl: timedelta = DEFAULT_TTL,
     *,
     key_id: str = DEFAULT_KEY_ID,
-    user_id: str | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> tuple[str, datetime]:
     """Return (token, expires_at); times are whole seconds, ``now`` naive means UTC."""
     if len(secret) < MIN_SECRET_BYTES:
@@ -100,8 +114,8 @@ def issue(
     iat = _epoch(now)
     exp = iat + int(ttl.total_seconds())
     claims: dict[str, object] = {"sub": principal_arn, "acct": account, "iat": iat, "exp": exp}
-    if user_id is not None:
-        claims["uid"] = user_id
+    if extra:
+        claims["x"] = dict(extra)
     payload = _b64encode(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode("utf-8"))
     signed_part = f"{key_id}.{payload}"
     return f"{signed_part}.{_b64encode(_mac(secret, signed_part))}", datetime.fromtimestamp(exp, UTC)
@@ -124,30 +138,35 @@ def verify(token: str, secrets: Mapping[str, bytes], now: datetime) -> TokenClai
         sub, acct, iat, exp = claims["sub"], claims["acct"], claims["iat"], claims["exp"]
     except (ValueError, TypeError, KeyError) as exc:
         raise TokenInvalid("token claims are malformed") from exc
-    uid = claims.get("uid")
+    extra = claims.get("x", {})
     if not (isinstance(sub, str) and isinstance(acct, str) and type(iat) is int and type(exp) is int
-            and (uid is None or isinstance(uid, str))):
+            and _string_map(extra)):
         raise TokenInvalid("token claims are malformed")
     if _epoch(now) >= exp:
         raise TokenExpired("token has expired")
-    return TokenClaims(sub, acct, datetime.fromtimestamp(iat, UTC), datetime.fromtimestamp(exp, UTC), key_id, uid)
+    return TokenClaims(sub, acct, datetime.fromtimestamp(iat, UTC), datetime.fromtimestamp(exp, UTC), key_id, extra)
+
+
+def _string_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
 # Download URLs (GetDownloadUrlForLayer): like a presigned S3 URL, a MAC over exactly one host, one
 # path (/v2/<repository>/blobs/<digest>), the principal and an expiry. It is no registry token: it
 # opens that GET only, and the principal's permissions still decide it.
 
-def _download_mac(secret: bytes, key_id: str, host: str, path: str, arn: str, uid: str, expires: int) -> str:
-    signed = "\n".join((key_id, host.lower(), path, arn, uid, str(expires))).encode("utf-8")
+def _download_mac(secret: bytes, key_id: str, host: str, path: str, arn: str, extra: str, expires: int) -> str:
+    signed = "\n".join((key_id, host.lower(), path, arn, extra, str(expires))).encode("utf-8")
     return _b64encode(hmac.new(secret, _DOWNLOAD_DOMAIN + signed, hashlib.sha256).digest())
 
 
-def sign_download(secret: bytes, key_id: str, host: str, path: str, principal_arn: str, user_id: str | None,
-                  expires_at: datetime) -> str:
+def sign_download(secret: bytes, key_id: str, host: str, path: str, principal_arn: str,
+                  extra: Mapping[str, str], expires_at: datetime) -> str:
     """The query string that makes `https://<host><path>` a download URL until `expires_at`."""
     exp = _epoch(expires_at)
-    mac = _download_mac(secret, key_id, host, path, principal_arn, user_id or "", exp)
-    return urlencode({"X-Berth-Key": key_id, "X-Berth-Principal": principal_arn, "X-Berth-Uid": user_id or "",
+    packed = _b64encode(json.dumps(dict(extra), separators=(",", ":"), sort_keys=True).encode())
+    mac = _download_mac(secret, key_id, host, path, principal_arn, packed, exp)
+    return urlencode({"X-Berth-Key": key_id, "X-Berth-Principal": principal_arn, "X-Berth-Claims": packed,
                       "X-Berth-Expires": str(exp), "X-Berth-Signature": mac})
 
 
@@ -173,19 +192,25 @@ def verify_download(credentials: str, secrets: Mapping[str, bytes], now: datetim
             fields[name] = value
     if set(fields) != set(_DOWNLOAD_PARAMS) or not fields["X-Berth-Expires"].isdigit():
         raise TokenInvalid("download URL parameters are incomplete")
-    key_id, arn, uid = fields["X-Berth-Key"], fields["X-Berth-Principal"], fields["X-Berth-Uid"]
+    key_id, arn, packed = fields["X-Berth-Key"], fields["X-Berth-Principal"], fields["X-Berth-Claims"]
     secret = secrets.get(key_id)
     if secret is None:
         raise TokenInvalid("download URL is signed with an unknown key")
     exp = int(fields["X-Berth-Expires"])
-    expected = _download_mac(secret, key_id, host, path, arn, uid, exp)
+    expected = _download_mac(secret, key_id, host, path, arn, packed, exp)
     if not hmac.compare_digest(expected.encode(), fields["X-Berth-Signature"].encode()):
         raise TokenInvalid("download URL signature does not match")
     if _epoch(now) >= exp:
         raise TokenExpired("download URL has expired")
     account = arn.split(":")[4] if arn.count(":") >= 5 else ""
     moment = datetime.fromtimestamp(exp, UTC)
-    return TokenClaims(arn, account, moment, moment, key_id, uid or None)
+    try:
+        extra = json.loads(_b64decode(packed))
+    except ValueError as exc:
+        raise TokenInvalid("download URL claims are malformed") from exc
+    if not _string_map(extra):
+        raise TokenInvalid("download URL claims are malformed")
+    return TokenClaims(arn, account, moment, moment, key_id, extra)
 
 
 def basic_auth_token(token: str) -> str:

@@ -204,7 +204,7 @@ def test_basic_credentials_have_one_spelling() -> None:
 
 
 def test_the_user_id_travels_in_the_token() -> None:
-    token, _ = issue(ARN, ACCOUNT, NEW, NOW, user_id="AIDAEXAMPLEUSERID0001")
+    token, _ = issue(ARN, ACCOUNT, NEW, NOW, extra={"uid": "AIDAEXAMPLEUSERID0001"})
     assert verify(token, {"k1": NEW}, NOW).user_id == "AIDAEXAMPLEUSERID0001"
     assert verify(issue(ARN, ACCOUNT, NEW, NOW)[0], {"k1": NEW}, NOW).user_id is None
 
@@ -213,7 +213,7 @@ def test_download_url_is_bound_to_host_path_principal_and_expiry() -> None:
     from berth.iam.tokens import download_credentials, sign_download, verify_download
 
     host, path = "123456789012.dkr.ecr.us-east-1.localhost:5000", "/v2/app/blobs/sha256:" + "a" * 64
-    query = sign_download(NEW, "k1", host, path, ARN, "AIDAX", NOW + timedelta(hours=1))
+    query = sign_download(NEW, "k1", host, path, ARN, {"uid": "AIDAX"}, NOW + timedelta(hours=1))
     creds = download_credentials(host, path, query)
     assert creds is not None
     claims = verify_download(creds, {"k1": NEW}, NOW)
@@ -223,7 +223,8 @@ def test_download_url_is_bound_to_host_path_principal_and_expiry() -> None:
                     (host, "/v2/other/blobs/sha256:" + "a" * 64, query),
                     (host, path, query.replace("X-Berth-Expires=", "X-Berth-Expires=1")),
                     (host, path, query + "&X-Berth-Key=k1"),
-                    (host, path, query.replace("user%2Falice", "user%2Fbob"))):
+                    (host, path, query.replace("user%2Falice", "user%2Fbob")),
+                    (host, path, query.replace("X-Berth-Claims=", "X-Berth-Claims=e30&x="))):
         with pytest.raises(TokenInvalid):
             verify_download(download_credentials(h, p, q) or "", {"k1": NEW}, NOW)
     with pytest.raises(TokenExpired):
@@ -231,3 +232,20 @@ def test_download_url_is_bound_to_host_path_principal_and_expiry() -> None:
     with pytest.raises(TokenInvalid):
         verify_download(creds, {"k2": NEW}, NOW)
     assert download_credentials(host, path, "X-Berth-Token=x") is None
+
+
+def test_a_token_names_a_known_kind_of_principal_or_none() -> None:
+    from berth.iam.authz import Principal
+
+    assert Principal.from_claims(f"arn:aws:iam::{ACCOUNT}:root", ACCOUNT, {}) == Principal.account_admin(ACCOUNT)
+    user = Principal.from_claims(f"arn:aws:iam::{ACCOUNT}:user/ci/bob", ACCOUNT, {"uid": "AIDAX"})
+    assert user is not None and (user.user, user.path, user.user_id) == ("bob", "/ci/", "AIDAX")
+    session = Principal.from_claims(f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy/run-1", ACCOUNT,
+                                    {"rid": "AROAX", "rpath": "/ecs/", "pol": "{}"})
+    assert session is not None and (session.role, session.session, session.role_path, session.role_id,
+                                    session.session_policy, session.user) == ("deploy", "run-1", "/ecs/", "AROAX",
+                                                                              "{}", None)
+    assert Principal.from_claims(session.arn, ACCOUNT, session.claims()) == session
+    for arn in (f"arn:aws:iam::{ACCOUNT}:role/deploy", "arn:aws:iam::111122223333:root", "anything",
+                f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy/run-1"):  # the last: no role id
+        assert Principal.from_claims(arn, ACCOUNT, {}) is None

@@ -43,6 +43,7 @@ COMMON_EXCEPTIONS: dict[str, int] = {
     "IncompleteSignatureException": 400,
     "SerializationException": 400,
     "UnknownOperationException": 400,
+    "ExpiredTokenException": 400,  # temporary credentials past their expiry
 }
 
 STATUS: dict[str, int] = {**MODEL_EXCEPTIONS, **COMMON_EXCEPTIONS}
@@ -53,6 +54,7 @@ SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {
     sigv4.IncompleteSignature: "IncompleteSignatureException",
     sigv4.SignatureDoesNotMatch: "InvalidSignatureException",
     sigv4.RequestExpired: "InvalidSignatureException",
+    sigv4.ExpiredToken: "ExpiredTokenException",
 }
 
 

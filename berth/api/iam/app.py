@@ -20,7 +20,7 @@ from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.iam import model, xml
 from berth.db.iam import KeyRow, UserRow
 from berth.iam import sigv4
-from berth.iam.authz import Authorizer, Context, Principal, principal_arn
+from berth.iam.authz import Authorizer, Context, Principal, principal_arn, role_arn
 from berth.iam.errors import IamError, NoSuchEntity
 from berth.iam.service import IdentityService
 
@@ -31,6 +31,7 @@ CONTENT_TYPE = "text/xml"
 STATUS: dict[str, int] = {
     "AccessDenied": 403,
     "InvalidClientTokenId": 403,  # unknown or inactive access key
+    "ExpiredToken": 403,  # temporary credentials past their expiry
     "SignatureDoesNotMatch": 403,  # also an expired signature, as IAM and STS answer it
     "MissingAuthenticationToken": 403,
     "IncompleteSignature": 400,
@@ -47,6 +48,7 @@ SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {
     sigv4.IncompleteSignature: "IncompleteSignature",
     sigv4.SignatureDoesNotMatch: "SignatureDoesNotMatch",
     sigv4.RequestExpired: "SignatureDoesNotMatch",
+    sigv4.ExpiredToken: "ExpiredToken",
 }
 
 _NON_USER = "Must specify userName when calling with non-User credentials"
@@ -60,6 +62,7 @@ class IamCall:
     principal: Principal
     context: Context
     identity: IdentityService
+    authorizer: Authorizer
 
     @property
     def account(self) -> str:
@@ -79,10 +82,30 @@ class IamCall:
 
     async def resource(self) -> str:
         """The ARN IAM authorizes the operation on."""
+        p, a = self.params, self.account
+        listing = {"ListUsers": "user", "ListGroups": "group", "ListRoles": "role"}.get(self.op)
+        if listing:
+            return f"arn:aws:iam::{a}:{listing}{p.get('PathPrefix', '/')}"
+        if self.op == "ListPolicies":
+            return f"arn:aws:iam::{a}:policy/"
         if self.op == "CreateUser":
-            return self.user_arn(self.params["UserName"], self.params.get("Path", "/"))
-        if self.op == "ListUsers":
-            return f"arn:aws:iam::{self.account}:user{self.params.get('PathPrefix', '/')}"
+            return self.user_arn(p["UserName"], p.get("Path", "/"))
+        if self.op == "CreateGroup":
+            return f"arn:aws:iam::{a}:group{p.get('Path', '/')}{p['GroupName']}"
+        if self.op == "CreateRole":
+            return role_arn(a, p["RoleName"], p.get("Path", "/"))
+        if self.op == "CreatePolicy":
+            return f"arn:aws:iam::{a}:policy{p.get('Path', '/')}{p['PolicyName']}"
+        if "GroupName" in p:
+            group = await self.identity.entities.find_group(a, p["GroupName"])
+            return f"arn:aws:iam::{a}:group{group.path if group else '/'}{p['GroupName']}"
+        if "RoleName" in p:
+            role = await self.identity.entities.find_role(a, p["RoleName"])
+            return role_arn(a, p["RoleName"], role.path if role else "/")
+        if "RoleArn" in p:
+            return str(p["RoleArn"])
+        if "PolicyArn" in p and "UserName" not in p:
+            return str(p["PolicyArn"])
         name = self.target_user()
         try:
             path = (await self.identity.get_user(self.account, name)).path
@@ -279,7 +302,8 @@ class IamQueryApi:
                 raise model.QueryError("InvalidAction",
                                        f"Berth does not support the {service.upper()} operation {action} yet.")
             params = model.validate(op_model, raw, operation.params)
-            call = IamCall(service, action, params, principal, Context(client_ip, secure), self.identity)
+            call = IamCall(service, action, params, principal, Context(client_ip, secure), self.identity,
+                           self.authz)
             if operation.authorize:
                 resource = await call.resource()
                 permission = f"{service}:{action}"
