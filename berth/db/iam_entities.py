@@ -303,3 +303,39 @@ def attached(account: str, kind: str, entity: str) -> Txn[list[str]]:
 def attachment_count(arn: str) -> Txn[int]:
     row: Any = yield Q("SELECT COUNT(*) FROM policy_attachments WHERE policy_arn = ?", (arn,), "one")
     return int(row[0])
+
+
+# OpenID Connect identity providers
+
+@dataclass(frozen=True, slots=True)
+class OidcProviderRow:
+    account_id: str
+    url: str
+    issuer: str
+    client_ids: str  # JSON list
+    thumbprints: str  # JSON list
+    created_at: float
+
+
+_OIDC = "account_id, url, issuer, client_ids, thumbprints, created_at"
+
+
+def create_oidc_provider(row: OidcProviderRow) -> Txn[bool]:
+    n = yield Q(f"INSERT INTO oidc_providers ({_OIDC}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, url) "
+                "DO NOTHING", (row.account_id, row.url, row.issuer, row.client_ids, row.thumbprints, row.created_at))
+    return bool(n)
+
+
+def get_oidc_provider(account: str, url: str) -> Txn[OidcProviderRow | None]:
+    row = yield Q(f"SELECT {_OIDC} FROM oidc_providers WHERE account_id = ? AND url = ?", (account, url), "one")
+    return None if row is None else OidcProviderRow(*row)
+
+
+def list_oidc_providers(account: str) -> Txn[list[OidcProviderRow]]:
+    rows = yield Q(f"SELECT {_OIDC} FROM oidc_providers WHERE account_id = ? ORDER BY url", (account,), "all")
+    return [OidcProviderRow(*r) for r in rows]
+
+
+def delete_oidc_provider(account: str, url: str) -> Txn[bool]:
+    n = yield Q("DELETE FROM oidc_providers WHERE account_id = ? AND url = ?", (account, url))
+    return bool(n)

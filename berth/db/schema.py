@@ -255,3 +255,14 @@ policy_attachments = Table(
     Column("policy_arn", String(2048), primary_key=True),
     Index("ix_policy_attachments_policy", "policy_arn"),
 )
+
+oidc_providers = Table(
+    "oidc_providers",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("url", String(1024), primary_key=True),  # the issuer without its scheme, as IAM names it
+    Column("issuer", String(1024), nullable=False),
+    Column("client_ids", Text, nullable=False),  # JSON lists
+    Column("thumbprints", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -87,12 +87,14 @@ class PolicyAuthorizer:
                               context: Context, extra: Mapping[str, str]) -> Decision:
         """AssumeRole: the trust policy must name the caller (or its account, and then the caller's own
         identity policies must allow the action too); an explicit deny anywhere refuses."""
-        if not await self.identity.principal_exists(principal):
-            return Decision(False, f"the principal {principal.arn} no longer exists")
         ctx = {**self._context(principal, context), **extra}
         owner = role.split(":")[4]
         request = AuthzRequest(principal.arn, principal.account, action, role, owner, ctx)
         trust = parse_policy(trust_policy, "repository")
+        if ":oidc-provider/" in principal.arn:  # web identity: only a trust statement naming the provider
+            return evaluate(request, (), trust)
+        if not await self.identity.principal_exists(principal):
+            return Decision(False, f"the principal {principal.arn} no longer exists")
         identity = await self.identity.identity_policies(principal)
         full = evaluate(request, identity, trust)
         if not full.allowed:

@@ -3,13 +3,14 @@ and the one answer the authorizer needs from them: every identity policy of a pr
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 from collections.abc import Callable
 
 from berth.db import iam as users_q
 from berth.db import iam_entities as q
-from berth.db.iam_entities import GroupRow, PolicyRow, RoleRow, VersionRow
+from berth.db.iam_entities import GroupRow, OidcProviderRow, PolicyRow, RoleRow, VersionRow
 from berth.db.store import Backend
 from berth.iam.authz import Principal
 from berth.iam.errors import (
@@ -288,6 +289,51 @@ class IamEntities:
     async def attached(self, account: str, kind: str, entity: str) -> list[PolicyRow]:
         await self._entity(account, kind, entity)
         return [await self.get_policy(arn) for arn in await self.db.read(q.attached, account, kind, entity)]
+
+    # OpenID Connect providers
+
+    @staticmethod
+    def oidc_arn(account: str, url: str) -> str:
+        return f"arn:aws:iam::{account}:oidc-provider/{url}"
+
+    @staticmethod
+    def _oidc_key(arn: str) -> tuple[str, str]:
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or parts[2] != "iam" or not parts[5].startswith("oidc-provider/"):
+            raise InvalidInput(f"Invalid OpenID Connect provider ARN {arn}")
+        return parts[4], parts[5][len("oidc-provider/"):]
+
+    async def create_oidc_provider(self, account: str, issuer: str, client_ids: list[str],
+                                   thumbprints: list[str]) -> str:
+        scheme, _, rest = issuer.partition("://")
+        host = rest.split("/", 1)[0].rsplit(":", 1)[0]
+        # AWS takes https only; plain http is allowed for an issuer on this machine (tests, sidecars)
+        if not rest or not (scheme == "https" or scheme == "http" and host in ("127.0.0.1", "localhost", "[::1]")):
+            raise InvalidInput("The URL of an OpenID Connect provider must start with https://")
+        url = rest.rstrip("/")
+        row = OidcProviderRow(account, url, issuer.rstrip("/"), json.dumps(client_ids), json.dumps(thumbprints),
+                              self.clock())
+        if not await self.db.write(q.create_oidc_provider, row):
+            raise EntityAlreadyExists(f"Provider with url {issuer} already exists.")
+        return self.oidc_arn(account, url)
+
+    async def get_oidc_provider(self, arn: str) -> OidcProviderRow:
+        account, url = self._oidc_key(arn)
+        row = await self.db.read(q.get_oidc_provider, account, url)
+        if row is None:
+            raise NoSuchEntity(f"OpenIDConnect Provider not found for arn {arn}")
+        return row
+
+    async def find_oidc_provider(self, account: str, url: str) -> OidcProviderRow | None:
+        return await self.db.read(q.get_oidc_provider, account, url)
+
+    async def list_oidc_providers(self, account: str) -> list[str]:
+        return [self.oidc_arn(account, r.url) for r in await self.db.read(q.list_oidc_providers, account)]
+
+    async def delete_oidc_provider(self, arn: str) -> None:
+        account, url = self._oidc_key(arn)
+        if not await self.db.write(q.delete_oidc_provider, account, url):
+            raise NoSuchEntity(f"OpenIDConnect Provider not found for arn {arn}")
 
     # the authorizer's question
 

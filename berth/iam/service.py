@@ -30,6 +30,7 @@ from berth.iam.errors import (
     MalformedPolicyDocument,
     NoSuchEntity,
 )
+from berth.iam.oidc import IssuerKeys
 from berth.iam.policy import Policy, parse_policy
 from berth.iam.sessions import SessionClaims
 
@@ -61,6 +62,7 @@ class IdentityService:
         self._users: dict[tuple[str, str], UserRow | None] = {}
         self._token_keys: dict[str, bytes] = {}
         self.entities = IamEntities(db, clock)
+        self.issuer_keys = IssuerKeys()
         self._roles: dict[tuple[str, str], RoleRow | None] = {}
 
     def _fresh(self) -> None:

@@ -51,6 +51,7 @@ SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {
     sigv4.ExpiredToken: "ExpiredToken",
 }
 
+UNSIGNED = frozenset({("sts", "AssumeRoleWithWebIdentity"), ("sts", "AssumeRoleWithSAML")})
 _NON_USER = "Must specify userName when calling with non-User credentials"
 
 
@@ -293,7 +294,11 @@ class IamQueryApi:
             # The Version names the face (one port serves both); without one, the signed scope does.
             service = (model.service_for_version(version) or _signed_service(method, raw_path, query, headers)
                        or "iam")
-            principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body, service=service)
+            if (service, action) in UNSIGNED:  # the SDKs send these unsigned by design: the token is the credential
+                principal = Principal(account="", arn="")
+            else:
+                principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body,
+                                                              service=service)
             op_model = model.operation_model(service, action)
             if op_model is None or (version is not None and version != model.api_version(service)):
                 raise model.QueryError("InvalidAction", f"Could not find operation {action} for version {version}")

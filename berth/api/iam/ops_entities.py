@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,9 +11,10 @@ from urllib.parse import quote
 from berth.api.iam.app import IamCall, Operation, _op, _page, _user
 from berth.api.iam.model import QueryError
 from berth.db.iam_entities import GroupRow, PolicyRow, RoleRow, VersionRow
-from berth.iam.authz import assumed_role_arn, role_arn
+from berth.iam import oidc
+from berth.iam.authz import Principal, assumed_role_arn, role_arn
 from berth.iam.entities import check_identity_policy
-from berth.iam.errors import AccessDenied, NoSuchEntity
+from berth.iam.errors import AccessDenied, InvalidIdentityToken, NoSuchEntity
 from berth.iam.sessions import SessionClaims, new_access_key_id
 
 _ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role(/(?:[\x21-\x7e]*/)?)([\w+=,.@-]{1,64})")
@@ -318,6 +320,73 @@ async def get_caller_identity(call: IamCall) -> dict[str, Any]:
     return {"UserId": row.user_id, "Account": p.account, "Arn": p.arn}
 
 
+# web identity
+
+async def create_open_id_connect_provider(call: IamCall) -> dict[str, Any]:
+    p = call.params
+    arn = await call.identity.entities.create_oidc_provider(call.account, p["Url"], p.get("ClientIDList", []),
+                                                            p.get("ThumbprintList", []))
+    return {"OpenIDConnectProviderArn": arn}
+
+
+async def get_open_id_connect_provider(call: IamCall) -> dict[str, Any]:
+    row = await call.identity.entities.get_oidc_provider(call.params["OpenIDConnectProviderArn"])
+    return {"Url": row.url, "ClientIDList": json.loads(row.client_ids), "ThumbprintList": json.loads(row.thumbprints),
+            "CreateDate": row.created_at}
+
+
+async def list_open_id_connect_providers(call: IamCall) -> dict[str, Any]:
+    arns = await call.identity.entities.list_oidc_providers(call.account)
+    return {"OpenIDConnectProviderList": [{"Arn": a} for a in arns]}
+
+
+async def delete_open_id_connect_provider(call: IamCall) -> None:
+    await call.identity.entities.delete_oidc_provider(call.params["OpenIDConnectProviderArn"])
+
+
+async def assume_role_with_web_identity(call: IamCall) -> dict[str, Any]:
+    """Unsigned, as the SDKs send it: the web identity token is the credential."""
+    p = call.params
+    m = _ROLE_ARN.fullmatch(p["RoleArn"])
+    if m is None:
+        raise QueryError("ValidationError", f"{p['RoleArn']} is invalid")
+    account, path, name = m.group(1), m.group(2), m.group(3)
+    e = call.identity.entities
+    issuer = oidc.unverified_issuer(p["WebIdentityToken"])
+    provider = await e.find_oidc_provider(account, oidc.provider_url(issuer))
+    if provider is None:
+        raise InvalidIdentityToken(f"No OpenIDConnect provider found in your account for {issuer}")
+    claims = await call.identity.issuer_keys.verify(p["WebIdentityToken"], provider.issuer,
+                                                    json.loads(provider.client_ids))
+    role = await e.find_role(account, name)
+    denied = AccessDenied("Not authorized to perform sts:AssumeRoleWithWebIdentity")
+    if role is None or role.path != path:
+        raise denied
+    if p.get("Policy") is not None:
+        check_identity_policy(p["Policy"])
+    provider_arn = e.oidc_arn(account, provider.url)
+    aud = claims["aud"] if isinstance(claims["aud"], str) else next(
+        a for a in claims["aud"] if a in json.loads(provider.client_ids))
+    extra = {f"{provider.url}:sub": str(claims["sub"]), f"{provider.url}:aud": aud,
+             f"{provider.url}:iss": str(claims["iss"]), "aws:FederatedProvider": provider_arn,
+             "sts:RoleSessionName": p["RoleSessionName"]}
+    caller = Principal(account=account, arn=provider_arn)
+    decision = await call.authorizer.authorize_trust(caller, "sts:AssumeRoleWithWebIdentity", p["RoleArn"],
+                                                     role.trust_policy, call.context, extra)
+    if not decision.allowed:
+        raise denied
+    seconds = _duration(p.get("DurationSeconds"), SESSION_DURATION[0], role.max_session_duration,
+                        SESSION_DURATION[1], "MaxSessionDuration")
+    session = p["RoleSessionName"]
+    arn = assumed_role_arn(account, name, session)
+    session_claims = SessionClaims(new_access_key_id(), account, arn, _now(call) + timedelta(seconds=seconds),
+                                   role=name, role_path=role.path, role_id=role.role_id, session=session,
+                                   policy=p.get("Policy"))
+    return {"Credentials": _credentials(call, session_claims), "SubjectFromWebIdentityToken": str(claims["sub"]),
+            "AssumedRoleUser": {"AssumedRoleId": f"{role.role_id}:{session}", "Arn": arn}, "PackedPolicySize": 0,
+            "Provider": provider_arn, "Audience": aud}
+
+
 _PAGE = ("Marker", "MaxItems")
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("iam", "CreateGroup"): _op(create_group, "GroupName", "Path"),
@@ -365,4 +434,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                                "Policy", authorize=False),
     ("sts", "GetSessionToken"): _op(get_session_token, "DurationSeconds", authorize=False),
     ("sts", "GetCallerIdentity"): _op(get_caller_identity, authorize=False),
+    ("sts", "AssumeRoleWithWebIdentity"): _op(assume_role_with_web_identity, "RoleArn", "RoleSessionName",
+                                              "WebIdentityToken", "DurationSeconds", "Policy", authorize=False),
+    ("iam", "CreateOpenIDConnectProvider"): _op(create_open_id_connect_provider, "Url", "ClientIDList",
+                                                "ThumbprintList"),
+    ("iam", "GetOpenIDConnectProvider"): _op(get_open_id_connect_provider, "OpenIDConnectProviderArn"),
+    ("iam", "ListOpenIDConnectProviders"): _op(list_open_id_connect_providers),
+    ("iam", "DeleteOpenIDConnectProvider"): _op(delete_open_id_connect_provider, "OpenIDConnectProviderArn"),
 }

@@ -1,4 +1,4 @@
-"""identity depth: groups, roles, customer managed policies and versions, attachments
+"""identity depth: groups, roles, customer managed policies and versions, attachments, OIDC providers
 
 Revision ID: 0005
 Revises: 0002
@@ -81,9 +81,18 @@ def upgrade() -> None:
         sa.Column("policy_arn", sa.String(2048), primary_key=True),
     )
     op.create_index("ix_policy_attachments_policy", "policy_attachments", ["policy_arn"])
+    op.create_table(
+        "oidc_providers",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("url", sa.String(1024), primary_key=True),
+        sa.Column("issuer", sa.String(1024), nullable=False),
+        sa.Column("client_ids", sa.Text, nullable=False),
+        sa.Column("thumbprints", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
 
 
 def downgrade() -> None:
-    for name in ("policy_attachments", "policy_versions", "managed_policies", "entity_policies", "iam_roles",
-                 "group_members", "iam_groups"):
+    for name in ("oidc_providers", "policy_attachments", "policy_versions", "managed_policies", "entity_policies",
+                 "iam_roles", "group_members", "iam_groups"):
         op.drop_table(name)
