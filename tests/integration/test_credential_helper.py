@@ -36,6 +36,7 @@ pytestmark = pytest.mark.integration
 A, B, REGION = "123456789012", "111122223333", "us-east-1"
 KEY, SECRET = "AKIACREDHELPERADMIN1", "credential-helper-admin-secret-0123456789"
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
 TOKEN_EXPIRED = "Your authorization token has expired. Reauthenticate and try again."
 
 
@@ -141,6 +142,7 @@ def test_skopeo_pushes_and_pulls_through_docker_credential_ecr_login(tmp_path: P
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BERTH_", "DOCKER_", "REGISTRY_AUTH"))}
     env.update(HOME=str(home), AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_CA_BUNDLE=str(ca),
+               AWS_DEFAULT_REGION=REGION,
                AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(tmp_path / "none"),
                AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
                BERTH_ADMIN_ACCESS_KEY_ID=KEY, BERTH_ADMIN_SECRET_ACCESS_KEY=SECRET, BERTH_CREATE_ON_PUSH="1",
@@ -159,6 +161,16 @@ def test_skopeo_pushes_and_pulls_through_docker_credential_ecr_login(tmp_path: P
                       "        time.sleep(0.1)\n"
                       "sys.exit('berth did not come up on 443')\n")
     wait = f"{q(sys.executable)} {q(str(waiter))}"
+    exporter = tmp_path / "export.py"
+    exporter.write_text("import json, shlex, sys\n"
+                        "c = json.load(open(sys.argv[1]))['Credentials']\n"
+                        "print(' '.join(f'export {k}={shlex.quote(c[v])}' for k, v in (('AWS_ACCESS_KEY_ID', "
+                        "'AccessKeyId'), ('AWS_SECRET_ACCESS_KEY', 'SecretAccessKey'), "
+                        "('AWS_SESSION_TOKEN', 'SessionToken'))))\n")
+    (tmp_path / "task-home").mkdir()
+    aws = f"{q(str(AWS_CLI))} --endpoint-url https://{api} --output json"
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+        "AWS": f"arn:aws:iam::{A}:root"}, "Action": "sts:AssumeRole"}]})
     script = "\n".join([
         "set -eu",
         "ip link set lo up",
@@ -175,12 +187,28 @@ def test_skopeo_pushes_and_pulls_through_docker_credential_ecr_login(tmp_path: P
         # without the helper: refused
         f"if skopeo inspect --no-creds --cert-dir {q(str(certs))} docker://{registry}/helper/app:v1; "
         "then echo UNAUTHENTICATED-PULL-WORKED; exit 1; fi",
+        # the workload case (an ECS task role, a Lambda execution role): a role assumed with
+        # `aws sts assume-role`, its temporary credentials handed to the helper
+        f"{aws} iam create-role --role-name task-role --assume-role-policy-document {q(trust)} > /dev/null",
+        f"{aws} iam attach-role-policy --role-name task-role --policy-arn {READ_ONLY}",
+        f"{aws} sts assume-role --role-arn arn:aws:iam::{A}:role/task-role --role-session-name task-1 "
+        f"> {q(str(tmp_path / 'session.json'))}",
+        f"eval $({q(sys.executable)} {q(str(exporter))} {q(str(tmp_path / 'session.json'))})",
+        f"export HOME={q(str(tmp_path / 'task-home'))} AWS_ECR_DISABLE_CACHE=true",
+        f"{aws} sts get-caller-identity",
+        f"skopeo copy --authfile {q(str(authfile))} --src-cert-dir {q(str(certs))} "
+        f"docker://{registry}/helper/app:v1 oci:{q(str(tmp_path / 'task-pulled'))}:v1",
+        f"if skopeo copy --authfile {q(str(authfile))} --dest-cert-dir {q(str(certs))} "
+        f"oci:{q(str(tmp_path / 'layout'))}:v1 docker://{registry}/helper/app:from-task; "
+        "then echo READ-ONLY-ROLE-PUSHED; exit 1; fi",
     ])
     done = subprocess.run(["unshare", "--net", "--mount", "sh", "-c", script], env=env, capture_output=True,
                           text=True, timeout=240, start_new_session=True)
     log = (tmp_path / "berth.log").read_text(errors="replace") if (tmp_path / "berth.log").exists() else ""
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:], log[-3000:])
-    inspected = json.loads(done.stdout[done.stdout.index("{"):done.stdout.rindex("}") + 1])
+    inspected = json.loads(done.stdout[done.stdout.index("{"):done.stdout.index("\n}") + 2])
     assert inspected["Name"] == f"{registry}/helper/app"
-    pulled = json.loads((tmp_path / "pulled" / "index.json").read_text())
-    assert len(pulled["manifests"]) == 1
+    assert f'"Arn": "arn:aws:sts::{A}:assumed-role/task-role/task-1"' in done.stdout
+    for pulled_dir in ("pulled", "task-pulled"):
+        pulled = json.loads((tmp_path / pulled_dir / "index.json").read_text())
+        assert len(pulled["manifests"]) == 1
