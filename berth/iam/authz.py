@@ -41,6 +41,7 @@ class Principal:
     role_id: str | None = None
     session: str | None = None
     session_policy: str | None = None  # the session policy that narrows the role, as sent to AssumeRole
+    expires_at: float | None = None  # temporary credentials: when they end (a registry token ends no later)
 
     @property
     def kind(self) -> str:

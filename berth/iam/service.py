@@ -292,24 +292,32 @@ class IdentityService:
         if claims.role:
             principal = Principal(account=claims.account, arn=claims.arn, access_key_id=access_key_id,
                                   role=claims.role, role_path=claims.role_path, role_id=claims.role_id,
-                                  session=claims.session, session_policy=claims.policy)
+                                  session=claims.session, session_policy=claims.policy,
+                                  expires_at=claims.expires_at.timestamp())
         else:
             principal = Principal(account=claims.account, arn=claims.arn, user=claims.user,
-                                  access_key_id=access_key_id, user_id=claims.user_id)
+                                  access_key_id=access_key_id, user_id=claims.user_id,
+                                  expires_at=claims.expires_at.timestamp())
         return principal, secret
 
     # registry tokens
 
     def issue_token(self, principal: Principal, ttl: timedelta = tokens.DEFAULT_TTL) -> tuple[str, datetime]:
+        """A registry token for `principal`: 12 hours, or until its temporary credentials end if sooner."""
         key_id = next(reversed(self._token_keys))
+        now = self.clock()
+        if principal.expires_at is not None:
+            ttl = min(ttl, timedelta(seconds=max(int(principal.expires_at - now), 1)))
         return tokens.issue(principal.arn, principal.account, self._token_keys[key_id],
-                            datetime.fromtimestamp(self.clock(), UTC), ttl, key_id=key_id,
+                            datetime.fromtimestamp(now, UTC), ttl, key_id=key_id,
                             extra=principal.claims())
 
     def download_query(self, principal: Principal, host: str, path: str, ttl: timedelta) -> str:
         """The query string of a GetDownloadUrlForLayer URL for `host` + `path` (tokens.sign_download)."""
         key_id = next(reversed(self._token_keys))
         expires = datetime.fromtimestamp(self.clock(), UTC) + ttl
+        if principal.expires_at is not None:
+            expires = min(expires, datetime.fromtimestamp(principal.expires_at, UTC))
         return tokens.sign_download(self._token_keys[key_id], key_id, host, path, principal.arn, principal.claims(),
                                     expires)
 

@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +330,9 @@ def test_roles_assume_role_and_temporary_credentials(
     assert call(role_ecr, "ListImages", {"repositoryName": "depth/deploy"}).code == "success"
     assert call(role_ecr, "CreateRepository", {"repositoryName": "depth/nope"}).code == "AccessDeniedException"
     token = registry_token(role_ecr)
+    # a registry token ends no later than the temporary credentials it was obtained with (15 minutes)
+    token_expiry = role_ecr.get_authorization_token()["authorizationData"][0]["expiresAt"]
+    assert token_expiry <= datetime.fromisoformat(creds["Expiration"].replace("Z", "+00:00"))
     assert json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==="))["sub"] == session_arn
     assert pull_status(server, token, "depth/deploy") == 200
     # a repository policy naming the session ARN denies it
