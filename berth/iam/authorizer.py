@@ -79,6 +79,8 @@ class PolicyAuthorizer:
         ctx["aws:PrincipalType"] = principal.kind
         if principal.user:
             ctx["aws:username"] = principal.user
+        for tag, value in principal.session_tags:
+            ctx[f"aws:PrincipalTag/{tag}"] = value
         ctx["aws:userid"] = f"{principal.role_id}:{principal.session}" if principal.role else \
             principal.user_id or principal.account
         return ctx
@@ -107,8 +109,8 @@ class PolicyAuthorizer:
 
     async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
         self._fresh()
-        key = (principal.arn, principal.user_id or principal.role_id or "", principal.session_policy or "", action,
-               resource, context.source_ip)
+        key = (principal.arn, principal.user_id or principal.role_id or "", principal.session_policy or "",
+               repr(principal.session_tags), action, resource, context.source_ip)
         hit = self._decisions.get(key)
         if hit is not None:
             return hit

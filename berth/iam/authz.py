@@ -6,6 +6,7 @@ Every request on every face carries a Principal and is authorized through `Autho
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -42,6 +43,7 @@ class Principal:
     session: str | None = None
     session_policy: str | None = None  # the session policy that narrows the role, as sent to AssumeRole
     expires_at: float | None = None  # temporary credentials: when they end (a registry token ends no later)
+    session_tags: tuple[tuple[str, str], ...] = ()  # AssumeRole's Tags: aws:PrincipalTag/<key>
 
     @property
     def kind(self) -> str:
@@ -69,6 +71,8 @@ class Principal:
             out = {"rid": self.role_id or "", "rpath": self.role_path}
             if self.session_policy:
                 out["pol"] = self.session_policy
+            if self.session_tags:
+                out["tags"] = json.dumps(dict(self.session_tags), separators=(",", ":"), sort_keys=True)
             return out
         return {"uid": self.user_id} if self.user_id else {}
 
@@ -83,8 +87,10 @@ class Principal:
         session_prefix = f"arn:aws:sts::{account}:assumed-role/"
         if arn.startswith(session_prefix) and arn.count("/") == 2 and claims.get("rid"):
             role, session = arn[len(session_prefix):].split("/")
+            tags = json.loads(claims["tags"]) if "tags" in claims else {}
             return cls(account=account, arn=arn, role=role, role_path=claims.get("rpath", "/"),
-                       role_id=claims["rid"], session=session, session_policy=claims.get("pol"))
+                       role_id=claims["rid"], session=session, session_policy=claims.get("pol"),
+                       session_tags=tuple(sorted(tags.items())))
         return None
 
     @property

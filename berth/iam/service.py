@@ -293,7 +293,7 @@ class IdentityService:
             principal = Principal(account=claims.account, arn=claims.arn, access_key_id=access_key_id,
                                   role=claims.role, role_path=claims.role_path, role_id=claims.role_id,
                                   session=claims.session, session_policy=claims.policy,
-                                  expires_at=claims.expires_at.timestamp())
+                                  expires_at=claims.expires_at.timestamp(), session_tags=claims.tags)
         else:
             principal = Principal(account=claims.account, arn=claims.arn, user=claims.user,
                                   access_key_id=access_key_id, user_id=claims.user_id,

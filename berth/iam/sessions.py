@@ -38,6 +38,7 @@ class SessionClaims:
     role_id: str | None = None
     session: str | None = None
     policy: str | None = None  # a session policy narrowing the role
+    tags: tuple[tuple[str, str], ...] = ()  # session tags (aws:PrincipalTag)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"akid": self.access_key_id, "acct": self.account, "arn": self.arn,
@@ -47,6 +48,8 @@ class SessionClaims:
                            ("pol", self.policy)):
             if value is not None:
                 out[key] = value
+        if self.tags:
+            out["tags"] = dict(self.tags)
         return out
 
 
@@ -83,7 +86,8 @@ def verify(token: str, keys: dict[str, bytes], now: datetime) -> SessionClaims:
         raw = json.loads(b64decode_canonical(payload))
         claims = SessionClaims(raw["akid"], raw["acct"], raw["arn"], datetime.fromtimestamp(int(raw["exp"]), UTC),
                                raw.get("user"), raw.get("uid"), raw.get("role"), raw.get("rpath", "/"),
-                               raw.get("rid"), raw.get("sess"), raw.get("pol"))
+                               raw.get("rid"), raw.get("sess"), raw.get("pol"),
+                               tuple(sorted(dict(raw.get("tags", {})).items())))
     except (ValueError, TypeError, KeyError) as exc:
         raise TokenInvalid("The security token included in the request is invalid.") from exc
     if now >= claims.expires_at:

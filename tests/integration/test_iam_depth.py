@@ -410,3 +410,31 @@ def test_temporary_credentials_expire_with_expired_token(
         assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     finally:
         later.stop()
+
+
+def test_session_tags_are_principal_tags(server: BerthServer, iam: BaseClient, admin_oci: OciClient,
+                                          ecr: BaseClient) -> None:
+    admin_oci.push_image("depth/tagged", random_image(layers=1), "v1")
+    base = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{A}:root"}}
+    iam.create_role(RoleName="tagged", AssumeRolePolicyDocument=doc(
+        {**base, "Action": "sts:AssumeRole"},
+        {**base, "Action": "sts:TagSession", "Condition": {"StringEquals": {"aws:RequestTag/team": ["web", "db"]}}}))
+    iam.put_role_policy(RoleName="tagged", PolicyName="by-team", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetAuthorizationToken"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:PrincipalTag/team": "web"}}}))
+    sts = client("sts", server.url, KEY, SECRET)
+    role_arn = f"arn:aws:iam::{A}:role/tagged"
+    ids = {"repositoryName": "depth/tagged", "imageIds": [{"imageTag": "v1"}]}
+
+    def session(**kwargs: Any) -> BaseClient:
+        creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="tagged-session", **kwargs)["Credentials"]
+        return session_client(server, "ecr", creds)
+
+    web = session(Tags=[{"Key": "team", "Value": "web"}])
+    assert call(web, "BatchGetImage", ids).code == "success"
+    assert pull_status(server, registry_token(web), "depth/tagged") == 200  # the token carries the tags
+    assert call(session(Tags=[{"Key": "team", "Value": "db"}]), "BatchGetImage", ids).code == "AccessDeniedException"
+    assert call(session(), "BatchGetImage", ids).code == "AccessDeniedException"  # untagged
+    # the trust policy decides which tags may be passed (sts:TagSession)
+    assert code(sts.assume_role, RoleArn=role_arn, RoleSessionName="tagged-session",
+                Tags=[{"Key": "team", "Value": "admin"}]) == "AccessDenied"

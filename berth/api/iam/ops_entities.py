@@ -276,10 +276,21 @@ async def assume_role(call: IamCall) -> dict[str, Any]:
         raise denied
     if p.get("Policy") is not None:
         check_identity_policy(p["Policy"])
-    extra = {"sts:ExternalId": p["ExternalId"]} if "ExternalId" in p else {}
+    extra: dict[str, Any] = {"sts:ExternalId": p["ExternalId"]} if "ExternalId" in p else {}
     extra["sts:RoleSessionName"] = p["RoleSessionName"]
+    tags = tuple(sorted((t["Key"], t.get("Value", "")) for t in p.get("Tags", [])))
+    if len(dict(tags)) != len(tags):
+        raise QueryError("ValidationError", "Duplicate tag keys found. Please note that Tag keys are case "
+                         "insensitive.")
+    for key, value in tags:
+        extra[f"aws:RequestTag/{key}"] = value
+    if tags:
+        extra["aws:TagKeys"] = [k for k, _ in tags]
     decision = await call.authorizer.authorize_trust(call.principal, "sts:AssumeRole", p["RoleArn"],
                                                      role.trust_policy, call.context, extra)
+    if decision.allowed and tags:  # passing session tags needs sts:TagSession in the trust policy too
+        decision = await call.authorizer.authorize_trust(call.principal, "sts:TagSession", p["RoleArn"],
+                                                         role.trust_policy, call.context, extra)
     if not decision.allowed:
         raise denied
     seconds = _duration(p.get("DurationSeconds"), SESSION_DURATION[0], role.max_session_duration,
@@ -288,7 +299,7 @@ async def assume_role(call: IamCall) -> dict[str, Any]:
     arn = assumed_role_arn(account, name, session)
     claims = SessionClaims(new_access_key_id(), account, arn, _now(call) + timedelta(seconds=seconds),
                            role=name, role_path=role.path, role_id=role.role_id, session=session,
-                           policy=p.get("Policy"))
+                           policy=p.get("Policy"), tags=tags)
     return {"Credentials": _credentials(call, claims),
             "AssumedRoleUser": {"AssumedRoleId": f"{role.role_id}:{session}", "Arn": arn}, "PackedPolicySize": 0}
 
@@ -431,7 +442,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # The caller's own permissions decide AssumeRole (with the role's trust policy, in the handler);
     # GetSessionToken and GetCallerIdentity need none, as in AWS.
     ("sts", "AssumeRole"): _op(assume_role, "RoleArn", "RoleSessionName", "DurationSeconds", "ExternalId",
-                               "Policy", authorize=False),
+                               "Policy", "Tags", authorize=False),
     ("sts", "GetSessionToken"): _op(get_session_token, "DurationSeconds", authorize=False),
     ("sts", "GetCallerIdentity"): _op(get_caller_identity, authorize=False),
     ("sts", "AssumeRoleWithWebIdentity"): _op(assume_role_with_web_identity, "RoleArn", "RoleSessionName",
