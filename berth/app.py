@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -64,7 +65,7 @@ class BerthApp:
         blobs = FilesystemBlobStore(s.data_dir)
         self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
-        identity = IdentityService(self.db)
+        identity = IdentityService(self.db, jwks_dir=Path(s.oidc_jwks_dir) if s.oidc_jwks_dir else None)
         await identity.ensure_signing_key()
         await identity.ensure_account(s.default_account)
         authn: Authenticator

@@ -41,6 +41,7 @@ class Settings:
     default_account: str = DEFAULT_ACCOUNT
     default_region: str = DEFAULT_REGION
     regions: str = ""  # the regions served, comma-separated; the default region always is one
+    oidc_jwks_dir: str = ""  # web identity without network: <dir>/<issuer host_path>.json holds its JWKS
     registry_domain: str = "localhost"
     upload_max_age_hours: int = 168
     log_level: str = "warning"

@@ -1,6 +1,7 @@
 """Web identity: verify an OpenID Connect JWT (a CI system's token) against its issuer's keys.
 
-The keys come from the issuer's discovery document and JWKS (`<issuer>/.well-known/openid-configuration`
+The keys come from a JWKS file (BERTH_OIDC_JWKS_DIR, for air-gapped sites), else from the issuer's
+discovery document and JWKS (`<issuer>/.well-known/openid-configuration`
 -> `jwks_uri`), fetched on first use and kept for ten minutes (a key id the cache does not know
 refetches once, so a rotation is picked up). The signature, issuer, audience (one of the provider's
 client ids) and expiry are checked by PyJWT; the trust policy then decides on `<provider>:sub` and
@@ -14,6 +15,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -45,13 +47,28 @@ async def fetch_json(url: str) -> dict[str, Any]:
     return await asyncio.to_thread(_get_json, url)
 
 
+def jwks_file_name(issuer: str) -> str:
+    """The file an air-gapped site puts an issuer's JWKS in: its provider URL, '/' -> '_', + .json."""
+    return provider_url(issuer).replace("/", "_").replace(":", "_") + ".json"
+
+
 class IssuerKeys:
-    def __init__(self, fetch: Fetch = fetch_json, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, fetch: Fetch = fetch_json, clock: Callable[[], float] = time.monotonic,
+                 jwks_dir: Path | None = None) -> None:
         self.fetch = fetch
         self.clock = clock
+        self.jwks_dir = jwks_dir  # BERTH_OIDC_JWKS_DIR: keys from files, for issuers Berth cannot reach
         self._keys: dict[str, tuple[float, jwt.PyJWKSet]] = {}
 
     async def _load(self, issuer: str) -> jwt.PyJWKSet:
+        if self.jwks_dir is not None and (self.jwks_dir / jwks_file_name(issuer)).is_file():
+            path = self.jwks_dir / jwks_file_name(issuer)
+            try:
+                keys = jwt.PyJWKSet.from_dict(json.loads(path.read_text()))
+            except (OSError, ValueError, jwt.PyJWTError) as e:
+                raise IdpCommunicationError(f"The JWKS file {path.name} for {issuer} is not usable: {e}") from None
+            self._keys[issuer] = (self.clock() + KEYS_TTL, keys)
+            return keys
         try:
             discovery = await self.fetch(issuer.rstrip("/") + "/.well-known/openid-configuration")
             jwks_uri = discovery.get("jwks_uri")

@@ -13,6 +13,7 @@ import string
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from berth.db import iam as q
@@ -52,7 +53,7 @@ def _new_secret() -> str:
 
 
 class IdentityService:
-    def __init__(self, db: Backend, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Backend, clock: Callable[[], float] = time.time, jwks_dir: Path | None = None) -> None:
         self.db = db
         self.clock = clock
         self._version: int | None = None
@@ -62,7 +63,7 @@ class IdentityService:
         self._users: dict[tuple[str, str], UserRow | None] = {}
         self._token_keys: dict[str, bytes] = {}
         self.entities = IamEntities(db, clock)
-        self.issuer_keys = IssuerKeys()
+        self.issuer_keys = IssuerKeys(jwks_dir=jwks_dir)
         self._roles: dict[tuple[str, str], RoleRow | None] = {}
 
     def _fresh(self) -> None:

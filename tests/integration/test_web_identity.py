@@ -142,3 +142,36 @@ def test_tokens_that_do_not_fit_are_refused(server: BerthServer, issuer: Issuer,
         "ecr", region_name=REGION, endpoint_url=server.url, aws_access_key_id=creds["AccessKeyId"],
         aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
     assert registry_token(ecr)
+
+
+def test_air_gapped_keys_from_a_jwks_file(issuer: Issuer, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """BERTH_OIDC_JWKS_DIR: an issuer Berth cannot reach, its keys given as a file."""
+    base = tmp_path_factory.mktemp("airgap")
+    offline = "https://token.airgap.invalid/ci"
+    jwks_dir = base / "jwks"
+    jwks_dir.mkdir()
+    (jwks_dir / "token.airgap.invalid_ci.json").write_text(json.dumps(issuer.jwks()))
+    srv = BerthServer(base / "data", args=["--auth", "iam"],
+                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET,
+                           "BERTH_OIDC_JWKS_DIR": str(jwks_dir)}).start()
+    try:
+        iam = client("iam", srv.url, KEY, SECRET)
+        provider = iam.create_open_id_connect_provider(Url=offline, ClientIDList=[AUDIENCE])["OpenIDConnectProviderArn"]
+        iam.create_role(RoleName="offline-ci", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Federated": provider},
+                           "Action": "sts:AssumeRoleWithWebIdentity",
+                           "Condition": {"StringEquals": {"token.airgap.invalid/ci:sub": SUBJECT}}}]}))
+        sts = client("sts", srv.url, None, None)
+        params = {"RoleArn": f"arn:aws:iam::{A}:role/offline-ci", "RoleSessionName": "offline"}
+        assert call(sts, "AssumeRoleWithWebIdentity", {**params, "WebIdentityToken": issuer.token(iss=offline)}
+                    ).code == "success"
+        foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        assert call(sts, "AssumeRoleWithWebIdentity", {**params, "WebIdentityToken": issuer.token(
+            iss=offline, key=foreign)}).code == "InvalidIdentityToken"
+        # an issuer with neither a file nor a network answer
+        other = "https://unreachable.invalid"
+        iam.create_open_id_connect_provider(Url=other, ClientIDList=[AUDIENCE])
+        assert call(sts, "AssumeRoleWithWebIdentity", {**params, "WebIdentityToken": issuer.token(iss=other)}
+                    ).code == "IDPCommunicationError"
+    finally:
+        srv.stop()

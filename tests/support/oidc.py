@@ -30,8 +30,7 @@ class Issuer:
                     body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks",
                             "id_token_signing_alg_values_supported": ["RS256"]}
                 elif self.path == "/jwks":
-                    body = {"keys": [dict(json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(k.public_key())),
-                                          kid=kid, use="sig", alg="RS256") for kid, k in issuer.keys.items()]}
+                    body = issuer.jwks()
                 else:
                     self.send_error(404)
                     return
@@ -49,6 +48,10 @@ class Issuer:
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
         self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
         self.thread.start()
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [dict(json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(k.public_key())), kid=kid, use="sig",
+                              alg="RS256") for kid, k in self.keys.items()]}
 
     def rotate(self) -> str:
         kid = f"key-{len(self.keys) + 1}"

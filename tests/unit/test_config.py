@@ -40,6 +40,7 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_DEFAULT_ACCOUNT": "111122223333",
         "BERTH_DEFAULT_REGION": "eu-west-1",
         "BERTH_REGIONS": "us-east-1, eu-west-1,ap-south-1",
+        "BERTH_OIDC_JWKS_DIR": "/etc/berth/jwks",
         "BERTH_REGISTRY_DOMAIN": "registry.example.com",
         "BERTH_UPLOAD_MAX_AGE_HOURS": "2",
         "BERTH_LOG_LEVEL": "debug",
@@ -58,6 +59,7 @@ def test_every_field_from_the_environment() -> None:
     assert s.create_on_push is True
     assert (s.default_account, s.default_region) == ("111122223333", "eu-west-1")
     assert s.served_regions == ("eu-west-1", "us-east-1", "ap-south-1")
+    assert s.oidc_jwks_dir == "/etc/berth/jwks"
     assert s.registry_domain == "registry.example.com"
     assert s.upload_max_age_hours == 2
     assert s.log_level == "debug"
