@@ -110,7 +110,8 @@ class PolicyAuthorizer:
     async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
         self._fresh()
         key = (principal.arn, principal.user_id or principal.role_id or "", principal.session_policy or "",
-               repr(principal.session_tags), action, resource, context.source_ip)
+               repr(principal.session_tags), action, resource, context.source_ip,
+               repr(sorted(context.extra.items())) if context.extra else "")
         hit = self._decisions.get(key)
         if hit is not None:
             return hit

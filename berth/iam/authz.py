@@ -106,7 +106,26 @@ class Principal:
 class Context:
     source_ip: str = ""
     secure_transport: bool = False
-    extra: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, str | list[str]] = field(default_factory=dict)
+
+
+def request_tag_context(params: Mapping[str, object]) -> dict[str, str | list[str]]:
+    """aws:RequestTag/<key> and aws:TagKeys of an ECR request that carries tags (CreateRepository,
+    TagResource: `tags`; UntagResource: `tagKeys`), as ECR's condition keys document them."""
+    out: dict[str, str | list[str]] = {}
+    tags = params.get("tags")
+    keys: list[str] = []
+    if isinstance(tags, list):
+        for tag in tags:
+            if isinstance(tag, Mapping) and isinstance(tag.get("Key"), str):
+                out[f"aws:RequestTag/{tag['Key']}"] = str(tag.get("Value", ""))
+                keys.append(tag["Key"])
+    tag_keys = params.get("tagKeys")
+    if isinstance(tag_keys, list):
+        keys += [k for k in tag_keys if isinstance(k, str)]
+    if keys:
+        out["aws:TagKeys"] = keys
+    return out
 
 
 def repository_arn(region: str, account: str, name: str) -> str:

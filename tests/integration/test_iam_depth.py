@@ -438,3 +438,32 @@ def test_session_tags_are_principal_tags(server: BerthServer, iam: BaseClient, a
     # the trust policy decides which tags may be passed (sts:TagSession)
     assert code(sts.assume_role, RoleArn=role_arn, RoleSessionName="tagged-session",
                 Tags=[{"Key": "team", "Value": "admin"}]) == "AccessDenied"
+
+
+def test_request_tags_on_create_repository_and_tag_resource(server: BerthServer, iam: BaseClient) -> None:
+    key, secret = user_with_key(iam, "tagger")
+    condition = {"StringEquals": {"aws:RequestTag/team": "web"}, "ForAllValues:StringEquals": {"aws:TagKeys": ["team"]}}
+    iam.put_user_policy(UserName="tagger", PolicyName="tags", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": ["ecr:CreateRepository", "ecr:TagResource"], "Resource": "*",
+         "Condition": condition},
+        {"Effect": "Allow", "Action": "ecr:UntagResource", "Resource": "*",
+         "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["scratch"]}}}))
+    user = client("ecr", server.url, key, secret)
+
+    def create(name: str, *tags: tuple[str, str]) -> str:
+        params: dict[str, Any] = {"repositoryName": name}
+        if tags:
+            params["tags"] = [{"Key": k, "Value": v} for k, v in tags]
+        return call(user, "CreateRepository", params).code
+
+    assert settled(server, lambda: create("depth/tag-web", ("team", "web")), "success") == "success"
+    assert create("depth/tag-db", ("team", "db")) == "AccessDeniedException"
+    assert create("depth/tag-none") == "AccessDeniedException"
+    assert create("depth/tag-extra", ("team", "web"), ("owner", "me")) == "AccessDeniedException"
+    arn = f"arn:aws:ecr:{REGION}:{A}:repository/depth/tag-web"
+    assert call(user, "TagResource", {"resourceArn": arn, "tags": [{"Key": "team", "Value": "web"}]}).code \
+        == "success"
+    assert call(user, "TagResource", {"resourceArn": arn, "tags": [{"Key": "team", "Value": "db"}]}).code \
+        == "AccessDeniedException"
+    assert call(user, "UntagResource", {"resourceArn": arn, "tagKeys": ["scratch"]}).code == "success"
+    assert call(user, "UntagResource", {"resourceArn": arn, "tagKeys": ["team"]}).code == "AccessDeniedException"
