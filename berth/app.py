@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -16,6 +17,7 @@ from berth.api.auth import Authenticator, IamAuthenticator, OpenAuthenticator
 from berth.api.control import ControlPlane
 from berth.api.ecr import ops_images, ops_layers, ops_registry, ops_repositories
 from berth.api.ecr.app import EcrApi, Handler, Services
+from berth.api.iam import operations as iam_operations
 from berth.api.iam.app import IamQueryApi
 from berth.api.oci import app as oci
 from berth.api.oci.app import OciApi
@@ -84,15 +86,16 @@ class BerthApp:
         blobs = await open_blob_store(s)
         self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
-        identity = IdentityService(self.db)
+        identity = IdentityService(self.db, jwks_dir=Path(s.oidc_jwks_dir) if s.oidc_jwks_dir else None)
         await identity.ensure_signing_key()
         await identity.ensure_account(s.default_account)
         authn: Authenticator
         authz: Authorizer
         if s.auth == "iam":
-            authn, authz = IamAuthenticator(identity), PolicyAuthorizer(self.db, identity, registry.resource_tags)
+            authn = IamAuthenticator(identity, s.served_regions)
+            authz = PolicyAuthorizer(self.db, identity, registry.resource_tags)
         else:
-            authn, authz = OpenAuthenticator(s.default_account), OpenAuthorizer()
+            authn, authz = OpenAuthenticator(s.default_account, s.served_regions), OpenAuthorizer()
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
         operations: dict[str, Handler] = {**ops_registry.OPERATIONS, **ops_repositories.OPERATIONS,
@@ -100,7 +103,7 @@ class BerthApp:
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
                             Images(registry), RepositoryAdmin(self.db))
         self.control = ControlPlane(EcrApi(services, authn, operations, s.default_region),
-                                    IamQueryApi(identity, authn, authz))
+                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
         if s.job_workers > 0:
             self.worker = await start_worker(s, self.db, self.uploads, s.job_workers)
         else:

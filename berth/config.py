@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from berth.storage.urls import FileStorage, S3Storage, StorageUrlError, parse_st
 CONFIG_VERSION = 1
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")  # us-east-1, us-gov-west-1, cn-north-1, …
 NOT_SETTINGS = frozenset({"BERTH_STRICT"})  # read by the test suite, not by the server
 
 
@@ -40,6 +42,8 @@ class Settings:
     create_on_push: bool = False
     default_account: str = DEFAULT_ACCOUNT
     default_region: str = DEFAULT_REGION
+    regions: str = ""  # the regions served, comma-separated; the default region always is one
+    oidc_jwks_dir: str = ""  # web identity without network: <dir>/<issuer host_path>.json holds its JWKS
     registry_domain: str = "localhost"
     upload_max_age_hours: int = 168
     job_workers: int = 2  # jobs run at once by each serving process (and by `berth worker`); 0: none in serve
@@ -64,6 +68,7 @@ class Settings:
         if self.job_lease_seconds < 1:
             raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
+        self._check_regions()
 
     @property
     def storage(self) -> FileStorage | S3Storage:
@@ -71,6 +76,17 @@ class Settings:
             return parse_storage_url(self.storage_url, self.data_dir)
         except StorageUrlError as e:
             raise ConfigError(str(e)) from None
+
+    def _check_regions(self) -> None:
+        for region in self.served_regions:
+            if not _REGION.fullmatch(region):
+                raise ConfigError(f"not an AWS region name: {region!r} (BERTH_REGIONS, BERTH_DEFAULT_REGION)")
+
+    @property
+    def served_regions(self) -> tuple[str, ...]:
+        """The default region, then the others of BERTH_REGIONS: a request signed for any other is refused."""
+        listed = [r.strip() for r in self.regions.split(",") if r.strip()]
+        return tuple(dict.fromkeys([self.default_region, *listed]))
 
     @property
     def sqlite_path(self) -> Path:

@@ -237,3 +237,93 @@ events = Table(
     Column("payload", Text, nullable=True),
     Index("ix_events_account", "account_id", "region", "id"),
 )
+
+# IAM entities: groups, roles, managed policies, attachments, OIDC providers (migration 0005)
+
+iam_groups = Table(
+    "iam_groups",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", Name(128), primary_key=True),
+    Column("group_id", String(32), nullable=False, unique=True),
+    Column("path", String(512), nullable=False, server_default="/"),
+    Column("created_at", Float, nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("group_name", String(128), primary_key=True),
+    Column("user_name", String(64), primary_key=True),
+    Index("ix_group_members_user", "account_id", "user_name"),
+)
+
+iam_roles = Table(
+    "iam_roles",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", Name(64), primary_key=True),
+    Column("role_id", String(32), nullable=False, unique=True),
+    Column("path", String(512), nullable=False, server_default="/"),
+    Column("trust_policy", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("max_session_duration", Integer, nullable=False, server_default="3600"),
+    Column("created_at", Float, nullable=False),
+)
+
+entity_policies = Table(
+    "entity_policies",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("entity_name", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("document", Text, nullable=False),
+)
+
+managed_policies = Table(
+    "managed_policies",
+    metadata,
+    Column("arn", String(2048), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("name", Name(128), nullable=False),
+    Column("path", String(512), nullable=False, server_default="/"),
+    Column("policy_id", String(32), nullable=False, unique=True),
+    Column("description", Text, nullable=False),
+    Column("default_version", String(16), nullable=False),
+    Column("next_version", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("account_id", "name", name="uq_managed_policies_name"),
+)
+
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("policy_arn", String(2048), primary_key=True),
+    Column("version_id", String(16), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+policy_attachments = Table(
+    "policy_attachments",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("entity_name", String(128), primary_key=True),
+    Column("policy_arn", String(2048), primary_key=True),
+    Index("ix_policy_attachments_policy", "policy_arn"),
+)
+
+oidc_providers = Table(
+    "oidc_providers",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("url", String(1024), primary_key=True),  # the issuer without its scheme, as IAM names it
+    Column("issuer", String(1024), nullable=False),
+    Column("client_ids", Text, nullable=False),  # JSON lists
+    Column("thumbprints", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 from berth.db import policies as q
@@ -35,7 +35,7 @@ class PolicyAuthorizer:
         self.resource_tags = resource_tags
         self._version: int | None = None
         self._stamp = 0.0
-        self._decisions: dict[tuple[str, str, str, str], Decision] = {}
+        self._decisions: dict[tuple[str, ...], Decision] = {}
         self._docs: dict[tuple[str, ...], Policy | None] = {}
         self._v1: dict[tuple[str, ...], bool] = {}
 
@@ -62,13 +62,62 @@ class PolicyAuthorizer:
         self._docs[key] = policy
         return policy
 
+    @staticmethod
+    def _context(principal: Principal, context: Context) -> dict[str, str | list[str]]:
+        now = datetime.now(UTC)
+        ctx: dict[str, str | list[str]] = {
+            "aws:SourceIp": context.source_ip,
+            "aws:SecureTransport": "true" if context.secure_transport else "false",
+            "aws:CurrentTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "aws:EpochTime": str(int(now.timestamp())),
+            "aws:MultiFactorAuthPresent": "false",
+            **context.extra,
+        }
+        # what the credentials say about the principal wins over anything else
+        ctx["aws:PrincipalArn"] = principal.base_arn
+        ctx["aws:PrincipalAccount"] = principal.account
+        ctx["aws:PrincipalType"] = principal.kind
+        if principal.user:
+            ctx["aws:username"] = principal.user
+        for tag, value in principal.session_tags:
+            ctx[f"aws:PrincipalTag/{tag}"] = value
+        ctx["aws:userid"] = f"{principal.role_id}:{principal.session}" if principal.role else \
+            principal.user_id or principal.account
+        return ctx
+
+    async def authorize_trust(self, principal: Principal, action: str, role: str, trust_policy: str,
+                              context: Context, extra: Mapping[str, str]) -> Decision:
+        """AssumeRole: the trust policy must name the caller (or its account, and then the caller's own
+        identity policies must allow the action too); an explicit deny anywhere refuses."""
+        ctx = {**self._context(principal, context), **extra}
+        owner = role.split(":")[4]
+        request = AuthzRequest(principal.arn, principal.account, action, role, owner, ctx)
+        trust = parse_policy(trust_policy, "repository")
+        if ":oidc-provider/" in principal.arn:  # web identity: only a trust statement naming the provider
+            return evaluate(request, (), trust)
+        if not await self.identity.principal_exists(principal):
+            return Decision(False, f"the principal {principal.arn} no longer exists")
+        identity = await self.identity.identity_policies(principal)
+        full = evaluate(request, identity, trust)
+        if not full.allowed:
+            return full
+        if evaluate(request, (), trust).allowed:  # named in the trust policy
+            return full
+        # named by account only: the caller's identity policies decide, as they do across accounts
+        as_foreign = AuthzRequest(principal.arn, principal.account, action, role, "000000000000", ctx)
+        return evaluate(as_foreign, identity, trust)
+
     async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
         self._fresh()
-        proposed = context.proposed_repository_policy
-        key = (principal.arn, action, resource, context.source_ip)
+        proposed = context.proposed_repository_policy  # SetRepositoryPolicy's lock-out check: never cached
+        key = (principal.arn, principal.user_id or principal.role_id or "", principal.session_policy or "",
+               repr(principal.session_tags), action, resource, context.source_ip,
+               repr(sorted(context.extra.items())) if context.extra else "")
         hit = self._decisions.get(key) if proposed is None else None
         if hit is not None:
             return hit
+        if not await self.identity.principal_exists(principal):  # its credentials outlived it
+            return Decision(False, f"the principal {principal.arn} no longer exists")
         account, region, name = _parse_arn(resource)
         if proposed is not None and name:
             resource_policy: Policy | None = parse_policy(proposed, "repository")
@@ -77,16 +126,7 @@ class PolicyAuthorizer:
         registry_policy = await self._policy((account, region), "registry") if account else None
         if registry_policy is not None and self._v1.get((account, region)) and action not in _V1_ACTIONS:
             registry_policy = None
-        now = datetime.now(UTC)
-        ctx: dict[str, str | list[str]] = {
-            "aws:SourceIp": context.source_ip,
-            "aws:SecureTransport": "true" if context.secure_transport else "false",
-            "aws:CurrentTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "aws:EpochTime": str(int(now.timestamp())),
-            **context.extra,
-        }
-        if principal.user:
-            ctx["aws:username"] = principal.user
+        ctx = self._context(principal, context)
         if name and self.resource_tags is not None:
             for k, v in (await self.resource_tags(account, region, name)).items():
                 ctx[f"aws:ResourceTag/{k}"] = v
@@ -94,6 +134,10 @@ class PolicyAuthorizer:
         request = AuthzRequest(principal.arn, principal.account, action, resource, account or principal.account, ctx)
         identity = await self.identity.identity_policies(principal)
         decision = evaluate(request, identity, resource_policy, registry_policy)
+        if decision.allowed and principal.session_policy:  # a session policy can only narrow the role
+            narrowed = evaluate(request, (parse_policy(principal.session_policy, "identity"),))
+            if not narrowed.allowed:
+                decision = Decision(False, f"the session policy does not allow it ({narrowed.reason})")
         if proposed is None and len(self._decisions) < 100_000:
             self._decisions[key] = decision
         return decision

@@ -213,7 +213,7 @@ _NULL = "null"
 _ANY, _ALL = 1, 2
 _SET_PREFIXES = {"foranyvalue:": _ANY, "forallvalues:": _ALL}
 _IF_EXISTS = "ifexists"
-_KEY = re.compile(r"^[A-Za-z0-9_.-]+:\S+$")
+_KEY = re.compile(r"^[A-Za-z0-9_./-]+:\S+$")  # also <issuer host/path>:sub, as EKS and CI issuers name them
 
 
 # --- clauses -----------------------------------------------------------------------------------

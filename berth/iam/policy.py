@@ -80,6 +80,7 @@ _PRINCIPAL_ARN = re.compile(
     r"^arn:aws[a-z-]*:(?:iam::\d{12}:(?:user|role|federated-user)/\S+|sts::\d{12}:(?:assumed-role|federated-user)/\S+)$"
 )
 _SERVICE = re.compile(r"^[a-z0-9-]+(?:\.[a-z0-9-]+)+$", re.IGNORECASE)
+_FEDERATED = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(?:oidc-provider|saml-provider)/\S+$")
 
 # How a resource-policy statement's Principal matched the request (0: it did not).
 _NO_MATCH, _BY_ACCOUNT, _BY_NAME = 0, 1, 2
@@ -435,8 +436,17 @@ def _parse_principal(value: object, where: str, element: str) -> PrincipalSet:
                         "such as ecr.amazonaws.com"
                     )
                 services.add(name.lower())
+        elif ptype == "Federated":  # web identity: the OIDC provider's ARN is the caller of AssumeRoleWithWebIdentity
+            for name in _strings(names, where, f"{element} Federated"):
+                if not _FEDERATED.match(name):
+                    raise PolicyError(
+                        f"{where}: invalid {element} Federated {name!r}: expected an identity provider ARN "
+                        "such as arn:aws:iam::123456789012:oidc-provider/token.actions.example.com"
+                    )
+                arns.add(name)
         else:
-            raise PolicyError(f'{where}: unsupported {element} type {ptype!r} (supported: "AWS", "Service")')
+            raise PolicyError(f'{where}: unsupported {element} type {ptype!r} (supported: "AWS", "Service", '
+                              '"Federated")')
     return PrincipalSet(anyone, frozenset(accounts), frozenset(arns), frozenset(services))
 
 

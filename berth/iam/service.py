@@ -13,13 +13,16 @@ import string
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from berth.db import iam as q
-from berth.db.iam import KeyRow, UserOutcome
+from berth.db.iam import KeyRow, UserOutcome, UserRow
+from berth.db.iam_entities import RoleRow
 from berth.db.store import Backend
-from berth.iam import tokens
+from berth.iam import sessions, tokens
 from berth.iam.authz import Principal
+from berth.iam.entities import IamEntities
 from berth.iam.errors import (
     DeleteConflict,
     EntityAlreadyExists,
@@ -29,7 +32,9 @@ from berth.iam.errors import (
     NoSuchEntity,
 )
 from berth.iam.model import AccessKey, User
+from berth.iam.oidc import IssuerKeys
 from berth.iam.policy import Policy, parse_policy
+from berth.iam.sessions import SessionClaims
 
 ADMIN_USER = "admin"
 ADMIN_POLICY_NAME = "AdministratorAccess"
@@ -49,14 +54,18 @@ def _new_secret() -> str:
 
 
 class IdentityService:
-    def __init__(self, db: Backend, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Backend, clock: Callable[[], float] = time.time, jwks_dir: Path | None = None) -> None:
         self.db = db
         self.clock = clock
         self._version: int | None = None
         self._checked = 0.0
         self._keys: dict[str, AccessKey | None] = {}
         self._policies: dict[tuple[str, str], tuple[Policy, ...]] = {}
+        self._users: dict[tuple[str, str], UserRow | None] = {}
         self._token_keys: dict[str, bytes] = {}
+        self.entities = IamEntities(db, clock)
+        self.issuer_keys = IssuerKeys(jwks_dir=jwks_dir)
+        self._roles: dict[tuple[str, str], RoleRow | None] = {}
 
     def _fresh(self) -> None:
         v = self.db.version()
@@ -70,6 +79,8 @@ class IdentityService:
         self._version = v
         self._keys.clear()
         self._policies.clear()
+        self._users.clear()
+        self._roles.clear()
 
     # bootstrap
 
@@ -126,6 +137,8 @@ class IdentityService:
         return [User.from_row(r) for r in await self.db.read(q.list_users, account, after, limit)]
 
     async def delete_user(self, account: str, name: str) -> None:
+        if await self.entities.user_has_ties(account, name):  # as IAM: leave its groups, detach first
+            raise DeleteConflict("Cannot delete entity, must remove from groups and detach policies first.")
         result = await self.db.write(q.delete_user, account, name)
         if result is UserOutcome.NO_USER:
             raise NoSuchEntity(f"The user with name {name} cannot be found.")
@@ -180,6 +193,51 @@ class IdentityService:
                 self._keys[key_id] = key
         return key if key is not None and key.status == "Active" else None
 
+    async def _current_user(self, account: str, name: str) -> UserRow | None:
+        """The user as it stands (request path: cached until a writer commits)."""
+        self._fresh()
+        key = (account, name)
+        if key in self._users:
+            return self._users[key]
+        row = await self.db.read(q.get_user, account, name)
+        if len(self._users) < 100_000:
+            self._users[key] = row
+        return row
+
+    async def key_principal(self, key_id: str) -> tuple[Principal, str] | None:
+        """The principal signing with an active key, and the key's secret; None for an unknown or
+        inactive key. The principal's ARN carries the user's path, as IAM reports it."""
+        key = await self.active_key(key_id)
+        if key is None:
+            return None
+        user = await self._current_user(key.account_id, key.user_name)
+        if user is None:
+            return None
+        return Principal.iam_user(key.account_id, user.name, key.id, user.path, user.user_id), key.secret
+
+    async def _current_role(self, account: str, name: str) -> RoleRow | None:
+        self._fresh()
+        key = (account, name)
+        if key not in self._roles:
+            row = await self.entities.find_role(account, name)
+            if len(self._roles) >= 100_000:
+                return row
+            self._roles[key] = row
+        return self._roles[key]
+
+    async def principal_exists(self, principal: Principal) -> bool:
+        """Whether the principal a credential names still exists: the same user or role (same unique
+        id and path), not merely one of the same name made again."""
+        if principal.role:
+            role = await self._current_role(principal.account, principal.role)
+            return role is not None and role.role_id == principal.role_id and role.path == principal.role_path
+        if principal.user is None:
+            return True
+        user = await self._current_user(principal.account, principal.user)
+        if user is None or user.path != principal.path:
+            return False
+        return principal.user_id is None or principal.user_id == user.user_id
+
     # inline policies
 
     async def put_user_policy(self, account: str, user: str, name: str, document: str) -> None:
@@ -206,23 +264,76 @@ class IdentityService:
             raise NoSuchEntity(f"The user policy with name {name} cannot be found.")
 
     async def identity_policies(self, principal: Principal) -> tuple[Policy, ...]:
-        if principal.user is None:  # the account root: everything in its own account
+        """Every identity policy of the principal: a user's inline and attached policies and its
+        groups' inline and attached ones; a role session's role's inline and attached policies."""
+        if principal.user is None and principal.role is None:  # the account root: all of its own account
             return (parse_policy(ADMIN_POLICY, "identity"),)
-        key = (principal.account, principal.user)
+        key = (principal.account, f"role/{principal.role}" if principal.role else f"user/{principal.user}")
         self._fresh()
         cached = self._policies.get(key)
         if cached is None:
-            docs = await self.db.read(q.user_policies, principal.account, principal.user)
-            cached = tuple(parse_policy(d, "identity") for _, d in docs)
-            self._policies[key] = cached
+            docs = [] if principal.user is None else \
+                [d for _, d in await self.db.read(q.user_policies, principal.account, principal.user)]
+            docs += await self.entities.extra_documents(principal)
+            cached = tuple(parse_policy(d, "identity") for d in docs)
+            if len(self._policies) < 100_000:
+                self._policies[key] = cached
         return cached
+
+    # temporary credentials (STS)
+
+    def _session_key(self) -> tuple[str, bytes]:
+        key_id = next(reversed(self._token_keys))
+        return key_id, self._token_keys[key_id]
+
+    def issue_session(self, claims: SessionClaims) -> tuple[str, str]:
+        """(session token, secret access key) for `claims` (sessions.issue)."""
+        key_id, secret = self._session_key()
+        return sessions.issue(claims, secret, key_id)
+
+    def session_principal(self, access_key_id: str, token: str | None) -> tuple[Principal, str]:
+        """The principal and secret of temporary credentials; tokens.TokenError when invalid or expired."""
+        if not token:
+            raise tokens.TokenInvalid("The security token included in the request is invalid.")
+        claims = sessions.verify(token, self._token_keys, datetime.fromtimestamp(self.clock(), UTC))
+        if claims.access_key_id != access_key_id:
+            raise tokens.TokenInvalid("The security token included in the request is invalid.")
+        key_id = token.split(".", 1)[0]
+        secret = sessions.secret_for(token, self._token_keys[key_id])
+        if claims.role:
+            principal = Principal(account=claims.account, arn=claims.arn, access_key_id=access_key_id,
+                                  role=claims.role, role_path=claims.role_path, role_id=claims.role_id,
+                                  session=claims.session, session_policy=claims.policy,
+                                  expires_at=claims.expires_at.timestamp(), session_tags=claims.tags)
+        else:
+            principal = Principal(account=claims.account, arn=claims.arn, user=claims.user,
+                                  access_key_id=access_key_id, user_id=claims.user_id,
+                                  expires_at=claims.expires_at.timestamp())
+        return principal, secret
 
     # registry tokens
 
     def issue_token(self, principal: Principal, ttl: timedelta = tokens.DEFAULT_TTL) -> tuple[str, datetime]:
+        """A registry token for `principal`: 12 hours, or until its temporary credentials end if sooner."""
         key_id = next(reversed(self._token_keys))
+        now = self.clock()
+        if principal.expires_at is not None:
+            ttl = min(ttl, timedelta(seconds=max(int(principal.expires_at - now), 1)))
         return tokens.issue(principal.arn, principal.account, self._token_keys[key_id],
-                            datetime.fromtimestamp(self.clock(), UTC), ttl, key_id=key_id)
+                            datetime.fromtimestamp(now, UTC), ttl, key_id=key_id,
+                            extra=principal.claims())
+
+    def download_query(self, principal: Principal, host: str, path: str, ttl: timedelta) -> str:
+        """The query string of a GetDownloadUrlForLayer URL for `host` + `path` (tokens.sign_download)."""
+        key_id = next(reversed(self._token_keys))
+        expires = datetime.fromtimestamp(self.clock(), UTC) + ttl
+        if principal.expires_at is not None:
+            expires = min(expires, datetime.fromtimestamp(principal.expires_at, UTC))
+        return tokens.sign_download(self._token_keys[key_id], key_id, host, path, principal.arn, principal.claims(),
+                                    expires)
+
+    def verify_download(self, credentials: str) -> tokens.TokenClaims:
+        return tokens.verify_download(credentials, self._token_keys, datetime.fromtimestamp(self.clock(), UTC))
 
     def verify_token(self, token: str) -> Any:
         """Claims of a valid token (no database call); raises tokens.TokenError otherwise."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -53,6 +54,10 @@ class IncompleteSignature(SigV4Error):
 
 class SignatureDoesNotMatch(SigV4Error):
     """Well-formed, but the signature (or the declared payload hash) is wrong."""
+
+
+class ExpiredToken(SigV4Error):
+    """Temporary credentials past their expiry (AWS: ExpiredToken / ExpiredTokenException)."""
 
 
 class RequestExpired(SigV4Error):
@@ -253,6 +258,20 @@ def parse_authorization(method: str, path: str, query_string: str, headers: Head
         security_token=security_token,
         content_sha256=_header(hdrs, "x-amz-content-sha256"),
     )
+
+
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")
+
+
+def check_scope(req: SigV4Request, service: str, regions: Collection[str]) -> None:
+    """The credential scope must name the service of the face that answers and a region this
+    deployment serves; AWS answers either mistake as a signature error, in these words."""
+    if req.service != service:
+        raise SignatureDoesNotMatch(f"Credential should be scoped to correct service: '{service}'. ")
+    if req.region not in regions:
+        if _REGION.fullmatch(req.region):
+            raise SignatureDoesNotMatch(f"Credential should be scoped to a valid region, not '{req.region}'. ")
+        raise SignatureDoesNotMatch("Credential should be scoped to a valid region. ")
 
 
 def canonical_uri(raw_path: str) -> str:

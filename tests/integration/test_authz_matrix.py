@@ -28,6 +28,13 @@ Callers (repository-scoped targets; registry-wide operations differ as said belo
 - least-privilege: a user of A allowed exactly the documented actions, and only on the matrix's
   repositories (repository/m/*; repository/* for registry-scoped targets): allowed. This catches a
   target that needs an undocumented action or authorizes the wrong resource.
+- group-member: a user of A whose own policy grants nothing, in a group with a customer managed
+  "ecr:*" policy attached: allowed.
+- role-session / web-identity-session: temporary credentials from AssumeRole (trust: A) and from
+  AssumeRoleWithWebIdentity (a loopback OIDC issuer) of roles with that policy attached, and the
+  registry tokens they obtain: allowed.
+- expired-session: temporary credentials that ended (ExpiredTokenException on ECR) and a registry
+  token of a role session past its end (401 on /v2).
 - admin: A's administrator: allowed.
 Registry-wide operations (GetAuthorizationToken, DescribeRegistry, registry policy, account
 settings) act on the caller's own registry: for them the other-account cells are B acting on B's
@@ -55,10 +62,14 @@ from typing import Any
 import httpx
 import pytest
 from botocore.client import BaseClient
+from botocore.config import Config
 
 import berth.api.ecr
 from berth.iam import tokens
+from berth.iam.sessions import SessionClaims, new_access_key_id
+from berth.iam.sessions import issue as issue_session
 from tests.support.aws import (
+    _SESSION,
     REGION,
     Outcome,
     UserSpec,
@@ -70,6 +81,9 @@ from tests.support.aws import (
     signing_keys,
     token_claims,
 )
+from tests.support.oidc import AUDIENCE as OIDC_AUDIENCE
+from tests.support.oidc import SUBJECT as OIDC_SUBJECT
+from tests.support.oidc import Issuer
 from tests.support.servers import BerthServer
 
 pytestmark = pytest.mark.integration
@@ -106,9 +120,14 @@ DENY = "deny:"  # + the action denied
 RES_DENIED = "denied-by-resource-policy"
 LEAST = "least-privilege"
 ADMIN = "admin"
-OCI_AUTH_FAILURES = (ANON, GARBAGE, EXPIRED, ALTERED_MAC, ALTERED_CLAIMS)
+GROUP_MEMBER = "group-member"  # a user with no policy of its own, in a group with "ecr:*" attached
+ROLE_SESSION = "role-session"  # AssumeRole of a role with "ecr:*" attached
+WEB_SESSION = "web-identity-session"  # AssumeRoleWithWebIdentity (a loopback OIDC issuer) of such a role
+EXPIRED_SESSION = "expired-session"  # temporary credentials (and a registry token of theirs) past their end
+NEW_KINDS = (GROUP_MEMBER, ROLE_SESSION, WEB_SESSION)
+OCI_AUTH_FAILURES = (ANON, GARBAGE, EXPIRED, ALTERED_MAC, ALTERED_CLAIMS, EXPIRED_SESSION)
 ECR_AUTH_FAILURES = {ANON: "MissingAuthenticationTokenException", WRONG_SECRET: "InvalidSignatureException",
-                     UNKNOWN_KEY: "UnrecognizedClientException"}
+                     UNKNOWN_KEY: "UnrecognizedClientException", EXPIRED_SESSION: "ExpiredTokenException"}
 SUCCESS = "success"
 ACCESS_DENIED = "AccessDeniedException"
 RES_DENIED_USER = "res-denied"
@@ -214,9 +233,11 @@ class Staged:
 class World:
     """The running server and everything the cells need to call it as anyone."""
 
-    def __init__(self, server: BerthServer, users: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, server: BerthServer, users: dict[str, tuple[str, str]],
+                 sessions: dict[str, dict[str, str]]) -> None:
         self.server = server
         self.users = users
+        self.sessions = sessions  # caller -> temporary credentials
         self.a_host = f"{A}.dkr.ecr.{REGION}.localhost:{server.port}"
         self.http = httpx.Client(base_url=server.url, headers={"Host": self.a_host}, timeout=30)
         self._clients: dict[tuple[str | None, str | None], BaseClient] = {}
@@ -231,15 +252,29 @@ class World:
     def close(self) -> None:
         self.http.close()
 
-    def ecr(self, key: str | None, secret: str | None) -> BaseClient:
+    def ecr(self, key: str | None, secret: str | None, session_token: str | None = None) -> BaseClient:
         if (key, secret) not in self._clients:
-            self._clients[key, secret] = client("ecr", self.server.url, key, secret)
+            if session_token is None:
+                self._clients[key, secret] = client("ecr", self.server.url, key, secret)
+            else:
+                self._clients[key, secret] = _SESSION.create_client(
+                    "ecr", region_name=REGION, endpoint_url=self.server.url, aws_access_key_id=key,
+                    aws_secret_access_key=secret, aws_session_token=session_token,
+                    config=Config(retries={"total_max_attempts": 1}))
         return self._clients[key, secret]
 
-    def token(self, key: str, secret: str) -> str:
+    def session_ecr(self, caller: str) -> BaseClient:
+        c = self.sessions[caller]
+        return self.ecr(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
+
+    def token(self, key: str, secret: str, session_token: str | None = None) -> str:
         if key not in self._tokens:
-            self._tokens[key] = registry_token(self.ecr(key, secret))
+            self._tokens[key] = registry_token(self.ecr(key, secret, session_token))
         return self._tokens[key]
+
+    def session_token(self, caller: str) -> str:
+        c = self.sessions[caller]
+        return self.token(c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
 
     def user(self, name: str) -> tuple[str, str]:
         return self.users[name]
@@ -329,7 +364,10 @@ class Cell:
 def _users_for(cells: list[Cell]) -> list[UserSpec]:
     """The IAM users of account A that the cells act as."""
     specs: dict[str, UserSpec] = {RES_DENIED_USER: UserSpec(RES_DENIED_USER, {
-        "Version": "2012-10-17", "Statement": [_statement("Allow", "ecr:*", "*")]})}
+        "Version": "2012-10-17", "Statement": [_statement("Allow", "ecr:*", "*")]}),
+        # its inline policy grants nothing: everything it may do comes from its group
+        GROUP_MEMBER: UserSpec(GROUP_MEMBER, {"Version": "2012-10-17", "Statement": [
+            _statement("Allow", "ecr:DescribeRegistry", f"arn:aws:ecr:{REGION}:{A}:nothing")]})}
     for cell in cells:
         if cell.caller.startswith(DENY):
             action = cell.caller[len(DENY):]
@@ -369,13 +407,54 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         finally:
             out, _ = create_b.communicate(timeout=120)
         assert create_b.returncode == 0, out.decode(errors="replace")
-        w = World(server, users)
+        issuer = Issuer()
         try:
-            yield w
+            w = World(server, users, _principal_kinds(server, issuer))
+            try:
+                yield w
+            finally:
+                w.close()
         finally:
-            w.close()
+            issuer.close()
     finally:
         server.stop()
+
+
+def _principal_kinds(server: BerthServer, issuer: Issuer) -> dict[str, dict[str, str]]:
+    """The group, the roles and the temporary credentials of the new principal kinds."""
+    iam = client("iam", server.url, A_KEY, A_SECRET)
+    everything = iam.create_policy(PolicyName="matrix-ecr-all", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [_statement("Allow", "ecr:*", "*")]}))["Policy"]["Arn"]
+    iam.create_group(GroupName="matrix-group")
+    iam.attach_group_policy(GroupName="matrix-group", PolicyArn=everything)
+    iam.add_user_to_group(GroupName="matrix-group", UserName=GROUP_MEMBER)
+    iam.create_role(RoleName="matrix-role", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{A}:root"}, "Action": "sts:AssumeRole"}]}))
+    iam.attach_role_policy(RoleName="matrix-role", PolicyArn=everything)
+    provider = iam.create_open_id_connect_provider(Url=issuer.url, ClientIDList=[OIDC_AUDIENCE],
+                                                   ThumbprintList=["0" * 40])["OpenIDConnectProviderArn"]
+    url = issuer.url.split("://", 1)[1]
+    iam.create_role(RoleName="matrix-web", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Federated": provider}, "Action": "sts:AssumeRoleWithWebIdentity",
+         "Condition": {"StringEquals": {f"{url}:sub": OIDC_SUBJECT}}}]}))
+    iam.attach_role_policy(RoleName="matrix-web", PolicyArn=everything)
+    sts = client("sts", server.url, A_KEY, A_SECRET)
+    role = sts.assume_role(RoleArn=f"arn:aws:iam::{A}:role/matrix-role", RoleSessionName="matrix")["Credentials"]
+    web = client("sts", server.url, None, None).assume_role_with_web_identity(
+        RoleArn=f"arn:aws:iam::{A}:role/matrix-web", RoleSessionName="matrix-ci",
+        WebIdentityToken=issuer.token())["Credentials"]
+    # temporary credentials that ended an hour ago, signed with the server's own keys
+    keys = signing_keys(server.data_dir / "berth.db")
+    key_id = next(reversed(keys))
+    role_id = iam.get_role(RoleName="matrix-role")["Role"]["RoleId"]
+    ended = SessionClaims(new_access_key_id(), A, f"arn:aws:sts::{A}:assumed-role/matrix-role/ended",
+                          datetime.now(UTC) - timedelta(hours=1), role="matrix-role", role_id=role_id,
+                          session="ended")
+    token, secret = issue_session(ended, keys[key_id], key_id)
+    expired = {"AccessKeyId": ended.access_key_id, "SecretAccessKey": secret, "SessionToken": token}
+    return {ROLE_SESSION: {k: role[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")},
+            WEB_SESSION: {k: web[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")},
+            EXPIRED_SESSION: expired}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -557,7 +636,7 @@ def oci_callers(ep: OciEndpoint) -> list[str]:
     callers = [*OCI_AUTH_FAILURES, OTHER, OTHER_GRANTED, *(DENY + a for a in ep.actions)]
     if ep.scope != NONE:
         callers.append(RES_DENIED)
-    return [*callers, LEAST, ADMIN]
+    return [*callers, LEAST, *NEW_KINDS, ADMIN]
 
 
 def expected_oci(ep: OciEndpoint, caller: str) -> int:
@@ -569,7 +648,7 @@ def expected_oci(ep: OciEndpoint, caller: str) -> int:
         return 403
     if caller.startswith(DENY):
         return ep.fallback.get(caller[len(DENY):], 403)
-    assert caller in (OTHER_GRANTED, LEAST, ADMIN), caller
+    assert caller in (OTHER_GRANTED, LEAST, ADMIN, *NEW_KINDS), caller
     return ep.ok
 
 
@@ -613,6 +692,17 @@ def oci_authorization(w: World, cell: Cell) -> str | None:
         return basic(w.token(B_KEY, B_SECRET))
     if caller == ADMIN:
         return w.admin_auth
+    if caller == GROUP_MEMBER:
+        return basic(w.token(*w.user(GROUP_MEMBER)))
+    if caller in (ROLE_SESSION, WEB_SESSION):
+        return basic(w.session_token(caller))
+    if caller == EXPIRED_SESSION:  # a registry token of a role session, ended with its credentials
+        keys = signing_keys(w.server.data_dir / "berth.db")
+        key_id = next(reversed(keys))
+        token, _ = tokens.issue(f"arn:aws:sts::{A}:assumed-role/matrix-role/ended", A, keys[key_id],
+                                datetime.now(UTC) - timedelta(hours=2), timedelta(minutes=15), key_id=key_id,
+                                extra={"rid": "AROAMATRIXROLEENDED00", "rpath": "/"})
+        return basic(token)
     if caller == RES_DENIED:
         return basic(w.token(*w.user(RES_DENIED_USER)))
     if caller == LEAST:
@@ -830,7 +920,7 @@ def ecr_callers(op: str) -> list[str]:
     callers = [*ECR_AUTH_FAILURES, OTHER, OTHER_GRANTED, *(DENY + a for a in ecr_actions(op))]
     if spec.scope != OWN:
         callers.append(RES_DENIED)
-    return [*callers, LEAST, ADMIN]
+    return [*callers, LEAST, *NEW_KINDS, ADMIN]
 
 
 def expected_ecr(spec: EcrOp, caller: str) -> str:
@@ -840,7 +930,7 @@ def expected_ecr(spec: EcrOp, caller: str) -> str:
         return SUCCESS  # B acts on its own registry
     if caller in (OTHER, RES_DENIED) or caller.startswith(DENY):
         return ACCESS_DENIED
-    assert caller in (OTHER_GRANTED, LEAST, ADMIN), caller
+    assert caller in (OTHER_GRANTED, LEAST, ADMIN, *NEW_KINDS), caller
     return SUCCESS
 
 
@@ -860,6 +950,10 @@ def ecr_client(w: World, cell: Cell) -> BaseClient:
         return w.admin_b
     if caller == ADMIN:
         return w.admin_a
+    if caller == GROUP_MEMBER:
+        return w.ecr(*w.user(GROUP_MEMBER))
+    if caller in (ROLE_SESSION, WEB_SESSION, EXPIRED_SESSION):
+        return w.session_ecr(caller)
     if caller == RES_DENIED:
         return w.ecr(*w.user(RES_DENIED_USER))
     if caller == LEAST:

@@ -723,15 +723,15 @@ def test_get_download_url_for_layer(server: BerthServer, ecr: BaseClient, oci: O
     assert set(r) - {"ResponseMetadata"} == {"downloadUrl", "layerDigest"}
     assert r["layerDigest"] == sha256(layer)
     url = r["downloadUrl"]
-    assert url.startswith(f"{server.url}/v2/{repo}/blobs/{sha256(layer)}?X-Berth-Token=")
+    assert url.startswith(f"{server.url}/v2/{repo}/blobs/{sha256(layer)}?X-Berth-Key=")
     got = httpx.get(url)  # no Authorization header: the URL carries its credential
     assert got.status_code == 200 and got.content == layer
 
-    token = url.split("X-Berth-Token=", 1)[1]
+    query = url.split("?", 1)[1]  # bound to this blob: tests/integration/test_identity_security.py
     assert httpx.get(f"{server.url}/v2/{repo}/blobs/{sha256(layer)}").status_code == 401
-    assert httpx.get(f"{server.url}/v2/{repo}/manifests/v1?X-Berth-Token={token}").status_code == 401
+    assert httpx.get(f"{server.url}/v2/{repo}/manifests/v1?{query}").status_code == 401
     assert httpx.head(url).status_code == 401  # blob GET only
-    assert httpx.get(url.replace("X-Berth-Token=", "X-Berth-Token=x")).status_code == 401
+    assert httpx.get(url.replace("X-Berth-Signature=", "X-Berth-Signature=x")).status_code == 401
 
     with pytest.raises(ecr.exceptions.LayersNotFoundException):
         ecr.get_download_url_for_layer(repositoryName=repo, layerDigest=sha256(b"absent"))

@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 
 from berth.api.iam import app as iam_app
 from berth.api.iam import model as iam_model
+from berth.api.iam import operations as iam_operations
 from berth.iam import errors as iam_errors
 from tests.support.aws import AWS_CLI
 from tests.support.servers import BerthServer
@@ -342,8 +343,8 @@ def test_boto3_validation(iam: BaseClient, server: BerthServer) -> None:
         raw.create_user(UserName="tagged", Tags=[{"Key": "team", "Value": "a"}])
     assert "Tags" in error(tags, "ValidationError", 400)
     with pytest.raises(ClientError) as unsupported:
-        raw.create_role(RoleName="r", AssumeRolePolicyDocument=policy())
-    assert "CreateRole" in error(unsupported, "InvalidAction", 400)
+        raw.create_instance_profile(InstanceProfileName="p")
+    assert "CreateInstanceProfile" in error(unsupported, "InvalidAction", 400)
     with pytest.raises(iam.exceptions.NoSuchEntityException):
         iam.get_user(UserName="tagged")
 
@@ -404,7 +405,7 @@ def test_error_table_matches_botocore_models() -> None:
                 iam_errors.LimitExceeded, iam_errors.MalformedPolicyDocument, iam_errors.InvalidInput):
         assert modelled[cls.code] == cls.status, cls.code
     assert modelled["ServiceFailure"] == iam_app.STATUS["ServiceFailure"]
-    for (service, op), operation in iam_app.OPERATIONS.items():
+    for (service, op), operation in iam_operations.OPERATIONS.items():
         op_model = iam_model.operation_model(service, op)
         assert op_model is not None, op
         members = set(op_model.input_shape.members) if op_model.input_shape else set()

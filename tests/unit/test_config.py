@@ -40,6 +40,8 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_CREATE_ON_PUSH": "true",
         "BERTH_DEFAULT_ACCOUNT": "111122223333",
         "BERTH_DEFAULT_REGION": "eu-west-1",
+        "BERTH_REGIONS": "us-east-1, eu-west-1,ap-south-1",
+        "BERTH_OIDC_JWKS_DIR": "/etc/berth/jwks",
         "BERTH_REGISTRY_DOMAIN": "registry.example.com",
         "BERTH_UPLOAD_MAX_AGE_HOURS": "2",
         "BERTH_JOB_WORKERS": "0",
@@ -61,6 +63,8 @@ def test_every_field_from_the_environment() -> None:
     assert s.auth == "none"
     assert s.create_on_push is True
     assert (s.default_account, s.default_region) == ("111122223333", "eu-west-1")
+    assert s.served_regions == ("eu-west-1", "us-east-1", "ap-south-1")
+    assert s.oidc_jwks_dir == "/etc/berth/jwks"
     assert s.registry_domain == "registry.example.com"
     assert s.upload_max_age_hours == 2
     assert (s.job_workers, s.job_lease_seconds) == (0, 5)
@@ -189,3 +193,14 @@ def test_variables_in_the_readme_exist() -> None:
     documented = set(re.findall(r"BERTH_[A-Z_]+[A-Z]", README.read_text()))
     known = {"BERTH_" + f.name.upper() for f in fields(Settings)} | {"BERTH_STRICT"}  # STRICT: the test suite's
     assert documented - known == set()
+
+
+def test_served_regions_default_to_the_default_region_and_must_be_region_names() -> None:
+    assert Settings().served_regions == ("us-east-1",)
+    assert Settings(default_region="eu-central-1").served_regions == ("eu-central-1",)
+    assert Settings(regions="us-gov-west-1,cn-north-1").served_regions == ("us-east-1", "us-gov-west-1", "cn-north-1")
+    for bad in ("*", "US-EAST-1", "us east 1", "us:east-1", "us-east", "eu-west-1,../x"):
+        with pytest.raises(ConfigError, match="not an AWS region"):
+            Settings(regions=bad)
+    with pytest.raises(ConfigError, match="not an AWS region"):
+        Settings(default_region="Mars")

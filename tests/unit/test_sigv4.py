@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -501,3 +502,23 @@ def test_real_client_with_session_token() -> None:
 
 def _h(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# --- the credential scope ------------------------------------------------------------------------
+
+
+def test_scope_names_the_face_and_a_served_region() -> None:
+    req = ecr_request().parse()
+    sigv4.check_scope(req, "ecr", {"us-east-1"})
+    with pytest.raises(sigv4.SignatureDoesNotMatch,
+                       match=r"^Credential should be scoped to correct service: 'iam'\. $"):
+        sigv4.check_scope(req, "iam", {"us-east-1"})
+    with pytest.raises(sigv4.SignatureDoesNotMatch,
+                       match=r"^Credential should be scoped to a valid region, not 'us-east-1'\. $"):
+        sigv4.check_scope(req, "ecr", {"eu-west-1"})
+    for region in ("*", "US-EAST-1", "us east 1", "us:east-1"):
+        odd = dataclasses.replace(req, region=region)
+        with pytest.raises(sigv4.SignatureDoesNotMatch, match=r"^Credential should be scoped to a valid region\. $"):
+            sigv4.check_scope(odd, "ecr", {"us-east-1"})
+    with pytest.raises(sigv4.SignatureDoesNotMatch, match="correct service: 'ecr'"):
+        sigv4.check_scope(dataclasses.replace(req, service="ECR"), "ecr", {"us-east-1"})

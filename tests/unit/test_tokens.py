@@ -170,3 +170,82 @@ def test_basic_auth_round_trip() -> None:
 def test_parse_basic_auth_rejects(header: str) -> None:
     with pytest.raises(TokenInvalid):
         parse_basic_auth(header)
+
+
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def test_only_the_canonical_spelling_is_accepted() -> None:
+    """Changing a part's last character within its unused bits decodes to the same bytes: refused."""
+    for n in range(40):  # enough tokens that both parts end with unused bits in some of them
+        token, _ = issue(f"{ARN}{n}", ACCOUNT, NEW, NOW)
+        parts = token.split(".")
+        for i in (1, 2):
+            part = parts[i]
+            unused = {2: 4, 3: 2}.get(len(part) % 4, 0)
+            for bits in range(1, 1 << unused):
+                twin = part[:-1] + _ALPHABET[_ALPHABET.index(part[-1]) ^ bits]
+                assert _unb64(twin) == _unb64(part)
+                with pytest.raises(TokenInvalid):
+                    verify(".".join([*parts[:i], twin, *parts[i + 1:]]), {"k1": NEW}, NOW)
+        verify(token, {"k1": NEW}, NOW)
+
+
+def test_basic_credentials_have_one_spelling() -> None:
+    token, _ = issue(ARN, ACCOUNT, NEW, NOW)
+    encoded = basic_auth_token(token)
+    assert parse_basic_auth(f"Basic {encoded}") == token
+    std = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    stripped = encoded.rstrip("=")
+    for bits in range(1, 1 << {2: 4, 3: 2}.get(len(stripped) % 4, 0)):
+        twin = stripped[:-1] + std[std.index(stripped[-1]) ^ bits] + encoded[len(stripped):]
+        with pytest.raises(TokenInvalid):
+            parse_basic_auth(f"Basic {twin}")
+
+
+def test_the_user_id_travels_in_the_token() -> None:
+    token, _ = issue(ARN, ACCOUNT, NEW, NOW, extra={"uid": "AIDAEXAMPLEUSERID0001"})
+    assert verify(token, {"k1": NEW}, NOW).user_id == "AIDAEXAMPLEUSERID0001"
+    assert verify(issue(ARN, ACCOUNT, NEW, NOW)[0], {"k1": NEW}, NOW).user_id is None
+
+
+def test_download_url_is_bound_to_host_path_principal_and_expiry() -> None:
+    from berth.iam.tokens import download_credentials, sign_download, verify_download
+
+    host, path = "123456789012.dkr.ecr.us-east-1.localhost:5000", "/v2/app/blobs/sha256:" + "a" * 64
+    query = sign_download(NEW, "k1", host, path, ARN, {"uid": "AIDAX"}, NOW + timedelta(hours=1))
+    creds = download_credentials(host, path, query)
+    assert creds is not None
+    claims = verify_download(creds, {"k1": NEW}, NOW)
+    assert (claims.principal_arn, claims.account, claims.user_id) == (ARN, ACCOUNT, "AIDAX")
+    assert verify_download(download_credentials(host.upper(), path, query) or "", {"k1": NEW}, NOW)
+    for h, p, q in ((host.replace("5000", "5001"), path, query), (host, path.replace("a", "b"), query),
+                    (host, "/v2/other/blobs/sha256:" + "a" * 64, query),
+                    (host, path, query.replace("X-Berth-Expires=", "X-Berth-Expires=1")),
+                    (host, path, query + "&X-Berth-Key=k1"),
+                    (host, path, query.replace("user%2Falice", "user%2Fbob")),
+                    (host, path, query.replace("X-Berth-Claims=", "X-Berth-Claims=e30&x="))):
+        with pytest.raises(TokenInvalid):
+            verify_download(download_credentials(h, p, q) or "", {"k1": NEW}, NOW)
+    with pytest.raises(TokenExpired):
+        verify_download(creds, {"k1": NEW}, NOW + timedelta(hours=1))
+    with pytest.raises(TokenInvalid):
+        verify_download(creds, {"k2": NEW}, NOW)
+    assert download_credentials(host, path, "X-Berth-Token=x") is None
+
+
+def test_a_token_names_a_known_kind_of_principal_or_none() -> None:
+    from berth.iam.authz import Principal
+
+    assert Principal.from_claims(f"arn:aws:iam::{ACCOUNT}:root", ACCOUNT, {}) == Principal.account_admin(ACCOUNT)
+    user = Principal.from_claims(f"arn:aws:iam::{ACCOUNT}:user/ci/bob", ACCOUNT, {"uid": "AIDAX"})
+    assert user is not None and (user.user, user.path, user.user_id) == ("bob", "/ci/", "AIDAX")
+    session = Principal.from_claims(f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy/run-1", ACCOUNT,
+                                    {"rid": "AROAX", "rpath": "/ecs/", "pol": "{}"})
+    assert session is not None and (session.role, session.session, session.role_path, session.role_id,
+                                    session.session_policy, session.user) == ("deploy", "run-1", "/ecs/", "AROAX",
+                                                                              "{}", None)
+    assert Principal.from_claims(session.arn, ACCOUNT, session.claims()) == session
+    for arn in (f"arn:aws:iam::{ACCOUNT}:role/deploy", "arn:aws:iam::111122223333:root", "anything",
+                f"arn:aws:sts::{ACCOUNT}:assumed-role/deploy/run-1"):  # the last: no role id
+        assert Principal.from_claims(arn, ACCOUNT, {}) is None

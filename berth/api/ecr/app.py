@@ -17,7 +17,7 @@ from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.ecr import errors, model
 from berth.api.ecr.errors import EcrError
 from berth.iam import sigv4
-from berth.iam.authz import Authorizer, Context, Principal, repository_arn
+from berth.iam.authz import Authorizer, Context, Principal, repository_arn, request_tag_context
 from berth.iam.errors import IamError
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
@@ -109,7 +109,8 @@ class EcrApi:
             if op is None:
                 raise EcrError("UnknownOperationException", f"Unknown operation {target}")
             try:
-                principal, signed = await self.authn.aws_principal(method, raw_path, query, headers, body)
+                principal, signed = await self.authn.aws_principal(method, raw_path, query, headers, body,
+                                                                    service="ecr")
             except UnknownAccessKey as e:
                 raise EcrError("UnrecognizedClientException", e.message) from None
             handler = self.operations.get(op)
@@ -118,7 +119,8 @@ class EcrApi:
             params = model.decode_body(body)
             model.validate_input(op, params)
             region = signed.region if signed is not None else self.default_region
-            call = EcrCall(op, params, principal, region, host, Context(client_ip, secure), self.services,
+            context = Context(client_ip, secure, request_tag_context(params))
+            call = EcrCall(op, params, principal, region, host, context, self.services,
                            request_id)
             for resource in default_resources(call):
                 await call.allow(f"ecr:{op}", resource)

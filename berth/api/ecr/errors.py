@@ -44,6 +44,7 @@ COMMON_EXCEPTIONS: dict[str, int] = {
     "SerializationException": 400,
     "UnknownOperationException": 400,
     "ServiceUnavailable": 503,  # the server has not started (lifespan has not run) or is shutting down
+    "ExpiredTokenException": 400,  # temporary credentials past their expiry
 }
 
 STATUS: dict[str, int] = {**MODEL_EXCEPTIONS, **COMMON_EXCEPTIONS}
@@ -121,6 +122,7 @@ SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {
     sigv4.IncompleteSignature: "IncompleteSignatureException",
     sigv4.SignatureDoesNotMatch: "InvalidSignatureException",
     sigv4.RequestExpired: "InvalidSignatureException",
+    sigv4.ExpiredToken: "ExpiredTokenException",
 }
 
 

@@ -7,7 +7,6 @@ import base64
 import re
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote
 
 from berth.api.ecr.app import EcrCall, Handler
 from berth.api.ecr.errors import EcrError, translated
@@ -15,7 +14,7 @@ from berth.api.ecr.ops_images import repository
 from berth.registry.errors import RegistryError
 from berth.registry.images import PART_SIZE
 
-DOWNLOAD_URL_TTL = timedelta(hours=1)  # the URL carries a token: keep it short-lived
+DOWNLOAD_URL_TTL = timedelta(hours=1)  # a bearer URL: keep it short-lived
 _ECR_HOST = re.compile(r"(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.(.+?)(:\d+)?")
 
 
@@ -107,11 +106,11 @@ async def get_download_url_for_layer(c: EcrCall) -> dict[str, Any]:
         if e.code == "BLOB_UNKNOWN":  # LayersNotFoundException, with the message ECR gives
             raise EcrError("LayersNotFoundException", e.message) from None
         raise
-    token, _ = c.services.identity.issue_token(c.principal, DOWNLOAD_URL_TTL)
+    # Like a presigned S3 URL: a signature over exactly this host, repository, blob and expiry.
+    host, path = _registry_host(c), f"/v2/{repo.name}/blobs/{digest}"
+    query = c.services.identity.download_query(c.principal, host, path, DOWNLOAD_URL_TTL)
     scheme = "https" if c.context.secure_transport else "http"
-    url = (f"{scheme}://{_registry_host(c)}/v2/{repo.name}/blobs/{digest}"
-           f"?X-Berth-Token={quote(token, safe='')}")
-    return {"downloadUrl": url, "layerDigest": digest}
+    return {"downloadUrl": f"{scheme}://{host}{path}?{query}", "layerDigest": digest}
 
 
 OPERATIONS: dict[str, Handler] = {

@@ -22,14 +22,23 @@ def _parse(text: str, kind: str) -> None:
                        ) from None
 
 
-async def get_authorization_token(c: EcrCall) -> dict[str, Any]:
-    identity = c.services.identity
-    token, expires = identity.issue_token(c.principal)
+def proxy_endpoint(c: EcrCall, registry_id: str) -> str:
+    """`<scheme>://<registryId>.dkr.ecr.<region>.<registry domain>[:port]`, the registry host the
+    credential helpers (docker-credential-ecr-login) expect; the port only when not the scheme's default."""
     scheme = "https" if c.context.secure_transport else "http"
-    ids = c.params.get("registryIds") or [c.principal.account]
+    host = c.host.rsplit("]", 1)[-1]
+    port = host.rsplit(":", 1)[1] if ":" in host else ""
+    if port in ("", "443" if scheme == "https" else "80"):
+        port = ""
+    return f"{scheme}://{registry_id}.dkr.ecr.{c.region}.{c.services.domain}" + (f":{port}" if port else "")
+
+
+async def get_authorization_token(c: EcrCall) -> dict[str, Any]:
+    token, expires = c.services.identity.issue_token(c.principal)
+    ids = list(dict.fromkeys(c.params.get("registryIds") or [c.principal.account]))
     return {"authorizationData": [{"authorizationToken": tokens.basic_auth_token(token),
                                    "expiresAt": expires.timestamp(),
-                                   "proxyEndpoint": f"{scheme}://{c.host}"} for _ in ids]}
+                                   "proxyEndpoint": proxy_endpoint(c, registry_id)} for registry_id in ids]}
 
 
 async def describe_registry(c: EcrCall) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.iam import model, xml
 from berth.iam import sigv4
-from berth.iam.authz import Authorizer, Context, Principal
+from berth.iam.authz import Authorizer, Context, Principal, principal_arn, role_arn
 from berth.iam.errors import IamError, NoSuchEntity
 from berth.iam.model import AccessKey, User
 from berth.iam.service import IdentityService
@@ -31,6 +31,7 @@ CONTENT_TYPE = "text/xml"
 STATUS: dict[str, int] = {
     "AccessDenied": 403,
     "InvalidClientTokenId": 403,  # unknown or inactive access key
+    "ExpiredToken": 403,  # temporary credentials past their expiry
     "SignatureDoesNotMatch": 403,  # also an expired signature, as IAM and STS answer it
     "MissingAuthenticationToken": 403,
     "IncompleteSignature": 400,
@@ -47,8 +48,10 @@ SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {
     sigv4.IncompleteSignature: "IncompleteSignature",
     sigv4.SignatureDoesNotMatch: "SignatureDoesNotMatch",
     sigv4.RequestExpired: "SignatureDoesNotMatch",
+    sigv4.ExpiredToken: "ExpiredToken",
 }
 
+UNSIGNED = frozenset({("sts", "AssumeRoleWithWebIdentity"), ("sts", "AssumeRoleWithSAML")})
 _NON_USER = "Must specify userName when calling with non-User credentials"
 
 
@@ -60,13 +63,14 @@ class IamCall:
     principal: Principal
     context: Context
     identity: IdentityService
+    authorizer: Authorizer
 
     @property
     def account(self) -> str:
         return self.principal.account
 
     def user_arn(self, name: str, path: str = "/") -> str:
-        return f"arn:aws:iam::{self.account}:user{path}{name}"
+        return principal_arn(self.account, name, path)
 
     def target_user(self) -> str:
         """The UserName parameter, or the calling user when the operation allows leaving it out."""
@@ -79,10 +83,30 @@ class IamCall:
 
     async def resource(self) -> str:
         """The ARN IAM authorizes the operation on."""
+        p, a = self.params, self.account
+        listing = {"ListUsers": "user", "ListGroups": "group", "ListRoles": "role"}.get(self.op)
+        if listing:
+            return f"arn:aws:iam::{a}:{listing}{p.get('PathPrefix', '/')}"
+        if self.op == "ListPolicies":
+            return f"arn:aws:iam::{a}:policy/"
         if self.op == "CreateUser":
-            return self.user_arn(self.params["UserName"], self.params.get("Path", "/"))
-        if self.op == "ListUsers":
-            return f"arn:aws:iam::{self.account}:user{self.params.get('PathPrefix', '/')}"
+            return self.user_arn(p["UserName"], p.get("Path", "/"))
+        if self.op == "CreateGroup":
+            return f"arn:aws:iam::{a}:group{p.get('Path', '/')}{p['GroupName']}"
+        if self.op == "CreateRole":
+            return role_arn(a, p["RoleName"], p.get("Path", "/"))
+        if self.op == "CreatePolicy":
+            return f"arn:aws:iam::{a}:policy{p.get('Path', '/')}{p['PolicyName']}"
+        if "GroupName" in p:
+            group = await self.identity.entities.find_group(a, p["GroupName"])
+            return f"arn:aws:iam::{a}:group{group.path if group else '/'}{p['GroupName']}"
+        if "RoleName" in p:
+            role = await self.identity.entities.find_role(a, p["RoleName"])
+            return role_arn(a, p["RoleName"], role.path if role else "/")
+        if "RoleArn" in p:
+            return str(p["RoleArn"])
+        if "PolicyArn" in p and "UserName" not in p:
+            return str(p["PolicyArn"])
         name = self.target_user()
         try:
             path = (await self.identity.get_user(self.account, name)).path
@@ -205,7 +229,7 @@ async def get_caller_identity(call: IamCall) -> dict[str, Any]:
     if p.user is None:
         return {"UserId": p.account, "Account": p.account, "Arn": p.arn}
     row = await call.identity.get_user(p.account, p.user)
-    return {"UserId": row.user_id, "Account": p.account, "Arn": call.user_arn(row.name, row.path)}
+    return {"UserId": row.user_id, "Account": p.account, "Arn": p.arn}
 
 
 def _op(handler: Handler, *params: str, authorize: bool = True) -> Operation:
@@ -267,9 +291,14 @@ class IamQueryApi:
                     return 400, {"Content-Type": _content_type(headers), "x-amzn-RequestId": request_id}, out.encode()
                 raise model.QueryError("MissingAction", "The request must contain the parameter Action.")
             version = raw.get("Version")
-            service = (_signed_service(method, raw_path, query, headers) or model.service_for_version(version)
+            # The Version names the face (one port serves both); without one, the signed scope does.
+            service = (model.service_for_version(version) or _signed_service(method, raw_path, query, headers)
                        or "iam")
-            principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body)
+            if (service, action) in UNSIGNED:  # the SDKs send these unsigned by design: the token is the credential
+                principal = Principal(account="", arn="")
+            else:
+                principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body,
+                                                              service=service)
             op_model = model.operation_model(service, action)
             if op_model is None or (version is not None and version != model.api_version(service)):
                 raise model.QueryError("InvalidAction", f"Could not find operation {action} for version {version}")
@@ -278,7 +307,8 @@ class IamQueryApi:
                 raise model.QueryError("InvalidAction",
                                        f"Berth does not support the {service.upper()} operation {action} yet.")
             params = model.validate(op_model, raw, operation.params)
-            call = IamCall(service, action, params, principal, Context(client_ip, secure), self.identity)
+            call = IamCall(service, action, params, principal, Context(client_ip, secure), self.identity,
+                           self.authz)
             if operation.authorize:
                 resource = await call.resource()
                 permission = f"{service}:{action}"

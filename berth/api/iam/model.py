@@ -118,6 +118,8 @@ def validate(op: OperationModel, raw: dict[str, str], supported: frozenset[str])
     required = set(shape.required_members) if shape is not None else set()
     problems: list[str] = []
     params: dict[str, Any] = {}
+    lists: dict[str, dict[int, str]] = {}
+    structs: dict[str, dict[int, dict[str, str]]] = {}
     for key, value in raw.items():
         if key in ("Action", "Version"):
             continue
@@ -127,6 +129,20 @@ def validate(op: OperationModel, raw: dict[str, str], supported: frozenset[str])
         if top not in supported:
             raise QueryError("ValidationError", f"Berth does not support the parameter {top} of {op.name} yet.")
         member = members[top]
+        if member.type_name == "list" and member.member.type_name == "string":  # X.member.N, or X= for []
+            m = re.fullmatch(rf"{re.escape(top)}\.member\.([1-9]\d{{0,3}})", key)
+            if m is not None:
+                lists.setdefault(top, {})[int(m.group(1))] = value
+                continue
+            if key == top and value == "":
+                lists.setdefault(top, {})
+                continue
+        if member.type_name == "list" and member.member.type_name == "structure":  # X.member.N.Field (Tags)
+            m = re.fullmatch(rf"{re.escape(top)}\.member\.([1-9]\d{{0,3}})\.(\w+)", key)
+            fields = member.member.members
+            if m is not None and m.group(2) in fields and fields[m.group(2)].type_name == "string":
+                structs.setdefault(top, {}).setdefault(int(m.group(1)), {})[m.group(2)] = value
+                continue
         if key != top or member.type_name not in ("string", "integer", "boolean"):
             raise QueryError("ValidationError", f"Unexpected parameter {key} for the operation {op.name}.")
         where = _wire_name(top)
@@ -160,8 +176,37 @@ def validate(op: OperationModel, raw: dict[str, str], supported: frozenset[str])
             if problem:
                 problems.append(f"Value {_render(value)} at '{where}' failed to satisfy constraint: {problem}")
             params[top] = value
+    for top, items in lists.items():
+        values = [items[i] for i in sorted(items)]
+        element, where = members[top].member, _wire_name(top)
+        for value in values:
+            problem = _bounds(element, _length(value), "length")
+            if problem:
+                problems.append(f"Value {_render(value)} at '{where}' failed to satisfy constraint: {problem}")
+        problem = _bounds(members[top], len(values), "length")
+        if problem:
+            problems.append(f"Value '{values}' at '{where}' failed to satisfy constraint: {problem}")
+        params[top] = values
+    for top, entries in structs.items():
+        where = _wire_name(top)
+        records = [entries[i] for i in sorted(entries)]
+        element = members[top].member
+        for item in records:
+            for field_name in element.required_members:
+                if field_name not in item:
+                    problems.append(f"Value null at '{where}.member.{_wire_name(field_name)}' failed to satisfy "
+                                    "constraint: Member must not be null")
+            for field_name, value in item.items():
+                problem = _bounds(element.members[field_name], _length(value), "length")
+                if problem:
+                    problems.append(f"Value {_render(value)} at '{where}.member.{_wire_name(field_name)}' failed "
+                                    f"to satisfy constraint: {problem}")
+        problem = _bounds(members[top], len(records), "length")
+        if problem:
+            problems.append(f"Value at '{where}' failed to satisfy constraint: {problem}")
+        params[top] = records
     for name in members:
-        if name in required and name not in raw:
+        if name in required and name not in raw and name not in lists and name not in structs:
             problems.append(f"Value null at '{_wire_name(name)}' failed to satisfy constraint: "
                             "Member must not be null")
     if problems:

@@ -120,7 +120,7 @@ class OciApi:
                     authorization = _download_token(scope)
                 principal = self.authn.registry_principal(authorization)
                 if principal is None:
-                    status, body = error_body("UNAUTHORIZED", "authentication required")
+                    status, body = error_body("UNAUTHORIZED", self.authn.registry_refusal(authorization))
                     host = headers.get(b"host", b"berth").decode("latin-1")
                     realm = challenge(host, scope.get("scheme", "http"))
                     await respond(send, status, [("Content-Type", "application/json"), *realm.items()],
@@ -437,17 +437,14 @@ async def unavailable(scope: Scope, send: Send) -> None:
 
 
 def _download_token(scope: Scope) -> str | None:
-    """The registry token of a GetDownloadUrlForLayer URL (`?X-Berth-Token=`), as Basic credentials.
-
-    Accepted on a blob GET only; everything else still needs an Authorization header."""
+    """The credentials of a GetDownloadUrlForLayer URL (its signed query) with the host and path it
+    is presented on: the authenticator checks they are exactly those signed. Blob GETs only."""
     qs: bytes = scope.get("query_string", b"")
-    if b"X-Berth-Token=" not in qs:
-        return None
     parts = scope["path"].rsplit("/", 2)
     if len(parts) != 3 or parts[1] != "blobs" or ":" not in parts[2]:
         return None
-    token = parse_qs(qs.decode("latin-1")).get("X-Berth-Token")
-    return "Basic " + tokens.basic_auth_token(token[0]) if token and token[0] else None
+    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+    return tokens.download_credentials(host, scope["path"], qs.decode("latin-1"))
 
 
 def _json(obj: object) -> bytes:

@@ -1,0 +1,341 @@
+"""Identity metadata beyond users: groups, roles, customer managed policies and their versions,
+policy attachments, and the inline policies of groups and roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from berth.db.store import Q, Txn
+
+MAX_POLICY_VERSIONS = 5  # as in IAM
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    account_id: str
+    name: str
+    group_id: str
+    path: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RoleRow:
+    account_id: str
+    name: str
+    role_id: str
+    path: str
+    trust_policy: str
+    description: str
+    max_session_duration: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRow:
+    arn: str
+    account_id: str
+    name: str
+    path: str
+    policy_id: str
+    description: str
+    default_version: str
+    next_version: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    policy_arn: str
+    version_id: str
+    document: str
+    created_at: float
+
+
+_GROUP = "account_id, name, group_id, path, created_at"
+_ROLE = "account_id, name, role_id, path, trust_policy, description, max_session_duration, created_at"
+_POLICY = ("arn, account_id, name, path, policy_id, description, default_version, next_version, created_at, "
+           "updated_at")
+
+
+# groups
+
+def create_group(row: GroupRow) -> Txn[bool]:
+    n = yield Q(f"INSERT INTO iam_groups ({_GROUP}) VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, name) DO NOTHING",
+                (row.account_id, row.name, row.group_id, row.path, row.created_at))
+    return bool(n)
+
+
+def get_group(account: str, name: str) -> Txn[GroupRow | None]:
+    row = yield Q(f"SELECT {_GROUP} FROM iam_groups WHERE account_id = ? AND name = ?", (account, name), "one")
+    return None if row is None else GroupRow(*row)
+
+
+def list_groups(account: str) -> Txn[list[GroupRow]]:
+    rows = yield Q(f"SELECT {_GROUP} FROM iam_groups WHERE account_id = ? ORDER BY name", (account,), "all")
+    return [GroupRow(*r) for r in rows]
+
+
+def delete_group(account: str, name: str) -> Txn[str]:
+    """"ok", "unknown", or "conflict" while it has members, inline or attached policies (as IAM)."""
+    for sql in ("SELECT 1 FROM group_members WHERE account_id = ? AND group_name = ? LIMIT 1",
+                "SELECT 1 FROM entity_policies WHERE account_id = ? AND kind = 'group' AND entity_name = ? LIMIT 1",
+                "SELECT 1 FROM policy_attachments WHERE account_id = ? AND kind = 'group' AND entity_name = ? "
+                "LIMIT 1"):
+        found = yield Q(sql, (account, name), "one")
+        if found is not None:
+            return "conflict"
+    n = yield Q("DELETE FROM iam_groups WHERE account_id = ? AND name = ?", (account, name))
+    return "ok" if n else "unknown"
+
+
+def add_member(account: str, group: str, user: str) -> Txn[None]:
+    yield Q("INSERT INTO group_members (account_id, group_name, user_name) VALUES (?, ?, ?) "
+            "ON CONFLICT (account_id, group_name, user_name) DO NOTHING", (account, group, user))
+
+
+def remove_member(account: str, group: str, user: str) -> Txn[bool]:
+    n = yield Q("DELETE FROM group_members WHERE account_id = ? AND group_name = ? AND user_name = ?",
+                (account, group, user))
+    return bool(n)
+
+
+def members(account: str, group: str) -> Txn[list[str]]:
+    rows = yield Q("SELECT user_name FROM group_members WHERE account_id = ? AND group_name = ? ORDER BY user_name",
+                   (account, group), "all")
+    return [r[0] for r in rows]
+
+
+def groups_for_user(account: str, user: str) -> Txn[list[GroupRow]]:
+    cols = ", ".join(f"g.{c.strip()}" for c in _GROUP.split(","))
+    rows = yield Q(f"SELECT {cols} FROM group_members m JOIN iam_groups g ON g.account_id = m.account_id "
+                   "AND g.name = m.group_name WHERE m.account_id = ? AND m.user_name = ? ORDER BY g.name",
+                   (account, user), "all")
+    return [GroupRow(*r) for r in rows]
+
+
+def user_ties(account: str, user: str) -> Txn[bool]:
+    """Whether the user is in a group or has an attached policy (IAM's DeleteUser conflicts)."""
+    for sql in ("SELECT 1 FROM group_members WHERE account_id = ? AND user_name = ? LIMIT 1",
+                "SELECT 1 FROM policy_attachments WHERE account_id = ? AND kind = 'user' AND entity_name = ? LIMIT 1"):
+        found = yield Q(sql, (account, user), "one")
+        if found is not None:
+            return True
+    return False
+
+
+# roles
+
+def create_role(row: RoleRow) -> Txn[bool]:
+    n = yield Q(f"INSERT INTO iam_roles ({_ROLE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (account_id, name) DO NOTHING",
+                (row.account_id, row.name, row.role_id, row.path, row.trust_policy, row.description,
+                 row.max_session_duration, row.created_at))
+    return bool(n)
+
+
+def get_role(account: str, name: str) -> Txn[RoleRow | None]:
+    row = yield Q(f"SELECT {_ROLE} FROM iam_roles WHERE account_id = ? AND name = ?", (account, name), "one")
+    return None if row is None else RoleRow(*row)
+
+
+def list_roles(account: str) -> Txn[list[RoleRow]]:
+    rows = yield Q(f"SELECT {_ROLE} FROM iam_roles WHERE account_id = ? ORDER BY name", (account,), "all")
+    return [RoleRow(*r) for r in rows]
+
+
+def update_trust(account: str, name: str, document: str) -> Txn[bool]:
+    n = yield Q("UPDATE iam_roles SET trust_policy = ? WHERE account_id = ? AND name = ?", (document, account, name))
+    return bool(n)
+
+
+def delete_role(account: str, name: str) -> Txn[str]:
+    for sql in ("SELECT 1 FROM entity_policies WHERE account_id = ? AND kind = 'role' AND entity_name = ? LIMIT 1",
+                "SELECT 1 FROM policy_attachments WHERE account_id = ? AND kind = 'role' AND entity_name = ? LIMIT 1"):
+        found = yield Q(sql, (account, name), "one")
+        if found is not None:
+            return "conflict"
+    n = yield Q("DELETE FROM iam_roles WHERE account_id = ? AND name = ?", (account, name))
+    return "ok" if n else "unknown"
+
+
+# inline policies of groups and roles (kind: "group" | "role")
+
+def put_inline(account: str, kind: str, entity: str, name: str, document: str) -> Txn[None]:
+    yield Q("INSERT INTO entity_policies (account_id, kind, entity_name, name, document) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (account_id, kind, entity_name, name) DO UPDATE SET document = excluded.document",
+            (account, kind, entity, name, document))
+
+
+def inline_policies(account: str, kind: str, entity: str) -> Txn[list[tuple[str, str]]]:
+    rows = yield Q("SELECT name, document FROM entity_policies WHERE account_id = ? AND kind = ? AND entity_name = ? "
+                   "ORDER BY name", (account, kind, entity), "all")
+    return [(r[0], r[1]) for r in rows]
+
+
+def delete_inline(account: str, kind: str, entity: str, name: str) -> Txn[bool]:
+    n = yield Q("DELETE FROM entity_policies WHERE account_id = ? AND kind = ? AND entity_name = ? AND name = ?",
+                (account, kind, entity, name))
+    return bool(n)
+
+
+# customer managed policies
+
+def create_policy(row: PolicyRow, document: str) -> Txn[bool]:
+    n = yield Q(f"INSERT INTO managed_policies ({_POLICY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (arn) DO NOTHING",
+                (row.arn, row.account_id, row.name, row.path, row.policy_id, row.description, row.default_version,
+                 row.next_version, row.created_at, row.updated_at))
+    if not n:
+        return False
+    yield Q("INSERT INTO policy_versions (policy_arn, version_id, document, created_at) VALUES (?, ?, ?, ?)",
+            (row.arn, row.default_version, document, row.created_at))
+    return True
+
+
+def get_policy(arn: str) -> Txn[PolicyRow | None]:
+    row = yield Q(f"SELECT {_POLICY} FROM managed_policies WHERE arn = ?", (arn,), "one")
+    return None if row is None else PolicyRow(*row)
+
+
+def list_policies(account: str) -> Txn[list[PolicyRow]]:
+    rows = yield Q(f"SELECT {_POLICY} FROM managed_policies WHERE account_id = ? ORDER BY name", (account,), "all")
+    return [PolicyRow(*r) for r in rows]
+
+
+def delete_policy(arn: str) -> Txn[str]:
+    """"ok", "unknown", or "conflict" while attached or with non-default versions (as IAM)."""
+    attached = yield Q("SELECT 1 FROM policy_attachments WHERE policy_arn = ? LIMIT 1", (arn,), "one")
+    if attached is not None:
+        return "conflict"
+    policy = yield from get_policy(arn)
+    if policy is None:
+        return "unknown"
+    others = yield Q("SELECT 1 FROM policy_versions WHERE policy_arn = ? AND version_id <> ? LIMIT 1",
+                     (arn, policy.default_version), "one")
+    if others is not None:
+        return "conflict"
+    yield Q("DELETE FROM policy_versions WHERE policy_arn = ?", (arn,))
+    yield Q("DELETE FROM managed_policies WHERE arn = ?", (arn,))
+    return "ok"
+
+
+def create_version(arn: str, document: str, set_default: bool, now: float) -> Txn[str | None]:
+    """The new version's id ("v2" …); None for an unknown policy; "" when it already has five."""
+    policy = yield from get_policy(arn)
+    if policy is None:
+        return None
+    count = yield Q("SELECT COUNT(*) FROM policy_versions WHERE policy_arn = ?", (arn,), "one")
+    if count[0] >= MAX_POLICY_VERSIONS:
+        return ""
+    version = f"v{policy.next_version}"
+    yield Q("INSERT INTO policy_versions (policy_arn, version_id, document, created_at) VALUES (?, ?, ?, ?)",
+            (arn, version, document, now))
+    default = version if set_default else policy.default_version
+    yield Q("UPDATE managed_policies SET next_version = ?, default_version = ?, updated_at = ? WHERE arn = ?",
+            (policy.next_version + 1, default, now, arn))
+    return version
+
+
+def get_version(arn: str, version: str) -> Txn[VersionRow | None]:
+    row = yield Q("SELECT policy_arn, version_id, document, created_at FROM policy_versions "
+                  "WHERE policy_arn = ? AND version_id = ?", (arn, version), "one")
+    return None if row is None else VersionRow(*row)
+
+
+def list_versions(arn: str) -> Txn[list[VersionRow]]:
+    rows = yield Q("SELECT policy_arn, version_id, document, created_at FROM policy_versions WHERE policy_arn = ? "
+                   "ORDER BY created_at DESC, version_id DESC", (arn,), "all")
+    return [VersionRow(*r) for r in rows]
+
+
+def set_default_version(arn: str, version: str, now: float) -> Txn[bool]:
+    found = yield from get_version(arn, version)
+    if found is None:
+        return False
+    yield Q("UPDATE managed_policies SET default_version = ?, updated_at = ? WHERE arn = ?", (version, now, arn))
+    return True
+
+
+def delete_version(arn: str, version: str) -> Txn[str]:
+    """"ok", "unknown", or "default" (the default version cannot be deleted)."""
+    policy = yield from get_policy(arn)
+    if policy is None:
+        return "unknown"
+    if policy.default_version == version:
+        return "default"
+    n = yield Q("DELETE FROM policy_versions WHERE policy_arn = ? AND version_id = ?", (arn, version))
+    return "ok" if n else "unknown"
+
+
+def default_documents(arns: list[str]) -> Txn[dict[str, str]]:
+    """The default version's document of each customer managed policy in `arns`."""
+    out: dict[str, str] = {}
+    for arn in arns:
+        row = yield Q("SELECT v.document FROM managed_policies p JOIN policy_versions v ON v.policy_arn = p.arn "
+                      "AND v.version_id = p.default_version WHERE p.arn = ?", (arn,), "one")
+        if row is not None:
+            out[arn] = row[0]
+    return out
+
+
+# attachments (kind: "user" | "group" | "role")
+
+def attach(account: str, kind: str, entity: str, arn: str) -> Txn[None]:
+    yield Q("INSERT INTO policy_attachments (account_id, kind, entity_name, policy_arn) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (account_id, kind, entity_name, policy_arn) DO NOTHING", (account, kind, entity, arn))
+
+
+def detach(account: str, kind: str, entity: str, arn: str) -> Txn[bool]:
+    n = yield Q("DELETE FROM policy_attachments WHERE account_id = ? AND kind = ? AND entity_name = ? "
+                "AND policy_arn = ?", (account, kind, entity, arn))
+    return bool(n)
+
+
+def attached(account: str, kind: str, entity: str) -> Txn[list[str]]:
+    rows = yield Q("SELECT policy_arn FROM policy_attachments WHERE account_id = ? AND kind = ? AND entity_name = ? "
+                   "ORDER BY policy_arn", (account, kind, entity), "all")
+    return [r[0] for r in rows]
+
+
+def attachment_count(arn: str) -> Txn[int]:
+    row: Any = yield Q("SELECT COUNT(*) FROM policy_attachments WHERE policy_arn = ?", (arn,), "one")
+    return int(row[0])
+
+
+# OpenID Connect identity providers
+
+@dataclass(frozen=True, slots=True)
+class OidcProviderRow:
+    account_id: str
+    url: str
+    issuer: str
+    client_ids: str  # JSON list
+    thumbprints: str  # JSON list
+    created_at: float
+
+
+_OIDC = "account_id, url, issuer, client_ids, thumbprints, created_at"
+
+
+def create_oidc_provider(row: OidcProviderRow) -> Txn[bool]:
+    n = yield Q(f"INSERT INTO oidc_providers ({_OIDC}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, url) "
+                "DO NOTHING", (row.account_id, row.url, row.issuer, row.client_ids, row.thumbprints, row.created_at))
+    return bool(n)
+
+
+def get_oidc_provider(account: str, url: str) -> Txn[OidcProviderRow | None]:
+    row = yield Q(f"SELECT {_OIDC} FROM oidc_providers WHERE account_id = ? AND url = ?", (account, url), "one")
+    return None if row is None else OidcProviderRow(*row)
+
+
+def list_oidc_providers(account: str) -> Txn[list[OidcProviderRow]]:
+    rows = yield Q(f"SELECT {_OIDC} FROM oidc_providers WHERE account_id = ? ORDER BY url", (account,), "all")
+    return [OidcProviderRow(*r) for r in rows]
+
+
+def delete_oidc_provider(account: str, url: str) -> Txn[bool]:
+    n = yield Q("DELETE FROM oidc_providers WHERE account_id = ? AND url = ?", (account, url))
+    return bool(n)
