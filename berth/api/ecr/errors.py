@@ -99,6 +99,12 @@ IAM_ERRORS: dict[str, str] = {
     "MalformedPolicyDocument": "InvalidParameterException",
     "LimitExceeded": "LimitExceededException",
     "InvalidInput": "InvalidParameterException",
+    # STS's refusals (berth/iam/sessions.py, oidc.py); the ECR face meets them only through shared code
+    "AccessDenied": "AccessDeniedException",
+    "ValidationError": "InvalidParameterException",
+    "InvalidIdentityToken": "InvalidParameterException",
+    "ExpiredTokenException": "ExpiredTokenException",
+    "IDPCommunicationError": "ServerException",
 }
 
 
