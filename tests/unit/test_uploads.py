@@ -472,6 +472,28 @@ def test_concurrent_appends_to_one_session_are_serialised(env: Env) -> None:
     run(env, body)
 
 
+def test_a_dead_writers_claim_expires(env: Env) -> None:
+    """A writer killed mid-request holds its claim until it expires; then the upload goes on."""
+    async def body(u: Uploads) -> None:
+        uid = await u.start(env.repo_id)
+        await u.append(env.repo_id, uid, stream(b"kept;"), (0, 4), 5)
+        now = env.clock.now
+        claim = await u.db.write(qu.claim_upload, uid, env.repo_id, 5, "dead-writer", now, now + u.claim_seconds)
+        assert claim.outcome is qu.ClaimOutcome.CLAIMED
+        (env.root / "uploads" / uid).open("ab").write(b"half-written by the dead writer")
+        with pytest.raises(UploadOutOfOrder) as info:
+            await u.append(env.repo_id, uid, stream(b"next"), (5, 8), 4)
+        assert info.value.extra == {"size": 5}
+        assert await u.status(env.repo_id, uid) == 5
+        env.clock.now = now + u.claim_seconds + 1
+        assert await u.append(env.repo_id, uid, stream(b"next"), (5, 8), 4) == 9
+        await u.complete(env.repo_id, uid, sha256(b"kept;next"), None, None)
+        assert env.blob(sha256(b"kept;next")) == b"kept;next"
+
+    run(env, body)
+    assert env.leftovers() == []
+
+
 # purge
 
 def test_purge_of_stale_sessions_and_orphans(env: Env) -> None:
