@@ -16,11 +16,20 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from berth.iam.errors import ExpiredWebIdentityToken, IdpCommunicationError, InvalidIdentityToken
+
+if TYPE_CHECKING:
+    import jwt
+
+
+def _jwt() -> Any:
+    """PyJWT (and cryptography, ~10 MiB), loaded on the first web-identity call, not by every process."""
+    import jwt
+
+    return jwt
+
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256"]
 KEYS_TTL = 600.0
@@ -64,8 +73,8 @@ class IssuerKeys:
         if self.jwks_dir is not None and (self.jwks_dir / jwks_file_name(issuer)).is_file():
             path = self.jwks_dir / jwks_file_name(issuer)
             try:
-                keys = jwt.PyJWKSet.from_dict(json.loads(path.read_text()))
-            except (OSError, ValueError, jwt.PyJWTError) as e:
+                keys = _jwt().PyJWKSet.from_dict(json.loads(path.read_text()))
+            except (OSError, ValueError, _jwt().PyJWTError) as e:
                 raise IdpCommunicationError(f"The JWKS file {path.name} for {issuer} is not usable: {e}") from None
             self._keys[issuer] = (self.clock() + KEYS_TTL, keys)
             return keys
@@ -74,8 +83,8 @@ class IssuerKeys:
             jwks_uri = discovery.get("jwks_uri")
             if not isinstance(jwks_uri, str):
                 raise ValueError("the discovery document names no jwks_uri")
-            keys = jwt.PyJWKSet.from_dict(await self.fetch(jwks_uri))
-        except (OSError, ValueError, jwt.PyJWTError) as e:
+            keys = _jwt().PyJWKSet.from_dict(await self.fetch(jwks_uri))
+        except (OSError, ValueError, _jwt().PyJWTError) as e:
             raise IdpCommunicationError(f"Couldn't retrieve verification key from your identity provider, "
                                         f"please reference AssumeRoleWithWebIdentity documentation for requirements "
                                         f"({e})") from None
@@ -96,28 +105,28 @@ class IssuerKeys:
     async def verify(self, token: str, issuer: str, audiences: list[str]) -> dict[str, Any]:
         """The token's claims once its signature, issuer, audience and expiry check out."""
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+            header = _jwt().get_unverified_header(token)
+        except _jwt().PyJWTError:
             raise InvalidIdentityToken("The web identity token is not a JWT") from None
         key = await self.key(issuer, header.get("kid"))
         try:
-            return dict(jwt.decode(token, key, algorithms=ALGORITHMS, audience=audiences, issuer=issuer,
+            return dict(_jwt().decode(token, key, algorithms=ALGORITHMS, audience=audiences, issuer=issuer,
                                    options={"require": ["exp", "iss", "sub", "aud"]}))
-        except jwt.ExpiredSignatureError:
+        except _jwt().ExpiredSignatureError:
             raise ExpiredWebIdentityToken("Token expired: current date/time must be before the expiration "
                                           "date/time") from None
-        except jwt.InvalidAudienceError:
+        except _jwt().InvalidAudienceError:
             raise InvalidIdentityToken("Incorrect token audience") from None
-        except jwt.InvalidIssuerError:
+        except _jwt().InvalidIssuerError:
             raise InvalidIdentityToken("Issuer not accepted") from None
-        except jwt.PyJWTError as e:
+        except _jwt().PyJWTError as e:
             raise InvalidIdentityToken(f"The web identity token is not valid: {e}") from None
 
 
 def unverified_issuer(token: str) -> str:
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+        claims = _jwt().decode(token, options={"verify_signature": False})
+    except _jwt().PyJWTError:
         raise InvalidIdentityToken("The web identity token is not a JWT") from None
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not issuer:
