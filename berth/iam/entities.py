@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from berth.db import iam as users_q
 from berth.db import iam_entities as q
-from berth.db.iam_entities import GroupRow, OidcProviderRow, PolicyRow, RoleRow, VersionRow
+from berth.db.iam_entities import GroupRow, OidcProviderRow, PolicyRow, RoleRow
 from berth.db.store import Backend
 from berth.iam.authz import Principal
 from berth.iam.errors import (
@@ -22,6 +22,7 @@ from berth.iam.errors import (
     NoSuchEntity,
 )
 from berth.iam.managed import AWS_MANAGED, AWS_POLICY_PREFIX
+from berth.iam.model import Group, ManagedPolicy, OidcProvider, PolicyVersion, Role
 from berth.iam.policy import parse_policy
 
 MAX_SESSION_DURATION = (3600, 43200)  # a role's MaxSessionDuration, as IAM bounds it
@@ -58,23 +59,24 @@ class IamEntities:
 
     # groups
 
-    async def create_group(self, account: str, name: str, path: str = "/") -> GroupRow:
+    async def create_group(self, account: str, name: str, path: str = "/") -> Group:
         row = GroupRow(account, name, _id("AGPA"), path, self.clock())
         if not await self.db.write(q.create_group, row):
             raise EntityAlreadyExists(f"Group with name {name} already exists.")
-        return row
+        return Group.from_row(row)
 
-    async def get_group(self, account: str, name: str) -> GroupRow:
-        row = await self.db.read(q.get_group, account, name)
-        if row is None:
+    async def get_group(self, account: str, name: str) -> Group:
+        group = await self.find_group(account, name)
+        if group is None:
             raise NoSuchEntity(f"The group with name {name} cannot be found.")
-        return row
+        return group
 
-    async def find_group(self, account: str, name: str) -> GroupRow | None:
-        return await self.db.read(q.get_group, account, name)
+    async def find_group(self, account: str, name: str) -> Group | None:
+        row = await self.db.read(q.get_group, account, name)
+        return None if row is None else Group.from_row(row)
 
-    async def list_groups(self, account: str) -> list[GroupRow]:
-        return await self.db.read(q.list_groups, account)
+    async def list_groups(self, account: str) -> list[Group]:
+        return [Group.from_row(r) for r in await self.db.read(q.list_groups, account)]
 
     async def delete_group(self, account: str, name: str) -> None:
         result = await self.db.write(q.delete_group, account, name)
@@ -101,9 +103,9 @@ class IamEntities:
     async def members(self, account: str, group: str) -> list[str]:
         return await self.db.read(q.members, account, group)
 
-    async def groups_for_user(self, account: str, user: str) -> list[GroupRow]:
+    async def groups_for_user(self, account: str, user: str) -> list[Group]:
         await self._user(account, user)
-        return await self.db.read(q.groups_for_user, account, user)
+        return [Group.from_row(r) for r in await self.db.read(q.groups_for_user, account, user)]
 
     async def user_has_ties(self, account: str, user: str) -> bool:
         return await self.db.read(q.user_ties, account, user)
@@ -111,7 +113,7 @@ class IamEntities:
     # roles
 
     async def create_role(self, account: str, name: str, trust: str, path: str = "/", description: str = "",
-                          max_session_duration: int = 3600) -> RoleRow:
+                          max_session_duration: int = 3600) -> Role:
         check_trust_policy(trust)
         low, high = MAX_SESSION_DURATION
         if not low <= max_session_duration <= high:
@@ -119,19 +121,20 @@ class IamEntities:
         row = RoleRow(account, name, _id("AROA"), path, trust, description, max_session_duration, self.clock())
         if not await self.db.write(q.create_role, row):
             raise EntityAlreadyExists(f"Role with name {name} already exists.")
-        return row
+        return Role.from_row(row)
 
-    async def get_role(self, account: str, name: str) -> RoleRow:
-        row = await self.db.read(q.get_role, account, name)
-        if row is None:
+    async def get_role(self, account: str, name: str) -> Role:
+        role = await self.find_role(account, name)
+        if role is None:
             raise NoSuchEntity(f"The role with name {name} cannot be found.")
-        return row
+        return role
 
-    async def find_role(self, account: str, name: str) -> RoleRow | None:
-        return await self.db.read(q.get_role, account, name)
+    async def find_role(self, account: str, name: str) -> Role | None:
+        row = await self.db.read(q.get_role, account, name)
+        return None if row is None else Role.from_row(row)
 
-    async def list_roles(self, account: str) -> list[RoleRow]:
-        return await self.db.read(q.list_roles, account)
+    async def list_roles(self, account: str) -> list[Role]:
+        return [Role.from_row(r) for r in await self.db.read(q.list_roles, account)]
 
     async def update_trust(self, account: str, name: str, trust: str) -> None:
         check_trust_policy(trust)
@@ -183,7 +186,7 @@ class IamEntities:
         return f"arn:aws:iam::{account}:policy{path}{name}"
 
     async def create_policy(self, account: str, name: str, document: str, path: str = "/",
-                            description: str = "") -> PolicyRow:
+                            description: str = "") -> ManagedPolicy:
         check_identity_policy(document)
         now = self.clock()
         row = PolicyRow(self.policy_arn(account, name, path), account, name, path, _id("ANPA"), description, "v1", 2,
@@ -191,30 +194,30 @@ class IamEntities:
         if await self._find_by_name(account, name) is not None or not await self.db.write(q.create_policy, row,
                                                                                              document):
             raise EntityAlreadyExists(f"A policy called {name} already exists. Duplicate names are not allowed.")
-        return row
+        return ManagedPolicy.from_row(row)
 
     async def _find_by_name(self, account: str, name: str) -> PolicyRow | None:
         return next((p for p in await self.db.read(q.list_policies, account) if p.name == name), None)
 
-    async def get_policy(self, arn: str) -> PolicyRow:
+    async def get_policy(self, arn: str) -> ManagedPolicy:
         aws = AWS_MANAGED.get(arn)
         if aws is not None:
-            return PolicyRow(arn, "aws", aws.name, aws.path, aws.id, aws.description, aws.version, 0, aws.created,
-                             aws.updated)
+            return ManagedPolicy(arn, "aws", aws.name, aws.path, aws.id, aws.description, aws.version, 0,
+                                 aws.created, aws.updated)
         row = await self.db.read(q.get_policy, arn)
         if row is None:
             raise NoSuchEntity(f"Policy {arn} does not exist or is not attachable.")
-        return row
+        return ManagedPolicy.from_row(row)
 
     async def attachment_count(self, arn: str) -> int:
         return await self.db.read(q.attachment_count, arn)
 
-    async def list_policies(self, account: str, scope: str = "All") -> list[PolicyRow]:
-        out: list[PolicyRow] = []
+    async def list_policies(self, account: str, scope: str = "All") -> list[ManagedPolicy]:
+        out: list[ManagedPolicy] = []
         if scope in ("All", "AWS"):
             out += [await self.get_policy(arn) for arn in AWS_MANAGED]
         if scope in ("All", "Local"):
-            out += await self.db.read(q.list_policies, account)
+            out += [ManagedPolicy.from_row(r) for r in await self.db.read(q.list_policies, account)]
         return out
 
     def _own(self, account: str, arn: str) -> None:
@@ -231,7 +234,7 @@ class IamEntities:
         if result == "conflict":
             raise DeleteConflict("Cannot delete a policy attached to entities, or with versions besides the default.")
 
-    async def create_version(self, account: str, arn: str, document: str, set_default: bool) -> VersionRow:
+    async def create_version(self, account: str, arn: str, document: str, set_default: bool) -> PolicyVersion:
         self._own(account, arn)
         check_identity_policy(document)
         version = await self.db.write(q.create_version, arn, document, set_default, self.clock())
@@ -240,24 +243,24 @@ class IamEntities:
         if version == "":
             raise LimitExceeded(f"A managed policy can have up to {q.MAX_POLICY_VERSIONS} versions. Before you "
                                 "create a new version, you must delete an existing version.")
-        return VersionRow(arn, version, document, self.clock())
+        return PolicyVersion(arn, version, document, self.clock())
 
-    async def get_version(self, arn: str, version: str) -> VersionRow:
+    async def get_version(self, arn: str, version: str) -> PolicyVersion:
         aws = AWS_MANAGED.get(arn)
         if aws is not None:
             if version != aws.version:
                 raise NoSuchEntity(f"Policy {arn} version {version} does not exist or is not attachable.")
-            return VersionRow(arn, version, aws.document, aws.updated)
+            return PolicyVersion(arn, version, aws.document, aws.updated)
         row = await self.db.read(q.get_version, arn, version)
         if row is None:
             raise NoSuchEntity(f"Policy {arn} version {version} does not exist or is not attachable.")
-        return row
+        return PolicyVersion.from_row(row)
 
-    async def list_versions(self, arn: str) -> list[VersionRow]:
+    async def list_versions(self, arn: str) -> list[PolicyVersion]:
         if arn in AWS_MANAGED:
             return [await self.get_version(arn, AWS_MANAGED[arn].version)]
         await self.get_policy(arn)
-        return await self.db.read(q.list_versions, arn)
+        return [PolicyVersion.from_row(r) for r in await self.db.read(q.list_versions, arn)]
 
     async def set_default_version(self, account: str, arn: str, version: str) -> None:
         self._own(account, arn)
@@ -286,7 +289,7 @@ class IamEntities:
         if not await self.db.write(q.detach, account, kind, entity, arn):
             raise NoSuchEntity(f"Policy {arn} was not found.")
 
-    async def attached(self, account: str, kind: str, entity: str) -> list[PolicyRow]:
+    async def attached(self, account: str, kind: str, entity: str) -> list[ManagedPolicy]:
         await self._entity(account, kind, entity)
         return [await self.get_policy(arn) for arn in await self.db.read(q.attached, account, kind, entity)]
 
@@ -317,15 +320,16 @@ class IamEntities:
             raise EntityAlreadyExists(f"Provider with url {issuer} already exists.")
         return self.oidc_arn(account, url)
 
-    async def get_oidc_provider(self, arn: str) -> OidcProviderRow:
+    async def get_oidc_provider(self, arn: str) -> OidcProvider:
         account, url = self._oidc_key(arn)
-        row = await self.db.read(q.get_oidc_provider, account, url)
-        if row is None:
+        provider = await self.find_oidc_provider(account, url)
+        if provider is None:
             raise NoSuchEntity(f"OpenIDConnect Provider not found for arn {arn}")
-        return row
+        return provider
 
-    async def find_oidc_provider(self, account: str, url: str) -> OidcProviderRow | None:
-        return await self.db.read(q.get_oidc_provider, account, url)
+    async def find_oidc_provider(self, account: str, url: str) -> OidcProvider | None:
+        row = await self.db.read(q.get_oidc_provider, account, url)
+        return None if row is None else OidcProvider.from_row(row)
 
     async def list_oidc_providers(self, account: str) -> list[str]:
         return [self.oidc_arn(account, r.url) for r in await self.db.read(q.list_oidc_providers, account)]

@@ -18,7 +18,6 @@ from typing import Any
 
 from berth.db import iam as q
 from berth.db.iam import KeyRow, UserOutcome, UserRow
-from berth.db.iam_entities import RoleRow
 from berth.db.store import Backend
 from berth.iam import sessions, tokens
 from berth.iam.authz import Principal
@@ -31,7 +30,7 @@ from berth.iam.errors import (
     MalformedPolicyDocument,
     NoSuchEntity,
 )
-from berth.iam.model import AccessKey, User
+from berth.iam.model import AccessKey, Role, User
 from berth.iam.oidc import IssuerKeys
 from berth.iam.policy import Policy, parse_policy
 from berth.iam.sessions import SessionClaims
@@ -65,7 +64,7 @@ class IdentityService:
         self._token_keys: dict[str, bytes] = {}
         self.entities = IamEntities(db, clock)
         self.issuer_keys = IssuerKeys(jwks_dir=jwks_dir)
-        self._roles: dict[tuple[str, str], RoleRow | None] = {}
+        self._roles: dict[tuple[str, str], Role | None] = {}
 
     def _fresh(self) -> None:
         v = self.db.version()
@@ -215,7 +214,7 @@ class IdentityService:
             return None
         return Principal.iam_user(key.account_id, user.name, key.id, user.path, user.user_id), key.secret
 
-    async def _current_role(self, account: str, name: str) -> RoleRow | None:
+    async def _current_role(self, account: str, name: str) -> Role | None:
         self._fresh()
         key = (account, name)
         if key not in self._roles:

@@ -10,11 +10,11 @@ from urllib.parse import quote
 
 from berth.api.iam.app import IamCall, Operation, _op, _page, _user
 from berth.api.iam.model import QueryError
-from berth.db.iam_entities import GroupRow, PolicyRow, RoleRow, VersionRow
 from berth.iam import oidc
 from berth.iam.authz import Principal, assumed_role_arn, role_arn
 from berth.iam.entities import check_identity_policy
 from berth.iam.errors import AccessDenied, InvalidIdentityToken, NoSuchEntity
+from berth.iam.model import Group, ManagedPolicy, PolicyVersion, Role
 from berth.iam.sessions import SessionClaims, new_access_key_id
 
 _ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role(/(?:[\x21-\x7e]*/)?)([\w+=,.@-]{1,64})")
@@ -26,12 +26,12 @@ def _url(document: str) -> str:
     return quote(document, safe="")  # IAM sends policy documents URL-encoded; botocore decodes them
 
 
-def _group(call: IamCall, g: GroupRow) -> dict[str, Any]:
+def _group(call: IamCall, g: Group) -> dict[str, Any]:
     return {"Path": g.path, "GroupName": g.name, "GroupId": g.group_id,
             "Arn": f"arn:aws:iam::{call.account}:group{g.path}{g.name}", "CreateDate": g.created_at}
 
 
-def _role(call: IamCall, r: RoleRow) -> dict[str, Any]:
+def _role(call: IamCall, r: Role) -> dict[str, Any]:
     out = {"Path": r.path, "RoleName": r.name, "RoleId": r.role_id, "Arn": role_arn(call.account, r.name, r.path),
            "CreateDate": r.created_at, "AssumeRolePolicyDocument": _url(r.trust_policy),
            "MaxSessionDuration": r.max_session_duration}
@@ -40,7 +40,7 @@ def _role(call: IamCall, r: RoleRow) -> dict[str, Any]:
     return out
 
 
-async def _policy(call: IamCall, p: PolicyRow) -> dict[str, Any]:
+async def _policy(call: IamCall, p: ManagedPolicy) -> dict[str, Any]:
     attachments = await call.identity.entities.attachment_count(p.arn)
     out = {"PolicyName": p.name, "PolicyId": p.policy_id, "Arn": p.arn, "Path": p.path,
            "DefaultVersionId": p.default_version, "AttachmentCount": attachments,
@@ -51,7 +51,7 @@ async def _policy(call: IamCall, p: PolicyRow) -> dict[str, Any]:
     return out
 
 
-def _version(v: VersionRow, default: str) -> dict[str, Any]:
+def _version(v: PolicyVersion, default: str) -> dict[str, Any]:
     return {"Document": _url(v.document), "VersionId": v.version_id, "IsDefaultVersion": v.version_id == default,
             "CreateDate": v.created_at}
 
