@@ -37,7 +37,7 @@ from typing import Any
 from berth.storage.base import BlobInfo, StorageUnavailable
 
 MiB = 1 << 20
-PART = 8 * MiB  # parts written while a request streams
+PART = 6 * MiB  # parts written while a request streams (x3 in memory: one filling, two in flight)
 MIN_PART = 5 * MiB  # S3's minimum for every part but the last
 MAX_COPY = 5 << 30  # S3's largest CopyObject / UploadPartCopy source range
 IN_FLIGHT = 2  # parts uploading while the next one fills

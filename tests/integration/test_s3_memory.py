@@ -1,6 +1,6 @@
 """Memory stays flat on S3 too: a 2 GiB blob pushed to and pulled from radosgw under 150 MiB RSS.
 
-The blob streams through one PATCH (multipart parts of 8 MiB, two in flight) and is pulled back
+The blob streams through one PATCH (multipart parts of 6 MiB, two in flight) and is pulled back
 streamed (ranged GET read 1 MiB at a time). SQLite: the metadata store plays no part in the data path.
 """
 
