@@ -4,82 +4,27 @@ coalesce, leases, backoff to dead, periodic schedules, and the in-process worker
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from berth.db import jobs as q
 from berth.db.events import Event, append_event, read_events
-from berth.db.migrate import sqlalchemy_url, upgrade
-from berth.db.postgres import PostgresBackend
-from berth.db.sqlite import SqliteBackend
 from berth.db.store import Backend, Q, Txn
 from berth.jobs import Handlers, Job, JobQueue, NewJob, Retry, Worker
+from tests.contract import test_metadata as metadata_contract
+from tests.contract.test_metadata import Harness
 
 NOW = 1_700_000_000.0
 ACCOUNT, REGION = "123456789012", "us-east-1"
 Body = Callable[[Backend], Awaitable[Any]]
 
 
-class Harness:
-    def __init__(self, kind: str, open_: Callable[[], Awaitable[Backend]]) -> None:
-        self.kind = kind
-        self._open = open_
-
-    def run(self, body: Body) -> Any:
-        async def main() -> Any:
-            backend = await self._open()
-            try:
-                return await body(backend)
-            finally:
-                await backend.close()
-
-        return asyncio.run(main())
-
-
-@pytest.fixture(scope="module")
-def jobs_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("jobs-template") / "berth.db"
-    upgrade(sqlalchemy_url("", path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def jobs_postgres_url(postgres: Any) -> str:
-    url = postgres.new_database()
-    upgrade(sqlalchemy_url(url, Path("unused")))
-    return url
-
-
-async def _empty(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("DELETE FROM jobs; DELETE FROM periodic; DELETE FROM events; DELETE FROM repositories")
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
-    if request.param == "sqlite":
-        path = tmp_path / "berth.db"
-        shutil.copyfile(request.getfixturevalue("jobs_sqlite_template"), path)
-
-        async def open_sqlite() -> Backend:
-            return SqliteBackend(path)
-
-        return Harness("sqlite", open_sqlite)
-    url = request.getfixturevalue("jobs_postgres_url")
-    asyncio.run(_empty(url))
-
-    async def open_postgres() -> Backend:
-        return await PostgresBackend.connect(url)
-
-    return Harness("postgres", open_postgres)
+# the backend fixtures of the metadata contract: every test here runs on SQLite and on PostgreSQL
+db = metadata_contract.db
+postgres_url = metadata_contract.postgres_url
+sqlite_template = metadata_contract.sqlite_template
 
 
 class Boom(Exception):
