@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from berth.db.store import Q, Txn
+from berth.db.store import Q, Txn, lease
 
 QUEUED, RUNNING, DONE, DEAD = "queued", "running", "done", "dead"
 STATES = (QUEUED, RUNNING, DONE, DEAD)
@@ -132,6 +132,7 @@ _CLAIM = (
 )
 
 
+@lease  # a claim lost in a crash: the job is still queued and is claimed again
 def claim(owner: str, now: float, lease: float, limit: int, kinds: Sequence[str] | None = None) -> Txn[list[Job]]:
     """Lease up to `limit` due jobs (of `kinds`, or any) to `owner` until now + lease; oldest run_at first."""
     where = f" AND kind IN ({_marks(len(kinds))})" if kinds else ""
@@ -153,6 +154,7 @@ def _ids_clause(ids: Sequence[int]) -> str:
     return f"id IN ({_marks(len(ids))})"
 
 
+@lease
 def heartbeat(owner: str, ids: Sequence[int], now: float, lease: float) -> Txn[int]:
     """Extend the leases `owner` still holds; how many it still holds."""
     if not ids:

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from berth.db.store import P, Q, StatementFailed, T, Txn
+from berth.db.store import P, Q, StatementFailed, T, Txn, is_durable
 
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError)
 ATTEMPTS = 5
@@ -72,6 +72,8 @@ class PostgresBackend:
         for attempt in range(ATTEMPTS):
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
+                    if not is_durable(fn):
+                        await conn.execute("SET LOCAL synchronous_commit TO OFF")
                     return await _run(conn, fn, args, kwargs)
             except StatementFailed as e:
                 if attempt == ATTEMPTS - 1 or not isinstance(e.__cause__, _RETRYABLE):

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from berth.db.store import P, Q, StatementFailed, T, Txn
+from berth.db.store import P, Q, StatementFailed, T, Txn, is_durable
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -60,14 +60,21 @@ class SqliteBackend:
 
     def _write_sync(self, fn: Callable[..., Txn[T]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
+        durable = is_durable(fn)
+        if not durable:  # WAL + NORMAL: the commit is not fsynced; the next FULL commit's fsync covers it
+            conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            result = run_sync(conn, fn, args, kwargs)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = run_sync(conn, fn, args, kwargs)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous=FULL")
 
     async def write(self, fn: Callable[P, Txn[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()

@@ -37,6 +37,19 @@ class Q:
 
 Txn = Generator[Q, Any, T]
 TxnFn = Callable[..., Txn[T]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def lease(fn: F) -> F:
+    """Mark a write whose loss in a crash loses nothing acknowledged (a claim, a lease renewal): it commits
+    without waiting for the disk (SQLite synchronous=NORMAL, PostgreSQL synchronous_commit off). It is
+    still atomic, and the next ordinary write makes it durable with itself (both logs are sequential)."""
+    fn.durable = False  # type: ignore[attr-defined]
+    return fn
+
+
+def is_durable(fn: Callable[..., Any]) -> bool:
+    return getattr(fn, "durable", True)
 
 
 class StatementFailed(Exception):
@@ -54,8 +67,8 @@ class Backend(Protocol):
         """Run a read-only operation."""
 
     async def write(self, fn: Callable[P, Txn[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run an operation in one transaction; committed durably when this returns. An exception raised by
-        the operation rolls the transaction back and propagates."""
+        """Run an operation in one transaction; committed durably when this returns (unless the operation is
+        a `lease`). An exception raised by the operation rolls the transaction back and propagates."""
 
     def version(self) -> int | None:
         """A number that changes whenever any writer (any process) commits; None if unknowable."""

@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Any
 
 from berth.db.registry import link_blob
-from berth.db.store import Q, Txn
+from berth.db.store import Q, Txn, lease
 
 ENDED = -1  # the size of a tombstone
 
@@ -66,6 +66,7 @@ def get_upload(upload_id: str, repo_id: int) -> Txn[Upload | None]:
     return _upload(row)
 
 
+@lease  # a claim lost in a crash loses nothing: the write it guards ends with a durable commit
 def claim_upload(upload_id: str, repo_id: int, size: int | None, token: str, now: float, expires: float,
                  fresh_since: float | None = None) -> Txn[Claim]:
     """Claim the upload for one writer at committed size `size` (None: at whatever size it has).
@@ -85,11 +86,13 @@ def claim_upload(upload_id: str, repo_id: int, size: int | None, token: str, now
     return Claim(ClaimOutcome.MOVED if size is not None and current.size != size else ClaimOutcome.BUSY, current)
 
 
+@lease
 def renew_claim(upload_id: str, token: str, expires: float) -> Txn[bool]:
     n = yield Q("UPDATE uploads SET claim_expires = ? WHERE id = ? AND claim = ?", (expires, upload_id, token))
     return bool(n)
 
 
+@lease
 def release_claim(upload_id: str, token: str) -> Txn[None]:
     yield Q("UPDATE uploads SET claim = NULL, claim_expires = NULL WHERE id = ? AND claim = ?", (upload_id, token))
 
