@@ -79,6 +79,7 @@ class UserOutcome(Enum):
     DONE = "done"
     NO_USER = "no_user"
     CONFLICT = "conflict"  # delete_user: keys or policies remain (IAM's DeleteConflict); nothing deleted
+    TIED = "tied"  # delete_user: still in a group or with an attached policy (DeleteConflict); nothing deleted
     LIMIT = "limit"  # create_access_key: the user has `limit` keys already
     KEY_EXISTS = "key_exists"  # create_access_key: the key id is taken
 
@@ -96,6 +97,10 @@ def delete_user(account: str, name: str) -> Txn[UserOutcome]:
                    (account, name), "one")
     if keys is not None or pols is not None:
         return UserOutcome.CONFLICT
+    for sql in ("SELECT 1 FROM group_members WHERE account_id = ? AND user_name = ? LIMIT 1",
+                "SELECT 1 FROM policy_attachments WHERE account_id = ? AND kind = 'user' AND entity_name = ? LIMIT 1"):
+        if (yield Q(sql, (account, name), "one")) is not None:
+            return UserOutcome.TIED
     yield Q("DELETE FROM iam_users WHERE account_id = ? AND name = ?", (account, name))
     return UserOutcome.DONE
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from berth.db.store import Q, Txn
+from berth.db.store import Lock, Q, Txn
 
 MAX_POLICY_VERSIONS = 5  # as in IAM
 
@@ -78,8 +78,22 @@ def list_groups(account: str) -> Txn[list[GroupRow]]:
     return [GroupRow(*r) for r in rows]
 
 
+_ENTITIES = {"user": "iam_users", "group": "iam_groups", "role": "iam_roles"}
+
+
+def lock_entity(account: str, kind: str, name: str, lock: Lock) -> Txn[bool]:
+    """Lock a user, group or role row (PostgreSQL; SQLite's writer lock serialises anyway): whether it
+    exists. Deletes take UPDATE and check what hangs off the entity; writes that hang something off it
+    (a member, an attachment, an inline policy) take KEY SHARE, so neither decides on a stale read."""
+    row = yield Q(f"SELECT 1 FROM {_ENTITIES[kind]} WHERE account_id = ? AND name = ?", (account, name), "one",
+                  lock=lock)
+    return row is not None
+
+
 def delete_group(account: str, name: str) -> Txn[str]:
     """"ok", "unknown", or "conflict" while it has members, inline or attached policies (as IAM)."""
+    if not (yield from lock_entity(account, "group", name, "UPDATE")):
+        return "unknown"
     for sql in ("SELECT 1 FROM group_members WHERE account_id = ? AND group_name = ? LIMIT 1",
                 "SELECT 1 FROM entity_policies WHERE account_id = ? AND kind = 'group' AND entity_name = ? LIMIT 1",
                 "SELECT 1 FROM policy_attachments WHERE account_id = ? AND kind = 'group' AND entity_name = ? "
@@ -91,9 +105,15 @@ def delete_group(account: str, name: str) -> Txn[str]:
     return "ok" if n else "unknown"
 
 
-def add_member(account: str, group: str, user: str) -> Txn[None]:
+def add_member(account: str, group: str, user: str) -> Txn[bool]:
+    """False (nothing written) when the group or the user is gone."""
+    if not (yield from lock_entity(account, "group", group, "KEY SHARE")):
+        return False
+    if not (yield from lock_entity(account, "user", user, "KEY SHARE")):
+        return False
     yield Q("INSERT INTO group_members (account_id, group_name, user_name) VALUES (?, ?, ?) "
             "ON CONFLICT (account_id, group_name, user_name) DO NOTHING", (account, group, user))
+    return True
 
 
 def remove_member(account: str, group: str, user: str) -> Txn[bool]:
@@ -114,16 +134,6 @@ def groups_for_user(account: str, user: str) -> Txn[list[GroupRow]]:
                    "AND g.name = m.group_name WHERE m.account_id = ? AND m.user_name = ? ORDER BY g.name",
                    (account, user), "all")
     return [GroupRow(*r) for r in rows]
-
-
-def user_ties(account: str, user: str) -> Txn[bool]:
-    """Whether the user is in a group or has an attached policy (IAM's DeleteUser conflicts)."""
-    for sql in ("SELECT 1 FROM group_members WHERE account_id = ? AND user_name = ? LIMIT 1",
-                "SELECT 1 FROM policy_attachments WHERE account_id = ? AND kind = 'user' AND entity_name = ? LIMIT 1"):
-        found = yield Q(sql, (account, user), "one")
-        if found is not None:
-            return True
-    return False
 
 
 # roles
@@ -152,6 +162,8 @@ def update_trust(account: str, name: str, document: str) -> Txn[bool]:
 
 
 def delete_role(account: str, name: str) -> Txn[str]:
+    if not (yield from lock_entity(account, "role", name, "UPDATE")):
+        return "unknown"
     for sql in ("SELECT 1 FROM entity_policies WHERE account_id = ? AND kind = 'role' AND entity_name = ? LIMIT 1",
                 "SELECT 1 FROM policy_attachments WHERE account_id = ? AND kind = 'role' AND entity_name = ? LIMIT 1"):
         found = yield Q(sql, (account, name), "one")
@@ -163,10 +175,14 @@ def delete_role(account: str, name: str) -> Txn[str]:
 
 # inline policies of groups and roles (kind: "group" | "role")
 
-def put_inline(account: str, kind: str, entity: str, name: str, document: str) -> Txn[None]:
+def put_inline(account: str, kind: str, entity: str, name: str, document: str) -> Txn[bool]:
+    """False (nothing written) when the group or role is gone."""
+    if not (yield from lock_entity(account, kind, entity, "KEY SHARE")):
+        return False
     yield Q("INSERT INTO entity_policies (account_id, kind, entity_name, name, document) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (account_id, kind, entity_name, name) DO UPDATE SET document = excluded.document",
             (account, kind, entity, name, document))
+    return True
 
 
 def inline_policies(account: str, kind: str, entity: str) -> Txn[list[tuple[str, str]]]:
@@ -283,9 +299,13 @@ def default_documents(arns: list[str]) -> Txn[dict[str, str]]:
 
 # attachments (kind: "user" | "group" | "role")
 
-def attach(account: str, kind: str, entity: str, arn: str) -> Txn[None]:
+def attach(account: str, kind: str, entity: str, arn: str) -> Txn[bool]:
+    """False (nothing written) when the user, group or role is gone."""
+    if not (yield from lock_entity(account, kind, entity, "KEY SHARE")):
+        return False
     yield Q("INSERT INTO policy_attachments (account_id, kind, entity_name, policy_arn) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (account_id, kind, entity_name, policy_arn) DO NOTHING", (account, kind, entity, arn))
+    return True
 
 
 def detach(account: str, kind: str, entity: str, arn: str) -> Txn[bool]:

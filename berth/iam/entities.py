@@ -92,7 +92,8 @@ class IamEntities:
     async def add_user_to_group(self, account: str, group: str, user: str) -> None:
         await self.get_group(account, group)
         await self._user(account, user)
-        await self.db.write(q.add_member, account, group, user)
+        if not await self.db.write(q.add_member, account, group, user):  # deleted meanwhile
+            raise NoSuchEntity(f"The group {group} or the user {user} cannot be found.")
 
     async def remove_user_from_group(self, account: str, group: str, user: str) -> None:
         await self.get_group(account, group)
@@ -106,9 +107,6 @@ class IamEntities:
     async def groups_for_user(self, account: str, user: str) -> list[Group]:
         await self._user(account, user)
         return [Group.from_row(r) for r in await self.db.read(q.groups_for_user, account, user)]
-
-    async def user_has_ties(self, account: str, user: str) -> bool:
-        return await self.db.read(q.user_ties, account, user)
 
     # roles
 
@@ -161,7 +159,8 @@ class IamEntities:
     async def put_inline(self, account: str, kind: str, entity: str, name: str, document: str) -> None:
         await self._entity(account, kind, entity)
         check_identity_policy(document)
-        await self.db.write(q.put_inline, account, kind, entity, name, document)
+        if not await self.db.write(q.put_inline, account, kind, entity, name, document):  # deleted meanwhile
+            raise NoSuchEntity(f"The {kind} with name {entity} cannot be found.")
 
     async def get_inline(self, account: str, kind: str, entity: str, name: str) -> str:
         await self._entity(account, kind, entity)
@@ -282,7 +281,8 @@ class IamEntities:
         if arn not in AWS_MANAGED and not arn.startswith(f"arn:aws:iam::{account}:policy/"):
             raise NoSuchEntity(f"Policy {arn} does not exist or is not attachable.")
         await self.get_policy(arn)
-        await self.db.write(q.attach, account, kind, entity, arn)
+        if not await self.db.write(q.attach, account, kind, entity, arn):  # deleted meanwhile
+            raise NoSuchEntity(f"The {kind} with name {entity} cannot be found.")
 
     async def detach(self, account: str, kind: str, entity: str, arn: str) -> None:
         await self._entity(account, kind, entity)

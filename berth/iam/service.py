@@ -136,13 +136,13 @@ class IdentityService:
         return [User.from_row(r) for r in await self.db.read(q.list_users, account, after, limit)]
 
     async def delete_user(self, account: str, name: str) -> None:
-        if await self.entities.user_has_ties(account, name):  # as IAM: leave its groups, detach first
-            raise DeleteConflict("Cannot delete entity, must remove from groups and detach policies first.")
         result = await self.db.write(q.delete_user, account, name)
         if result is UserOutcome.NO_USER:
             raise NoSuchEntity(f"The user with name {name} cannot be found.")
         if result is UserOutcome.CONFLICT:
             raise DeleteConflict("Cannot delete entity, must delete access keys and policies first.")
+        if result is UserOutcome.TIED:  # as IAM: leave its groups, detach its policies first
+            raise DeleteConflict("Cannot delete entity, must remove from groups and detach policies first.")
 
     # access keys
 

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from berth.db import iam as qiam
+from berth.db import iam_entities as qent
 from berth.db import images as qi
 from berth.db import registry as q
 from berth.db.store import Backend
@@ -336,6 +337,42 @@ def test_a_deleted_user_keeps_no_key_or_policy(db: Harness, tmp_path: Path) -> N
                 policies = await ws[0].db.read(qiam.user_policies, ACCOUNT, user)
                 assert not keys and not policies, (f"deleted user {user} keeps {len(keys)} key(s) "
                                                    f"and {len(policies)} policy(ies)")
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_a_deleted_user_or_group_keeps_no_membership_or_attachment(db: Harness, tmp_path: Path) -> None:
+    readonly = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+
+    async def body(ws: list[World]) -> None:
+        await ws[0].identity.ensure_account(ACCOUNT)
+        entities = [w.identity.entities for w in ws]
+
+        async def one_round(r: int) -> None:
+            user, group = f"member-{r}", f"team-{r}"
+            await ws[0].identity.create_user(ACCOUNT, user)
+            await entities[0].create_group(ACCOUNT, group)
+            calls: list[Awaitable[Any]] = [ws[0].identity.delete_user(ACCOUNT, user),
+                                           entities[1].delete_group(ACCOUNT, group)]
+            calls += [e.add_user_to_group(ACCOUNT, group, user) for e in entities[2:5]]
+            calls += [e.attach(ACCOUNT, "user", user, readonly) for e in entities[5:7]]
+            calls.append(entities[7].attach(ACCOUNT, "group", group, readonly))
+            results = await at_once(calls)
+            assert not unexpected(results, DeleteConflict, NoSuchEntity), results
+            user_gone = await ws[0].db.read(qiam.get_user, ACCOUNT, user) is None
+            group_gone = await entities[0].find_group(ACCOUNT, group) is None
+            assert user_gone == (results[0] is None) and group_gone == (results[1] is None)
+            members = await ws[0].db.read(qent.members, ACCOUNT, group)
+            if user_gone:
+                assert user not in members, f"deleted user {user} is still a member of {group}"
+                assert not await ws[0].db.read(qent.attached, ACCOUNT, "user", user), \
+                    f"deleted user {user} keeps an attached policy"
+            if group_gone:
+                assert not members, f"deleted group {group} keeps {len(members)} member(s)"
+                assert not await ws[0].db.read(qent.attached, ACCOUNT, "group", group), \
+                    f"deleted group {group} keeps an attached policy"
 
         await every_round(one_round)
 
