@@ -9,6 +9,7 @@ from typing import Any
 from berth.db.store import Lock, Q, Txn
 
 MAX_POLICY_VERSIONS = 5  # as in IAM
+AWS_MANAGED_PREFIX = "arn:aws:iam::aws:policy/"  # AWS managed policies live in code, not in managed_policies
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +212,10 @@ def create_policy(row: PolicyRow, document: str) -> Txn[bool]:
     return True
 
 
-def get_policy(arn: str) -> Txn[PolicyRow | None]:
-    row = yield Q(f"SELECT {_POLICY} FROM managed_policies WHERE arn = ?", (arn,), "one")
+def get_policy(arn: str, lock: Lock | None = None) -> Txn[PolicyRow | None]:
+    """The policy row; `lock` (PostgreSQL): version changes and deletes take UPDATE, attachments KEY SHARE,
+    so a version count, a default or an "is it attached" decision is never made on a stale read."""
+    row = yield Q(f"SELECT {_POLICY} FROM managed_policies WHERE arn = ?", (arn,), "one", lock=lock)
     return None if row is None else PolicyRow(*row)
 
 
@@ -223,12 +226,12 @@ def list_policies(account: str) -> Txn[list[PolicyRow]]:
 
 def delete_policy(arn: str) -> Txn[str]:
     """"ok", "unknown", or "conflict" while attached or with non-default versions (as IAM)."""
+    policy = yield from get_policy(arn, "UPDATE")
+    if policy is None:
+        return "unknown"
     attached = yield Q("SELECT 1 FROM policy_attachments WHERE policy_arn = ? LIMIT 1", (arn,), "one")
     if attached is not None:
         return "conflict"
-    policy = yield from get_policy(arn)
-    if policy is None:
-        return "unknown"
     others = yield Q("SELECT 1 FROM policy_versions WHERE policy_arn = ? AND version_id <> ? LIMIT 1",
                      (arn, policy.default_version), "one")
     if others is not None:
@@ -240,7 +243,7 @@ def delete_policy(arn: str) -> Txn[str]:
 
 def create_version(arn: str, document: str, set_default: bool, now: float) -> Txn[str | None]:
     """The new version's id ("v2" …); None for an unknown policy; "" when it already has five."""
-    policy = yield from get_policy(arn)
+    policy = yield from get_policy(arn, "UPDATE")
     if policy is None:
         return None
     count = yield Q("SELECT COUNT(*) FROM policy_versions WHERE policy_arn = ?", (arn,), "one")
@@ -268,6 +271,8 @@ def list_versions(arn: str) -> Txn[list[VersionRow]]:
 
 
 def set_default_version(arn: str, version: str, now: float) -> Txn[bool]:
+    if (yield from get_policy(arn, "UPDATE")) is None:
+        return False
     found = yield from get_version(arn, version)
     if found is None:
         return False
@@ -277,7 +282,7 @@ def set_default_version(arn: str, version: str, now: float) -> Txn[bool]:
 
 def delete_version(arn: str, version: str) -> Txn[str]:
     """"ok", "unknown", or "default" (the default version cannot be deleted)."""
-    policy = yield from get_policy(arn)
+    policy = yield from get_policy(arn, "UPDATE")
     if policy is None:
         return "unknown"
     if policy.default_version == version:
@@ -300,8 +305,11 @@ def default_documents(arns: list[str]) -> Txn[dict[str, str]]:
 # attachments (kind: "user" | "group" | "role")
 
 def attach(account: str, kind: str, entity: str, arn: str) -> Txn[bool]:
-    """False (nothing written) when the user, group or role is gone."""
+    """False (nothing written) when the user, group or role is gone, or the customer managed policy is
+    (AWS managed policies have no row)."""
     if not (yield from lock_entity(account, kind, entity, "KEY SHARE")):
+        return False
+    if not arn.startswith(AWS_MANAGED_PREFIX) and (yield from get_policy(arn, "KEY SHARE")) is None:
         return False
     yield Q("INSERT INTO policy_attachments (account_id, kind, entity_name, policy_arn) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (account_id, kind, entity_name, policy_arn) DO NOTHING", (account, kind, entity, arn))

@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-AWS_POLICY_PREFIX = "arn:aws:iam::aws:policy/"
+from berth.db.iam_entities import AWS_MANAGED_PREFIX as AWS_POLICY_PREFIX  # defined once, beside the store
 
 _READ = ["ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
          "ecr:GetRepositoryPolicy", "ecr:DescribeRepositories", "ecr:ListImages", "ecr:DescribeImages",

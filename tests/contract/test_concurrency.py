@@ -379,6 +379,39 @@ def test_a_deleted_user_or_group_keeps_no_membership_or_attachment(db: Harness, 
     run_many(db, tmp_path, body)
 
 
+def test_managed_policy_versions_and_attachments_decide_on_the_policy_row(db: Harness, tmp_path: Path) -> None:
+    doc = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:%s", "Resource": "*"}]}'
+
+    async def body(ws: list[World]) -> None:
+        await ws[0].identity.ensure_account(ACCOUNT)
+        entities = [w.identity.entities for w in ws]
+        await ws[0].identity.create_user(ACCOUNT, "attacher")
+
+        async def one_round(r: int) -> None:
+            policy = await entities[0].create_policy(ACCOUNT, f"p{r}", doc % "ListImages")
+            results = await at_once([e.create_version(ACCOUNT, policy.arn, doc % f"Describe{i}", False)
+                                     for i, e in enumerate(entities)])
+            assert not unexpected(results, LimitExceeded), results
+            versions = await ws[0].db.read(qent.list_versions, policy.arn)
+            assert len(versions) <= qent.MAX_POLICY_VERSIONS, f"{len(versions)} versions of {policy.arn}"
+            assert len(versions) == 1 + len([x for x in results if not isinstance(x, BaseException)])
+            for v in versions[:-1]:  # only the first (default) is left: the policy can be deleted
+                await entities[0].delete_version(ACCOUNT, policy.arn, v.version_id)
+            calls: list[Awaitable[Any]] = [entities[0].delete_policy(ACCOUNT, policy.arn)]
+            calls += [e.attach(ACCOUNT, "user", "attacher", policy.arn) for e in entities[1:]]
+            results = await at_once(calls)
+            assert not unexpected(results, DeleteConflict, NoSuchEntity), results
+            deleted = results[0] is None
+            attached = policy.arn in await ws[0].db.read(qent.attached, ACCOUNT, "user", "attacher")
+            assert deleted != attached, "an attachment names a deleted policy" if deleted else "nothing happened"
+            if attached:
+                await entities[0].detach(ACCOUNT, "user", "attacher", policy.arn)
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
 def test_never_more_access_keys_than_the_limit(db: Harness, tmp_path: Path) -> None:
     async def body(ws: list[World]) -> None:
         await ws[0].identity.ensure_account(ACCOUNT)
