@@ -298,6 +298,8 @@ def retry(job_id: int, now: float) -> Txn[Retry]:
         twin = yield Q(f"SELECT id FROM jobs WHERE kind = ? AND key = ? AND {LIVE}", (kind, key), "one")
         if twin is not None:
             return Retry.DUPLICATE
-    yield Q("UPDATE jobs SET state = 'queued', attempts = 0, rerun = 0, run_at = ?, updated_at = ? WHERE id = ?",
-            (now, now, job_id))
-    return Retry.QUEUED
+    # Conditional on the state read above, and the partial unique index on live keys refuses a second live
+    # twin: two retries at once queue the job once (the other sees LIVE, or DUPLICATE after a retry).
+    n = yield Q("UPDATE jobs SET state = 'queued', attempts = 0, rerun = 0, run_at = ?, updated_at = ? "
+                "WHERE id = ? AND state NOT IN ('queued', 'running')", (now, now, job_id))
+    return Retry.QUEUED if n else Retry.LIVE

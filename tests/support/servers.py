@@ -22,14 +22,17 @@ import pytest
 STRICT = os.environ.get("BERTH_STRICT") == "1" or os.environ.get("CI") == "true"
 
 
+def unavailable(msg: str) -> None:
+    """Skip a test whose real client, server or privilege is missing; under strict mode (CI), fail."""
+    if STRICT:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 def require_tool(*names: str) -> None:
-    """Skip when a real client or server is missing; under strict mode (CI), fail instead."""
     missing = [n for n in names if shutil.which(n) is None and not Path(n).exists()]
     if missing:
-        msg = f"missing tools: {', '.join(missing)} (run scripts/install-system-deps.sh as root)"
-        if STRICT:
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable(f"missing tools: {', '.join(missing)} (run scripts/install-system-deps.sh as root)")
 
 
 def free_port() -> int:

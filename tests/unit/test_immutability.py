@@ -1,4 +1,4 @@
-"""Tag mutability: ECR's four modes and wildcard exclusion filters."""
+"""Tag mutability: ECR's four modes and wildcard exclusion filters (berth.registry.model.Mutability)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ import json
 
 import pytest
 
-from berth.registry.immutability import tag_is_immutable
+from berth.registry.model import Mutability, TagFilter
 
 TAGS = ["latest", "v1", "v1.2.3", "dev-123", "release-2024", "Latest", "_x"]
+
+
+def tag_is_immutable(mode: str, filters_json: str, tag: str) -> bool:
+    """The rule as the services apply it, to a repository's stored mode and filters."""
+    stored = json.loads(filters_json or "[]")
+    decoded = tuple(TagFilter(f.get("filterType", "WILDCARD"), f.get("filter", "")) for f in stored)
+    return Mutability(mode, decoded).is_immutable(tag)
 
 
 def filters(*patterns: str) -> str:
