@@ -15,8 +15,8 @@ from starlette.routing import Route
 from berth.api import control
 from berth.api.auth import Authenticator, IamAuthenticator, OpenAuthenticator
 from berth.api.control import ControlPlane
-from berth.api.ecr import ops_images, ops_layers, ops_registry, ops_repositories
-from berth.api.ecr.app import EcrApi, Handler, Services
+from berth.api.ecr import operations as ecr_operations
+from berth.api.ecr.app import EcrApi, Services
 from berth.api.iam import operations as iam_operations
 from berth.api.iam.app import IamQueryApi
 from berth.api.oci import app as oci
@@ -98,11 +98,9 @@ class BerthApp:
             authn, authz = OpenAuthenticator(s.default_account, s.served_regions), OpenAuthorizer()
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
-        operations: dict[str, Handler] = {**ops_registry.OPERATIONS, **ops_repositories.OPERATIONS,
-                                          **ops_images.OPERATIONS, **ops_layers.OPERATIONS}
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
                             Images(registry), RepositoryAdmin(self.db))
-        self.control = ControlPlane(EcrApi(services, authn, operations, s.default_region),
+        self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
                                     IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
         if s.job_workers > 0:
             self.worker = await start_worker(s, self.db, self.uploads, s.job_workers)

@@ -10,14 +10,13 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from berth.api.ecr import model, ops_images, ops_layers, ops_registry, ops_repositories
+from berth.api.ecr import model
+from berth.api.ecr.operations import OPERATIONS as HANDLED
 from tests.support.servers import BerthServer
 
 pytestmark = pytest.mark.integration
 
 KEY, SECRET = "AKIACOVERAGE00000001", "coverage-secret-0123456789"
-HANDLED = {**ops_images.OPERATIONS, **ops_layers.OPERATIONS, **ops_registry.OPERATIONS,
-           **ops_repositories.OPERATIONS}
 UNSUPPORTED = "Berth does not support the ECR operation"
 
 

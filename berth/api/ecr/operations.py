@@ -1,0 +1,13 @@
+"""Every ECR operation Berth handles: one table, one module per family. Add a family here."""
+
+from __future__ import annotations
+
+from berth.api.ecr import ops_images, ops_layers, ops_registry, ops_repositories
+from berth.api.ecr.app import Handler
+
+OPERATIONS: dict[str, Handler] = {
+    **ops_registry.OPERATIONS,
+    **ops_repositories.OPERATIONS,
+    **ops_images.OPERATIONS,
+    **ops_layers.OPERATIONS,
+}
