@@ -1,0 +1,1 @@
+"""Replication between regions, accounts and deployments, and the pull-through cache."""

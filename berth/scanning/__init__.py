@@ -1,0 +1,1 @@
+"""Image scanning: inventory readers, the offline vulnerability database, matching, SBOMs; managed signing."""
