@@ -67,6 +67,8 @@ class Server(abc.ABC):
         self.log = tmp / f"{name}.log"
         self.proc: subprocess.Popen | None = None
         self.peak_rss_kib = 0
+        self.peak_pss_kib = 0  # sampled by a thread while the server runs
+        self._watch: threading.Thread | None = None
         self.headers: dict[str, str] = {}  # sent with every request (a registry token under --berth-auth iam)
         self.data.mkdir()
 
@@ -89,6 +91,8 @@ class Server(abc.ABC):
             try:
                 status, _, _ = request(self.conn(5), "GET", "/v2/")
                 if status in (200, 401):
+                    self._watch = threading.Thread(target=self._sample_pss, args=(self.proc,), daemon=True)
+                    self._watch.start()
                     return
             except OSError:
                 pass
@@ -113,11 +117,43 @@ class Server(abc.ABC):
     def conn(self, timeout: float = 300.0) -> http.client.HTTPConnection:
         return _Conn(self.headers, "127.0.0.1", self.port, timeout=timeout)
 
+    def group(self) -> list[str]:
+        """The PIDs of the server's process group (its workers too)."""
+        if self.proc is None:
+            return []
+        return subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server's processes: a cost per byte that, unlike
+        a rate, holds up on a busy machine."""
+        total = 0
+        for pid in self.group():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def _sample_pss(self, proc: subprocess.Popen) -> None:
+        """Summed PSS every 50 ms: the memory the server costs. Summing resident sets would count
+        twice the pages a granian worker shares with the supervisor it was forked from."""
+        while self.proc is proc and proc.poll() is None:
+            total = 0
+            for pid in self.group():
+                try:
+                    m = re.search(r"^Pss:\s+(\d+) kB", Path(f"/proc/{pid}/smaps_rollup").read_text(), re.M)
+                except OSError:
+                    continue
+                total += int(m.group(1)) if m else 0
+            self.peak_pss_kib = max(self.peak_pss_kib, total)
+            time.sleep(0.05)
+
     def sample_rss(self) -> None:
         """Sum of VmHWM over the process group; keep the maximum seen (exited workers are lost)."""
         if self.proc is None:
             return
-        out = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True, text=True).stdout
+        out = " ".join(self.group())
         total = 0
         for pid in out.split():
             try:
@@ -447,11 +483,13 @@ def w_push_chunked(s: Server, fx: dict) -> dict:
 def w_pull(s: Server, fx: dict) -> dict:
     path = f"/v2/{REPO}/blobs/{fx['mono_digest']}"
     got, elapsed = get_raw(s.port, path, verify=fx["mono_digest"], headers=s.headers)
-    rates = [got / elapsed / 1e6]
+    rates, cpu = [got / elapsed / 1e6], []
     for _ in range(3):  # timed runs discard the bytes: the client's sha256 (~1.4 GB/s) would cap them
+        before = s.cpu_seconds()
         got, elapsed = get_raw(s.port, path, headers=s.headers)
         rates.append(got / elapsed / 1e6)
-    return {"pull_verified": rates[0], "pull": statistics.median(rates[1:])}
+        cpu.append((s.cpu_seconds() - before) / (got / (1 << 30)))
+    return {"pull_verified": rates[0], "pull": statistics.median(rates[1:]), "pull_cpu": statistics.median(cpu)}
 
 
 def w_pull_redirected(s: Server, fx: dict) -> dict:
@@ -562,13 +600,13 @@ def w_tags_list(s: Server, fx: dict) -> dict:
 
 # each workload with the rows it fills (all FAILED when it raises)
 WORKLOADS = [(w_push_monolithic, ["push_mono"]), (w_push_chunked, ["push_chunked"]),
-             (w_pull, ["pull", "pull_verified"]), (w_small_blobs, ["small"]),
+             (w_pull, ["pull", "pull_verified", "pull_cpu"]), (w_small_blobs, ["small"]),
              (w_manifest_push, ["manifest_push"]), (w_manifest_get, ["manifest_get", "manifest_get_p99"]),
              (w_tags_list, ["tags_first", "tags_full"])]
 
 # on S3 (--storage s3): the workloads the issue names, each ratio >= 1.0
 S3_WORKLOADS = [(w_push_monolithic, ["push_mono"]), (w_push_chunked, ["push_chunked"]),
-                (w_pull, ["pull", "pull_verified"]), (w_pull_redirected, ["pull_redirected"]),
+                (w_pull, ["pull", "pull_verified", "pull_cpu"]), (w_pull_redirected, ["pull_redirected"]),
                 (w_manifest_push, ["manifest_push"]), (w_manifest_get, ["manifest_get", "manifest_get_p99"])]
 
 # key, label, number format, target: (kind, bound) with kind ratio-min | abs-min | abs-max | None
@@ -577,25 +615,31 @@ ROWS = [
     ("push_chunked", "push {size} blob, 8 MiB chunks (MB/s)", "{:.0f}", ("ratio-min", 2.0)),
     ("pull", "pull {size} blob (MB/s, median of 3)", "{:.0f}", ("ratio-min", 0.9)),
     ("pull_verified", "pull {size} blob, client sha256 (MB/s)", "{:.0f}", None),
+    ("pull_cpu", "pull: the server's CPU time (s per GiB, median of 3)", "{:.2f}", None),
     ("small", f"{SMALL_BLOBS} small blobs, {CLIENTS} clients (blobs/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("manifest_push", "manifest PUT, {tags} tags, 16 clients (PUT/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("manifest_get", "manifest GET by tag, wrk 64 conns (req/s)", "{:.0f}", ("abs-min", 10_000)),
     ("manifest_get_p99", "manifest GET by tag, p99 (ms)", "{:.2f}", None),
     ("tags_first", "tags/list?n=100 of {tags} tags (ms)", "{:.1f}", None),
     ("tags_full", "tags/list, all {tags} tags (ms)", "{:.1f}", None),
-    ("rss", "peak RSS, sum of VmHWM (MiB)", "{:.0f}", ("abs-max", 150)),
+    ("pss", "peak memory, summed PSS sampled every 50 ms (MiB)", "{:.0f}", ("abs-max", 150)),
+    ("rss", "peak RSS, sum of VmHWM, shared pages counted twice (MiB)", "{:.0f}", None),
 ]
 
 S3_ROWS = [
     ("push_mono", "push {size} blob, monolithic (MB/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("push_chunked", "push {size} blob, 8 MiB chunks (MB/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("pull", "pull {size} blob, streamed (MB/s, median of 3)", "{:.0f}", ("ratio-min", 1.0)),
+    ("pull_cpu", "pull, streamed: the server's CPU time (s per GiB, median of 3)", "{:.2f}", None),
     ("pull_redirected", "pull {size} blob, 307 + GET from radosgw (MB/s, median of 3)", "{:.0f}",
      ("ratio-min", 1.0)),
     ("manifest_push", "manifest PUT, {tags} tags, 16 clients (PUT/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("manifest_get", "manifest GET by tag, wrk 64 conns (req/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("manifest_get_p99", "manifest GET by tag, p99 (ms)", "{:.2f}", None),
-    ("rss", "peak RSS of the streaming server, sum of VmHWM (MiB)", "{:.0f}", ("abs-max", 150)),
+    ("pss", "peak memory of the streaming server, summed PSS sampled every 50 ms (MiB)", "{:.0f}",
+     ("abs-max", 150)),
+    ("rss", "peak RSS of the streaming server, sum of VmHWM, shared pages counted twice (MiB)", "{:.0f}",
+     None),
 ]
 
 
@@ -637,6 +681,8 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=10, help="seconds of wrk per server (default 10)")
     p.add_argument("--tags", type=int, default=TAGS, help=f"tags to create (default {TAGS})")
     p.add_argument("--tmp-dir", help="where blobs and both data dirs go (default: the system temp dir)")
+    p.add_argument("--workloads", help="comma-separated workloads to run (default: all); pull reads what "
+                   "push_monolithic wrote, e.g. push_monolithic,pull")
     p.add_argument("--storage", choices=("filesystem", "s3"), default="filesystem",
                    help="where both keep blobs: their filesystem drivers, or one throwaway radosgw (s3)")
     args = p.parse_args()
@@ -710,8 +756,11 @@ def main() -> int:
                     results[key, name] = "FAILED"
         running = [s for s in servers if s.proc is not None and s.name in ("distribution", "berth")]
 
+        chosen = set(args.workloads.split(",")) if args.workloads else None
         for workload, keys in (S3_WORKLOADS if args.storage == "s3" else WORKLOADS):
             name = workload.__name__[2:]
+            if chosen is not None and name not in chosen:
+                continue
             for s in running:
                 print(f"{name} on {s.name} ...", file=sys.stderr)
                 os.sync()  # start each run with no dirty pages left from the fixtures or the other server
@@ -722,10 +771,12 @@ def main() -> int:
                     notes.append(f"{s.name}: {name} FAILED: {type(e).__name__}: {e}")
                 for other in running:
                     other.sample_rss()
-                print(f"    peak RSS so far {s.peak_rss_kib / 1024:.0f} MiB", file=sys.stderr)
+                print(f"    peak PSS so far {s.peak_pss_kib / 1024:.0f} MiB, RSS {s.peak_rss_kib / 1024:.0f} MiB",
+                      file=sys.stderr)
         for s in running:
             s.sample_rss()
             results["rss", s.name] = s.peak_rss_kib / 1024
+            results["pss", s.name] = s.peak_pss_kib / 1024
             if s.proc is not None and s.proc.poll() is not None:
                 notes.append(f"{s.name} exited during the run ({s.proc.returncode}): {s.log_tail()}")
             elif any(n.startswith(s.name + ":") and "FAILED" in n for n in notes):
