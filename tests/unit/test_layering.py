@@ -42,7 +42,8 @@ def test_edges_import_no_store_module() -> None:
     assert _violations("api", "berth.db") == []
 
 
-@pytest.mark.parametrize("package", ["registry", "iam", "storage", "db", "jobs", "lifecycle", "scanning", "replication"])
+@pytest.mark.parametrize("package", ["registry", "iam", "storage", "db", "jobs", "lifecycle", "scanning",
+                                     "replication"])
 def test_capabilities_import_no_edge(package: str) -> None:
     assert _violations(package, "berth.api") == []
 
