@@ -133,7 +133,7 @@ def evaluate(images: Sequence[Image], policy: Policy, now: float) -> list[Action
         if rule.action == EXPIRE:
             actions += [_action(rule, st.by_digest[d], referrer_of=image.digest)
                         for d in _referrers(image.digest, st) if d not in chosen]
-    return _unique(actions)
+    return _keep_what_kept_images_need(_unique(actions), st)
 
 
 def _follows_subject(image: Image, st: _State) -> bool:
@@ -169,6 +169,25 @@ def _keep_what_kept_indexes_use(chosen: dict[str, tuple[Rule, Image]], st: _Stat
                     del chosen[digest]
                     changed = True
                     break
+
+
+def _keep_what_kept_images_need(actions: list[Action], st: _State) -> list[Action]:
+    """Drop a referrer's expiry when a kept index lists it, and then those of its own referrers (they follow
+    it): to a fixpoint."""
+    expired = {a.digest for a in actions if a.kind == "EXPIRE"}
+    changed = True
+    while changed:
+        changed = False
+        for a in actions:
+            if a.kind != "EXPIRE" or a.digest not in expired:
+                continue
+            image = st.by_digest[a.digest]
+            kept_parent = any(p not in expired for p in st.parents.get(a.digest, ()) if p != a.digest)
+            kept_subject = a.referrer_of is not None and image.subject is not None and image.subject not in expired
+            if kept_parent or kept_subject:
+                expired.discard(a.digest)
+                changed = True
+    return [a for a in actions if a.kind != "EXPIRE" or a.digest in expired]
 
 
 def _referrers(subject: str, st: _State) -> list[str]:

@@ -147,6 +147,9 @@ CASES: list[tuple[str, list[Image], Policy, dict[str, tuple[str, int]]]] = [
       img("sig-of-sbom", [], 1, subject="sbom"), img("kept", ["v1"], 30), img("ksig", [], 30, subject="kept")],
      policy(R(1, since("sinceImagePushed", "untagged", 7))),
      {"app": ("EXPIRE", 1), "sig": ("EXPIRE", 1), "sbom": ("EXPIRE", 1), "sig-of-sbom": ("EXPIRE", 1)}),
+    ("a referrer a kept index lists stays when its subject is expired",
+     [img("app", [], 30), img("sig", [], 30, subject="app"), img("idx", ["v1"], 1, children=("sig",))],
+     policy(R(1, since("sinceImagePushed", "untagged", 7))), {"app": ("EXPIRE", 1)}),
     ("a referrer whose subject is absent is an ordinary image",
      [img("orphan", [], 30, subject="gone")], policy(R(1, since("sinceImagePushed", "untagged", 7))),
      {"orphan": ("EXPIRE", 1)}),
@@ -306,10 +309,10 @@ def test_properties(images: list[Image], pol: Policy) -> None:
                 assert c in after, f"{c} removed while {i.digest} lists it"
                 if i.status == ACTIVE and c in acted:
                     assert acted[c].kind != "TRANSITION" or i.digest in acted
-    # referrers of an expired subject are gone with it
+    # referrers of an expired subject are gone with it, unless a kept index lists them
     for i in images:
         if i.subject in by_digest and i.subject not in after and i.subject != i.digest:
-            assert i.digest not in after
+            assert i.digest not in after or any(i.digest in p.children for p in after.values())
     # an archived image is never expired before 90 days archived; ACTIVATING ones are never touched
     for a in actions:
         image = by_digest[a.digest]

@@ -1,0 +1,269 @@
+"""Lifecycle contract, on SQLite and on PostgreSQL, through the services: policies stored and refused, one
+preview at a time, a preview equal to the run that follows, runs that emit events and record history,
+the archive storage class, pull-time exclusions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from berth.db import jobs as qj
+from berth.db import lifecycle as ql
+from berth.db import registry as q
+from berth.db.events import Event, read_events
+from berth.lifecycle.evaluate import DAY
+from berth.lifecycle.policy import PolicyInvalid
+from berth.lifecycle.service import (
+    ACTIVATE_JOB,
+    PREVIEW_JOB,
+    ExclusionExists,
+    ExclusionNotFound,
+    LifecycleService,
+    PolicyNotFound,
+    PreviewInProgress,
+    PreviewNotFound,
+    TooManyExclusions,
+)
+from berth.registry.model import Repository
+from tests.contract import test_metadata as metadata_contract
+from tests.contract.test_concurrency import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    World,
+    at_once,
+    digest_of,
+    image_manifest,
+    index_manifest,
+    link,
+    run_many,
+)
+from tests.contract.test_metadata import ACCOUNT, REGION, Harness
+
+db = metadata_contract.db
+postgres_url = metadata_contract.postgres_url
+sqlite_template = metadata_contract.sqlite_template
+
+NOW = 1_800_000_000.0
+SIG = "application/vnd.dev.cosign.artifact.sig.v1+json"
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def text(*rules: dict[str, Any], **top: Any) -> str:
+    return json.dumps({"rules": list(rules), **top}).ljust(100)
+
+
+def untagged_older_than(days: int, priority: int = 1) -> dict[str, Any]:
+    return {"rulePriority": priority, "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                                                    "countUnit": "days", "countNumber": days},
+            "action": {"type": "expire"}}
+
+
+def keep_last(prefix: str, n: int, priority: int = 1) -> dict[str, Any]:
+    return {"rulePriority": priority, "selection": {"tagStatus": "tagged", "tagPrefixList": [prefix],
+                                                    "countType": "imageCountMoreThan", "countNumber": n},
+            "action": {"type": "expire"}}
+
+
+def one(h: Harness, tmp_path: Path, body: Any) -> Any:
+    async def single(ws: list[World]) -> Any:
+        return await body(ws[0])
+
+    return run_many(h, tmp_path, single, n=1)
+
+
+async def push(w: World, clock: Clock, repo: Repository, seed: str, tag: str | None, days_ago: float,
+               subject: str | None = None) -> str:
+    config = digest_of(b"config")
+    await link(w, repo.id, config)
+    clock.t = NOW - days_ago * DAY
+    w.registry.clock = clock
+    doc = json.loads(image_manifest(seed, config))
+    if subject is not None:
+        doc["subject"] = {"mediaType": OCI_MANIFEST, "digest": subject, "size": 10}
+        doc["artifactType"] = SIG
+    body = json.dumps(doc).encode()
+    m = await w.registry.put_manifest(repo, tag or digest_of(body), body, OCI_MANIFEST)
+    clock.t = NOW
+    return m.digest
+
+
+def test_policies_are_stored_returned_and_deleted(db: Harness, tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        repo = await w.repos.create(ACCOUNT, REGION, "team/app")
+        life = LifecycleService(w.db, Clock(NOW))
+        with pytest.raises(PolicyNotFound):
+            await life.get_policy(repo)
+        with pytest.raises(PolicyNotFound):
+            await life.delete_policy(repo)
+        with pytest.raises(PolicyInvalid):
+            await life.put_policy(repo, text(untagged_older_than(0)))
+        first = text(untagged_older_than(14))
+        assert await life.put_policy(repo, first) == first
+        second = text(keep_last("prod", 3))
+        await life.put_policy(repo, second)  # replaces
+        got = await life.get_policy(repo)
+        assert (got.text, got.last_evaluated_at) == (second, None)
+        assert (await life.delete_policy(repo)).text == second
+        with pytest.raises(PolicyNotFound):
+            await life.get_policy(repo)
+        await life.put_policy(repo, first)
+        await w.repos.delete(ACCOUNT, REGION, "team/app", force=True)  # the policy goes with its repository
+        assert await w.db.read(ql.repositories_with_policies, None) == []
+
+    one(db, tmp_path, body)
+
+
+def test_one_preview_at_a_time_and_it_equals_the_run(db: Harness, tmp_path: Path) -> None:
+    async def body(ws: list[World]) -> None:
+        w = ws[0]
+        clock = Clock(NOW)
+        repo = await w.repos.create(ACCOUNT, REGION, "team/app")
+        old = await push(w, clock, repo, "old", None, 30)
+        sig = await push(w, clock, repo, "sig", None, 1, subject=old)
+        await push(w, clock, repo, "young", None, 1)
+        kept = await push(w, clock, repo, "tagged", "v1", 60)
+        lives = [LifecycleService(x.db, clock) for x in ws]
+        with pytest.raises(PolicyNotFound):
+            await lives[0].start_preview(repo, None)
+        with pytest.raises(PreviewNotFound):
+            await lives[0].preview(repo)
+        await lives[0].put_policy(repo, text(untagged_older_than(14)))
+        results = await at_once([life.start_preview(repo, None) for life in lives])
+        started = [r for r in results if not isinstance(r, BaseException)]
+        assert len(started) == 1, results
+        assert all(isinstance(r, PreviewInProgress) for r in results if isinstance(r, BaseException))
+        jobs = await w.db.read(qj.list_jobs, None, PREVIEW_JOB, 10)
+        assert len(jobs) == 1
+        assert (await lives[0].preview(repo)).status == "IN_PROGRESS"
+        assert await lives[0].run_preview(repo) == "COMPLETE"
+        preview = await lives[0].preview(repo)
+        assert preview.status == "COMPLETE" and preview.actions is not None
+        assert [(a.digest, a.kind, a.rule_priority) for a in preview.actions] == [(old, "EXPIRE", 1),
+                                                                                   (sig, "EXPIRE", 1)]
+        await lives[0].start_preview(repo, text(untagged_older_than(100)))  # complete: a new one may start
+        mark = (await w.db.read(read_events, 0, 1000))[-1].id
+        outcomes = await lives[0].run(repo)
+        assert [o.action for o in outcomes] == preview.actions  # the run did what the preview showed
+        assert [o.result for o in outcomes] == ["expired", "expired"]
+        assert await w.db.read(q.present_manifests, repo.id, [old, sig, kept]) == {kept}
+        deleted = [e for e in await w.db.read(read_events, mark, 1000) if e.kind is Event.IMAGE_DELETED]
+        assert sorted(e.digest or "" for e in deleted) == sorted([old, sig])
+        assert (await lives[0].get_policy(repo)).last_evaluated_at == NOW
+        history = await lives[0].history("team/app")
+        assert sorted((h.digest, h.action, h.rule_priority) for h in history) == sorted(
+            [(old, "EXPIRE", 1), (sig, "EXPIRE", 1)])
+        assert await lives[0].run(repo) == []  # nothing left to do
+
+    run_many(db, tmp_path, body, n=4)
+
+
+def test_a_run_leaves_an_image_changed_since_the_evaluation(db: Harness, tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        clock = Clock(NOW)
+        repo = await w.repos.create(ACCOUNT, REGION, "team/app")
+        life = LifecycleService(w.db, clock)
+        a = await push(w, clock, repo, "a", None, 30)
+        await life.put_policy(repo, text(untagged_older_than(14)))
+        [action] = await life.evaluate(repo, (await life.policy_of(repo)), NOW)
+        await w.registry.put_manifest(repo, "now-tagged", image_manifest("a", digest_of(b"config")), OCI_MANIFEST)
+        from berth.lifecycle.service import _apply
+
+        assert await w.db.write(_apply, repo, action, NOW) == "changed"
+        assert await w.db.read(q.present_manifests, repo.id, [a]) == {a}
+
+    one(db, tmp_path, body)
+
+
+def test_indexes_keep_their_children_and_dry_runs_change_nothing(db: Harness, tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        clock = Clock(NOW)
+        repo = await w.repos.create(ACCOUNT, REGION, "team/multi")
+        life = LifecycleService(w.db, clock)
+        c1 = await push(w, clock, repo, "c1", None, 30)
+        c2 = await push(w, clock, repo, "c2", None, 30)
+        body1 = image_manifest("c1", digest_of(b"config"))
+        clock.t = NOW - 30 * DAY
+        old_index = await w.registry.put_manifest(repo, "old", index_manifest("i1", [(c1, len(body1)), (c2, 10)]),
+                                                  OCI_INDEX)
+        await w.registry.remove_tag(repo, "old")  # untagged now
+        kept_index = await w.registry.put_manifest(repo, "v2", index_manifest("i2", [(c2, 10)]), OCI_INDEX)
+        clock.t = NOW
+        await life.put_policy(repo, text(untagged_older_than(7)))
+        dry = await life.run(repo, dry_run=True)
+        assert {o.action.digest: o.result for o in dry} == {old_index.digest: "would expire", c1: "would expire"}
+        assert await w.db.read(q.present_manifests, repo.id, [c1, c2, old_index.digest]) == {c1, c2,
+                                                                                            old_index.digest}
+        done = await life.run(repo)
+        assert {o.action.digest: o.result for o in done} == {old_index.digest: "expired", c1: "expired"}
+        left = await w.db.read(q.present_manifests, repo.id, [c1, c2, old_index.digest, kept_index.digest])
+        assert left == {c2, kept_index.digest}
+
+    one(db, tmp_path, body)
+
+
+def test_archive_transition_restore_and_the_90_day_minimum(db: Harness, tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        clock = Clock(NOW)
+        repo = await w.repos.create(ACCOUNT, REGION, "team/cold")
+        life = LifecycleService(w.db, clock)
+        cold = await push(w, clock, repo, "cold", "v1", 200)
+        warm = await push(w, clock, repo, "warm", "v2", 1)
+        # archive tagged images pushed 100 days ago; expire archived ones 30 days after (the 90-day minimum holds)
+        await life.put_policy(repo, text(
+            {"rulePriority": 1, "selection": {"tagStatus": "tagged", "tagPrefixList": ["v"],
+                                              "countType": "sinceImagePushed", "countUnit": "days",
+                                              "countNumber": 100},
+             "action": {"type": "transition", "targetStorageClass": "archive"}},
+            {"rulePriority": 2, "selection": {"tagStatus": "any", "storageClass": "archive",
+                                              "countType": "sinceImageTransitioned", "countUnit": "days",
+                                              "countNumber": 30}, "action": {"type": "expire"}}))
+        done = await life.run(repo)
+        assert [(o.action.digest, o.result) for o in done] == [(cold, "transitioned")]
+        status = await life.statuses(repo, [cold, warm])
+        assert status[cold][:2] == ("ARCHIVED", NOW) and status[warm][0] == "ACTIVE"
+        clock.t = NOW + 60 * DAY  # past the rule's 30 days, not the archive's 90
+        assert await life.run(repo) == []
+        clock.t = NOW + 91 * DAY
+        assert [(o.action.digest, o.result) for o in await life.run(repo)] == [(cold, "expired")]
+
+        again = await push(w, clock, repo, "again", "v3", 1)
+        clock.t = NOW
+        assert await life.update_storage_class(repo, again, "ARCHIVE") == "ARCHIVED"
+        assert await life.update_storage_class(repo, again, "ARCHIVE") == "ARCHIVED"  # idempotent
+        assert await life.update_storage_class(repo, again, "STANDARD") == "ACTIVATING"
+        [job] = await w.db.read(qj.list_jobs, None, ACTIVATE_JOB, 10)
+        await life.activate(job.payload["repository_id"], job.payload["digest"])
+        assert (await life.statuses(repo, [again]))[again][0] == "ACTIVE"
+
+    one(db, tmp_path, body)
+
+
+def test_pull_time_exclusions(db: Harness, tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        await w.identity.ensure_account(ACCOUNT)
+        life = LifecycleService(w.db, Clock(NOW))
+        arn = f"arn:aws:iam::{ACCOUNT}:role/scanner"
+        assert await life.add_exclusion(ACCOUNT, arn) == NOW
+        with pytest.raises(ExclusionExists):
+            await life.add_exclusion(ACCOUNT, arn)
+        for i in range(99):
+            await life.add_exclusion(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/u{i:02d}")
+        with pytest.raises(TooManyExclusions):
+            await life.add_exclusion(ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/one-too-many")
+        assert len(await life.exclusions(ACCOUNT)) == 100
+        await life.remove_exclusion(ACCOUNT, arn)
+        with pytest.raises(ExclusionNotFound):
+            await life.remove_exclusion(ACCOUNT, arn)
+        assert await w.db.read(ql.excluded, ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/u00")
+
+    one(db, tmp_path, body)
