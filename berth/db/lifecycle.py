@@ -263,3 +263,10 @@ def excluded(account: str, principal: str) -> Txn[bool]:
     row = yield Q("SELECT 1 FROM pull_time_exclusions WHERE account_id = ? AND principal_arn = ?",
                   (account, principal), "one")
     return row is not None
+
+
+def excluded_any(account: str, principals: Sequence[str]) -> Txn[bool]:
+    """Whether any of these ARNs is excluded from pull-time updates in the account."""
+    row = yield Q(f"SELECT 1 FROM pull_time_exclusions WHERE account_id = ? AND principal_arn IN "
+                  f"({', '.join('?' * len(principals))}) LIMIT 1", (account, *principals), "one")
+    return row is not None

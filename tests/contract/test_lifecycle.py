@@ -14,6 +14,8 @@ from berth.db import jobs as qj
 from berth.db import lifecycle as ql
 from berth.db import registry as q
 from berth.db.events import Event, read_events
+from berth.db.jobs import Job
+from berth.jobs import tasks
 from berth.lifecycle.evaluate import DAY
 from berth.lifecycle.policy import PolicyInvalid
 from berth.lifecycle.service import (
@@ -27,7 +29,8 @@ from berth.lifecycle.service import (
     PreviewNotFound,
     TooManyExclusions,
 )
-from berth.registry.model import Repository
+from berth.registry.errors import ManifestUnknown
+from berth.registry.model import ImageId, Repository
 from tests.contract import test_metadata as metadata_contract
 from tests.contract.test_concurrency import (
     OCI_INDEX,
@@ -265,5 +268,74 @@ def test_pull_time_exclusions(db: Harness, tmp_path: Path) -> None:
         with pytest.raises(ExclusionNotFound):
             await life.remove_exclusion(ACCOUNT, arn)
         assert await w.db.read(ql.excluded, ACCOUNT, f"arn:aws:iam::{ACCOUNT}:user/u00")
+
+    one(db, tmp_path, body)
+
+
+def test_archived_images_are_not_pullable_listed_by_status_and_restored_by_a_push(db: Harness,
+                                                                                  tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        clock = Clock(NOW)
+        repo = await w.repos.create(ACCOUNT, REGION, "team/arch")
+        life = LifecycleService(w.db, clock)
+        digest = await push(w, clock, repo, "arch", "v1", 10)
+        other = await push(w, clock, repo, "other", "v2", 10)
+        await life.update_storage_class(repo, digest, "ARCHIVE")
+        for ref in ("v1", digest):
+            with pytest.raises(ManifestUnknown):
+                await w.registry.get_manifest(repo, ref)
+        found, failures = await w.images.get(repo, [ImageId(tag="v1"), ImageId(tag="v2")], None)
+        assert [m.digest for _, m in found] == [other]
+        assert [(f.image_id, f.code) for f in failures] == [(ImageId(tag="v1"), "ImageInaccessible")]
+        assert [v.digest for v in await w.images.list_views(repo, "ANY", "", 10)] == [other]  # ACTIVE by default
+        [archived] = await w.images.list_views(repo, "ANY", "", 10, "ARCHIVED")
+        assert (archived.digest, archived.status, archived.archived_at) == (digest, "ARCHIVED", NOW)
+        assert await w.images.list_ids(repo, "TAGGED", ("", ""), 10, "ARCHIVED") == [(digest, "v1")]
+        assert len(await w.images.list_ids(repo, "ANY", ("", ""), 10, "ANY")) == 2
+        [described] = await w.images.describe(repo, [ImageId(digest)])  # named: shown whatever its status
+        assert described.status == "ARCHIVED"
+
+        await w.registry.put_manifest(repo, "v1", image_manifest("arch", digest_of(b"config")), OCI_MANIFEST)
+        assert (await w.registry.get_manifest(repo, "v1")).digest == digest  # a re-push restores it
+        assert (await life.statuses(repo, [digest]))[digest][0] == "ACTIVE"
+
+    one(db, tmp_path, body)
+
+
+def _job(payload: dict[str, Any]) -> Job:
+    return Job(1, "registry.pull_time", None, payload, "running", 1, 5, NOW, None, None, None, NOW, NOW)
+
+
+def test_pull_time_is_refreshed_daily_and_not_for_excluded_principals(db: Harness, tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        clock = Clock(NOW)
+        await w.identity.ensure_account(ACCOUNT)
+        repo = await w.repos.create(ACCOUNT, REGION, "team/pulls")
+        life = LifecycleService(w.db, clock)
+        digest = await push(w, clock, repo, "p", "v1", 10)
+        record = tasks.record_pull_time(w.db)
+
+        async def pulled() -> float | None:
+            [v] = await w.images.describe(repo, [ImageId(digest)])
+            return v.last_pulled_at
+
+        def pull(at: float, principal: str | None = None) -> dict[str, Any]:
+            return {"account": ACCOUNT, "region": REGION, "repository": "team/pulls", "digest": digest, "at": at,
+                    **({"principal": principal} if principal else {})}
+
+        await record(_job(pull(NOW)))
+        assert await pulled() == NOW
+        await record(_job(pull(NOW + 23 * 3600)))  # within a day: not refreshed
+        assert await pulled() == NOW
+        await record(_job(pull(NOW + DAY)))
+        assert await pulled() == NOW + DAY
+
+        scanner = f"arn:aws:iam::{ACCOUNT}:role/scanner"
+        await life.add_exclusion(ACCOUNT, scanner)
+        await record(_job(pull(NOW + 3 * DAY, scanner)))
+        await record(_job(pull(NOW + 3 * DAY, f"arn:aws:sts::{ACCOUNT}:assumed-role/scanner/session-1")))
+        assert await pulled() == NOW + DAY  # the excluded role, directly or as a session, changes nothing
+        await record(_job(pull(NOW + 3 * DAY, f"arn:aws:iam::{ACCOUNT}:user/dev")))
+        assert await pulled() == NOW + 3 * DAY
 
     one(db, tmp_path, body)
