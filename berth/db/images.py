@@ -145,6 +145,20 @@ def unavailable(repo_id: int, reference: str) -> Txn[str | None]:
     return None if row is None else str(row[0])
 
 
+_REFERENCED_BY = ("SELECT 1 FROM manifest_refs r JOIN manifests m ON m.repository_id = r.repository_id "
+                  "AND m.digest = r.manifest_digest WHERE r.repository_id = rb.repository_id "
+                  "AND r.child_digest = rb.digest AND r.kind IN ('config', 'layer') AND m.image_status ")
+
+
+def pullable_blob_size(repo_id: int, digest: str) -> Txn[int | None]:
+    """A linked blob's size, unless only archived images use it (their layers are not pullable either)."""
+    row = yield Q("SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest "
+                  "WHERE rb.repository_id = ? AND rb.digest = ? "
+                  f"AND (NOT EXISTS ({_REFERENCED_BY}<> 'ACTIVE') OR EXISTS ({_REFERENCED_BY}= 'ACTIVE'))",
+                  (repo_id, digest), "one")
+    return None if row is None else int(row[0])
+
+
 # pull times
 
 PULL_TIME_REFRESH = 24 * 3600.0  # ECR refreshes lastRecordedPullTime at most once a day

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from berth.db import images as qi
 from berth.db import jobs as qj
 from berth.db import registry as q
 from berth.db.registry import DeleteOutcome, Deletion, ManifestRow, NewManifest, PutOutcome
@@ -118,7 +119,7 @@ class RegistryService:
 
     async def blob_size(self, repo: Repository, digest: str) -> int:
         check_digest(digest)
-        size = await self.db.read(q.repo_blob_size, repo.id, digest)
+        size = await self.db.read(qi.pullable_blob_size, repo.id, digest)  # not the layers of archived images
         if size is None:
             raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
         return size

@@ -29,7 +29,7 @@ from berth.lifecycle.service import (
     PreviewNotFound,
     TooManyExclusions,
 )
-from berth.registry.errors import ManifestUnknown
+from berth.registry.errors import BlobUnknown, ManifestUnknown
 from berth.registry.model import ImageId, Repository
 from tests.contract import test_metadata as metadata_contract
 from tests.contract.test_concurrency import (
@@ -278,9 +278,19 @@ def test_archived_images_are_not_pullable_listed_by_status_and_restored_by_a_pus
         clock = Clock(NOW)
         repo = await w.repos.create(ACCOUNT, REGION, "team/arch")
         life = LifecycleService(w.db, clock)
-        digest = await push(w, clock, repo, "arch", "v1", 10)
-        other = await push(w, clock, repo, "other", "v2", 10)
+        layer, shared = digest_of(b"archived layer"), digest_of(b"shared layer")
+        await link(w, repo.id, layer, shared, digest_of(b"config"))
+        clock.t = NOW - 10 * DAY
+        digest = (await w.registry.put_manifest(repo, "v1", image_manifest("arch", digest_of(b"config"),
+                                                                           (layer, shared)), OCI_MANIFEST)).digest
+        other = (await w.registry.put_manifest(repo, "v2", image_manifest("other", digest_of(b"config"), (shared,)),
+                                               OCI_MANIFEST)).digest
+        clock.t = NOW
+        assert await w.registry.blob_size(repo, layer) == 1
         await life.update_storage_class(repo, digest, "ARCHIVE")
+        with pytest.raises(BlobUnknown):  # used only by the archived image
+            await w.registry.blob_size(repo, layer)
+        assert await w.registry.blob_size(repo, shared) == 1  # an active image uses it too
         for ref in ("v1", digest):
             with pytest.raises(ManifestUnknown):
                 await w.registry.get_manifest(repo, ref)
@@ -295,8 +305,10 @@ def test_archived_images_are_not_pullable_listed_by_status_and_restored_by_a_pus
         [described] = await w.images.describe(repo, [ImageId(digest)])  # named: shown whatever its status
         assert described.status == "ARCHIVED"
 
-        await w.registry.put_manifest(repo, "v1", image_manifest("arch", digest_of(b"config")), OCI_MANIFEST)
+        await w.registry.put_manifest(repo, "v1", image_manifest("arch", digest_of(b"config"), (layer, shared)),
+                                      OCI_MANIFEST)
         assert (await w.registry.get_manifest(repo, "v1")).digest == digest  # a re-push restores it
+        assert await w.registry.blob_size(repo, layer) == 1
         assert (await life.statuses(repo, [digest]))[digest][0] == "ACTIVE"
 
     one(db, tmp_path, body)

@@ -195,6 +195,8 @@ def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, bas
                    "imageStatus": "ARCHIVED"}
     assert oci.get(repo, "v1").status_code == 404
     assert oci.get(repo, digest).status_code == 404
+    layer = f"/v2/{repo}/blobs/{sha256(image.layers[0])}"
+    assert oci.client.get(layer).status_code == 404  # its layers too
     got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])
     assert [f["failureCode"] for f in got["failures"]] == ["ImageInaccessible"]
     assert ecr.list_images(repositoryName=repo)["imageIds"] == []
@@ -213,6 +215,7 @@ def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, bas
     assert detail["imageStatus"] == "ACTIVE" and "lastActivatedAt" in detail
     skopeo("copy", "--src-tls-verify=false", "--src-creds", base64.b64decode(basic).decode(),
            f"docker://{server.host}/{repo}:v1", f"oci:{tmp_path / 'v1'}:v1")
+    assert oci.client.get(layer).content == image.layers[0]
 
     with pytest.raises(ClientError) as e:
         ecr.update_image_storage_class(repositoryName=repo, imageId={"imageTag": "nope"}, targetStorageClass="ARCHIVE")

@@ -162,3 +162,15 @@ def test_two_untagged_rules_in_different_storage_classes_are_allowed() -> None:
 def test_tag_matching(selection: dict[str, Any], tags: tuple[str, ...], expected: bool) -> None:
     p = parse(doc(rule(**selection)))
     assert p.rules[0].selection.matches_tags(tags) is expected
+
+
+def test_the_readme_examples_are_valid_policies() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Lifecycle policies and the archive storage class"):]
+    blocks = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 3
+    for block in blocks:
+        parse("\n".join(line.strip() for line in block.splitlines()))
