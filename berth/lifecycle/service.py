@@ -2,10 +2,11 @@
 
 The preview (a job) and the run (a job per repository, or `berth lifecycle run`) both read the repository
 snapshot and call berth.lifecycle.evaluate.evaluate with the clock: the preview shows exactly what a run
-at that moment does. A run applies each action in its own transaction that first re-checks the image,
+at that moment does. A run applies each action in a transaction that first re-checks the image,
 locked (still there, same tags, same storage class, same push), so an image re-tagged or re-pushed since
 the evaluation is left alone; an expiry is berth.registry.changes.delete_image (BatchDeleteImage's change,
-with its IMAGE_DELETED event) and its history row, committed together.
+with its IMAGE_DELETED event) and its history row, committed together. Actions are committed APPLY_BATCH
+at a time (each still re-checked on its own).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SCHEDULE_JOB = "lifecycle.schedule"  # periodic: a run job for every repository 
 ACTIVATE_JOB = "lifecycle.activate"  # an image restored from the archive becomes ACTIVE
 DEFAULT_INTERVAL = 24 * 3600.0  # ECR evaluates policies about once a day
 PREVIEW_STALE = 3600.0  # a preview still IN_PROGRESS after this is abandoned (its job died)
+APPLY_BATCH = 100  # actions per transaction of a run: short enough not to hold other writers long
 MAX_EXCLUSIONS = 100
 
 
@@ -152,6 +154,14 @@ def _apply(repo: Repository, a: Action, now: float) -> Txn[str]:
     return result
 
 
+def _apply_many(repo: Repository, actions: list[Action], now: float) -> Txn[list[str]]:
+    """Up to APPLY_BATCH actions in one transaction (one commit, one fsync), each re-checked as in _apply."""
+    out = []
+    for a in actions:
+        out.append((yield from _apply(repo, a, now)))
+    return out
+
+
 def _start_preview(repo: Repository, text: str, now: float) -> Txn[bool]:
     started = yield from ql.start_preview(repo.id, text, now, now - PREVIEW_STALE)
     if started:
@@ -267,10 +277,12 @@ class LifecycleService:
         pending = list(actions)
         while pending:  # an index before its children: a child refused while listed is tried again after
             retry = []
-            for a in pending:
-                results[a.digest] = await self.db.write(_apply, repo, a, now)
-                if results[a.digest] == "referenced":
-                    retry.append(a)
+            for i in range(0, len(pending), APPLY_BATCH):
+                batch = pending[i:i + APPLY_BATCH]
+                for a, result in zip(batch, await self.db.write(_apply_many, repo, batch, now), strict=True):
+                    results[a.digest] = result
+                    if result == "referenced":
+                        retry.append(a)
             if len(retry) == len(pending):
                 break
             pending = retry
