@@ -5,19 +5,22 @@ the archive storage class, pull-time exclusions."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
+from berth.db import images as qi
 from berth.db import jobs as qj
 from berth.db import lifecycle as ql
 from berth.db import registry as q
 from berth.db.events import Event, read_events
 from berth.db.jobs import Job
 from berth.jobs import tasks
-from berth.lifecycle.evaluate import DAY
-from berth.lifecycle.policy import PolicyInvalid
+from berth.lifecycle.evaluate import DAY, Image, evaluate
+from berth.lifecycle.policy import Policy, PolicyInvalid
 from berth.lifecycle.service import (
     ACTIVATE_JOB,
     PREVIEW_JOB,
@@ -44,6 +47,7 @@ from tests.contract.test_concurrency import (
     run_many,
 )
 from tests.contract.test_metadata import ACCOUNT, REGION, Harness
+from tests.unit import test_lifecycle_evaluate as evaluate_props
 
 db = metadata_contract.db
 postgres_url = metadata_contract.postgres_url
@@ -351,3 +355,81 @@ def test_pull_time_is_refreshed_daily_and_not_for_excluded_principals(db: Harnes
         assert await pulled() == NOW + 3 * DAY
 
     one(db, tmp_path, body)
+
+
+# preview == applied, on the real backends, for random repositories and policies
+
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(images=evaluate_props.repositories(), pol=evaluate_props.policies())
+def test_the_preview_is_what_the_run_does(db: Harness, tmp_path: Path, images: list[Image], pol: Policy) -> None:
+    name = f"prop/{uuid.uuid4().hex[:10]}"
+    now = evaluate_props.NOW
+    policy_text = json.dumps(_policy_doc(pol)).ljust(100)
+
+    async def body(w: World) -> None:
+        clock = Clock(now)
+        w.registry.clock = clock
+        repo = await w.repos.create(ACCOUNT, REGION, name)
+        life = LifecycleService(w.db, clock)
+        config = digest_of(b"config")
+        await link(w, repo.id, config)
+        real: dict[str, str] = {}
+        for i in images:
+            clock.t = i.pushed_at
+            if i.children:
+                doc = json.loads(index_manifest(i.digest, [(real[c], 10) for c in i.children]))
+                media = OCI_INDEX
+            else:
+                doc = json.loads(image_manifest(i.digest, config))
+                if i.subject is not None:
+                    doc["subject"] = {"mediaType": OCI_MANIFEST, "digest": real[i.subject], "size": 10}
+                media = OCI_MANIFEST
+            data = json.dumps(doc).encode()
+            refs = list(i.tags) or [digest_of(data)]
+            for ref in refs:
+                real[i.digest] = (await w.registry.put_manifest(repo, ref, data, media)).digest
+            if i.last_pulled_at is not None:
+                await w.db.write(qi.record_pulls, [(ACCOUNT, REGION, name, real[i.digest], i.last_pulled_at)])
+            if i.status != "ACTIVE":
+                await w.db.write(ql.set_status, repo.id, real[i.digest], i.status,
+                                 i.archived_at if i.archived_at is not None else now)
+        clock.t = now
+        await life.put_policy(repo, policy_text)
+        snapshot = await w.db.read(ql.snapshot, repo.id)
+        model = [Image(r.digest, r.tags, r.pushed_at, r.last_pulled_at, r.status, r.archived_at, r.children, r.subject)
+                 for r in snapshot]
+        await life.start_preview(repo, None)
+        assert await life.run_preview(repo) == "COMPLETE"
+        preview = await life.preview(repo)
+        assert preview.actions == evaluate(model, pol, now)
+        outcomes = await life.run(repo)
+        assert [o.action for o in outcomes] == preview.actions
+        assert all(o.result in ("expired", "transitioned") for o in outcomes), outcomes
+        left = {r.digest: r.status for r in await w.db.read(ql.snapshot, repo.id)}
+        assert left == {i.digest: i.status for i in evaluate_props.apply(model, preview.actions)}
+
+    one(db, tmp_path, body)
+
+
+def _policy_doc(pol: Policy) -> dict[str, Any]:
+    """The document a parsed policy came from (enough of it to parse back to the same rules)."""
+    rules = []
+    for r in pol.rules:
+        s = r.selection
+        sel: dict[str, Any] = {"tagStatus": s.tag_status, "countType": s.count_type, "countNumber": s.count_number}
+        if s.count_unit:
+            sel["countUnit"] = s.count_unit
+        for key, values in (("tagPrefixList", s.prefixes), ("tagPatternList", s.patterns),
+                            ("tagRegexList", s.regexes)):
+            if values:
+                sel[key] = list(values)
+        if s.storage_class != "standard":
+            sel["storageClass"] = s.storage_class
+        action: dict[str, Any] = {"type": r.action}
+        if r.target_storage_class:
+            action["targetStorageClass"] = r.target_storage_class
+        rules.append({"rulePriority": r.priority, "selection": sel, "action": action})
+    doc: dict[str, Any] = {"rules": rules}
+    if pol.protect_pulled_within_days is not None:
+        doc["protectPulledWithinDays"] = pol.protect_pulled_within_days
+    return doc

@@ -53,7 +53,7 @@ def _translating(fn: Handler) -> Handler:
 def _service(c: EcrCall) -> LifecycleService:
     service = c.services.lifecycle
     if service is None:
-        raise EcrError("ValidationException", f"Berth does not support the ECR operation {c.op} here.")
+        raise EcrError("ServerException", f"{c.op}: the lifecycle service is not configured")
     return service
 
 
