@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from berth.api.ecr import errors
-from berth.api.ecr.ops_lifecycle import ERRORS, OPERATIONS
 from berth.api.ecr.operations import OPERATIONS as ALL
+from berth.api.ecr.ops_lifecycle import ERRORS, OPERATIONS
 from berth.lifecycle import service
 
 
