@@ -18,7 +18,8 @@ from berth.db import lifecycle as ql
 from berth.db import registry as q
 from berth.db.events import Event, read_events
 from berth.db.jobs import Job
-from berth.jobs import tasks
+from berth.jobs import JobQueue, tasks
+from berth.lifecycle import jobs as lifecycle_jobs
 from berth.lifecycle.evaluate import DAY, Image, evaluate
 from berth.lifecycle.policy import Policy, PolicyInvalid
 from berth.lifecycle.service import (
@@ -433,3 +434,26 @@ def _policy_doc(pol: Policy) -> dict[str, Any]:
     if pol.protect_pulled_within_days is not None:
         doc["protectPulledWithinDays"] = pol.protect_pulled_within_days
     return doc
+
+
+def test_the_periodic_job_runs_every_repository_with_a_policy(db: Harness, tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        clock = Clock(NOW)
+        life = LifecycleService(w.db, clock)
+        queue = JobQueue(w.db, clock)
+        repos = [await w.repos.create(ACCOUNT, REGION, f"team/sched-{i}") for i in range(3)]
+        old = [await push(w, clock, r, f"old-{r.name}", None, 30) for r in repos]
+        for r in repos[:2]:
+            await life.put_policy(r, text(untagged_older_than(7)))
+        await lifecycle_jobs.schedule(life, queue)(_job({}))
+        await lifecycle_jobs.schedule(life, queue)(_job({}))  # again before they ran: coalesced
+        runs = await w.db.read(qj.list_jobs, None, lifecycle_jobs.RUN_JOB, 10)
+        assert sorted(j.payload["repository"] for j in runs) == ["team/sched-0", "team/sched-1"]
+        for j in runs:
+            await lifecycle_jobs.run_repository(w.db, life)(j)
+            await lifecycle_jobs.run_repository(w.db, life)(j)  # idempotent
+        assert [await w.db.read(q.present_manifests, r.id, [d]) for r, d in zip(repos, old, strict=True)] == [
+            set(), set(), {old[2]}]
+        assert {h.repository for h in await life.history()} == {"team/sched-0", "team/sched-1"}
+
+    one(db, tmp_path, body)
