@@ -127,6 +127,7 @@ def test_policies_are_stored_returned_and_deleted(db: Harness, tmp_path: Path) -
         await life.put_policy(repo, first)
         await w.repos.delete(ACCOUNT, REGION, "team/app", force=True)  # the policy goes with its repository
         assert await w.db.read(ql.repositories_with_policies, None) == []
+        assert await w.db.read(ql.get_policy, repo.id) is None
 
     one(db, tmp_path, body)
 
