@@ -458,3 +458,26 @@ def test_the_periodic_job_runs_every_repository_with_a_policy(db: Harness, tmp_p
         assert {h.repository for h in await life.history()} == {"team/sched-0", "team/sched-1"}
 
     one(db, tmp_path, body)
+
+
+def test_concurrent_runs_act_on_each_image_once(db: Harness, tmp_path: Path) -> None:
+    async def body(ws: list[World]) -> None:
+        w = ws[0]
+        clock = Clock(NOW)
+        repo = await w.repos.create(ACCOUNT, REGION, "team/race")
+        old = [await push(w, clock, repo, f"old-{i}", None, 30) for i in range(12)]
+        kept = await push(w, clock, repo, "kept", "v1", 30)
+        lives = [LifecycleService(x.db, clock) for x in ws]
+        await lives[0].put_policy(repo, text(untagged_older_than(7)))
+        results = await at_once([life.run(repo) for life in lives])
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        for digest in old:  # exactly one run expired it; the others found it gone (or changed under them)
+            outcomes = [o.result for r in results for o in r if o.action.digest == digest]
+            assert outcomes.count("expired") == 1, (digest, outcomes)
+        history = await lives[0].history("team/race", 1000)
+        assert sorted(h.digest for h in history) == sorted(old)  # one history row per image
+        deleted = [e for e in await w.db.read(read_events, 0, 10_000) if e.kind is Event.IMAGE_DELETED]
+        assert sorted(e.digest or "" for e in deleted) == sorted(old)  # one event per image
+        assert await w.db.read(q.present_manifests, repo.id, [*old, kept]) == {kept}
+
+    run_many(db, tmp_path, body, n=4)
