@@ -168,7 +168,7 @@ def job_handlers(db: Backend, uploads: Uploads, lifecycle_every: float = lifecyc
     lifecycle = LifecycleService(db)
     handlers.register(lifecycle_jobs.PREVIEW_JOB, lifecycle_jobs.run_preview(db, lifecycle))
     handlers.register(lifecycle_jobs.RUN_JOB, lifecycle_jobs.run_repository(db, lifecycle))
-    handlers.register(lifecycle_jobs.ACTIVATE_JOB, lifecycle_jobs.activate(lifecycle))
+    handlers.register(lifecycle_jobs.ACTIVATE_JOB, lifecycle_jobs.activate(db, lifecycle))
     handlers.periodic(lifecycle_jobs.SCHEDULE_JOB, lifecycle_every, lifecycle_jobs.schedule(lifecycle, JobQueue(db)))
     return handlers
 

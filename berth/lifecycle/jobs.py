@@ -53,7 +53,9 @@ def schedule(service: LifecycleService, queue: JobQueue) -> Handler:
     return run
 
 
-def activate(service: LifecycleService) -> Handler:
+def activate(db: Backend, service: LifecycleService) -> Handler:
     async def run(job: Job) -> None:
-        await service.activate(int(job.payload["repository_id"]), str(job.payload["digest"]))
+        repo = await _repository(db, job)
+        if repo is not None:
+            await service.activate(repo, str(job.payload["digest"]))
     return run

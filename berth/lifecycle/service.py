@@ -20,6 +20,7 @@ from typing import Any
 from berth.db import jobs as qj
 from berth.db import lifecycle as ql
 from berth.db import registry as q
+from berth.db.events import Event, append_event
 from berth.db.registry import DeleteOutcome
 from berth.db.store import Backend, Txn
 from berth.lifecycle.evaluate import ACTIVATING, ACTIVE, ARCHIVED, Action, Image, evaluate
@@ -147,7 +148,7 @@ def _apply(repo: Repository, a: Action, now: float) -> Txn[str]:
             return "gone"
         result = "expired"
     else:
-        yield from ql.set_status(repo.id, a.digest, ARCHIVED, now)
+        yield from _archived(repo, a.digest, now, a.rule_priority)
         result = "transitioned"
     yield from ql.record_action(repo.account_id, repo.region, repo.name, a.digest, a.tags, a.rule_priority, a.kind,
                                 now)
@@ -170,6 +171,21 @@ def _start_preview(repo: Repository, text: str, now: float) -> Txn[bool]:
     return started
 
 
+def _archived(repo: Repository, digest: str, now: float, rule_priority: int | None = None) -> Txn[None]:
+    yield from ql.set_status(repo.id, digest, ARCHIVED, now)
+    yield from append_event(Event.IMAGE_ARCHIVED, repo.account_id, repo.region, repo.name, now, digest,
+                            payload={"rulePriority": rule_priority} if rule_priority is not None else None)
+
+
+def _activate(repo: Repository, digest: str, now: float) -> Txn[bool]:
+    rows = yield from ql.statuses(repo.id, [digest])
+    if rows.get(digest, ("",))[0] != ACTIVATING:
+        return False
+    yield from ql.set_status(repo.id, digest, ACTIVE, now)
+    yield from append_event(Event.IMAGE_ACTIVATED, repo.account_id, repo.region, repo.name, now, digest)
+    return True
+
+
 def _restore(repo: Repository, digest: str, now: float) -> Txn[str | None]:
     """ARCHIVED -> ACTIVATING (and the job that activates it); the status after, None if no such image."""
     rows = yield from ql.statuses(repo.id, [digest])
@@ -178,7 +194,8 @@ def _restore(repo: Repository, digest: str, now: float) -> Txn[str | None]:
     status = rows[digest][0]
     if status == ARCHIVED:
         yield from ql.set_status(repo.id, digest, ACTIVATING, now)
-        yield from qj.enqueue(ACTIVATE_JOB, {"repository_id": repo.id, "digest": digest}, now,
+        yield from qj.enqueue(ACTIVATE_JOB, {"account": repo.account_id, "region": repo.region,
+                                             "repository": repo.name, "digest": digest}, now,
                               key=f"lifecycle-activate/{repo.id}/{digest}")
         return ACTIVATING
     return status
@@ -190,7 +207,7 @@ def _archive(repo: Repository, digest: str, now: float) -> Txn[str | None]:
         return None
     status = rows[digest][0]
     if status == ACTIVE:
-        yield from ql.set_status(repo.id, digest, ARCHIVED, now)
+        yield from _archived(repo, digest, now)
         return ARCHIVED
     return status
 
@@ -326,10 +343,9 @@ class LifecycleService:
                                             "ACTIVE")
         return status
 
-    async def activate(self, repo_id: int, digest: str) -> None:
-        rows = await self.db.read(ql.statuses, repo_id, [digest])
-        if rows.get(digest, ("",))[0] == ACTIVATING:
-            await self.db.write(ql.set_status, repo_id, digest, ACTIVE, self.clock())
+    async def activate(self, repo: Repository, digest: str) -> bool:
+        """ACTIVATING -> ACTIVE (the activation job); False if the image is not being restored."""
+        return await self.db.write(_activate, repo, digest, self.clock())
 
     async def statuses(self, repo: Repository, digests: list[str]) -> dict[str, tuple[str, float | None, float | None]]:
         return await self.db.read(ql.statuses, repo.id, digests)

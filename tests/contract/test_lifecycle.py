@@ -251,8 +251,14 @@ def test_archive_transition_restore_and_the_90_day_minimum(db: Harness, tmp_path
         assert await life.update_storage_class(repo, again, "ARCHIVE") == "ARCHIVED"  # idempotent
         assert await life.update_storage_class(repo, again, "STANDARD") == "ACTIVATING"
         [job] = await w.db.read(qj.list_jobs, None, ACTIVATE_JOB, 10)
-        await life.activate(job.payload["repository_id"], job.payload["digest"])
+        mark = (await w.db.read(read_events, 0, 1000))[-1].id
+        await lifecycle_jobs.activate(w.db, life)(job)
+        await lifecycle_jobs.activate(w.db, life)(job)  # idempotent
         assert (await life.statuses(repo, [again]))[again][0] == "ACTIVE"
+        assert [(e.kind, e.digest) for e in await w.db.read(read_events, mark, 1000)] == [
+            (Event.IMAGE_ACTIVATED, again)]
+        archived = [e for e in await w.db.read(read_events, 0, 1000) if e.kind is Event.IMAGE_ARCHIVED]
+        assert [(e.digest, e.payload) for e in archived] == [(cold, {"rulePriority": 1}), (again, None)]
 
     one(db, tmp_path, body)
 
