@@ -29,6 +29,8 @@ from berth.iam.authz import Authorizer, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
 from berth.jobs import Handlers, JobQueue, Worker, tasks
+from berth.lifecycle import jobs as lifecycle_jobs
+from berth.lifecycle.service import LifecycleService
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
@@ -99,7 +101,7 @@ class BerthApp:
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
-                            Images(registry), RepositoryAdmin(self.db))
+                            Images(registry), RepositoryAdmin(self.db), LifecycleService(self.db))
         self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
                                     IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
         if s.job_workers > 0:
@@ -157,17 +159,23 @@ class BerthApp:
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-def job_handlers(db: Backend, uploads: Uploads) -> Handlers:
+def job_handlers(db: Backend, uploads: Uploads, lifecycle_every: float = lifecycle_jobs.DEFAULT_INTERVAL) -> Handlers:
     """Every job kind Berth runs, and its handler."""
     handlers = Handlers()
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
+    lifecycle = LifecycleService(db)
+    handlers.register(lifecycle_jobs.PREVIEW_JOB, lifecycle_jobs.run_preview(db, lifecycle))
+    handlers.register(lifecycle_jobs.RUN_JOB, lifecycle_jobs.run_repository(db, lifecycle))
+    handlers.register(lifecycle_jobs.ACTIVATE_JOB, lifecycle_jobs.activate(db, lifecycle))
+    handlers.periodic(lifecycle_jobs.SCHEDULE_JOB, lifecycle_every, lifecycle_jobs.schedule(lifecycle, JobQueue(db)))
     return handlers
 
 
 async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int) -> Worker:
-    worker = Worker(db, job_handlers(db, uploads), concurrency=concurrency, lease=s.job_lease_seconds)
+    worker = Worker(db, job_handlers(db, uploads, s.lifecycle_interval_hours * 3600), concurrency=concurrency,
+                    lease=s.job_lease_seconds)
     await worker.start()
     return worker
 

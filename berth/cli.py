@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from berth.config import ConfigError, Settings
+from berth.lifecycle.cli import app as lifecycle_cli
 from berth.storage.urls import S3Storage
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -21,6 +22,7 @@ admin_cli = typer.Typer(no_args_is_help=True, help="Accounts and administrators.
 cli.add_typer(admin_cli, name="admin")
 jobs_cli = typer.Typer(no_args_is_help=True, help="The background jobs queue.")
 cli.add_typer(jobs_cli, name="jobs")
+cli.add_typer(lifecycle_cli, name="lifecycle")
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
 DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")

@@ -48,6 +48,7 @@ class Settings:
     upload_max_age_hours: int = 168
     job_workers: int = 2  # jobs run at once by each serving process (and by `berth worker`); 0: none in serve
     job_lease_seconds: int = 30  # a job whose worker stops heartbeating is claimed again after this
+    lifecycle_interval_hours: int = 24  # how often every repository's lifecycle policy is applied
     log_level: str = "warning"
     admin_access_key_id: str = ""  # the default account's first administrator key, when set
     admin_secret_access_key: str = ""
@@ -67,6 +68,8 @@ class Settings:
             raise ConfigError("--job-workers must be 0 (off) or more")
         if self.job_lease_seconds < 1:
             raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
+        if self.lifecycle_interval_hours <= 0:
+            raise ConfigError("BERTH_LIFECYCLE_INTERVAL_HOURS must be positive")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
         self._check_regions()
 

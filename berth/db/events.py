@@ -24,6 +24,8 @@ class Event(StrEnum):
     IMAGE_DELETED = "image.deleted"
     REPOSITORY_CREATED = "repository.created"
     REPOSITORY_DELETED = "repository.deleted"
+    IMAGE_ARCHIVED = "image.archived"  # moved to the archive storage class (lifecycle, UpdateImageStorageClass)
+    IMAGE_ACTIVATED = "image.activated"  # restored from the archive: pullable again
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,15 +163,15 @@ def _manifest(row: Any) -> ManifestRow | None:
 
 
 def manifest_by_digest(repo_id: int, digest: str) -> Txn[ManifestRow | None]:
-    row = yield Q(f"SELECT {MANIFEST_COLUMNS} FROM manifests WHERE repository_id = ? AND digest = ?",
-                  (repo_id, digest), "one")
+    row = yield Q(f"SELECT {MANIFEST_COLUMNS} FROM manifests WHERE repository_id = ? AND digest = ? "
+                  "AND image_status = 'ACTIVE'", (repo_id, digest), "one")  # archived: not pullable
     return _manifest(row)
 
 
 def manifest_by_tag(repo_id: int, tag: str) -> Txn[ManifestRow | None]:
     row = yield Q("SELECT m.digest, m.media_type, m.body, m.subject_digest FROM tags t "
                   "JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest "
-                  "WHERE t.repository_id = ? AND t.name = ?", (repo_id, tag), "one")
+                  "WHERE t.repository_id = ? AND t.name = ? AND m.image_status = 'ACTIVE'", (repo_id, tag), "one")
     return _manifest(row)
 
 
@@ -262,7 +262,8 @@ def put_manifest(repo_id: int, m: NewManifest, tag: str | None, tag_locked: bool
     row = yield Q(
         "INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject_digest, annotations, "
         "body, image_size, pushed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = manifests.pushed_at RETURNING pushed_at",
+        "ON CONFLICT (repository_id, digest) DO UPDATE SET pushed_at = manifests.pushed_at, image_status = 'ACTIVE' "
+        "RETURNING pushed_at",  # a re-push restores an archived image
         (repo_id, m.digest, m.media_type, m.artifact_type, m.subject_digest,
          None if m.annotations is None else json.dumps(m.annotations), m.body, m.image_size, now), "one")
     inserted = float(row[0]) == now  # inserted now (or pushed at this very instant before: the refs are there)

@@ -70,6 +70,10 @@ manifests = Table(
     Column("image_size", BigInteger, nullable=False),
     Column("pushed_at", Float, nullable=False),
     Column("last_pulled_at", Float, nullable=True),
+    # the archive storage class (berth/lifecycle): ACTIVE | ARCHIVED | ACTIVATING
+    Column("image_status", String(16), nullable=False, server_default="ACTIVE"),
+    Column("archived_at", Float, nullable=True),
+    Column("activated_at", Float, nullable=True),
     Index("ix_manifests_subject", "repository_id", "subject_digest"),
 )
 
@@ -325,5 +329,52 @@ oidc_providers = Table(
     Column("issuer", String(1024), nullable=False),
     Column("client_ids", Text, nullable=False),  # JSON lists
     Column("thumbprints", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
+# lifecycle policies (berth/lifecycle, berth/db/lifecycle.py)
+
+lifecycle_policies = Table(
+    "lifecycle_policies",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("policy_text", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("last_evaluated_at", Float, nullable=True),
+)
+
+lifecycle_previews = Table(
+    "lifecycle_previews",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("policy_text", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED (EXPIRED when read late)
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("results", Text, nullable=True),  # JSON list of the actions, as the evaluation returned them
+    Column("error", Text, nullable=True),
+)
+
+lifecycle_history = Table(
+    "lifecycle_history",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("repository", Name(256), nullable=False),
+    Column("digest", String(160), nullable=False),
+    Column("tags", Text, nullable=False),  # JSON list
+    Column("rule_priority", Integer, nullable=False),
+    Column("action", String(16), nullable=False),  # EXPIRE | TRANSITION
+    Column("at", Float, nullable=False),
+    Index("ix_lifecycle_history_repository", "account_id", "region", "repository", "id"),
+)
+
+pull_time_exclusions = Table(
+    "pull_time_exclusions",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("principal_arn", String(2048), primary_key=True),
     Column("created_at", Float, nullable=False),
 )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from berth.db import images as qi
+from berth.db import lifecycle as ql
 from berth.db.jobs import Job
 from berth.db.store import Backend
 from berth.jobs.handlers import Handler
@@ -20,11 +22,24 @@ PRUNE_JOBS_EVERY = 3600.0
 
 
 def record_pull_time(db: Backend) -> Handler:
-    """An image's last pull time, as noted by RegistryService.note_pull; never moved backwards."""
+    """An image's last pull time, as noted by RegistryService.note_pull: at most once a day, never moved
+    backwards, and not for a principal excluded from pull-time updates."""
     async def run(job: Job) -> None:
         p = job.payload
+        principal = p.get("principal")
+        if principal and await db.read(ql.excluded_any, p["account"], exclusion_names(principal)):
+            return
         await db.write(qi.record_pulls, [(p["account"], p["region"], p["repository"], p["digest"], float(p["at"]))])
     return run
+
+
+def exclusion_names(principal: str) -> list[str]:
+    """The ARNs an exclusion may name a principal by: itself, and an assumed-role session's role."""
+    names = [principal]
+    m = re.fullmatch(r"arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/.+", principal)
+    if m:
+        names.append(f"arn:{m[1]}:iam::{m[2]}:role/{m[3]}")
+    return names
 
 
 def purge_uploads(uploads: Uploads) -> Handler:

@@ -56,6 +56,7 @@ INVALID_TAG = "InvalidImageTag"
 TAG_MISMATCH = "ImageTagDoesNotMatchDigest"
 MISSING_ID = "MissingDigestAndTag"
 REFERENCED = "ImageReferencedByManifestList"
+INACCESSIBLE = "ImageInaccessible"  # archived (berth/lifecycle)
 INVALID_LAYER_DIGEST = "InvalidLayerDigest"
 MISSING_LAYER_DIGEST = "MissingLayerDigest"
 
@@ -75,7 +76,7 @@ def _view(row: ImageRow, tags: list[str]) -> ImageView:
             artifact = config["mediaType"]
     size = row.image_size if row.children_max_size is None else row.children_max_size
     return ImageView(row.digest, tags, size, row.pushed_at, row.last_pulled_at, row.media_type, artifact,
-                     row.subject_digest)
+                     row.subject_digest, row.status, row.archived_at, row.activated_at)
 
 
 def _descriptor_type(body: bytes, digest: str) -> str | None:
@@ -107,11 +108,13 @@ class Images:
     # listing and describing
 
     async def list_ids(self, repo: Repository, tag_status: str, after: tuple[str, str],
-                       limit: int) -> list[tuple[str, str | None]]:
-        return [(k.digest, k.tag) for k in await self.db.read(qi.list_image_ids, repo.id, tag_status, after, limit)]
+                       limit: int, image_status: str = "ACTIVE") -> list[tuple[str, str | None]]:
+        return [(k.digest, k.tag) for k in await self.db.read(qi.list_image_ids, repo.id, tag_status, after, limit,
+                                                              image_status)]
 
-    async def list_views(self, repo: Repository, tag_status: str, after: str, limit: int) -> list[ImageView]:
-        rows = await self.db.read(qi.list_images, repo.id, tag_status, after, limit)
+    async def list_views(self, repo: Repository, tag_status: str, after: str, limit: int,
+                         image_status: str = "ACTIVE") -> list[ImageView]:
+        rows = await self.db.read(qi.list_images, repo.id, tag_status, after, limit, image_status)
         tags = await self.db.read(qi.tags_of, repo.id, [r.digest for r in rows]) if rows else {}
         return [_view(r, tags.get(r.digest, [])) for r in rows]
 
@@ -146,8 +149,8 @@ class Images:
 
     # BatchGetImage
 
-    async def get(self, repo: Repository, ids: Sequence[ImageId],
-                  accepted: Sequence[str] | None) -> tuple[list[tuple[ImageId, Manifest]], list[ImageFailure]]:
+    async def get(self, repo: Repository, ids: Sequence[ImageId], accepted: Sequence[str] | None,
+                  principal: str | None = None) -> tuple[list[tuple[ImageId, Manifest]], list[ImageFailure]]:
         found: list[tuple[ImageId, Manifest]] = []
         failures: list[ImageFailure] = []
         for image_id in _well_formed(ids, failures):
@@ -156,7 +159,11 @@ class Images:
             try:
                 m = await self.registry.get_manifest(repo, ref)
             except ManifestUnknown:
-                failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found"))
+                status = await self.db.read(qi.unavailable, repo.id, ref)
+                failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found")
+                                if status is None else
+                                ImageFailure(image_id, INACCESSIBLE, f"The image is {status.lower()}: restore it "
+                                                                     "with UpdateImageStorageClass first"))
                 continue
             if image_id.digest is not None and image_id.tag is not None:
                 tagged = await self.db.read(q.tag_digest, repo.id, image_id.tag)
@@ -172,7 +179,7 @@ class Images:
                                              f"Requested image not found in the accepted media types "
                                              f"(it is {m.media_type})"))
                 continue
-            self.registry.note_pull(repo.account_id, repo.region, repo.name, m.digest)
+            self.registry.note_pull(repo.account_id, repo.region, repo.name, m.digest, principal)
             found.append((ImageId(m.digest, image_id.tag), m))
         return found, failures
 

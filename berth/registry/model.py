@@ -123,6 +123,9 @@ class ImageView:
     media_type: str
     artifact_media_type: str | None
     subject: str | None
+    status: str = "ACTIVE"  # ACTIVE | ARCHIVED | ACTIVATING (the archive storage class)
+    archived_at: float | None = None
+    activated_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from berth.db import images as qi
 from berth.db import jobs as qj
 from berth.db import registry as q
 from berth.db.registry import DeleteOutcome, Deletion, ManifestRow, NewManifest, PutOutcome
@@ -67,7 +68,7 @@ class RegistryService:
         self._pulls: dict[tuple[str, str, str, str], Manifest] = {}
         # Pull times: (account, region, name, digest) -> when last queued for writing; written off the request path.
         self._pull_marks: dict[tuple[str, str, str, str], float] = {}
-        self._pull_queue: dict[tuple[str, str, str, str], float] = {}
+        self._pull_queue: dict[tuple[str, str, str, str], tuple[float, str | None]] = {}
         self._pull_writer: asyncio.Task[None] | None = None
 
     def _fresh(self) -> bool:
@@ -118,7 +119,7 @@ class RegistryService:
 
     async def blob_size(self, repo: Repository, digest: str) -> int:
         check_digest(digest)
-        size = await self.db.read(q.repo_blob_size, repo.id, digest)
+        size = await self.db.read(qi.pullable_blob_size, repo.id, digest)  # not the layers of archived images
         if size is None:
             raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
         return size
@@ -178,7 +179,7 @@ class RegistryService:
         return self._manifest(row)
 
     async def pull_manifest(self, account: str, region: str, name: str, reference: str,
-                            record: bool = True) -> Manifest:
+                            record: bool = True, principal: str | None = None) -> Manifest:
         """The hot path of every pull: one freshness check, then memory while nothing was written.
 
         `record` notes the pull for the image's last pull time (a dict check; the write happens later)."""
@@ -186,18 +187,19 @@ class RegistryService:
         cacheable = self._fresh()
         if cacheable and (hit := self._pulls.get(key)) is not None:
             if record:
-                self.note_pull(account, region, name, hit.digest)
+                self.note_pull(account, region, name, hit.digest, principal)
             return hit
         m = await self.get_manifest(await self.repository(account, region, name), reference)
         if cacheable and len(self._pulls) < 10_000:
             self._pulls[key] = m
         if record:
-            self.note_pull(account, region, name, m.digest)
+            self.note_pull(account, region, name, m.digest, principal)
         return m
 
-    def note_pull(self, account: str, region: str, name: str, digest: str) -> None:
+    def note_pull(self, account: str, region: str, name: str, digest: str, principal: str | None = None) -> None:
         """Remember that an image was pulled now. At most once per PULL_RECORD_INTERVAL per image, hand the
-        time to a background task that enqueues one pull-time job per image (never a write in the request)."""
+        time to a background task that enqueues one pull-time job per image (never a write in the request).
+        The job skips a `principal` excluded from pull-time updates (RegisterPullTimeUpdateExclusion)."""
         key = (account, region, name, digest)
         now = self.clock()
         last = self._pull_marks.get(key)
@@ -206,7 +208,7 @@ class RegistryService:
         if len(self._pull_marks) >= 100_000:
             self._pull_marks.clear()
         self._pull_marks[key] = now
-        self._pull_queue[key] = now
+        self._pull_queue[key] = (now, principal)
         if self._pull_writer is None or self._pull_writer.done():
             self._pull_writer = asyncio.get_running_loop().create_task(self._write_pulls())
 
@@ -214,8 +216,9 @@ class RegistryService:
         while self._pull_queue:
             batch = list(self._pull_queue.items())
             self._pull_queue.clear()
-            jobs = [qj.NewJob(PULL_TIME_JOB, {"account": a, "region": r, "repository": n, "digest": d, "at": when},
-                              key=f"{a}/{r}/{n}@{d}") for (a, r, n, d), when in batch]
+            jobs = [qj.NewJob(PULL_TIME_JOB, {"account": a, "region": r, "repository": n, "digest": d, "at": when,
+                                              **({"principal": who} if who else {})},
+                              key=f"{a}/{r}/{n}@{d}") for (a, r, n, d), (when, who) in batch]
             try:
                 await self.db.write(qj.enqueue_many, jobs, self.clock())
             except Exception:  # best effort: forget the marks so that the next pull tries again

@@ -866,6 +866,65 @@ def _nonempty(key: str) -> Callable[[dict[str, Any], Staged], None]:
     return lambda out, s: _eq(f"{key} non-empty", bool(out.get(key)), True)
 
 
+# lifecycle (berth/api/ecr/ops_lifecycle.py)
+LIFECYCLE_POLICY = json.dumps({"rules": [{"rulePriority": 1, "selection": {
+    "tagStatus": "untagged", "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 30},
+    "action": {"type": "expire"}}]})
+
+
+def _with_lifecycle_policy(w: World, s: Staged) -> dict[str, Any]:
+    w.admin("PutLifecyclePolicy", registryId=A, repositoryName=s.repo, lifecyclePolicyText=LIFECYCLE_POLICY)
+    return {"repositoryName": s.repo}
+
+
+def _with_preview(w: World, s: Staged) -> dict[str, Any]:
+    out = call(w.admin_a, "StartLifecyclePolicyPreview", {"registryId": A, "repositoryName": s.repo,
+                                                           "lifecyclePolicyText": LIFECYCLE_POLICY})
+    assert out.output is not None or out.code == "LifecyclePolicyPreviewInProgressException", out  # staged before
+    return {"repositoryName": s.repo}
+
+
+def _lifecycle_policy(w: World, s: Staged) -> str:
+    out = call(w.admin_a, "GetLifecyclePolicy", {"registryId": A, "repositoryName": s.repo})
+    return out.output["lifecyclePolicyText"] if out.output else out.code
+
+
+def _no_lifecycle_policy(w: World, s: Staged) -> None:
+    _eq("lifecycle policy", _lifecycle_policy(w, s), "LifecyclePolicyNotFoundException")
+
+
+def _lifecycle_policy_there(w: World, s: Staged) -> None:
+    _eq("lifecycle policy", _lifecycle_policy(w, s), LIFECYCLE_POLICY)
+
+
+def _exclusion_arn(s: Staged) -> str:
+    return f"arn:aws:iam::{s.acting}:role/matrix-{hashlib.sha256(s.repo.encode()).hexdigest()[:12]}"
+
+
+def _callers_admin(w: World, s: Staged) -> BaseClient:
+    return w.admin_b if s.acting == B else w.admin_a
+
+
+def _with_exclusion(w: World, s: Staged) -> dict[str, Any]:
+    out = call(_callers_admin(w, s), "RegisterPullTimeUpdateExclusion", {"principalArn": _exclusion_arn(s)})
+    assert out.output is not None or out.code == "ExclusionAlreadyExistsException", out  # staged before
+    return {"principalArn": _exclusion_arn(s)}
+
+
+def _exclusions(w: World, s: Staged) -> list[str]:
+    out = call(_callers_admin(w, s), "ListPullTimeUpdateExclusions", {})
+    assert out.output is not None
+    return list(out.output["pullTimeUpdateExclusions"])
+
+
+def _not_excluded(w: World, s: Staged) -> None:
+    _eq("excluded", _exclusion_arn(s) in _exclusions(w, s), False)
+
+
+def _still_excluded(w: World, s: Staged) -> None:
+    _eq("excluded", _exclusion_arn(s) in _exclusions(w, s), True)
+
+
 ECR_OPS: dict[str, EcrOp] = {
     # the caller's own registry
     "GetAuthorizationToken": EcrOp(OWN, lambda w, s: {}, _token_is_callers),
@@ -910,6 +969,20 @@ ECR_OPS: dict[str, EcrOp] = {
                                                              "layerDigests": [sha256(s.image.layer)]}, _no_failures),
     "GetDownloadUrlForLayer": EcrOp(REPO, lambda w, s: {"repositoryName": s.repo, "layerDigest": sha256(s.image.layer)},
                                     _nonempty("downloadUrl")),
+    "PutLifecyclePolicy": EcrOp(REPO, _repo(lifecyclePolicyText=LIFECYCLE_POLICY), intact=_no_lifecycle_policy),
+    "GetLifecyclePolicy": EcrOp(REPO, _with_lifecycle_policy,
+                                lambda out, s: _eq("text", out.get("lifecyclePolicyText"), LIFECYCLE_POLICY)),
+    "DeleteLifecyclePolicy": EcrOp(REPO, _with_lifecycle_policy, intact=_lifecycle_policy_there),
+    "StartLifecyclePolicyPreview": EcrOp(REPO, _repo(lifecyclePolicyText=LIFECYCLE_POLICY),
+                                         lambda out, s: _eq("status", out.get("status"), "IN_PROGRESS")),
+    "GetLifecyclePolicyPreview": EcrOp(REPO, _with_preview, _nonempty("status")),
+    "UpdateImageStorageClass": EcrOp(REPO, lambda w, s: {"repositoryName": s.repo, "imageId": {
+        "imageDigest": s.image.digest}, "targetStorageClass": "ARCHIVE"},
+        lambda out, s: _eq("imageStatus", out.get("imageStatus"), "ARCHIVED"), intact=_image_there),
+    "RegisterPullTimeUpdateExclusion": EcrOp(OWN, lambda w, s: {"principalArn": _exclusion_arn(s)},
+                                             intact=_not_excluded),
+    "DeregisterPullTimeUpdateExclusion": EcrOp(OWN, _with_exclusion, intact=_still_excluded),
+    "ListPullTimeUpdateExclusions": EcrOp(OWN, lambda w, s: {}),
 }
 
 

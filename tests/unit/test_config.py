@@ -46,6 +46,7 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_UPLOAD_MAX_AGE_HOURS": "2",
         "BERTH_JOB_WORKERS": "0",
         "BERTH_JOB_LEASE_SECONDS": "5",
+        "BERTH_LIFECYCLE_INTERVAL_HOURS": "12",
         "BERTH_LOG_LEVEL": "debug",
         "BERTH_ADMIN_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
         "BERTH_ADMIN_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",

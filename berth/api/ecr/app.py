@@ -21,6 +21,7 @@ from berth.iam.authz import Authorizer, Context, Principal, repository_arn, requ
 from berth.iam.errors import IamError
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
+from berth.lifecycle.service import LifecycleService
 from berth.registry.errors import RegistryError, from_failure
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
@@ -39,6 +40,7 @@ class Services:
     domain: str
     images: Images
     repositories: RepositoryAdmin
+    lifecycle: LifecycleService | None = None  # berth/lifecycle (ops_lifecycle.py)
 
 
 @dataclass

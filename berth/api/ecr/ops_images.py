@@ -13,7 +13,7 @@ from berth.registry.model import ImageFailure, ImageId, ImageView, Referrer, Rep
 
 DEFAULT_PAGE = 100  # ListImages / DescribeImages without maxResults
 DEFAULT_REFERRERS_PAGE = 20  # ListImageReferrers without maxResults
-INACTIVE = ("ARCHIVED", "ACTIVATING")  # nothing is archived here: these status filters select nothing
+INACTIVE = ("ARCHIVED", "ACTIVATING")  # referrers are never archived on their own: these filters select none
 
 
 
@@ -44,19 +44,18 @@ def failure(f: ImageFailure) -> dict[str, Any]:
     return {"imageId": wire_id(f.image_id), "failureCode": f.code, "failureReason": f.reason}
 
 
-def _status_filter(c: EcrCall) -> tuple[str, bool]:
-    """(tagStatus, selects nothing) from the request's filter."""
+def _status_filter(c: EcrCall) -> tuple[str, str]:
+    """(tagStatus, imageStatus) from the request's filter; without one, only ACTIVE images (the model's rule)."""
     f = c.params.get("filter") or {}
-    return f.get("tagStatus", "ANY"), f.get("imageStatus", "ACTIVE") in INACTIVE
+    return f.get("tagStatus", "ANY"), f.get("imageStatus", "ACTIVE")
 
 
 async def list_images(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
-    tag_status, none = _status_filter(c)
+    tag_status, image_status = _status_filter(c)
     limit = c.params.get("maxResults") or DEFAULT_PAGE
     after = decode_token(c, 2) or ["", ""]
-    rows = [] if none else await c.services.images.list_ids(repo, tag_status, (after[0], after[1]),
-                                                                       limit + 1)
+    rows = await c.services.images.list_ids(repo, tag_status, (after[0], after[1]), limit + 1, image_status)
     out: dict[str, Any] = {"imageIds": [wire_id(ImageId(d, t)) for d, t in rows[:limit]]}
     if len(rows) > limit:
         d, t = rows[limit - 1]
@@ -77,7 +76,11 @@ def detail(c: EcrCall, repo: Repository, v: ImageView) -> dict[str, Any]:
         out["lastRecordedPullTime"] = v.last_pulled_at
     if v.subject:
         out["subjectManifestDigest"] = v.subject
-    out["imageStatus"] = "ACTIVE"
+    out["imageStatus"] = v.status
+    if v.archived_at is not None:
+        out["lastArchivedAt"] = v.archived_at
+    if v.activated_at is not None:
+        out["lastActivatedAt"] = v.activated_at
     return out
 
 
@@ -100,10 +103,10 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
                                 f"imageTag:'{missing.tag}'}} does not exist within the repository with name "
                                 f"'{repo.name}' in the registry with id '{c.registry_id}'") from None
         return {"imageDetails": [detail(c, repo, v) for v in views]}
-    tag_status, none = _status_filter(c)
+    tag_status, image_status = _status_filter(c)
     limit = c.params.get("maxResults") or DEFAULT_PAGE
     after = decode_token(c, 1) or [""]
-    views = [] if none else await images.list_views(repo, tag_status, after[0], limit + 1)
+    views = await images.list_views(repo, tag_status, after[0], limit + 1, image_status)
     out: dict[str, Any] = {"imageDetails": [detail(c, repo, v) for v in views[:limit]]}
     if len(views) > limit:
         out["nextToken"] = encode_token(c.op, (views[limit - 1].digest,))
@@ -112,7 +115,8 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
 
 async def batch_get_image(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
-    found, failures = await c.services.images.get(repo, image_ids(c), c.params.get("acceptedMediaTypes"))
+    found, failures = await c.services.images.get(repo, image_ids(c), c.params.get("acceptedMediaTypes"),
+                                                  c.principal.arn)
     images = [{"registryId": c.registry_id, "repositoryName": repo.name, "imageId": wire_id(image_id),
                "imageManifest": m.body.decode("utf-8", errors="replace"), "imageManifestMediaType": m.media_type}
               for image_id, m in found]

@@ -1,0 +1,84 @@
+"""`berth lifecycle run|history`: apply the lifecycle policies now, or show what they did (Rich tables)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from berth.db.store import Backend
+from berth.lifecycle.service import LifecycleService
+
+app = typer.Typer(no_args_is_help=True, help="Lifecycle policies: run them now, show their history.")
+
+DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
+DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
+RepositoryName = typer.Option(None, "--repository", help="Only this repository (every account and region).")
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+
+
+def _with_db(data_dir: Path | None, database_url: str | None, fn: Callable[[Backend], Awaitable[int]]) -> None:
+    from berth.app import open_backend
+    from berth.cli import _migrate, _settings
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrate(s)
+
+    async def main() -> int:
+        db = await open_backend(s)
+        try:
+            return await fn(db)
+        finally:
+            await db.close()
+
+    code = asyncio.run(main())
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("run")
+def run(repository: str = RepositoryName, dry_run: bool = typer.Option(False, "--dry-run",
+                                                                        help="Say what would be done; do nothing."),
+        data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """Evaluate every repository's lifecycle policy now and apply it; print what was done."""
+
+    async def main(db: Backend) -> int:
+        outcomes = await LifecycleService(db).run_all(repository, dry_run)
+        table = Table("repository", "digest", "tags", "pushed (UTC)", "rule", "action", "result",
+                      title=f"lifecycle {'dry run' if dry_run else 'run'}: {len(outcomes)} actions")
+        for o in outcomes:
+            a = o.action
+            table.add_row(o.repository, a.digest, ",".join(a.tags), _when(a.pushed_at), str(a.rule_priority),
+                          a.kind if a.target_storage_class is None else f"{a.kind} -> {a.target_storage_class}",
+                          o.result)
+        Console(width=220).print(table)
+        return 0
+
+    _with_db(data_dir, database_url, main)
+
+
+@app.command("history")
+def history(repository: str = RepositoryName, limit: int = typer.Option(100, "--limit", help="Newest first."),
+            data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """The actions lifecycle runs took, newest first."""
+
+    async def main(db: Backend) -> int:
+        rows = await LifecycleService(db).history(repository, limit)
+        table = Table("when (UTC)", "repository", "digest", "tags", "rule", "action",
+                      title=f"lifecycle history ({len(rows)} shown, newest first)")
+        for h in rows:
+            table.add_row(_when(h.at), h.repository, h.digest, ",".join(h.tags), str(h.rule_priority), h.action)
+        Console(width=220).print(table)
+        return 0
+
+    _with_db(data_dir, database_url, main)
+
