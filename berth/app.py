@@ -33,6 +33,8 @@ from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
 from berth.registry.uploads import Uploads
+from berth.replication import outbox as replication_outbox
+from berth.replication.service import ReplicationService, Replicator
 from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
 from berth.storage.urls import S3Storage
@@ -99,7 +101,7 @@ class BerthApp:
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
-                            Images(registry), RepositoryAdmin(self.db))
+                            Images(registry), RepositoryAdmin(self.db), ReplicationService(self.db))
         self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
                                     IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
         if s.job_workers > 0:
@@ -157,17 +159,24 @@ class BerthApp:
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-def job_handlers(db: Backend, uploads: Uploads) -> Handlers:
+def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None) -> Handlers:
     """Every job kind Berth runs, and its handler."""
+    s = settings or Settings()
     handlers = Handlers()
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
+    replicator = Replicator(db, RegistryService(db, uploads.blobs, uploads), s.served_regions)
+    # a destination that is down: retried for about an hour (1 s doubling to 60 s) before the job is dead
+    for kind, run in ((replication_outbox.COPY_JOB, replicator.run_copy),
+                      (replication_outbox.DELETE_JOB, replicator.run_delete),
+                      (replication_outbox.BACKFILL_JOB, replicator.run_backfill)):
+        handlers.register(kind, run, max_attempts=60, backoff=1.0, max_backoff=60.0)
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
     return handlers
 
 
 async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int) -> Worker:
-    worker = Worker(db, job_handlers(db, uploads), concurrency=concurrency, lease=s.job_lease_seconds)
+    worker = Worker(db, job_handlers(db, uploads, s), concurrency=concurrency, lease=s.job_lease_seconds)
     await worker.start()
     return worker
 
