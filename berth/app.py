@@ -34,6 +34,7 @@ from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
 from berth.registry.uploads import Uploads
 from berth.replication import outbox as replication_outbox
+from berth.replication.peers import PeerDirectory
 from berth.replication.service import ReplicationService, Replicator
 from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
@@ -164,7 +165,8 @@ def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None
     s = settings or Settings()
     handlers = Handlers()
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
-    replicator = Replicator(db, RegistryService(db, uploads.blobs, uploads), s.served_regions)
+    registry = RegistryService(db, uploads.blobs, uploads)
+    replicator = Replicator(db, registry, s.served_regions, peers=PeerDirectory(db, registry).target)
     # a destination that is down: retried for about an hour (1 s doubling to 60 s) before the job is dead
     for kind, run in ((replication_outbox.COPY_JOB, replicator.run_copy),
                       (replication_outbox.DELETE_JOB, replicator.run_delete),
