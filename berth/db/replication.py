@@ -40,26 +40,28 @@ class StatusRow:
     failure_code: str | None
     attempts: int
     updated_at: float
+    detail: str | None = None
 
 
 def set_status(account: str, region: str, repository: str, digest: str, dest_account: str, dest_region: str,
-               status: str, failure_code: str | None, now: float, attempt: bool = False) -> Txn[None]:
+               status: str, failure_code: str | None, now: float, attempt: bool = False,
+               detail: str | None = None) -> Txn[None]:
     """Record where one image stands at one destination (IN_PROGRESS resets the attempt count)."""
     yield Q("INSERT INTO replication_status (account_id, region, repository, digest, dest_account, dest_region, "
-            "status, failure_code, attempts, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "status, failure_code, attempts, detail, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (account_id, region, repository, digest, dest_account, dest_region) DO UPDATE SET "
-            "status = excluded.status, failure_code = excluded.failure_code, "
+            "status = excluded.status, failure_code = excluded.failure_code, detail = excluded.detail, "
             "attempts = CASE WHEN excluded.status = 'IN_PROGRESS' THEN 0 "
             "ELSE replication_status.attempts + excluded.attempts END, updated_at = excluded.updated_at",
             (account, region, repository, digest, dest_account, dest_region, status, failure_code,
-             1 if attempt else 0, now))
+             1 if attempt else 0, detail, now))
 
 
 def statuses(account: str, region: str, repository: str, digest: str) -> Txn[list[StatusRow]]:
-    rows = yield Q("SELECT dest_account, dest_region, status, failure_code, attempts, updated_at "
+    rows = yield Q("SELECT dest_account, dest_region, status, failure_code, attempts, updated_at, detail "
                    "FROM replication_status WHERE account_id = ? AND region = ? AND repository = ? AND digest = ? "
                    "ORDER BY dest_region, dest_account", (account, region, repository, digest), "all")
-    return [StatusRow(r[0], r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
+    return [StatusRow(r[0], r[1], r[2], r[3], int(r[4]), float(r[5]), r[6]) for r in rows]
 
 
 def completed_elsewhere(account: str, region: str, repository: str, digest: str, dest_account: str,

@@ -351,6 +351,7 @@ replication_status = Table(
     Column("status", String(16), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED
     Column("failure_code", Text, nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("detail", Text, nullable=True),  # how the last copy went (blobs linked, mounted, sent), or its error
     Column("updated_at", Float, nullable=False),
 )
 

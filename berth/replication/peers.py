@@ -145,15 +145,15 @@ class PeerTarget:
         r = await self._req("HEAD", f"/v2/{name}/manifests/{digest}", headers={"Accept": ACCEPT})
         return r.status_code == 200
 
-    async def put_blob(self, name: str, source: Repository, digest: str, size: int) -> None:
+    async def put_blob(self, name: str, source: Repository, digest: str, size: int) -> str:
         if (await self._req("HEAD", f"/v2/{name}/blobs/{digest}")).status_code == 200:
-            return
+            return "present"
         other = await self.db.read(q.completed_elsewhere, source.account_id, source.region, source.name, digest,
                                    self.dest.registry_id, self.dest.region)
         params = {"mount": digest, "from": other} if other else {}
         r = await self._req("POST", f"/v2/{name}/blobs/uploads/", params=params)
         if r.status_code == 201:
-            return  # mounted: nothing sent
+            return "mounted"  # nothing sent
         if r.status_code != 202:
             raise Permanent(REPLICATION_ERROR, f"the peer refused an upload to {name}: {r.status_code} {r.text[:300]}")
         where = urlsplit(r.headers["Location"])  # a path, or an absolute URL naming the registry host
@@ -162,6 +162,7 @@ class PeerTarget:
                             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
         if r.status_code != 201:
             raise Retryable(REPLICATION_ERROR, f"the peer did not take blob {digest}: {r.status_code} {r.text[:300]}")
+        return "sent"
 
     async def _stream(self, digest: str, size: int) -> AsyncIterator[bytes]:
         async for chunk in self.registry.read_blob(digest, 0, size):

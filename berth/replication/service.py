@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from berth.db import replication as q
@@ -123,7 +123,8 @@ class Target(Protocol):
 
     async def has_manifest(self, handle: Any, digest: str) -> bool: ...
 
-    async def put_blob(self, handle: Any, source: Repository, digest: str, size: int) -> None: ...
+    async def put_blob(self, handle: Any, source: Repository, digest: str, size: int) -> str:
+        """How: "present" (there already), "linked" (shared storage), "mounted" or "sent"."""
 
     async def put_manifest(self, handle: Any, reference: str, body: bytes, media_type: str) -> bool:
         """Store a manifest by digest or tag; False when the tag is immutable there and names another image."""
@@ -161,9 +162,10 @@ class LocalTarget:
             return False
         return True
 
-    async def put_blob(self, handle: Repository, source: Repository, digest: str, size: int) -> None:
+    async def put_blob(self, handle: Repository, source: Repository, digest: str, size: int) -> str:
         if await self.r.registry.mount_blob(handle, source, digest) is None:
             raise Retryable(REPLICATION_ERROR, f"blob {digest} is not linked to the source repository")
+        return "linked"
 
     async def put_manifest(self, handle: Repository, reference: str, body: bytes, media_type: str) -> bool:
         try:
@@ -191,6 +193,12 @@ PeerLookup = Callable[[Destination], Any]  # the peer Target serving a destinati
 class CopyReport:
     manifests: int = 0
     skipped_tags: tuple[str, ...] = ()
+    blobs: dict[str, int] = field(default_factory=dict)  # how -> count (see Target.put_blob)
+    bytes_sent: int = 0
+
+    def line(self) -> str:
+        hows = ", ".join(f"{n} {how}" for how, n in sorted(self.blobs.items())) or "none"
+        return f"{self.manifests} manifests, blobs: {hows}, {self.bytes_sent} bytes sent"
 
 
 class Replicator:
@@ -225,24 +233,27 @@ class Replicator:
             report = await self.copy(p["account"], p["region"], p["repository"], p["digest"], dest)
         except Permanent as e:
             log.warning("replication of %s@%s to %s failed: %s", p["repository"], p["digest"], dest.key(), e)
-            await self._record(key, q.FAILED, e.code, backfill)
+            await self._record(key, q.FAILED, e.code, backfill, detail=str(e))
             return
         except Exception as e:
             code = e.code if isinstance(e, Retryable) else REPLICATION_ERROR
-            await self._record(key, q.FAILED, code, backfill, final=False)
+            await self._record(key, q.FAILED, code, backfill, final=False, detail=f"{type(e).__name__}: {e}")
             raise
         if report.skipped_tags:
             log.warning("replicated %s@%s to %s without the immutable tags %s", p["repository"], p["digest"],
                         dest.key(), ", ".join(report.skipped_tags))
-        await self._record(key, q.COMPLETE, None, backfill)
+        log.info("replicated %s/%s/%s@%s to %s: %s", p["account"], p["region"], p["repository"], p["digest"],
+                 dest.key(), report.line())
+        await self._record(key, q.COMPLETE, None, backfill, detail=report.line())
 
     async def _record(self, key: tuple[str, str, str, str, str, str], status: str, code: str | None,
-                      backfill: str | None, final: bool = True) -> None:
+                      backfill: str | None, final: bool = True, detail: str | None = None) -> None:
         now = self.clock()
 
         def txn() -> Any:
             a, r, name, digest, dest_account, dest_region = key
-            yield from q.set_status(a, r, name, digest, dest_account, dest_region, status, code, now, attempt=True)
+            yield from q.set_status(a, r, name, digest, dest_account, dest_region, status, code, now, attempt=True,
+                                    detail=None if detail is None else detail[:2000])
             if backfill is not None and final:
                 yield from q.set_backfill_item(backfill, key[2], key[3], status, code)
                 yield from q.finish_backfill_if_done(backfill, now)
@@ -288,7 +299,10 @@ class Replicator:
             await self._tree(source, target, handle, await self.registry.get_manifest(source, child.digest), seen,
                              report)
         for blob in dict.fromkeys(parsed.blobs):
-            await target.put_blob(handle, source, blob.digest, blob.size)
+            how = await target.put_blob(handle, source, blob.digest, blob.size)
+            report.blobs[how] = report.blobs.get(how, 0) + 1
+            if how == "sent":
+                report.bytes_sent += blob.size
         await target.put_manifest(handle, m.digest, m.body, m.media_type)
         report.manifests += 1
 

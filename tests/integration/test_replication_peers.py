@@ -10,6 +10,7 @@ restarted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.support.aws import call, client, registry_token
@@ -54,7 +56,7 @@ def berth_cli(server: BerthServer, *args: str) -> str:
 @pytest.fixture(scope="module")
 def three(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Three]:
     base = tmp_path_factory.mktemp("peers")
-    source = BerthServer(base / "source", database_url=postgres.new_database())
+    source = BerthServer(base / "source", database_url=postgres.new_database(), env={"BERTH_LOG_LEVEL": "info"})
     west = BerthServer(base / "west", args=["--auth", "iam"],
                        env={"BERTH_DEFAULT_REGION": WEST, "BERTH_ADMIN_ACCESS_KEY_ID": KEY,
                             "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET})
@@ -94,6 +96,25 @@ def wait_complete(t: Three, name: str, digest: str, regions: tuple[str, ...] = (
         time.sleep(0.2)
 
 
+def copy_details(t: Three, name: str, digest: str) -> dict[str, str]:
+    """How each copy went (the status row's detail), read from the source's PostgreSQL database."""
+    async def read() -> dict[str, str]:
+        conn = await asyncpg.connect(t.source.database_url)
+        try:
+            rows = await conn.fetch("SELECT dest_region, detail FROM replication_status WHERE repository = $1 "
+                                    "AND digest = $2", name, digest)
+        finally:
+            await conn.close()
+        return {r["dest_region"]: r["detail"] for r in rows}
+
+    return asyncio.run(read())
+
+
+def img_bytes(images: UmociImages, digest: str) -> int:
+    doc = images.layout.json(digest)
+    return int(doc["config"]["size"]) + sum(int(layer["size"]) for layer in doc["layers"])
+
+
 def test_peers_cli_lists_and_removes(three: Three) -> None:
     listed = berth_cli(three.source, "peers", "list")
     assert "west" in listed and "eu" in listed and three.west.url in listed
@@ -114,13 +135,18 @@ def test_skopeo_push_to_one_pull_the_same_digests_from_the_others(three: Three, 
     run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{umoci_images.layout.root}:app", src])
     run(["skopeo", "copy", "--dest-tls-verify=false", "--all",
          f"oci:{umoci_images.layout.root}:{umoci_images.index_tag}", f"docker://{three.source.host}/prod/app:multi"])
-    # the same layers in a second repository: at the peers they are mounted from prod/app
-    run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{umoci_images.layout.root}:app",
-         f"docker://{three.source.host}/prod/again:v1"])
     s = wait_complete(three, "prod/app", img.digest)
     assert {r: v["status"] for r, v in s.items()} == {WEST: "COMPLETE", EU: "COMPLETE"}
     wait_complete(three, "prod/app", umoci_images.index_digest)
+    # the same layers in a second repository: at the peers they are mounted from prod/app, not sent again
+    run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{umoci_images.layout.root}:app",
+         f"docker://{three.source.host}/prod/again:v1"])
     wait_complete(three, "prod/again", img.digest)
+    blobs = len(umoci_images.layout.json(img.digest)["layers"]) + 1
+    assert copy_details(three, "prod/app", img.digest) == {
+        d: f"1 manifests, blobs: {blobs} sent, {img_bytes(umoci_images, img.digest)} bytes sent" for d in (WEST, EU)}
+    assert copy_details(three, "prod/again", img.digest) == {
+        d: f"1 manifests, blobs: {blobs} mounted, 0 bytes sent" for d in (WEST, EU)}
     token = three.west_token()
     pulls = {"west": ["--src-creds", f"AWS:{token}", f"docker://{three.west.host}/prod/app"],
              "eu": [f"docker://{three.eu.host}/prod/app"]}

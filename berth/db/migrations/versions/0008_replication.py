@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("failure_code", sa.Text, nullable=True),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("detail", sa.Text, nullable=True),
         sa.Column("updated_at", sa.Float, nullable=False),
     )
     op.create_table(
