@@ -268,6 +268,13 @@ class Replicator:
             raise Permanent(IMAGE_NOT_FOUND, f"{repository}@{digest} is no longer in the source registry") from None
         target = await self.target(account, dest)
         handle = await target.prepare(repository)
+        try:
+            return await self._walk(source, target, handle, root)
+        except (NameUnknown, ManifestUnknown):  # deleted at the source while being copied
+            raise Permanent(IMAGE_NOT_FOUND, f"{repository}@{digest} changed at the source while being copied; "
+                                             "it is no longer complete there") from None
+
+    async def _walk(self, source: Repository, target: Target, handle: Any, root: Manifest) -> CopyReport:
         report = CopyReport()
         seen: set[str] = set()
         skipped: list[str] = []
