@@ -53,6 +53,7 @@ class PeerClient:
         self.peer = peer
         self.http = httpx.AsyncClient(base_url=peer.endpoint.rstrip("/"), timeout=httpx.Timeout(60.0, connect=10.0))
         self._tokens: dict[Destination, tuple[str, str, float]] = {}  # -> (Authorization, Host, renew at)
+        self._clients: dict[str, Any] = {}  # region -> a botocore ECR client (building one costs ~0.1-1 s)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -60,7 +61,10 @@ class PeerClient:
     def _aws_call(self, region: str, op: str, **params: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = _ecr_client(self.peer.endpoint, self.peer.access_key_id, self.peer.secret_access_key, region)
+        client = self._clients.get(region)
+        if client is None:
+            client = self._clients[region] = _ecr_client(self.peer.endpoint, self.peer.access_key_id,
+                                                         self.peer.secret_access_key, region)
         try:
             return getattr(client, op)(**params)
         except ClientError as e:
