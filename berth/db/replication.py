@@ -237,13 +237,18 @@ def repository_names(account: str, region: str) -> Txn[list[str]]:
     return [r[0] for r in rows]
 
 
-def image_digests(account: str, region: str, repository: str) -> Txn[list[tuple[str, str | None]]]:
-    """(digest, one of its tags or None) of every image of a repository, pushed-time order."""
-    rows = yield Q("SELECT m.digest, (SELECT MIN(t.name) FROM tags t WHERE t.repository_id = m.repository_id "
-                   "AND t.digest = m.digest) FROM manifests m JOIN repositories r ON r.id = m.repository_id "
-                   "WHERE r.account_id = ? AND r.region = ? AND r.name = ? ORDER BY m.pushed_at, m.digest",
+def image_digests(account: str, region: str, repository: str) -> Txn[list[tuple[str, list[str]]]]:
+    """(digest, its tags in name order) of every image of a repository, in push order."""
+    rows = yield Q("SELECT m.digest, t.name FROM manifests m JOIN repositories r ON r.id = m.repository_id "
+                   "LEFT JOIN tags t ON t.repository_id = m.repository_id AND t.digest = m.digest "
+                   "WHERE r.account_id = ? AND r.region = ? AND r.name = ? ORDER BY m.pushed_at, m.digest, t.name",
                    (account, region, repository), "all")
-    return [(r[0], r[1]) for r in rows]
+    out: dict[str, list[str]] = {}
+    for digest, tag in rows:
+        out.setdefault(digest, [])
+        if tag is not None:
+            out[digest].append(tag)
+    return list(out.items())
 
 
 def finish_backfill_if_done(backfill_id: str, now: float) -> Txn[bool]:

@@ -38,7 +38,8 @@ def push(repo: Repository, m: NewManifest, tag: str | None, locked: bool, now: f
         yield from append_event(Event.IMAGE_PUSHED, repo.account_id, repo.region, repo.name, now, m.digest, tag,
                                 {"mediaType": m.media_type, "artifactType": m.artifact_type})
         if replicate:
-            yield from outbox.on_push(repo.account_id, repo.region, repo.name, m.digest, tag, now)
+            yield from outbox.on_push(repo.account_id, repo.region, repo.name, m.digest, tag, now,
+                                      m.subject_digest is not None)
         if result.previous is not None:
             yield from append_event(Event.TAG_MOVED, repo.account_id, repo.region, repo.name, now, m.digest, tag,
                                     {"previousDigest": result.previous})

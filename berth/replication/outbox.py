@@ -38,11 +38,12 @@ def enqueue_copies(account: str, region: str, repository: str, digest: str, tag:
     return len(destinations)
 
 
-def on_push(account: str, region: str, repository: str, digest: str, tag: str | None, now: float) -> Txn[int]:
+def on_push(account: str, region: str, repository: str, digest: str, tag: str | None, now: float,
+            referrer: bool = False) -> Txn[int]:
     text = yield from q.get_config(account, region)
     if text is None:
         return 0
-    dests = Configuration.from_json(text).destinations_for(repository)
+    dests = Configuration.from_json(text).destinations_for(repository, tag, referrer)
     return (yield from enqueue_copies(account, region, repository, digest, tag, dests, now))
 
 

@@ -10,6 +10,7 @@ subject). Every step is idempotent: a job run twice, or after a crash, finishes 
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import time
 import uuid
@@ -266,20 +267,22 @@ class Replicator:
             root = await self.registry.get_manifest(source, digest)
         except (NameUnknown, ManifestUnknown):
             raise Permanent(IMAGE_NOT_FOUND, f"{repository}@{digest} is no longer in the source registry") from None
+        config = Configuration.from_json(await self.db.read(q.get_config, account, region))
         target = await self.target(account, dest)
         handle = await target.prepare(repository)
         try:
-            return await self._walk(source, target, handle, root)
+            return await self._walk(source, target, handle, root, config.tags_for(repository, dest))
         except (NameUnknown, ManifestUnknown):  # deleted at the source while being copied
             raise Permanent(IMAGE_NOT_FOUND, f"{repository}@{digest} changed at the source while being copied; "
                                              "it is no longer complete there") from None
 
-    async def _walk(self, source: Repository, target: Target, handle: Any, root: Manifest) -> CopyReport:
+    async def _walk(self, source: Repository, target: Target, handle: Any, root: Manifest,
+                    tag_filters: tuple[str, ...] | None) -> CopyReport:
         report = CopyReport()
         seen: set[str] = set()
         skipped: list[str] = []
         await self._tree(source, target, handle, root, seen, report)
-        skipped += await self._tags(source, target, handle, root)
+        skipped += await self._tags(source, target, handle, root, tag_filters)
         # referrers follow their subject (and theirs, in turn)
         pending = [root.digest]
         while pending:
@@ -289,7 +292,7 @@ class Replicator:
                     continue
                 m = await self.registry.get_manifest(source, ref.digest)
                 await self._tree(source, target, handle, m, seen, report)
-                skipped += await self._tags(source, target, handle, m)
+                skipped += await self._tags(source, target, handle, m, tag_filters)
                 pending.append(ref.digest)
         report.skipped_tags = tuple(skipped)
         return report
@@ -313,11 +316,15 @@ class Replicator:
         await target.put_manifest(handle, m.digest, m.body, m.media_type)
         report.manifests += 1
 
-    async def _tags(self, source: Repository, target: Target, handle: Any, m: Manifest) -> list[str]:
-        """Every tag that names the image at the source now (a re-run adds, never removes); those refused."""
+    async def _tags(self, source: Repository, target: Target, handle: Any, m: Manifest,
+                    tag_filters: tuple[str, ...] | None) -> list[str]:
+        """Every tag that names the image at the source now (a re-run adds, never removes) and that the rule's
+        tag filters (extension) let through; the tags refused at the destination."""
         views = await self.images.describe(source, [ImageId(m.digest)])
         skipped = []
         for tag in views[0].tags if views else []:
+            if tag_filters is not None and not any(fnmatch.fnmatchcase(tag, f) for f in tag_filters):
+                continue
             if not await target.put_manifest(handle, tag, m.body, m.media_type):
                 skipped.append(tag)
         return skipped
@@ -351,9 +358,13 @@ class Replicator:
             config = Configuration.from_json((yield from q.get_config(account, region)))
             queued = 0
             for name in (yield from q.repository_names(account, region)):
-                if dest not in config.destinations_for(name):
+                if dest not in config.destinations_for(name, referrer=True):
                     continue
-                for digest, tag in (yield from q.image_digests(account, region, name)):
+                bound = config.tags_for(name, dest)
+                for digest, tags in (yield from q.image_digests(account, region, name)):
+                    if bound is not None and not any(fnmatch.fnmatchcase(t, f) for t in tags for f in bound):
+                        continue  # the extension's tag filters: only images with a matching tag
+                    tag = tags[0] if tags else None
                     if (yield from q.add_backfill_item(backfill_id, name, digest, tag)):
                         queued += yield from outbox.enqueue_copies(account, region, name, digest, tag, [dest], now,
                                                                    backfill=backfill_id)

@@ -313,3 +313,47 @@ def test_backfill_copies_images_pushed_before_the_rule(deployment: Deployment) -
         unknown = call(ecr, "DescribeReplicationBackfillResults",
                        {"replicationBackfillId": "00000000-0000-0000-0000-000000000000"})
         assert unknown.error == "ReplicationBackfillNotFoundException"
+
+
+def signed_post(d: Deployment, target: str, body: dict[str, Any], region: str = EAST) -> tuple[int, dict[str, Any]]:
+    """A SigV4-signed ECR call sent as raw JSON (botocore's serializer drops members its model lacks)."""
+    import httpx
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    req = AWSRequest("POST", d.server.url + "/", data=json.dumps(body).encode(), headers={
+        "X-Amz-Target": f"AmazonEC2ContainerRegistry_V20150921.{target}",
+        "Content-Type": "application/x-amz-json-1.1"})
+    SigV4Auth(Credentials(A_KEY, A_SECRET), "ecr", region).add_auth(req)
+    r = httpx.post(req.url, content=req.body, headers=dict(req.headers.items()))
+    return r.status_code, r.json()
+
+
+def test_tag_filters_extension_replicates_matching_tags_only(deployment: Deployment) -> None:
+    d = deployment
+    config = {"rules": [{"destinations": [{"region": WEST, "registryId": A}],
+                         "repositoryFilters": [{"filter": "tagged/", "filterType": "PREFIX_MATCH"}],
+                         "tagFilters": [{"filter": "v*", "filterType": "WILDCARD"}]}]}
+    status, out = signed_post(d, "PutReplicationConfiguration", {"replicationConfiguration": config})
+    assert status == 200, out
+    assert out == {"replicationConfiguration": config}
+    status, out = signed_post(d, "DescribeRegistry", {})
+    assert out["replicationConfiguration"] == config
+    status, out = signed_post(d, "PutReplicationConfiguration", {"replicationConfiguration": {"rules": [
+        {"destinations": [], "tagFilters": [{"filter": "a b", "filterType": "WILDCARD"}]}]}})
+    assert status == 400 and out["__type"] == "InvalidParameterException", out
+    release, nightly = random_image(), random_image()
+    with d.oci(A, EAST) as src, d.oci(A, WEST) as west:
+        assert src.push_image("tagged/app", nightly, "nightly").status_code == 201
+        assert src.push_image("tagged/app", release, "latest").status_code == 201
+        assert src.put_manifest("tagged/app", "v1.0", release.body).status_code == 201
+        sig = artifact(release.descriptor(), "application/vnd.example.signature")
+        assert src.push_image("tagged/app", sig, sig.digest).status_code == 201
+        settled(d, "tagged/app", release.digest, [(A, WEST)])
+        settled(d, "tagged/app", sig.digest, [(A, WEST)])  # the referrer follows its subject
+        assert west.get_manifest("tagged/app", "v1.0").content == release.body
+        assert west.all_tags("tagged/app") == ["v1.0"]  # "latest" names it at the source, but is filtered out
+        assert statuses(d, "tagged/app", nightly.digest) == {}
+        assert west.get_manifest("tagged/app", nightly.digest).status_code == 404
+    configure(d, A, EAST, [])

@@ -63,3 +63,24 @@ def test_check_refuses_the_source_itself_and_more_than_25_unique_destinations() 
     many = [{"destinations": [{"region": "us-west-2", "registryId": f"{i:012d}"}]} for i in range(26)]
     with pytest.raises(ConfigurationInvalid, match="at most 25 unique destinations"):
         check(parse(doc(*many)), A, "us-east-1")
+
+
+def test_tag_filters_an_extension_that_bounds_pushes_and_tags() -> None:
+    west, eu = Destination("us-west-2", A), Destination("eu-west-1", A)
+    d = doc({"destinations": [{"region": "us-west-2", "registryId": A}],
+             "tagFilters": [{"filter": "v*", "filterType": "WILDCARD"},
+                            {"filter": "release-*", "filterType": "WILDCARD"}]},
+            {"destinations": [{"region": "eu-west-1", "registryId": A}]})
+    config = parse(d)
+    assert config.to_document() == d
+    assert config.destinations_for("app", "v1.2") == [west, eu]
+    assert config.destinations_for("app", "release-1") == [west, eu]
+    assert config.destinations_for("app", "latest") == [eu]
+    assert config.destinations_for("app", None) == [eu]  # an untagged push
+    assert config.destinations_for("app", None, referrer=True) == [west, eu]  # a referrer follows its subject
+    assert config.tags_for("app", west) == ("v*", "release-*")
+    assert config.tags_for("app", eu) is None
+    for bad in ([], [{"filter": "v*"}], [{"filter": "a b", "filterType": "WILDCARD"}],
+                [{"filter": "v*", "filterType": "PREFIX_MATCH"}], [{"filter": "v?", "filterType": "WILDCARD"}], "v*"):
+        with pytest.raises(ConfigurationInvalid):
+            parse(doc({"destinations": [], "tagFilters": bad}))
