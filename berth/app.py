@@ -167,11 +167,11 @@ def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
     registry = RegistryService(db, uploads.blobs, uploads)
     replicator = Replicator(db, registry, s.served_regions, peers=PeerDirectory(db, registry).target)
-    # a destination that is down: retried for about an hour (1 s doubling to 60 s) before the job is dead
     for kind, run in ((replication_outbox.COPY_JOB, replicator.run_copy),
                       (replication_outbox.DELETE_JOB, replicator.run_delete),
                       (replication_outbox.BACKFILL_JOB, replicator.run_backfill)):
-        handlers.register(kind, run, max_attempts=60, backoff=1.0, max_backoff=60.0)
+        handlers.register(kind, run, max_attempts=replication_outbox.MAX_ATTEMPTS,
+                          backoff=replication_outbox.BACKOFF, max_backoff=replication_outbox.MAX_BACKOFF)
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
     return handlers

@@ -18,6 +18,8 @@ from berth.replication.rules import Configuration, Destination
 COPY_JOB = "replication.copy"
 DELETE_JOB = "replication.delete"
 BACKFILL_JOB = "replication.backfill"
+# A destination that is down is retried for about an hour: 1 s doubling to 60 s, 60 attempts (app.py registers it).
+MAX_ATTEMPTS, BACKOFF, MAX_BACKOFF = 60, 1.0, 60.0
 
 
 def copy_key(account: str, region: str, repository: str, digest: str, dest: Destination) -> str:

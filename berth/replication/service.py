@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from berth.db import jobs as qj
 from berth.db import replication as q
 from berth.db.jobs import Job
 from berth.db.store import Backend
@@ -83,7 +84,6 @@ class ReplicationService:
         def txn() -> Any:
             running = yield from q.start_backfill(backfill_id, account, region, dest.registry_id, dest.region, now)
             if running is None:
-                from berth.db import jobs as qj
                 yield from qj.enqueue(outbox.BACKFILL_JOB, {"id": backfill_id}, now, key=backfill_id)
             row = yield from q.get_backfill(account, region, running or backfill_id)
             return running, row
@@ -238,7 +238,8 @@ class Replicator:
             return
         except Exception as e:
             code = e.code if isinstance(e, Retryable) else REPLICATION_ERROR
-            await self._record(key, q.FAILED, code, backfill, final=False, detail=f"{type(e).__name__}: {e}")
+            last = job.attempts >= outbox.MAX_ATTEMPTS  # the job dies now: its back-fill item is FAILED for good
+            await self._record(key, q.FAILED, code, backfill, final=last, detail=f"{type(e).__name__}: {e}")
             raise
         if report.skipped_tags:
             log.warning("replicated %s@%s to %s without the immutable tags %s", p["repository"], p["digest"],

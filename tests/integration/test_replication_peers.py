@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.support.aws import call, client, registry_token
+from tests.support.aws import basic, call, client, registry_token
 from tests.support.images import UmociImages, run, sha256_digest
 from tests.support.oci import OciClient, random_image
 from tests.support.servers import BerthServer, require_tool
@@ -71,7 +71,9 @@ def three(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
                   "--secret-access-key", "unused-with-auth-none", "--region", EU, "--account", ACCOUNT)
         ecr = client("ecr", source.url, "AKIAANYTHINGATALL000", "unused", region=EAST)
         out = call(ecr, "PutReplicationConfiguration", {"replicationConfiguration": {"rules": [
-            {"destinations": [{"region": WEST, "registryId": ACCOUNT}, {"region": EU, "registryId": ACCOUNT}]}]}})
+            {"destinations": [{"region": WEST, "registryId": ACCOUNT}, {"region": EU, "registryId": ACCOUNT}]},
+            {"destinations": [{"region": EU, "registryId": ACCOUNT}], "deleteReplication": {"enabled": True},
+             "repositoryFilters": [{"filter": "mirror/", "filterType": "PREFIX_MATCH"}]}]}})
         assert out.error is None, out
         yield Three(source, west, eu, ecr)
     finally:
@@ -205,3 +207,36 @@ def test_a_peer_killed_mid_replication_finishes_after_restart(three: Three) -> N
         for blob in image.blobs:
             got = eu.get_blob("late/app", sha256_digest(blob))
             assert got.status_code == 200 and got.content == blob
+
+
+def test_at_a_peer_an_immutable_tag_is_left_out_and_deletes_follow_when_asked(three: Three) -> None:
+    eu_ecr = client("ecr", three.eu.url, "AKIAANYTHINGATALL000", "unused", region=EU)
+    assert call(eu_ecr, "CreateRepository", {"repositoryName": "locked/app",
+                                             "imageTagMutability": "IMMUTABLE"}).error is None
+    theirs, ours, kept = random_image(), random_image(), random_image()
+    with OciClient(three.source.url) as src, OciClient(three.eu.url) as eu:
+        assert eu.push_image("locked/app", theirs, "v1").status_code == 201
+        assert src.push_image("locked/app", ours, "v1").status_code == 201
+        wait_complete(three, "locked/app", ours.digest)
+        assert eu.get_manifest("locked/app", ours.digest).content == ours.body
+        assert eu.get_manifest("locked/app", "v1").content == theirs.body
+        # deleteReplication (the mirror/ rule, to EU only)
+        assert src.push_image("mirror/app", ours, "v1").status_code == 201
+        assert src.put_manifest("mirror/app", "v2", ours.body).status_code == 201
+        assert src.push_image("mirror/app", kept, "keep").status_code == 201
+        wait_complete(three, "mirror/app", ours.digest)
+        wait_complete(three, "mirror/app", kept.digest)
+        deadline = time.monotonic() + 60
+        while sorted(eu.all_tags("mirror/app")) != ["keep", "v1", "v2"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert src.request("DELETE", "/v2/mirror/app/manifests/v2").status_code == 202
+        assert src.request("DELETE", f"/v2/mirror/app/manifests/{ours.digest}").status_code == 202
+        while eu.get_manifest("mirror/app", ours.digest).status_code != 404:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert eu.all_tags("mirror/app") == ["keep"]
+        # WEST has no deleteReplication: its copy stays
+        with OciClient(three.west.url) as west:
+            west.http.headers["Authorization"] = basic(three.west_token())
+            assert west.get_manifest("mirror/app", ours.digest).content == ours.body
