@@ -169,7 +169,7 @@ def test_skopeo_push_to_one_pull_the_same_digests_from_the_others(three: Three, 
 
 
 def test_a_peer_killed_mid_replication_finishes_after_restart(three: Three) -> None:
-    image = random_image(layers=2, layer_size=16 * 1024 * 1024)
+    image = random_image(layers=2, layer_size=48 * 1024 * 1024)
     seen: list[tuple[str, str | None]] = []
 
     def note() -> dict[str, Any]:
@@ -178,13 +178,18 @@ def test_a_peer_killed_mid_replication_finishes_after_restart(three: Three) -> N
             seen.append((s["status"], s.get("failureCode")))
         return s
 
-    with OciClient(three.source.url) as src:
+    with OciClient(three.source.url) as src, OciClient(three.eu.url) as eu:
         for blob in image.blobs:
             assert src.push_blob("late/app", blob).status_code == 201
-        three.eu.kill()  # the copy to EU starts with the push below and finds the peer gone
+        assert src.put_manifest("late/app", "v1", image.body).status_code == 201
+        note()
+        # the copy creates the repository at the peer, then sends 96 MiB: kill the peer once it has begun
+        deadline = time.monotonic() + 60
+        while eu.tags("late/app").status_code != 200:
+            assert time.monotonic() < deadline, seen
+            time.sleep(0.005)
+        three.eu.kill()
         try:
-            assert src.put_manifest("late/app", "v1", image.body).status_code == 201
-            note()
             deadline = time.monotonic() + 60
             while note().get("status") != "FAILED":
                 assert time.monotonic() < deadline, seen
