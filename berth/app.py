@@ -35,6 +35,9 @@ from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
 from berth.registry.uploads import Uploads
+from berth.replication import outbox as replication_outbox
+from berth.replication.peers import PeerDirectory
+from berth.replication.service import ReplicationService, Replicator
 from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
 from berth.storage.urls import S3Storage
@@ -101,7 +104,8 @@ class BerthApp:
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
-                            Images(registry), RepositoryAdmin(self.db), LifecycleService(self.db))
+                            Images(registry), RepositoryAdmin(self.db), LifecycleService(self.db),
+                            ReplicationService(self.db))
         self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
                                     IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
         if s.job_workers > 0:
@@ -159,23 +163,31 @@ class BerthApp:
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-def job_handlers(db: Backend, uploads: Uploads, lifecycle_every: float = lifecycle_jobs.DEFAULT_INTERVAL) -> Handlers:
+def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None) -> Handlers:
     """Every job kind Berth runs, and its handler."""
+    s = settings or Settings()
     handlers = Handlers()
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
+    registry = RegistryService(db, uploads.blobs, uploads)
+    replicator = Replicator(db, registry, s.served_regions, peers=PeerDirectory(db, registry).target)
+    for kind, run in ((replication_outbox.COPY_JOB, replicator.run_copy),
+                      (replication_outbox.DELETE_JOB, replicator.run_delete),
+                      (replication_outbox.BACKFILL_JOB, replicator.run_backfill)):
+        handlers.register(kind, run, max_attempts=replication_outbox.MAX_ATTEMPTS,
+                          backoff=replication_outbox.BACKOFF, max_backoff=replication_outbox.MAX_BACKOFF)
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
     lifecycle = LifecycleService(db)
     handlers.register(lifecycle_jobs.PREVIEW_JOB, lifecycle_jobs.run_preview(db, lifecycle))
     handlers.register(lifecycle_jobs.RUN_JOB, lifecycle_jobs.run_repository(db, lifecycle))
     handlers.register(lifecycle_jobs.ACTIVATE_JOB, lifecycle_jobs.activate(db, lifecycle))
-    handlers.periodic(lifecycle_jobs.SCHEDULE_JOB, lifecycle_every, lifecycle_jobs.schedule(lifecycle, JobQueue(db)))
+    handlers.periodic(lifecycle_jobs.SCHEDULE_JOB, s.lifecycle_interval_hours * 3600,
+                      lifecycle_jobs.schedule(lifecycle, JobQueue(db)))
     return handlers
 
 
 async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int) -> Worker:
-    worker = Worker(db, job_handlers(db, uploads, s.lifecycle_interval_hours * 3600), concurrency=concurrency,
-                    lease=s.job_lease_seconds)
+    worker = Worker(db, job_handlers(db, uploads, s), concurrency=concurrency, lease=s.job_lease_seconds)
     await worker.start()
     return worker
 

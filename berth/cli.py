@@ -23,6 +23,9 @@ cli.add_typer(admin_cli, name="admin")
 jobs_cli = typer.Typer(no_args_is_help=True, help="The background jobs queue.")
 cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(lifecycle_cli, name="lifecycle")
+from berth.replication.cli import peers_cli  # noqa: E402 - the sub-app of `berth peers`
+
+cli.add_typer(peers_cli, name="peers")
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
 DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")

@@ -378,3 +378,67 @@ pull_time_exclusions = Table(
     Column("principal_arn", String(2048), primary_key=True),
     Column("created_at", Float, nullable=False),
 )
+# replication (issue 9): the configuration per registry, status per image and destination, peers, back-fills
+
+replication_configs = Table(
+    "replication_configs",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("document", Text, nullable=False),  # the ReplicationConfiguration as JSON text
+    Column("updated_at", Float, nullable=False),
+)
+
+replication_status = Table(
+    "replication_status",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("repository", Name(256), primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("dest_account", String(12), primary_key=True),
+    Column("dest_region", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED
+    Column("failure_code", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("detail", Text, nullable=True),  # how the last copy went (blobs linked, mounted, sent), or its error
+    Column("updated_at", Float, nullable=False),
+)
+
+replication_peers = Table(
+    "replication_peers",
+    metadata,
+    Column("name", Name(64), primary_key=True),
+    Column("endpoint", String(1024), nullable=False),
+    Column("access_key_id", String(128), nullable=False),
+    Column("secret_access_key", Text, nullable=False),
+    Column("regions", Text, nullable=False),  # comma-separated: the regions the peer serves as destinations
+    Column("accounts", Text, nullable=False),  # comma-separated; empty: any account
+    Column("created_at", Float, nullable=False),
+)
+
+replication_backfills = Table(
+    "replication_backfills",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", String(12), nullable=False),
+    Column("region", String(32), nullable=False),
+    Column("dest_account", String(12), nullable=False),
+    Column("dest_region", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failure_code", Text, nullable=True),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Index("ix_replication_backfills_registry", "account_id", "region", "started_at"),
+)
+
+replication_backfill_items = Table(
+    "replication_backfill_items",
+    metadata,
+    Column("backfill_id", String(36), primary_key=True),
+    Column("repository", Name(256), primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("tag", String(300), nullable=True),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED
+    Column("failure_code", Text, nullable=True),
+)

@@ -27,39 +27,47 @@ from berth.db.registry import Created, DeleteOutcome, Deletion, NewManifest, Put
 from berth.db.repositories import RepoChange, RepoOutcome
 from berth.db.store import Txn
 from berth.registry.model import Repository
+from berth.replication import outbox
 
 
 def push(repo: Repository, m: NewManifest, tag: str | None, locked: bool, now: float,
-         only_new: bool) -> Txn[PutResult]:
+         only_new: bool, replicate: bool = True) -> Txn[PutResult]:
+    """`replicate` False: a copy made by replication itself (not transitive: no replication jobs)."""
     result = yield from q.put_manifest(repo.id, m, tag, locked, now, only_new)
     if result.outcome is PutOutcome.STORED and result.changed:
         yield from append_event(Event.IMAGE_PUSHED, repo.account_id, repo.region, repo.name, now, m.digest, tag,
                                 {"mediaType": m.media_type, "artifactType": m.artifact_type})
+        if replicate:
+            yield from outbox.on_push(repo.account_id, repo.region, repo.name, m.digest, tag, now,
+                                      m.subject_digest is not None)
         if result.previous is not None:
             yield from append_event(Event.TAG_MOVED, repo.account_id, repo.region, repo.name, now, m.digest, tag,
                                     {"previousDigest": result.previous})
     return result
 
 
-def _deleted(repo: Repository, d: Deletion, now: float) -> Txn[Deletion]:
+def _deleted(repo: Repository, d: Deletion, now: float, replicate: bool = True) -> Txn[Deletion]:
     if d.outcome is DeleteOutcome.DELETED:
         yield from append_event(Event.IMAGE_DELETED, repo.account_id, repo.region, repo.name, now, d.digest,
                                 payload={"tags": list(d.tags)})
     elif d.outcome is DeleteOutcome.UNTAGGED:
         yield from append_event(Event.TAG_DELETED, repo.account_id, repo.region, repo.name, now, d.digest,
                                 d.tags[0] if d.tags else None)
+    if replicate and d.outcome in (DeleteOutcome.DELETED, DeleteOutcome.UNTAGGED):
+        yield from outbox.on_delete(repo.account_id, repo.region, repo.name, d.digest, d.tags,
+                                    d.outcome is DeleteOutcome.DELETED, now)
     return d
 
 
-def delete_image(repo: Repository, digest: str, now: float) -> Txn[Deletion]:
+def delete_image(repo: Repository, digest: str, now: float, replicate: bool = True) -> Txn[Deletion]:
     d = yield from q.delete_image(repo.id, digest)
-    return (yield from _deleted(repo, d, now))
+    return (yield from _deleted(repo, d, now, replicate))
 
 
 def remove_tag(repo: Repository, tag: str, expected: str | None, last_takes_image: bool,
-               now: float) -> Txn[Deletion]:
+               now: float, replicate: bool = True) -> Txn[Deletion]:
     d = yield from q.remove_tag(repo.id, tag, expected, last_takes_image)
-    return (yield from _deleted(repo, d, now))
+    return (yield from _deleted(repo, d, now, replicate))
 
 
 def create_repository(account: str, region: str, name: str, now: float) -> Txn[Created]:

@@ -243,7 +243,8 @@ class RegistryService:
         return PreparedManifest(tag, digest, body, parsed)
 
     async def put_manifest(self, repo: Repository, reference: str | PreparedManifest, body: bytes = b"",
-                           content_type: str | None = None, only_new: bool = False) -> Manifest:
+                           content_type: str | None = None, only_new: bool = False,
+                           replicate: bool = True) -> Manifest:
         """Store a manifest (and its tag). Everything it references is checked in the transaction that writes
         it. `only_new` (ECR's PutImage) refuses, with ImageAlreadyExists, a push that would change nothing."""
         prepared = reference if isinstance(reference, PreparedManifest) else \
@@ -253,7 +254,7 @@ class RegistryService:
         row = NewManifest(digest, parsed.media_type, parsed.artifact_type,
                           parsed.subject.digest if parsed.subject else None, parsed.annotations or None,
                           body, parsed.image_size, parsed.refs())
-        result = await self.db.write(changes.push, repo, row, tag, locked, self.clock(), only_new)
+        result = await self.db.write(changes.push, repo, row, tag, locked, self.clock(), only_new, replicate)
         if result.outcome is PutOutcome.TAG_LOCKED:
             raise TagImmutable(f"tag {tag!r} is immutable in repository {repo.name!r}", detail={"tag": tag})
         if result.outcome is PutOutcome.BLOB_UNKNOWN:
@@ -273,21 +274,22 @@ class RegistryService:
 
     # deletion: one method per meaning, for both faces
 
-    async def delete_image(self, repo: Repository, digest: str) -> Deletion:
+    async def delete_image(self, repo: Repository, digest: str, replicate: bool = True) -> Deletion:
         """Delete an image (a manifest) and all its tags: ManifestUnknown, or ManifestReferenced (nothing
         deleted) while an index in the repository lists it."""
         check_digest(digest)
-        return self._deleted(await self.db.write(changes.delete_image, repo, digest, self.clock()), digest=digest)
+        return self._deleted(await self.db.write(changes.delete_image, repo, digest, self.clock(), replicate),
+                             digest=digest)
 
     async def remove_tag(self, repo: Repository, tag: str, expected: str | None = None,
-                         last_takes_image: bool = False) -> Deletion:
+                         last_takes_image: bool = False, replicate: bool = True) -> Deletion:
         """Remove a tag (ManifestUnknown if there is none; ImageDigestMismatch if it names another digest
         than `expected`). With `last_takes_image` (ECR's rule) an image's last tag takes the image with it,
         or nothing changes (ManifestReferenced) while an index lists the image."""
         check_tag(tag)
         if expected is not None:
             check_digest(expected)
-        d = await self.db.write(changes.remove_tag, repo, tag, expected, last_takes_image, self.clock())
+        d = await self.db.write(changes.remove_tag, repo, tag, expected, last_takes_image, self.clock(), replicate)
         return self._deleted(d, tag=tag)
 
     @staticmethod

@@ -26,6 +26,7 @@ from berth.registry.errors import RegistryError, from_failure
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import RegistryService
+from berth.replication.service import ReplicationService
 
 log = logging.getLogger("berth.ecr")
 MAX_BODY = 32 * 1024 * 1024  # UploadLayerPart carries up to 20 MiB, base64-encoded
@@ -41,6 +42,7 @@ class Services:
     images: Images
     repositories: RepositoryAdmin
     lifecycle: LifecycleService | None = None  # berth/lifecycle (ops_lifecycle.py)
+    replication: ReplicationService | None = None
 
 
 @dataclass

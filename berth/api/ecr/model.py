@@ -27,6 +27,11 @@ from botocore.loaders import create_loader
 from botocore.model import OperationModel, ServiceModel, Shape
 
 _INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+# Berth's opt-in extension members, accepted beside a shape's own (a standard document never needs them);
+# the capability that owns each validates its value: shape name -> member names.
+EXTENSION_MEMBERS: dict[str, frozenset[str]] = {
+    "ReplicationRule": frozenset({"tagFilters"}),  # berth/replication/rules.py
+}
 _MAX_RENDERED_VALUE = 1024  # a 4 MiB manifest does not belong in an error message
 
 
@@ -193,7 +198,7 @@ def _check(shape: Shape, value: Any, path: str, problems: list[Problem]) -> None
             raise _mismatch(path, "a structure", value)
         members = shape.members
         for name in value:
-            if name not in members:
+            if name not in members and name not in EXTENSION_MEMBERS.get(shape.name, ()):
                 where = path or "input"
                 known = f"must be one of: {', '.join(members)}" if members else "none are accepted"
                 raise SerializationError(f'Unknown parameter in {where}: "{name}", {known}')

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from berth.api.ecr import ops_images, ops_layers, ops_lifecycle, ops_registry, ops_repositories
+from berth.api.ecr import ops_images, ops_layers, ops_lifecycle, ops_registry, ops_replication, ops_repositories
 from berth.api.ecr.app import Handler
 
 OPERATIONS: dict[str, Handler] = {
@@ -11,4 +11,5 @@ OPERATIONS: dict[str, Handler] = {
     **ops_images.OPERATIONS,
     **ops_layers.OPERATIONS,
     **ops_lifecycle.OPERATIONS,
+    **ops_replication.OPERATIONS,
 }

@@ -42,7 +42,10 @@ async def get_authorization_token(c: EcrCall) -> dict[str, Any]:
 
 
 async def describe_registry(c: EcrCall) -> dict[str, Any]:
-    return {"registryId": c.registry_id, "replicationConfiguration": {"rules": []}}
+    rules: dict[str, Any] = {"rules": []}
+    if c.services.replication is not None:
+        rules = (await c.services.replication.configuration(c.registry_id, c.region)).to_document()
+    return {"registryId": c.registry_id, "replicationConfiguration": rules}
 
 
 async def _repo(c: EcrCall) -> Repository:

@@ -1,0 +1,98 @@
+"""`berth peers add|list|remove`: other Berth deployments that replication rules can name as destinations."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from berth.db import replication as q
+from berth.db.store import Backend
+
+peers_cli = typer.Typer(no_args_is_help=True, help="Peer deployments: replication destinations served by "
+                        "another Berth.")
+
+DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
+DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_REGION = re.compile(r"[0-9a-z-]{2,25}")
+_ACCOUNT = re.compile(r"[0-9]{12}")
+
+
+def _run(fn: object, data_dir: Path | None, database_url: str | None, *args: object) -> None:
+    from berth.cli import _migrate, _run_jobs_cli, _settings
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _migrate(s)
+    _run_jobs_cli(fn, s, *args)  # type: ignore[arg-type]
+
+
+async def _add(db: Backend, name: str, endpoint: str, key: str, secret: str, regions: list[str],
+               accounts: list[str]) -> int:
+    new = await db.write(q.add_peer, name, endpoint, key, secret, regions, accounts, time.time())
+    typer.echo(f"peer {name} {'added' if new else 'replaced'}: {endpoint}, regions {', '.join(regions)}, "
+               f"accounts {', '.join(accounts) or 'any'}")
+    return 0
+
+
+async def _list(db: Backend) -> int:
+    table = Table("name", "endpoint", "access key id", "regions", "accounts", title="replication peers")
+    for p in await db.read(q.list_peers):
+        table.add_row(p.name, p.endpoint, p.access_key_id, ", ".join(p.regions), ", ".join(p.accounts) or "any")
+    Console(width=200).print(table)
+    return 0
+
+
+async def _remove(db: Backend, name: str) -> int:
+    if not await db.write(q.remove_peer, name):
+        typer.echo(f"berth: no peer named {name!r}", err=True)
+        return 1
+    typer.echo(f"peer {name} removed")
+    return 0
+
+
+@peers_cli.command("add")
+def add(
+    name: str = typer.Argument(..., help="A name for the peer (lower case, digits, . _ -)."),
+    endpoint: str = typer.Option(..., "--endpoint", help="The peer's URL, e.g. https://berth-eu.example:5000."),
+    access_key_id: str = typer.Option(..., "--access-key-id", help="An access key of the destination account "
+                                      "at the peer."),
+    secret_access_key: str = typer.Option(..., "--secret-access-key", prompt=True, hide_input=True,
+                                          help="Its secret (prompted for when not given)."),
+    region: list[str] = typer.Option(..., "--region", help="A region the peer serves as a destination "
+                                     "(repeatable)."),
+    account: list[str] = typer.Option([], "--account", help="Only these destination accounts (repeatable; "
+                                      "default any)."),
+    data_dir: Path = DataDir,
+    database_url: str = DatabaseUrl,
+) -> None:
+    """Add (or replace) a peer: destinations (region, registryId) it serves are copied to it over /v2."""
+    if not _NAME.fullmatch(name):
+        raise typer.BadParameter(f"{name!r}: lower case letters, digits, '.', '_', '-', at most 64", param_hint="NAME")
+    if not re.fullmatch(r"https?://[^/\s]+/?", endpoint):
+        raise typer.BadParameter(f"{endpoint!r}: expected http(s)://host[:port]", param_hint="--endpoint")
+    for r in region:
+        if not _REGION.fullmatch(r):
+            raise typer.BadParameter(f"{r!r} is not a region name", param_hint="--region")
+    for a in account:
+        if not _ACCOUNT.fullmatch(a):
+            raise typer.BadParameter(f"{a!r} is not a 12-digit account id", param_hint="--account")
+    _run(_add, data_dir, database_url, name, endpoint.rstrip("/"), access_key_id, secret_access_key,
+         list(dict.fromkeys(region)), list(dict.fromkeys(account)))
+
+
+@peers_cli.command("list")
+def list_(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """List the peers (secrets are not shown)."""
+    _run(_list, data_dir, database_url)
+
+
+@peers_cli.command("remove")
+def remove(name: str = typer.Argument(..., help="The peer's name."), data_dir: Path = DataDir,
+           database_url: str = DatabaseUrl) -> None:
+    """Remove a peer; images not yet copied to it fail with UNKNOWN_DESTINATION (or go local, if served here)."""
+    _run(_remove, data_dir, database_url, name)
