@@ -754,6 +754,9 @@ class EcrOp:
     check: Callable[[dict[str, Any], Staged], None] | None = None  # on the allowed answer
     also: tuple[str, ...] = ()  # actions the call needs besides ecr:<Operation>
     intact: Callable[[World, Staged], None] | None = None  # after a refusal: what the call would change is unchanged
+    # errors that only the handler answers, past authorization: the state it acts on moved on by itself
+    # (a back-fill with nothing to copy may finish before the cell stops it)
+    authorized: tuple[str, ...] = ()
 
 
 def ecr_actions(op: str) -> tuple[str, ...]:
@@ -872,6 +875,31 @@ LIFECYCLE_POLICY = json.dumps({"rules": [{"rulePriority": 1, "selection": {
     "action": {"type": "expire"}}]})
 
 
+REPLICATION_DESTINATION = {"region": "us-east-1", "registryId": "999999999999"}
+
+
+def _acting_admin(w: World, s: Staged) -> Any:
+    return w.admin_b if s.acting == B else w.admin_a
+
+
+def _with_replication(w: World, s: Staged) -> dict[str, Any]:
+    out = call(_acting_admin(w, s), "PutReplicationConfiguration", {"replicationConfiguration": {
+        "rules": [{"destinations": [REPLICATION_DESTINATION]}]}})
+    assert out.output is not None, f"setup PutReplicationConfiguration: {out.code}: {out.message}"
+    return {"destination": REPLICATION_DESTINATION}
+
+
+def _with_backfill(w: World, s: Staged) -> dict[str, Any]:
+    admin = _acting_admin(w, s)
+    out = call(admin, "StartReplicationBackfill", _with_replication(w, s))
+    if out.output is not None:
+        return {"replicationBackfillId": out.output["replicationBackfillId"]}
+    assert out.code == "ReplicationBackfillInProgressException", f"setup StartReplicationBackfill: {out.code}"
+    listed = call(admin, "ListReplicationBackfills", {}).output
+    assert listed is not None
+    return {"replicationBackfillId": listed["backfills"][0]["replicationBackfillId"]}
+
+
 def _with_lifecycle_policy(w: World, s: Staged) -> dict[str, Any]:
     w.admin("PutLifecyclePolicy", registryId=A, repositoryName=s.repo, lifecyclePolicyText=LIFECYCLE_POLICY)
     return {"repositoryName": s.repo}
@@ -983,6 +1011,16 @@ ECR_OPS: dict[str, EcrOp] = {
                                              intact=_not_excluded),
     "DeregisterPullTimeUpdateExclusion": EcrOp(OWN, _with_exclusion, intact=_still_excluded),
     "ListPullTimeUpdateExclusions": EcrOp(OWN, lambda w, s: {}),
+    "PutReplicationConfiguration": EcrOp(OWN, lambda w, s: {"replicationConfiguration": {
+        "rules": [{"destinations": [REPLICATION_DESTINATION]}]}}, lambda out, s: _eq(
+        "destinations", out["replicationConfiguration"]["rules"][0]["destinations"], [REPLICATION_DESTINATION])),
+    "DescribeImageReplicationStatus": EcrOp(REPO, lambda w, s: {"repositoryName": s.repo,
+                                                                "imageId": {"imageDigest": s.image.digest}}),
+    "StartReplicationBackfill": EcrOp(OWN, _with_replication,
+                                      authorized=("ReplicationBackfillInProgressException",)),
+    "StopReplicationBackfill": EcrOp(OWN, _with_backfill, authorized=("ReplicationBackfillInvalidStatusException",)),
+    "ListReplicationBackfills": EcrOp(OWN, lambda w, s: {}),
+    "DescribeReplicationBackfillResults": EcrOp(OWN, _with_backfill),
 }
 
 
@@ -1050,6 +1088,8 @@ def test_ecr(world: World, cell: Cell) -> None:
             params.setdefault("registryId", A)
         out: Outcome = call(ecr_client(world, cell), cell.target, params)
         want = expected_ecr(spec, cell.caller)
+        if want == SUCCESS and out.code in spec.authorized:
+            return
         assert out.code == want, f"{cell.target} as {cell.caller}: {out.code}: {out.message}"
         if want == SUCCESS:
             assert out.output is not None
