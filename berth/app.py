@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from berth.iam.authz import Authorizer, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
 from berth.jobs import Handlers, JobQueue, Worker, tasks
+from berth.lifecycle import gc
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
@@ -85,7 +88,8 @@ class BerthApp:
         self.db = await open_backend(s)
         blobs = await open_blob_store(s)
         self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
-        registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
+        registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push,
+                                   refresh_after=s.gc_grace_seconds / 2)
         identity = IdentityService(self.db, jwks_dir=Path(s.oidc_jwks_dir) if s.oidc_jwks_dir else None)
         await identity.ensure_signing_key()
         await identity.ensure_account(s.default_account)
@@ -157,17 +161,36 @@ class BerthApp:
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-def job_handlers(db: Backend, uploads: Uploads) -> Handlers:
+def job_handlers(db: Backend, uploads: Uploads, s: Settings | None = None) -> Handlers:
     """Every job kind Berth runs, and its handler."""
     handlers = Handlers()
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
+    if s is not None and s.gc_interval_seconds > 0:
+        handlers.periodic(gc.GC_JOB, s.gc_interval_seconds, gc.collect_job(collector(s, db, uploads)), max_attempts=1)
     return handlers
 
 
+def collector(s: Settings, db: Backend, uploads: Uploads) -> gc.Collector:
+    """The garbage collector of the periodic job and of `berth gc`."""
+    return gc.Collector(db, uploads.blobs, uploads, grace=s.gc_grace_seconds)
+
+
+@asynccontextmanager
+async def open_collector(s: Settings) -> AsyncIterator[gc.Collector]:
+    """A collector on its own backend and store (`berth gc`)."""
+    db = await open_backend(s)
+    uploads = Uploads(db, await open_blob_store(s), max_age_hours=s.upload_max_age_hours)
+    try:
+        yield collector(s, db, uploads)
+    finally:
+        uploads.close()
+        await db.close()
+
+
 async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int) -> Worker:
-    worker = Worker(db, job_handlers(db, uploads), concurrency=concurrency, lease=s.job_lease_seconds)
+    worker = Worker(db, job_handlers(db, uploads, s), concurrency=concurrency, lease=s.job_lease_seconds)
     await worker.start()
     return worker
 

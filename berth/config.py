@@ -53,6 +53,8 @@ class Settings:
     admin_secret_access_key: str = ""
     storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
     storage_redirect: bool = False  # blob GETs answer 307 to a presigned URL when the driver has one
+    gc_grace_seconds: int = 3600  # garbage collection spares a blob linked (or read) this recently
+    gc_interval_seconds: int = 21600  # the periodic collection's interval; 0: only `berth gc`
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -67,6 +69,8 @@ class Settings:
             raise ConfigError("--job-workers must be 0 (off) or more")
         if self.job_lease_seconds < 1:
             raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
+        if self.gc_grace_seconds < 0 or self.gc_interval_seconds < 0:
+            raise ConfigError("BERTH_GC_GRACE_SECONDS and BERTH_GC_INTERVAL_SECONDS must be 0 or more")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
         self._check_regions()
 
