@@ -174,7 +174,7 @@ def job_handlers(db: Backend, uploads: Uploads, s: Settings | None = None) -> Ha
 
 def collector(s: Settings, db: Backend, uploads: Uploads) -> gc.Collector:
     """The garbage collector of the periodic job and of `berth gc`."""
-    return gc.Collector(db, uploads.blobs, uploads, grace=s.gc_grace_seconds)
+    return gc.Collector(db, uploads.blobs, uploads, grace=s.gc_grace_seconds, pin_hold=s.gc_pin_hold_seconds)
 
 
 @asynccontextmanager

@@ -114,6 +114,7 @@ def _describe(s: Settings) -> str:
 @cli.command("gc")
 def gc_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what a collection would free; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (no progress bar)."),
     grace: float = typer.Option(None, "--grace", help="Seconds since its last link after which an unreferenced "
                                 "blob is collected (env BERTH_GC_GRACE_SECONDS, default 3600)."),
     data_dir: Path = DataDir,
@@ -132,7 +133,7 @@ def gc_command(
     s = _settings(data_dir=data_dir, database_url=database_url, storage_url=storage_url)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(s)
-    asyncio.run(gc_cli.run(open_collector(s), dry_run, grace))
+    asyncio.run(gc_cli.run(open_collector(s), dry_run, grace, as_json))
 
 
 @db_cli.command("upgrade")

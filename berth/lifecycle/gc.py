@@ -53,7 +53,8 @@ log = logging.getLogger("berth.gc")
 
 GC_JOB = "gc.collect"
 GRACE = 3600.0
-PIN_HOLD = 900.0  # seconds an upload's pin keeps its digest, whatever the grace: its commit and link come sooner
+PIN_HOLD = 900.0  # seconds an upload's pin keeps its digest whatever the grace (BERTH_GC_PIN_HOLD_SECONDS): longer
+# than any upload takes from its pin to its link (the storage commit: a rename, or an S3 multipart completion)
 TAKE_OVER_AFTER = 600.0  # seconds: a condemnation this old was left by a collection that died
 PAGE = 1000  # digests read per page (candidates, storage walk)
 BATCH = qg.CHUNK  # digests decided per transaction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractAsyncContextManager
 
 from rich.console import Console
@@ -29,14 +30,22 @@ def report_table(r: Report) -> Table:
     return table
 
 
-async def run(collectors: AbstractAsyncContextManager[Collector], dry_run: bool, grace: float | None) -> Report:
+def report_json(r: Report, grace: float) -> str:
+    return json.dumps({"dryRun": r.dry_run, "graceSeconds": grace, "seconds": round(r.seconds, 3),
+                       "freed": {k: {"objects": f.objects, "bytes": f.bytes} for k, f in r.freed.items()},
+                       "objects": r.objects, "bytes": r.bytes, "walked": r.walked, "candidates": r.candidates,
+                       "spared": r.spared, "newlyUnrecorded": r.newly_unrecorded, "pins": r.pins})
+
+
+async def run(collectors: AbstractAsyncContextManager[Collector], dry_run: bool, grace: float | None,
+              as_json: bool = False) -> Report:
     """One collection with the collector `collectors` opens (berth/app.py `open_collector`)."""
     async with collectors as gc:
         if grace is not None:
             gc.grace = grace
         err = Console(stderr=True)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, transient=True) as bar:
+                      console=err, transient=True, disable=as_json) as bar:
             tasks = {"walk": bar.add_task("walking storage", total=None),
                      "sweep": bar.add_task("sweeping records", total=None)}
 
@@ -44,6 +53,9 @@ async def run(collectors: AbstractAsyncContextManager[Collector], dry_run: bool,
                 bar.update(tasks[phase], completed=done, total=total)
 
             report = await gc.collect(dry_run, progress)
+        if as_json:
+            print(report_json(report, gc.grace))
+            return report
         out = Console()
         out.print(report_table(report))
         out.print(f"{report.walked} objects in storage, {report.candidates} past the grace period of "
