@@ -196,21 +196,27 @@ def bury(digests: Sequence[str]) -> Txn[int]:
     """Delete the records of condemned digests whose bytes are deleted."""
     n = 0
     for chunk in _chunks(digests):
-        marks = _marks(len(chunk))
-        cond = f"digest IN ({marks}) AND digest IN (SELECT digest FROM blob_gc WHERE condemned_at IS NOT NULL)"
-        yield Q(f"DELETE FROM repository_blobs WHERE {cond}", tuple(chunk))
-        yield Q(f"DELETE FROM blobs WHERE {cond}", tuple(chunk))
-        n += yield Q(f"DELETE FROM blob_gc WHERE digest IN ({marks}) AND condemned_at IS NOT NULL", tuple(chunk))
+        rows = yield Q(f"SELECT digest FROM blob_gc WHERE digest IN ({_marks(len(chunk))}) "
+                       "AND condemned_at IS NOT NULL", tuple(chunk), "all", lock="UPDATE")
+        doomed = tuple(r[0] for r in rows)
+        if not doomed:
+            continue
+        marks = _marks(len(doomed))
+        yield Q(f"DELETE FROM repository_blobs WHERE digest IN ({marks})", doomed)
+        yield Q(f"DELETE FROM blobs WHERE digest IN ({marks})", doomed)
+        n += yield Q(f"DELETE FROM blob_gc WHERE digest IN ({marks})", doomed)
     return n
 
 
 def unrecorded(found: Sequence[tuple[str, int]]) -> Txn[list[tuple[str, int]]]:
-    """Of objects found in storage (digest, size), those that no blobs row records."""
+    """Of objects found in storage (digest, size), those that no blobs row records, not seen before."""
     out: list[tuple[str, int]] = []
     for i in range(0, len(found), CHUNK):
         chunk = found[i:i + CHUNK]
-        rows = yield Q(f"SELECT digest FROM blobs WHERE digest IN ({_marks(len(chunk))})",
-                       tuple(d for d, _ in chunk), "all")
+        marks = _marks(len(chunk))
+        digests = tuple(d for d, _ in chunk)
+        rows = yield Q(f"SELECT digest FROM blobs WHERE digest IN ({marks}) UNION SELECT digest FROM blob_gc "
+                       f"WHERE digest IN ({marks}) AND unrecorded_size IS NOT NULL", (*digests, *digests), "all")
         known = {r[0] for r in rows}
         out += [(d, s) for d, s in chunk if d not in known]
     return out

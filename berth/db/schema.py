@@ -341,5 +341,7 @@ blob_gc = Table(
     Index("ix_blob_gc_linked", "linked_at"),
 )
 
-# "is this digest referenced by any manifest, in any repository?" (the collection's check)
+# "is this digest referenced by any manifest, in any repository?" (the collection's check), and its links
+# (the collection locks and deletes them; deleting a blobs row looks them up for the foreign key)
 Index("ix_manifest_refs_child_any", manifest_refs.c.child_digest)
+Index("ix_repository_blobs_digest", repository_blobs.c.digest)

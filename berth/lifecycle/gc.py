@@ -58,6 +58,7 @@ PIN_HOLD = 900.0  # seconds an upload's pin keeps its digest whatever the grace 
 TAKE_OVER_AFTER = 600.0  # seconds: a condemnation this old was left by a collection that died
 PAGE = 1000  # digests read per page (candidates, storage walk)
 BATCH = qg.CHUNK  # digests decided per transaction
+DELETE_PARALLEL, DELETE_CHUNK = 8, 32  # storage deletes of a batch: up to 8 calls at once, 32 digests or more each
 
 UPLOADS = "uploads"
 KINDS = (qg.UNREFERENCED, qg.UNRECORDED, UPLOADS)
@@ -127,8 +128,10 @@ class Collector:
     async def _delete(self, report: Report, doomed: list[qg.Candidate]) -> None:
         """Delete the bytes of condemned digests, then their records."""
         objects = [c.digest for c in doomed if c.kind != qg.PIN]
-        if objects:
-            await self._io(self.blobs.delete, objects)
+        if objects:  # in parallel: one unlink (or one S3 batch) at a time would leave the disk idle
+            step = max(DELETE_CHUNK, -(-len(objects) // DELETE_PARALLEL))
+            await asyncio.gather(*(self._io(self.blobs.delete, objects[i:i + step])
+                                   for i in range(0, len(objects), step)))
         await self.db.write(qg.bury, [c.digest for c in doomed])
         for c in doomed:
             if c.kind == qg.PIN:
@@ -173,13 +176,13 @@ class Collector:
         totals = await self.db.read(qg.totals)
         after = ""
         seen = 0
+        pending: list[str] = []
         while True:
             page = await self.db.read(qg.candidates, cutoff, pin_cutoff, after, PAGE)
-            if not page:
-                return
-            after = page[-1].digest
-            seen += len(page)
-            progress("sweep", seen, max(seen, totals.blobs))
+            if page:
+                after = page[-1].digest
+                seen += len(page)
+                progress("sweep", seen, max(seen, totals.blobs))
             unused = [c for c in page if c.digest not in used]
             report.candidates += len(unused)
             if dry_run:
@@ -188,13 +191,16 @@ class Collector:
                         report.pins += 1
                     else:
                         report.freed[c.kind].add(c.size)
-                continue
-            for i in range(0, len(unused), BATCH):
-                batch = [c.digest for c in unused[i:i + BATCH]]
+            else:
+                pending += [c.digest for c in unused]
+            while len(pending) >= BATCH or (pending and not page):
+                batch, pending = pending[:BATCH], pending[BATCH:]
                 doomed = await self.db.write(qg.condemn, batch, cutoff, pin_cutoff, self.clock())
                 report.spared += len(batch) - len(doomed)
                 if doomed:
                     await self._delete(report, doomed)
+            if not page:
+                return
 
     async def _purge_uploads(self, report: Report, dry_run: bool) -> None:
         stale = await self.db.read(qu.stale_uploads, self.clock() - self.uploads.max_age)

@@ -1,4 +1,4 @@
-"""garbage collection: a blob's last link time and condemnation, and refs by child digest
+"""garbage collection: a blob's last link time and condemnation; refs and links by digest
 
 Revision ID: 0007
 Revises: 0005
@@ -29,12 +29,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_blob_gc_linked", "blob_gc", ["linked_at"])
     op.create_index("ix_manifest_refs_child_any", "manifest_refs", ["child_digest"])
+    op.create_index("ix_repository_blobs_digest", "repository_blobs", ["digest"])
     op.execute("INSERT INTO blob_gc (digest, linked_at) SELECT b.digest, "
                "COALESCE((SELECT MAX(rb.created_at) FROM repository_blobs rb WHERE rb.digest = b.digest), "
                "b.created_at) FROM blobs b")
 
 
 def downgrade() -> None:
+    op.drop_index("ix_repository_blobs_digest", table_name="repository_blobs")
     op.drop_index("ix_manifest_refs_child_any", table_name="manifest_refs")
     op.drop_index("ix_blob_gc_linked", table_name="blob_gc")
     op.drop_table("blob_gc")
