@@ -7,7 +7,7 @@ Builds, in a temporary directory, a migrated data dir with --repositories reposi
 images and repositories), --blobs blobs in total, every one a real file under blobs/ and a row in the
 metadata, linked two hours ago. A fraction --garbage of the blobs is referenced by no manifest (images
 deleted), and 1% of the files have no row at all (a crash left them). Then it runs the real CLI, each
-in a fresh process whose peak RSS is read from the kernel (wait4):
+in a fresh process that reports its own peak RSS (VmHWM):
 
 1. `berth gc --dry-run --json`   (walk + mark + sweep, nothing written)
 2. `berth gc --json`             (the collection: deletes the garbage, records the unrecorded files)
@@ -116,21 +116,35 @@ def populate(data: Path, blobs: int, manifests: int, repositories: int, garbage:
 
 
 def gc(data: Path, *args: str) -> tuple[float, float, dict]:
-    """One `berth gc --json` process: (seconds, its peak RSS in MiB from wait4, its report)."""
+    """One `berth gc --json` process: (seconds, its peak RSS in MiB, its report)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
     env["PYTHONPATH"] = str(ROOT)
     started = time.monotonic()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "berth", "gc", "--json", "--data-dir", str(data), *args],
-                                env=env, stdout=out, stderr=err, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.NamedTemporaryFile("w+") as hwm:
+        env["BENCH_HWM"] = hwm.name
+        proc = subprocess.run([sys.executable, "-c", LAUNCH, "gc", "--json", "--data-dir", str(data), *args],
+                              env=env, capture_output=True, text=True, cwd=ROOT, timeout=3600)
         seconds = time.monotonic() - started
-        out.seek(0)
-        err.seek(0)
         if proc.returncode != 0:
-            raise SystemExit(err.read())
-        return seconds, usage.ru_maxrss / 1024, json.loads(out.read())
+            raise SystemExit(proc.stderr)
+        kib = int(hwm.read().split()[0])
+    return seconds, kib / 1024, json.loads(proc.stdout)
+
+
+# `berth …` that writes its own VmHWM (the peak RSS of its address space, from exec on) to $BENCH_HWM at exit;
+# the kernel's rusage would count the benchmark's own RSS at fork time.
+LAUNCH = """
+import atexit, os, sys
+def hwm():
+    with open("/proc/self/status") as f:
+        peak = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["BENCH_HWM"], "w") as out:
+        out.write(peak)
+atexit.register(hwm)
+sys.argv = ["berth", *sys.argv[1:]]
+from berth.cli import main
+main()
+"""
 
 
 def main() -> None:

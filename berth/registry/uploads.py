@@ -317,7 +317,7 @@ class Uploads:
             await self._release(upload_id, token)
             raise
         self._hashers.pop(upload_id, None)
-        if not await self.db.write(qu.finish_upload, upload_id, token, repo_id, digest, written.size, self.clock()):
+        if not await self._link(qu.finish_upload, upload_id, token, repo_id, digest, written.size, self.clock()):
             raise await self._lost(repo_id, upload_id)
         return written.size
 
@@ -333,7 +333,7 @@ class Uploads:
             await self._end(repo_id, upload_id)
             raise
         await self._commit(written, digest)
-        end = await self.db.write(qu.finish_unclaimed, upload_id, repo_id, 0, digest, written.size, self.clock(),
+        end = await self._link(qu.finish_unclaimed, upload_id, repo_id, 0, digest, written.size, self.clock(),
                                   fresh)
         if end.outcome is qu.EndOutcome.UNKNOWN:
             raise await self._lost(repo_id, upload_id)
@@ -354,8 +354,16 @@ class Uploads:
             await self._run(self._writer(written).abort)
             raise
         await self._commit(written, digest)
-        await self.db.write(q.link_blob, repo, digest, written.size, self.clock())
+        await self._link(q.link_blob, repo, digest, written.size, self.clock())
         return written.size
+
+    async def _link(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A write that links a blob: a digest condemned since its pin (an upload slower than the collector's
+        pin hold) is "try again", never a fault."""
+        try:
+            return await self.db.write(fn, *args)
+        except qg.BlobCondemned as e:
+            raise BlobStoreUnavailable(f"{e}; upload it again", retry_after=RETRY_AFTER) from None
 
     @staticmethod
     def _writer(written: _Written) -> UploadWriter:

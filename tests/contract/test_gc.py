@@ -459,3 +459,19 @@ def test_a_collection_that_stopped_midway_is_finished_by_the_next(db: Harness, t
         assert w.stored(sha(data)) == data
 
     run(db, fs(tmp_path), body)
+
+
+def test_no_link_is_made_to_a_condemned_digest(db: Harness, tmp_path: Path) -> None:
+    async def body(w: World) -> None:
+        one, two = await w.repo("src"), await w.repo("dst")
+        data = b"condemned, not yet buried"
+        await w.upload(one, data)
+        t = time.time() + 2 * HOUR
+        assert await w.db.write(qg.condemn, [sha(data)], t, t, time.time())
+        with pytest.raises(qg.BlobCondemned):
+            await w.db.write(q.link_blob, two.id, sha(data), len(data), time.time())
+        assert await w.registry.mount_blob(two, one, sha(data)) is None  # its source link is gone too
+        assert await w.db.read(q.repo_blob_size, two.id, sha(data)) is None
+        assert not await w.db.write(qg.pin, sha(data), time.time())
+
+    run(db, fs(tmp_path), body)
