@@ -13,13 +13,15 @@ writer already serialises every write, and ignores Q.lock):
   which locks it against a concurrent delete.
 - delete_image: the image's tags and then its manifest row are locked FOR UPDATE before the "is it
   referenced by an index?" check, so an index push (which locks its children FOR KEY SHARE) either
-  commits first and is seen, or waits and then finds the child gone.
+  commits first and is seen, or waits and then finds the child gone. Its referrers (manifests whose
+  subject it is) go with it, each locked FOR UPDATE before its own index check (one an index lists stays).
 - remove_tag: the tag row, then its manifest row, FOR UPDATE; then the "is it the last tag?" count
   (ECR's rule), so two concurrent removals of an image's last two tags delete the image once.
 - mount_blob: the source link is read FOR KEY SHARE in the transaction that links.
 - link_blob, mount_blob: first upsert the digest's blob_gc row (berth/db/gc.py), which waits for a
   collection deciding on it and refuses a digest it condemned.
-Operations without a decision (link_blob, unlink_blob, list reads) are single statements.
+Operations without a decision (unlink_blob, list reads) are single statements. The /v2 blob DELETE is
+berth/db/gc.py's unlink_unreferenced (refused while a manifest of the repository uses the blob).
 """
 
 from __future__ import annotations
