@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from berth.iam.authz import Authorizer, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
 from berth.jobs import Handlers, JobQueue, Worker, tasks
+from berth.lifecycle import gc
 from berth.lifecycle import jobs as lifecycle_jobs
 from berth.lifecycle.service import LifecycleService
 from berth.registry.images import Images
@@ -90,7 +93,8 @@ class BerthApp:
         self.db = await open_backend(s)
         blobs = await open_blob_store(s)
         self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
-        registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
+        registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push,
+                                   refresh_after=s.gc_grace_seconds / 2)
         identity = IdentityService(self.db, jwks_dir=Path(s.oidc_jwks_dir) if s.oidc_jwks_dir else None)
         await identity.ensure_signing_key()
         await identity.ensure_account(s.default_account)
@@ -183,7 +187,26 @@ def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None
     handlers.register(lifecycle_jobs.ACTIVATE_JOB, lifecycle_jobs.activate(db, lifecycle))
     handlers.periodic(lifecycle_jobs.SCHEDULE_JOB, s.lifecycle_interval_hours * 3600,
                       lifecycle_jobs.schedule(lifecycle, JobQueue(db)))
+    if settings is not None and s.gc_interval_seconds > 0:  # a collection needs the storage settings of serve
+        handlers.periodic(gc.GC_JOB, s.gc_interval_seconds, gc.collect_job(collector(s, db, uploads)), max_attempts=1)
     return handlers
+
+
+def collector(s: Settings, db: Backend, uploads: Uploads) -> gc.Collector:
+    """The garbage collector of the periodic job and of `berth gc`."""
+    return gc.Collector(db, uploads.blobs, uploads, grace=s.gc_grace_seconds, pin_hold=s.gc_pin_hold_seconds)
+
+
+@asynccontextmanager
+async def open_collector(s: Settings) -> AsyncIterator[gc.Collector]:
+    """A collector on its own backend and store (`berth gc`)."""
+    db = await open_backend(s)
+    uploads = Uploads(db, await open_blob_store(s), max_age_hours=s.upload_max_age_hours)
+    try:
+        yield collector(s, db, uploads)
+    finally:
+        uploads.close()
+        await db.close()
 
 
 async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int) -> Worker:

@@ -116,6 +116,31 @@ def _describe(s: Settings) -> str:
     return str(st.root)
 
 
+@cli.command("gc")
+def gc_command(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what a collection would free; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (no progress bar)."),
+    grace: float = typer.Option(None, "--grace", help="Seconds since its last link after which an unreferenced "
+                                "blob is collected (env BERTH_GC_GRACE_SECONDS, default 3600)."),
+    data_dir: Path = DataDir,
+    database_url: str = DatabaseUrl,
+    storage_url: str = typer.Option(None, "--storage-url", help="Blob storage, as for serve (env BERTH_STORAGE_URL)."),
+) -> None:
+    """Garbage-collect now: unreferenced blobs, unrecorded objects, abandoned uploads (safe while serving)."""
+    import asyncio
+
+    from berth.app import open_collector
+    from berth.lifecycle import gc_cli
+
+    if grace is not None and grace < 0:
+        typer.echo("berth: --grace must be 0 or more", err=True)
+        raise typer.Exit(2)
+    s = _settings(data_dir=data_dir, database_url=database_url, storage_url=storage_url)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrate(s)
+    asyncio.run(gc_cli.run(open_collector(s), dry_run, grace, as_json))
+
+
 @db_cli.command("upgrade")
 def db_upgrade(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
     """Apply every pending migration."""

@@ -54,6 +54,9 @@ class Settings:
     admin_secret_access_key: str = ""
     storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
     storage_redirect: bool = False  # blob GETs answer 307 to a presigned URL when the driver has one
+    gc_grace_seconds: int = 3600  # garbage collection spares a blob linked (or read) this recently
+    gc_interval_seconds: int = 21600  # the periodic collection's interval; 0: only `berth gc`
+    gc_pin_hold_seconds: int = 900  # an upload's pin keeps its digest this long, whatever the grace
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -70,6 +73,9 @@ class Settings:
             raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
         if self.lifecycle_interval_hours <= 0:
             raise ConfigError("BERTH_LIFECYCLE_INTERVAL_HOURS must be positive")
+        if min(self.gc_grace_seconds, self.gc_interval_seconds, self.gc_pin_hold_seconds) < 0:
+            raise ConfigError("BERTH_GC_GRACE_SECONDS, BERTH_GC_INTERVAL_SECONDS and BERTH_GC_PIN_HOLD_SECONDS "
+                              "must be 0 or more")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
         self._check_regions()
 

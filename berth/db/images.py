@@ -150,13 +150,14 @@ _REFERENCED_BY = ("SELECT 1 FROM manifest_refs r JOIN manifests m ON m.repositor
                   "AND r.child_digest = rb.digest AND r.kind IN ('config', 'layer') AND m.image_status ")
 
 
-def pullable_blob_size(repo_id: int, digest: str) -> Txn[int | None]:
-    """A linked blob's size, unless only archived images use it (their layers are not pullable either)."""
-    row = yield Q("SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest "
-                  "WHERE rb.repository_id = ? AND rb.digest = ? "
+def pullable_blob(repo_id: int, digest: str) -> Txn[tuple[int, float | None] | None]:
+    """(size, when garbage collection last saw it linked) of a linked blob, unless only archived images use
+    it (their layers are not pullable either)."""
+    row = yield Q("SELECT b.size, g.linked_at FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest "
+                  "LEFT JOIN blob_gc g ON g.digest = rb.digest WHERE rb.repository_id = ? AND rb.digest = ? "
                   f"AND (NOT EXISTS ({_REFERENCED_BY}<> 'ACTIVE') OR EXISTS ({_REFERENCED_BY}= 'ACTIVE'))",
                   (repo_id, digest), "one")
-    return None if row is None else int(row[0])
+    return None if row is None else (int(row[0]), None if row[1] is None else float(row[1]))
 
 
 # pull times

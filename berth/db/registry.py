@@ -13,11 +13,15 @@ writer already serialises every write, and ignores Q.lock):
   which locks it against a concurrent delete.
 - delete_image: the image's tags and then its manifest row are locked FOR UPDATE before the "is it
   referenced by an index?" check, so an index push (which locks its children FOR KEY SHARE) either
-  commits first and is seen, or waits and then finds the child gone.
+  commits first and is seen, or waits and then finds the child gone. Its referrers (manifests whose
+  subject it is) go with it, each locked FOR UPDATE before its own index check (one an index lists stays).
 - remove_tag: the tag row, then its manifest row, FOR UPDATE; then the "is it the last tag?" count
   (ECR's rule), so two concurrent removals of an image's last two tags delete the image once.
 - mount_blob: the source link is read FOR KEY SHARE in the transaction that links.
-Operations without a decision (link_blob, unlink_blob, list reads) are single statements.
+- link_blob, mount_blob: first upsert the digest's blob_gc row (berth/db/gc.py), which waits for a
+  collection deciding on it and refuses a digest it condemned.
+Operations without a decision (unlink_blob, list reads) are single statements. The /v2 blob DELETE is
+berth/db/gc.py's unlink_unreferenced (refused while a manifest of the repository uses the blob).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple
 
+from berth.db import gc
 from berth.db.store import Lock, Q, Txn
 
 REPO_COLUMNS = "id, account_id, region, name, created_at, tag_mutability, tag_mutability_filters, " \
@@ -108,6 +113,9 @@ def repo_blob_size(repo_id: int, digest: str) -> Txn[int | None]:
 
 
 def link_blob(repo_id: int, digest: str, size: int, now: float) -> Txn[None]:
+    """Record the blob and link it; BlobCondemned (nothing written) while a collection deletes it."""
+    if not (yield from gc.linking(digest, now)):
+        raise gc.BlobCondemned(digest)
     yield Q("INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
             (digest, size, now))
     yield Q("INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) "
@@ -121,6 +129,8 @@ def unlink_blob(repo_id: int, digest: str) -> Txn[bool]:
 
 def mount_blob(repo_id: int, source_id: int, digest: str, now: float) -> Txn[int | None]:
     """Link a blob linked to `source` into `repo`; its size, or None (nothing written) when `source` lacks it."""
+    if not (yield from gc.linking(digest, now)):  # first: the lock order of berth/db/gc.py
+        return None
     row = yield Q("SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest "
                   "WHERE rb.repository_id = ? AND rb.digest = ?", (source_id, digest), "one", lock="KEY SHARE")
     if row is None:
@@ -295,6 +305,7 @@ class Deletion:
     digest: str | None = None
     tags: tuple[str, ...] = ()  # the tags removed
     parents: tuple[str, ...] = ()
+    referrers: tuple[str, ...] = ()  # DELETED: the referrers deleted with it (their referrers too)
 
 
 def delete_image(repo_id: int, digest: str) -> Txn[Deletion]:
@@ -315,10 +326,35 @@ def _delete_locked(repo_id: int, digest: str, tags: tuple[str, ...]) -> Txn[Dele
         return Deletion(DeleteOutcome.REFERENCED, digest, parents=tuple(parents))
     rows = yield Q("SELECT name FROM tags WHERE repository_id = ? AND digest = ? ORDER BY name",
                    (repo_id, digest), "all")
+    yield from _drop_manifest(repo_id, digest)
+    referrers = yield from _drop_referrers(repo_id, digest)
+    return Deletion(DeleteOutcome.DELETED, digest, tuple(sorted({*tags, *(r[0] for r in rows)})),
+                    referrers=referrers)
+
+
+def _drop_manifest(repo_id: int, digest: str) -> Txn[None]:
+    """Its refs go with it: what it alone used is left for garbage collection (berth/lifecycle/gc.py)."""
     yield Q("DELETE FROM manifest_refs WHERE repository_id = ? AND manifest_digest = ?", (repo_id, digest))
     yield Q("DELETE FROM tags WHERE repository_id = ? AND digest = ?", (repo_id, digest))
     yield Q("DELETE FROM manifests WHERE repository_id = ? AND digest = ?", (repo_id, digest))
-    return Deletion(DeleteOutcome.DELETED, digest, tuple(sorted({*tags, *(r[0] for r in rows)})))
+
+
+def _drop_referrers(repo_id: int, subject: str) -> Txn[tuple[str, ...]]:
+    """Delete the referrers (signatures, SBOMs, attestations) of a deleted subject, and theirs in turn,
+    so that no referrers list names what was deleted with it. A referrer an index lists stays (the
+    index keeps it pullable). Each is locked FOR UPDATE before its parents are checked, as in delete_image."""
+    gone: list[str] = []
+    todo = [subject]
+    while todo:
+        rows = yield Q("SELECT digest FROM manifests WHERE repository_id = ? AND subject_digest = ? ORDER BY digest",
+                       (repo_id, todo.pop()), "all", lock="UPDATE")
+        for (digest,) in rows:
+            if digest in gone or (yield from manifest_parents(repo_id, digest)):
+                continue
+            yield from _drop_manifest(repo_id, digest)
+            gone.append(digest)
+            todo.append(digest)
+    return tuple(gone)
 
 
 def remove_tag(repo_id: int, tag: str, expected: str | None = None, last_takes_image: bool = False) -> Txn[Deletion]:

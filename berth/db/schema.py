@@ -442,3 +442,20 @@ replication_backfill_items = Table(
     Column("status", String(16), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED
     Column("failure_code", Text, nullable=True),
 )
+# garbage collection (migration 0007): berth/db/gc.py, berth/lifecycle/gc.py
+
+blob_gc = Table(
+    "blob_gc",
+    metadata,
+    Column("digest", String(160), primary_key=True),  # every blobs row has one; a digest in flight may too
+    Column("linked_at", Float, nullable=False),  # last linked (or read by a HEAD/GET, or first pinned or seen)
+    Column("pinned_at", Float, nullable=True),  # an upload is writing its bytes (kept whatever the grace)
+    Column("condemned_at", Float, nullable=True),  # a collection is deleting it: no link may be made
+    Column("unrecorded_size", BigInteger, nullable=True),  # found in storage with no blobs row (a crash)
+    Index("ix_blob_gc_linked", "linked_at"),
+)
+
+# "is this digest referenced by any manifest, in any repository?" (the collection's check), and its links
+# (the collection locks and deletes them; deleting a blobs row looks them up for the foreign key)
+Index("ix_manifest_refs_child_any", manifest_refs.c.child_digest)
+Index("ix_repository_blobs_digest", repository_blobs.c.digest)

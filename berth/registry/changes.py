@@ -10,7 +10,8 @@ Event rules:
 - IMAGE_PUSHED for a push that stored something new (the manifest, or where its tag points);
   pushing the same manifest under the same tag again changes nothing and records nothing.
 - TAG_MOVED as well when the push moved an existing tag off another manifest (`previousDigest`).
-- IMAGE_DELETED for an image deleted (with the tags it had); TAG_DELETED for a tag removed whose
+- IMAGE_DELETED for an image deleted (with the tags it had), and for each referrer deleted with it
+  (`subject`); TAG_DELETED for a tag removed whose
   image stays.
 - REPOSITORY_CREATED (CreateRepository, or create-on-push) and REPOSITORY_DELETED (its images go
   with it; no event per image).
@@ -50,6 +51,9 @@ def _deleted(repo: Repository, d: Deletion, now: float, replicate: bool = True) 
     if d.outcome is DeleteOutcome.DELETED:
         yield from append_event(Event.IMAGE_DELETED, repo.account_id, repo.region, repo.name, now, d.digest,
                                 payload={"tags": list(d.tags)})
+        for referrer in d.referrers:  # deleted with their subject
+            yield from append_event(Event.IMAGE_DELETED, repo.account_id, repo.region, repo.name, now, referrer,
+                                    payload={"tags": [], "subject": d.digest})
     elif d.outcome is DeleteOutcome.UNTAGGED:
         yield from append_event(Event.TAG_DELETED, repo.account_id, repo.region, repo.name, now, d.digest,
                                 d.tags[0] if d.tags else None)

@@ -42,6 +42,7 @@ ManifestInvalid = define("MANIFEST_INVALID")
 ManifestUnknown = define("MANIFEST_UNKNOWN")
 ManifestTooLarge = define("MANIFEST_TOO_LARGE")
 ManifestReferenced = define("MANIFEST_REFERENCED")
+BlobReferenced = define("BLOB_REFERENCED")  # DELETE of a blob manifests of the repository use
 NameInvalid = define("NAME_INVALID")
 NameUnknown = define("NAME_UNKNOWN")
 SizeInvalid = define("SIZE_INVALID")

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from berth.db import gc as qg
 from berth.db import images as qi
 from berth.db import jobs as qj
 from berth.db import registry as q
@@ -16,6 +17,7 @@ from berth.db.registry import DeleteOutcome, Deletion, ManifestRow, NewManifest,
 from berth.db.store import Backend
 from berth.registry import changes, manifests
 from berth.registry.errors import (
+    BlobReferenced,
     BlobUnknown,
     DigestInvalid,
     ImageAlreadyExists,
@@ -33,6 +35,7 @@ from berth.storage import BlobReader, BlobStore
 
 ALL = 1 << 62  # "no limit" for listings
 PULL_RECORD_INTERVAL = 3600.0  # write an image's last_pulled_at at most this often per process (ECR: daily)
+REFRESH_AFTER = 1800.0  # seconds: a blob read restarts its gc grace period at most this often (half of 1 h)
 PULL_TIME_JOB = "registry.pull_time"  # one job per image, coalesced by key; berth/jobs/tasks.py writes it
 
 log = logging.getLogger("berth.registry")
@@ -56,12 +59,13 @@ class PreparedManifest:
 
 class RegistryService:
     def __init__(self, db: Backend, blobs: BlobStore, uploads: Uploads, create_on_push: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, refresh_after: float = REFRESH_AFTER) -> None:
         self.db = db
         self.blobs = blobs
         self.uploads = uploads
         self.create_on_push = create_on_push
         self.clock = clock
+        self.refresh_after = refresh_after  # half the garbage-collection grace period (app.py)
         # Read caches for the hot paths, dropped whenever any writer commits (db.version()).
         self._version: int | None = None
         self._repos: dict[tuple[str, str, str], Repository] = {}
@@ -118,9 +122,17 @@ class RegistryService:
     # blobs
 
     async def blob_size(self, repo: Repository, digest: str) -> int:
+        """The size of a blob linked to the repository. A HEAD or GET also restarts the blob's garbage-collection
+        grace period when more than `refresh_after` has passed (a client that found it may reference it next:
+        HEAD, then a manifest PUT); a blob a collection is deleting is unknown (the client uploads it again)."""
         check_digest(digest)
-        size = await self.db.read(qi.pullable_blob_size, repo.id, digest)  # not the layers of archived images
-        if size is None:
+        found = await self.db.read(qi.pullable_blob, repo.id, digest)  # not the layers of archived images
+        if found is None:
+            raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
+        size, linked_at = found
+        now = self.clock()
+        if (linked_at is None or now - linked_at > self.refresh_after) \
+                and not await self.db.write(qg.refresh, repo.id, digest, now):
             raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
         return size
 
@@ -150,9 +162,15 @@ class RegistryService:
             reader.close()
 
     async def delete_blob(self, repo: Repository, digest: str) -> None:
+        """Unlink a blob from the repository (garbage collection frees its bytes once nothing links it);
+        refused (BlobReferenced) while a manifest of the repository uses it, which would stop pulling."""
         check_digest(digest)
-        if not await self.db.write(q.unlink_blob, repo.id, digest):
+        result = await self.db.write(qg.unlink_unreferenced, repo.id, digest)
+        if result.outcome is qg.Unlink.UNKNOWN:
             raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
+        if result.outcome is qg.Unlink.REFERENCED:
+            raise BlobReferenced(f"blob {digest} is used by manifests of repository {repo.name!r}; delete them "
+                                 "first", detail={"digest": digest, "manifests": list(result.manifests)})
 
     async def mount_blob(self, repo: Repository, source: Repository, digest: str) -> int | None:
         """Link a blob readable from `source` into `repo`; its size, or None when `source` lacks it."""

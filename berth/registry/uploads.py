@@ -24,12 +24,21 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from berth.db import gc as qg
 from berth.db import iam as qi
 from berth.db import registry as q
 from berth.db import uploads as qu
 from berth.db.store import Backend
 from berth.registry import upload_ids
-from berth.registry.errors import BlobUploadUnknown, DigestInvalid, RegistryError, SizeInvalid, UploadOutOfOrder
+from berth.registry.errors import (
+    RETRY_AFTER,
+    BlobStoreUnavailable,
+    BlobUploadUnknown,
+    DigestInvalid,
+    RegistryError,
+    SizeInvalid,
+    UploadOutOfOrder,
+)
 from berth.registry.names import check_digest
 from berth.registry.streams import pump
 from berth.storage import BlobStore, UploadWriter
@@ -38,6 +47,7 @@ READ_CHUNK = 1 << 20
 CLAIM_SECONDS = 60.0  # a writer renews its claim while it streams; a killed one frees the upload after this
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what start() hands out (signed, token_urlsafe or a UUID)
 _HASHERS_KEPT = 4096  # running hashes of sessions in progress, newest kept
+PIN_ATTEMPTS, PIN_WAIT = 50, 0.2  # a blob being collected: wait up to 10 s for its deletion to finish
 KEYS_REFRESH = 5.0  # seconds: how often an unverifiable id may make this node re-read the signing keys
 
 
@@ -297,7 +307,9 @@ class Uploads:
         hasher = self._cached(upload_id, upload.size) if algorithm == "sha256" else None
         try:
             written = await self._stream(self._resume(upload), upload.size, hasher, algorithm,
-                                         self._renewing(chunks or _empty(), upload, token), content_length, digest)
+                                         self._renewing(chunks or _empty(), upload, token), content_length, digest,
+                                         commit=False)
+            await self._commit(written, digest)
         except DigestInvalid:
             await self._end(repo_id, upload_id)  # a failed completion ends the session, as distribution's does
             raise
@@ -305,7 +317,7 @@ class Uploads:
             await self._release(upload_id, token)
             raise
         self._hashers.pop(upload_id, None)
-        if not await self.db.write(qu.finish_upload, upload_id, token, repo_id, digest, written.size, self.clock()):
+        if not await self._link(qu.finish_upload, upload_id, token, repo_id, digest, written.size, self.clock()):
             raise await self._lost(repo_id, upload_id)
         return written.size
 
@@ -316,11 +328,12 @@ class Uploads:
         blob it stored stays (content-addressed, verified: garbage collection's to reclaim)."""
         try:
             written = await self._stream(lambda: self.blobs.create(digest), 0, None, digest.split(":", 1)[0],
-                                         chunks, content_length, digest)
+                                         chunks, content_length, digest, commit=False)
         except DigestInvalid:
             await self._end(repo_id, upload_id)
             raise
-        end = await self.db.write(qu.finish_unclaimed, upload_id, repo_id, 0, digest, written.size, self.clock(),
+        await self._commit(written, digest)
+        end = await self._link(qu.finish_unclaimed, upload_id, repo_id, 0, digest, written.size, self.clock(),
                                   fresh)
         if end.outcome is qu.EndOutcome.UNKNOWN:
             raise await self._lost(repo_id, upload_id)
@@ -335,16 +348,44 @@ class Uploads:
         check_digest(digest)
         written = await self._stream(lambda: self.blobs.create(digest), 0, None, digest.split(":", 1)[0], chunks,
                                      content_length, digest, commit=False)
-        writer = written.writer
-        assert writer is not None
         try:
             repo = await repo_id()
+        except BaseException:
+            await self._run(self._writer(written).abort)
+            raise
+        await self._commit(written, digest)
+        await self._link(q.link_blob, repo, digest, written.size, self.clock())
+        return written.size
+
+    async def _link(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A write that links a blob: a digest condemned since its pin (an upload slower than the collector's
+        pin hold) is "try again", never a fault."""
+        try:
+            return await self.db.write(fn, *args)
+        except qg.BlobCondemned as e:
+            raise BlobStoreUnavailable(f"{e}; upload it again", retry_after=RETRY_AFTER) from None
+
+    @staticmethod
+    def _writer(written: _Written) -> UploadWriter:
+        assert written.writer is not None
+        return written.writer
+
+    async def _commit(self, written: _Written, digest: str) -> None:
+        """Commit verified bytes as the blob `digest`, pinned first against garbage collection (berth/db/gc.py:
+        a collection that condemned the digest may still delete its bytes, so wait until it has)."""
+        writer = self._writer(written)
+        try:
+            for _ in range(PIN_ATTEMPTS):
+                if await self.db.write(qg.pin, digest, self.clock()):
+                    break
+                await asyncio.sleep(PIN_WAIT)
+            else:
+                raise BlobStoreUnavailable(f"blob {digest} is being garbage-collected; try again",
+                                           retry_after=RETRY_AFTER)
             await self._run(writer.commit, digest)
         except BaseException:
             await self._run(writer.abort)
             raise
-        await self.db.write(q.link_blob, repo, digest, written.size, self.clock())
-        return written.size
 
     async def purge(self) -> int:
         """Drop sessions older than the maximum age and stored uploads no session owns."""

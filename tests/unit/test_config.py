@@ -52,6 +52,9 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_ADMIN_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         "BERTH_STORAGE_URL": "s3://layers/berth?endpoint=http://127.0.0.1:7480&region=eu-west-1",
         "BERTH_STORAGE_REDIRECT": "1",
+        "BERTH_GC_GRACE_SECONDS": "600",
+        "BERTH_GC_INTERVAL_SECONDS": "0",
+        "BERTH_GC_PIN_HOLD_SECONDS": "120",
     }
     assert {"BERTH_" + f.name.upper() for f in fields(Settings)} == set(env)  # a new field needs a line here
     s = Settings.from_env(env)
@@ -74,6 +77,12 @@ def test_every_field_from_the_environment() -> None:
     assert s.log_level == "debug"
     assert s.admin_access_key_id == "AKIAIOSFODNN7EXAMPLE"
     assert s.admin_secret_access_key == "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    assert (s.gc_grace_seconds, s.gc_interval_seconds, s.gc_pin_hold_seconds) == (600, 0, 120)
+
+
+def test_gc_settings_refuse_negative_seconds() -> None:
+    with pytest.raises(ConfigError):
+        Settings.from_env({"BERTH_GC_GRACE_SECONDS": "-1"})
 
 
 @pytest.mark.parametrize("raw", ["1", "true", "TRUE", "True", "yes", "on", " on ", "Yes"])

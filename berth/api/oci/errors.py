@@ -20,6 +20,8 @@ DOMAIN: dict[str, tuple[int, str]] = {
     "MANIFEST_UNKNOWN": (404, "MANIFEST_UNKNOWN"),
     "MANIFEST_TOO_LARGE": (413, "MANIFEST_INVALID"),
     "MANIFEST_REFERENCED": (409, "DENIED"),
+    # distribution answers a blob delete it will not do with 405 UNSUPPORTED; the spec allows 400 or 405
+    "BLOB_REFERENCED": (405, "UNSUPPORTED"),
     "NAME_INVALID": (400, "NAME_INVALID"),
     "NAME_UNKNOWN": (404, "NAME_UNKNOWN"),
     "SIZE_INVALID": (400, "SIZE_INVALID"),
