@@ -132,10 +132,17 @@ def _wanted_status(a: Action) -> str:
     return ARCHIVED if a.storage_class == "ARCHIVE" else ACTIVE
 
 
-def _apply(repo: Repository, a: Action, now: float) -> Txn[str]:
-    """One action, in one transaction, on the image as evaluated (else nothing: 'changed' or 'gone')."""
+def _apply(repo: Repository, a: Action, now: float, cascaded: set[str]) -> Txn[str]:
+    """One action, in one transaction, on the image as evaluated (else nothing: 'changed' or 'gone').
+
+    Expiring a subject deletes its referrers with it (RegistryService's delete); their digests go into
+    `cascaded`, and a referrer's own expiry found gone that way is recorded as done."""
     current = yield from ql.lock_image(repo.id, a.digest)
     if current is None:
+        if a.kind == "EXPIRE" and a.digest in cascaded:
+            yield from ql.record_action(repo.account_id, repo.region, repo.name, a.digest, a.tags, a.rule_priority,
+                                        a.kind, now)
+            return "expired"
         return "gone"
     status, pushed_at, tags = current
     if status != _wanted_status(a) or tags != a.tags or pushed_at != a.pushed_at:
@@ -146,6 +153,7 @@ def _apply(repo: Repository, a: Action, now: float) -> Txn[str]:
             return "referenced"
         if d.outcome is not DeleteOutcome.DELETED:
             return "gone"
+        cascaded.update(d.referrers)
         result = "expired"
     else:
         yield from _archived(repo, a.digest, now, a.rule_priority)
@@ -155,12 +163,14 @@ def _apply(repo: Repository, a: Action, now: float) -> Txn[str]:
     return result
 
 
-def _apply_many(repo: Repository, actions: list[Action], now: float) -> Txn[list[str]]:
-    """Up to APPLY_BATCH actions in one transaction (one commit, one fsync), each re-checked as in _apply."""
-    out = []
+def _apply_many(repo: Repository, actions: list[Action], now: float,
+                cascaded: frozenset[str]) -> Txn[tuple[list[str], set[str]]]:
+    """Up to APPLY_BATCH actions in one transaction (one commit, one fsync), each re-checked as in _apply;
+    with the referrers deleted with their subjects so far (a retried transaction starts from `cascaded` again)."""
+    out, deleted = [], set(cascaded)
     for a in actions:
-        out.append((yield from _apply(repo, a, now)))
-    return out
+        out.append((yield from _apply(repo, a, now, deleted)))
+    return out, deleted
 
 
 def _start_preview(repo: Repository, text: str, now: float) -> Txn[bool]:
@@ -291,12 +301,15 @@ class LifecycleService:
         if dry_run:
             return [Outcome(repo.name, a, f"would {a.kind.lower()}") for a in actions]
         results: dict[str, str] = {}
+        cascaded: frozenset[str] = frozenset()
         pending = list(actions)
         while pending:  # an index before its children: a child refused while listed is tried again after
             retry = []
             for i in range(0, len(pending), APPLY_BATCH):
                 batch = pending[i:i + APPLY_BATCH]
-                for a, result in zip(batch, await self.db.write(_apply_many, repo, batch, now), strict=True):
+                applied, deleted = await self.db.write(_apply_many, repo, batch, now, cascaded)
+                cascaded = frozenset(deleted)
+                for a, result in zip(batch, applied, strict=True):
                     results[a.digest] = result
                     if result == "referenced":
                         retry.append(a)

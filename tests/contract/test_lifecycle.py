@@ -187,7 +187,7 @@ def test_a_run_leaves_an_image_changed_since_the_evaluation(db: Harness, tmp_pat
         await w.registry.put_manifest(repo, "now-tagged", image_manifest("a", digest_of(b"config")), OCI_MANIFEST)
         from berth.lifecycle.service import _apply
 
-        assert await w.db.write(_apply, repo, action, NOW) == "changed"
+        assert await w.db.write(_apply, repo, action, NOW, set()) == "changed"
         assert await w.db.read(q.present_manifests, repo.id, [a]) == {a}
 
     one(db, tmp_path, body)
