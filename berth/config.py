@@ -53,6 +53,8 @@ class Settings:
     admin_secret_access_key: str = ""
     storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
     storage_redirect: bool = False  # blob GETs answer 307 to a presigned URL when the driver has one
+    pull_through_insecure: str = ""  # pull-through upstreams (host or host:port, comma-separated) allowed plain http
+    pull_through_staleness_hours: float = 24.0  # a cached tag is checked against its upstream at most this often
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -133,6 +135,8 @@ def _convert(name: str, typ: object, raw: str) -> object:
             return int(raw)
         if t == "bool":
             return _parse_bool(raw)
+        if t == "float":
+            return float(raw)
     except ValueError as e:
         raise ConfigError(f"BERTH_{name.upper()}: {e}") from None
     return raw

@@ -51,11 +51,14 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_ADMIN_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         "BERTH_STORAGE_URL": "s3://layers/berth?endpoint=http://127.0.0.1:7480&region=eu-west-1",
         "BERTH_STORAGE_REDIRECT": "1",
+        "BERTH_PULL_THROUGH_INSECURE": "registry.lan:5000",
+        "BERTH_PULL_THROUGH_STALENESS_HOURS": "0.5",
     }
     assert {"BERTH_" + f.name.upper() for f in fields(Settings)} == set(env)  # a new field needs a line here
     s = Settings.from_env(env)
     assert s.host == "0.0.0.0"
     assert s.port == 8443 and isinstance(s.port, int)
+    assert s.pull_through_staleness_hours == 0.5 and s.pull_through_insecure == "registry.lan:5000"
     assert s.data_dir == Path("/srv/berth") and isinstance(s.data_dir, Path)
     assert s.uses_postgres
     assert (s.tls_cert, s.tls_key) == ("/etc/berth/cert.pem", "/etc/berth/key.pem")

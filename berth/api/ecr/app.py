@@ -25,6 +25,8 @@ from berth.registry.errors import RegistryError, from_failure
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import RegistryService
+from berth.registry.templates import Templates
+from berth.replication.pullthrough_rules import PullThroughRules
 
 log = logging.getLogger("berth.ecr")
 MAX_BODY = 32 * 1024 * 1024  # UploadLayerPart carries up to 20 MiB, base64-encoded
@@ -39,6 +41,8 @@ class Services:
     domain: str
     images: Images
     repositories: RepositoryAdmin
+    templates: Templates | None = None  # creation templates (ops_templates.py)
+    pull_through: PullThroughRules | None = None  # pull-through cache rules (ops_pullthrough.py)
 
 
 @dataclass
