@@ -356,8 +356,17 @@ class PullThroughCache:
     async def blob_size(self, repo: Repository, digest: str) -> int | None:
         """The size of a blob an image being imported into `repo` needs (its fill started), else None."""
         source = self._blob_sources.get((repo.id, digest))
-        if source is None:
-            return None
+        if source is None:  # another process or node serves the import: ask the upstream for this blob
+            found = self._match(await self._load_rules(), repo.account_id, repo.region, repo.name)
+            if found is None:
+                return None
+            client = await self._client(found[0])
+            try:
+                size = await asyncio.get_running_loop().run_in_executor(self.pool, client.blob_size, found[1],
+                                                                        digest)
+            except UpstreamError:
+                return None
+            source = (found[0], found[1], size)
         rule, upstream, size = source
         if await self.db.read(stored_blob_size, digest) is not None:
             await self.db.write(qr.link_blob, repo.id, digest, size, self.clock())

@@ -204,6 +204,15 @@ class UpstreamClient:
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         return resp.content, media_type, resp.headers.get("docker-content-digest")
 
+    def blob_size(self, repository: str, digest: str) -> int:
+        """The size of a blob the upstream holds (a HEAD); UpstreamError otherwise."""
+        resp = self._send("HEAD", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull", {}, False)
+        length = resp.headers.get("content-length", "")
+        if resp.status_code != 200 or not length.isdigit():
+            raise _failure(resp, f"blob {digest}") if resp.status_code != 200 else \
+                UpstreamError("UpstreamUnavailable", f"the upstream gave no size for {digest}")
+        return int(length)
+
     @contextmanager
     def blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
         """The streamed response of a blob GET (status 200 checked); iterate `iter_raw` or `iter_bytes`."""

@@ -332,3 +332,52 @@ def test_nothing_listens_on_the_upstream_port(cache: BerthServer) -> None:
     with OciClient(cache.url) as oci:
         r = oci.get_manifest("dead/app", "1")
         assert r.status_code == 404 and "MANIFEST_UNKNOWN" in r.text
+
+
+PULL = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+
+
+def test_importing_needs_its_iam_actions(tmp_path: Path, open_upstream: Distribution,
+                                         umoci_images: UmociImages) -> None:
+    srv = BerthServer(tmp_path / "iam", env={"BERTH_ADMIN_ACCESS_KEY_ID": ADMIN_KEY,
+                                             "BERTH_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET},
+                      args=["--auth", "iam"]).start()
+    try:
+        aws.client("ecr", srv.url, ADMIN_KEY, ADMIN_SECRET).create_pull_through_cache_rule(
+            ecrRepositoryPrefix="open", upstreamRegistryUrl=open_upstream.host)
+        iam = aws.client("iam", srv.url, ADMIN_KEY, ADMIN_SECRET)
+        users = aws.create_users(iam, [
+            aws.UserSpec("puller", {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": [*PULL, "ecr:GetAuthorizationToken"], "Resource": "*"}]}),
+            aws.UserSpec("importer", {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": [*PULL, "ecr:GetAuthorizationToken", "ecr:BatchImportUpstreamImage",
+                                               "ecr:CreateRepository"], "Resource": "*"}]})])
+        tokens = {u: aws.registry_token(aws.client("ecr", srv.url, *users[u])) for u in users}
+        denied = skopeo_pull(srv, "open/library/app:1", tmp_path / "denied", "--src-creds",
+                             f"AWS:{tokens['puller']}")
+        assert denied.returncode != 0 and "denied" in denied.stderr.lower()
+        allowed = skopeo_pull(srv, "open/library/app:1", tmp_path / "allowed", "--src-creds",
+                              f"AWS:{tokens['importer']}")
+        assert allowed.returncode == 0, allowed.stderr
+        wait_images(aws.client("ecr", srv.url, ADMIN_KEY, ADMIN_SECRET), "open/library/app", 1)
+        cached = skopeo_pull(srv, "open/library/app:1", tmp_path / "cached", "--src-creds",
+                             f"AWS:{tokens['puller']}")  # once cached, pulling needs only the pull actions
+        assert cached.returncode == 0, cached.stderr
+    finally:
+        srv.stop()
+
+
+def test_several_server_processes_share_an_import(tmp_path: Path, open_upstream: Distribution,
+                                                  umoci_images: UmociImages) -> None:
+    """With --workers 2 the manifest and the blobs of one pull may reach different processes."""
+    srv = BerthServer(tmp_path / "workers", env={"BERTH_CREATE_ON_PUSH": "0"}, args=["--workers", "2"]).start()
+    try:
+        rule(ecr_of(srv), "open", open_upstream.host)
+        for i in range(3):
+            pulled = skopeo_pull(srv, "open/library/multi:1", tmp_path / f"multi{i}", "--all")
+            assert pulled.returncode == 0, pulled.stderr
+        pulled = skopeo_pull(srv, "open/library/app:1", tmp_path / "app")
+        assert pulled.returncode == 0, pulled.stderr
+        assert len(wait_images(ecr_of(srv), "open/library/multi", 3)) == 3
+    finally:
+        srv.stop()
