@@ -20,7 +20,7 @@ import pytest
 from botocore.client import BaseClient
 
 from tests.support import aws
-from tests.support.distribution import Distribution
+from tests.support.distribution import Distribution, GatedProxy
 from tests.support.images import ContainerTool, UmociImages, run
 from tests.support.oci import Image, OciClient, random_image, sha256
 from tests.support.servers import BerthServer, free_port, require_tool
@@ -381,3 +381,34 @@ def test_several_server_processes_share_an_import(tmp_path: Path, open_upstream:
         assert len(wait_images(ecr_of(srv), "open/library/multi", 3)) == 3
     finally:
         srv.stop()
+
+
+def test_a_blob_streams_to_the_client_before_it_is_stored(cache: BerthServer, open_upstream: Distribution) -> None:
+    """The upstream (behind a proxy that holds its bytes after 4 MiB) has sent only part of a 24 MiB layer,
+    yet the client already has bytes of it; the blob is stored only once the rest arrives."""
+    image = random_image(layers=1, layer_size=24 * 1024 * 1024)
+    name = f"library/slow-{os.urandom(4).hex()}"
+    push_upstream(open_upstream, name, image, "1")
+    proxy = GatedProxy(open_upstream.port, limit=4 * 1024 * 1024)
+    try:
+        prefix = f"gated{proxy.port}"
+        rule(ecr_of(cache), prefix, proxy.host)
+        layer = sha256(image.layers[0])
+        ecr = ecr_of(cache)
+        with httpx.Client(base_url=cache.url, timeout=60) as c:
+            assert c.get(f"/v2/{prefix}/{name}/manifests/1").status_code == 200
+            with c.stream("GET", f"/v2/{prefix}/{name}/blobs/{layer}") as r:
+                assert r.status_code == 200 and r.headers["content-length"] == str(len(image.layers[0]))
+                chunks = r.iter_raw()
+                head = next(chunks)
+                assert head and image.layers[0].startswith(head)
+                check = ecr.batch_check_layer_availability(repositoryName=f"{prefix}/{name}", layerDigests=[layer])
+                assert [x["layerAvailability"] for x in check["layers"]] == ["UNAVAILABLE"]
+                proxy.release()
+                body = head + b"".join(chunks)
+            assert body == image.layers[0]
+        assert [i["imageDigest"] for i in wait_images(ecr, f"{prefix}/{name}", 1)] == [image.digest]
+        check = ecr.batch_check_layer_availability(repositoryName=f"{prefix}/{name}", layerDigests=[layer])
+        assert [x["layerAvailability"] for x in check["layers"]] == ["AVAILABLE"]
+    finally:
+        proxy.close()

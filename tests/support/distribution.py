@@ -66,3 +66,61 @@ class Distribution:
         """How many requests of the access log contain `needle` (e.g. 'GET /v2/x/blobs/sha256:...')."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return sum(1 for line in text.splitlines() if needle in line and '"' in line)
+
+
+class GatedProxy:
+    """A TCP proxy on 127.0.0.1 in front of `target` that, on each connection, holds the upstream's bytes
+    after the first `limit` until `release()`: a slow upstream whose pace the test decides."""
+
+    def __init__(self, target_port: int, limit: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self.limit = limit
+        self.gate = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self.gate.set()
+        self.sock.close()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, src, dst, gated: bool) -> None:  # type: ignore[no-untyped-def]
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if gated and sent + len(data) > self.limit:
+                    self.gate.wait()
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
