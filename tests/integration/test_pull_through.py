@@ -20,7 +20,7 @@ import pytest
 from botocore.client import BaseClient
 
 from tests.support import aws
-from tests.support.distribution import Distribution, GatedProxy
+from tests.support.distribution import Distribution, GatedProxy, TokenService
 from tests.support.images import ContainerTool, UmociImages, run
 from tests.support.oci import Image, OciClient, random_image, sha256
 from tests.support.servers import BerthServer, free_port, require_tool
@@ -412,3 +412,28 @@ def test_a_blob_streams_to_the_client_before_it_is_stored(cache: BerthServer, op
         assert [x["layerAvailability"] for x in check["layers"]] == ["AVAILABLE"]
     finally:
         proxy.close()
+
+
+def test_a_token_authenticated_upstream(cache: BerthServer, tmp_path: Path, umoci_images: UmociImages) -> None:
+    """distribution with `auth: token` (Docker Hub's scheme): 401 with a Bearer challenge, a token from the
+    realm for Basic credentials, then the pull with that token."""
+    tokens = TokenService(tmp_path / "tokens", USERS)
+    upstream = Distribution(tmp_path / "token-upstream", token=tokens).start()
+    try:
+        run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", "puller:s3cret-pw",
+             f"oci:{umoci_images.layout.root}:app", f"docker://{upstream.host}/team/app:1"])
+        before = tokens.issued
+        sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
+        arn = sm.create_secret(Name=f"ecr-pullthroughcache/token-{upstream.port}", SecretString=json.dumps(
+            {"username": "puller", "accessToken": USERS["puller"]}))["ARN"]
+        prefix = f"tok{upstream.port}"
+        rule(ecr_of(cache), prefix, upstream.host, credentialArn=arn)
+        assert ecr_of(cache).validate_pull_through_cache_rule(ecrRepositoryPrefix=prefix)["isValid"] is True
+        pulled = skopeo_pull(cache, f"{prefix}/team/app:1", tmp_path / "token")
+        assert pulled.returncode == 0, pulled.stderr
+        assert [i["imageDigest"] for i in wait_images(ecr_of(cache), f"{prefix}/team/app", 1)] \
+            == [umoci_images.app.digest]
+        assert tokens.issued > before  # Berth asked the realm for a token
+    finally:
+        upstream.stop()
+        tokens.close()

@@ -12,9 +12,10 @@ BINARY = "/usr/bin/docker-registry"
 
 
 class Distribution:
-    def __init__(self, root: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, root: Path, users: dict[str, str] | None = None, token: TokenService | None = None) -> None:
         self.root = Path(root)
         self.users = users
+        self.token = token
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
@@ -31,6 +32,8 @@ class Distribution:
                      for u, p in self.users.items()]
             (self.root / "htpasswd").write_text("\n".join(lines) + "\n")
             auth = f"auth:\n  htpasswd:\n    realm: berth-test\n    path: {self.root / 'htpasswd'}\n"
+        if self.token is not None:
+            auth = self.token.config()
         config = self.root / "config.yml"
         config.write_text(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
@@ -124,3 +127,88 @@ class GatedProxy:
                     s.shutdown(2)
                 except OSError:
                     pass
+
+
+class TokenService:
+    """A token service for distribution's `auth: token` (as Docker Hub's): Basic credentials in, a JWT
+    out (RS256, the signing certificate in its x5c header, that certificate distribution's root bundle)."""
+
+    def __init__(self, root: Path, users: dict[str, str], service: str = "berth-test-registry") -> None:
+        import datetime
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        self.users, self.service, self.issued = users, service, 0
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "berth-test-token-issuer")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+                     .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+                     .not_valid_after(now + datetime.timedelta(days=1))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        root.mkdir(parents=True, exist_ok=True)
+        self.bundle = root / "token-root.pem"
+        self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+        service_ref = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                service_ref._answer(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def config(self) -> str:
+        return (f"auth:\n  token:\n    realm: {self.realm}\n    service: {self.service}\n"
+                f"    issuer: berth-test-issuer\n    rootcertbundle: {self.bundle}\n")
+
+    def _answer(self, h) -> None:  # type: ignore[no-untyped-def]
+        import base64
+        import json
+        import time
+        import uuid
+        from urllib.parse import parse_qs, urlsplit
+
+        import jwt
+        from cryptography.hazmat.primitives import serialization
+
+        auth = h.headers.get("Authorization", "")
+        user = None
+        if auth.startswith("Basic "):
+            name, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            user = name if self.users.get(name) == password else None
+        if user is None:
+            h.send_response(401)
+            h.end_headers()
+            return
+        query = parse_qs(urlsplit(h.path).query)
+        access = []
+        for scope in query.get("scope", []):
+            kind, _, rest = scope.partition(":")
+            repo, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": repo, "actions": [a for a in actions.split(",") if a]})
+        now = int(time.time())
+        x5c = base64.b64encode(self.cert.public_bytes(serialization.Encoding.DER)).decode()
+        token = jwt.encode({"iss": "berth-test-issuer", "sub": user, "aud": self.service, "exp": now + 300,
+                            "nbf": now - 10, "iat": now, "jti": uuid.uuid4().hex, "access": access},
+                           self.key, algorithm="RS256", headers={"x5c": [x5c]})
+        self.issued += 1
+        body = json.dumps({"token": token, "expires_in": 300}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def close(self) -> None:
+        self.server.shutdown()
