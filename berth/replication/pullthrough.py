@@ -38,6 +38,7 @@ log = logging.getLogger("berth.pullthrough")
 CHUNK = 1 << 20
 RETRY_FAILED_CHECK = 300.0  # an upstream that could not be asked is asked again after this, not `staleness`
 IMPORT_CONCURRENCY = 4
+RULES_RECHECK = 5.0
 
 
 def stored_blob_size(digest: str) -> Txn[int | None]:
@@ -117,6 +118,7 @@ class PullThroughCache:
         self._rules: list[Rule] = []
         self._rules_version: int | None = -1
         self._rules_loading: asyncio.Task[list[Rule]] | None = None
+        self._rules_loaded = -RULES_RECHECK
         self._clients: dict[tuple[str, str, str, float], UpstreamClient] = {}
         self._pending: dict[tuple[str, str, str, str], Pending] = {}  # (account, region, name, ref)
         self._blob_sources: dict[tuple[int, str], tuple[Rule, str, int]] = {}  # (repo id, digest)
@@ -141,9 +143,12 @@ class PullThroughCache:
         return self._rules
 
     def _rules_now(self) -> list[Rule]:
-        """The cached rules; a reload starts in the background when the database changed."""
+        """The cached rules; a reload starts in the background when the database changed (or, where the
+        backend cannot tell, PostgreSQL, at most every RULES_RECHECK seconds)."""
         v = self.db.version()
-        if (v is None or v != self._rules_version) and (self._rules_loading is None or self._rules_loading.done()):
+        due = v != self._rules_version if v is not None else time.monotonic() - self._rules_loaded >= RULES_RECHECK
+        if due and (self._rules_loading is None or self._rules_loading.done()):
+            self._rules_loaded = time.monotonic()
             self._rules_loading = asyncio.get_running_loop().create_task(self._load_rules())
         return self._rules
 
