@@ -34,13 +34,17 @@ def _row(r: Any) -> TemplateRow | None:
     return None if r is None else TemplateRow(*r)
 
 
-def create_template(account: str, region: str, t: TemplateRow) -> Txn[bool]:
-    """False (nothing written) when the prefix has a template already."""
+def create_template(account: str, region: str, t: TemplateRow, limit: int) -> Txn[str]:
+    """"created", "exists" or "limit" (nothing written). SQLite's writer lock serialises the count and the
+    insert; on PostgreSQL two creates at the limit may both pass (the quota is advisory there)."""
+    count = yield from count_templates(account, region)
+    if count >= limit:
+        return "limit"
     marks = ", ".join("?" * (len(FIELDS) + 2))
     row = yield Q(f"INSERT INTO repository_creation_templates (account_id, region, {COLUMNS}) VALUES ({marks}) "
                   "ON CONFLICT (account_id, region, prefix) DO NOTHING RETURNING prefix",
                   (account, region, *(getattr(t, f) for f in FIELDS)), "one")
-    return row is not None
+    return "created" if row is not None else "exists"
 
 
 def count_templates(account: str, region: str) -> Txn[int]:

@@ -199,10 +199,11 @@ class Templates:
         row = TemplateRow(prefix, "", "[]", m.mode, "[]", json.dumps({"encryptionType": "AES256"}), "[]",
                           None, None, None, now, now)
         row = replace(row, **fields)
-        if await self.db.read(q.count_templates, account, region) >= MAX_TEMPLATES:
+        outcome = await self.db.write(q.create_template, account, region, row, MAX_TEMPLATES)
+        if outcome == "limit":
             raise TemplateError("LIMIT", f"The maximum number of repository creation templates ({MAX_TEMPLATES}) "
                                          "has been reached for this registry")
-        if not await self.db.write(q.create_template, account, region, row):
+        if outcome == "exists":
             raise TemplateError("ALREADY_EXISTS", f"A repository creation template with the prefix '{prefix}' "
                                                   f"already exists in the registry with id '{account}'")
         return Template.from_row(row)
