@@ -126,6 +126,27 @@ class PullThroughCache:
         self._imports: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._fetches: dict[tuple[str, str, str, str], asyncio.Task[Manifest | None]] = {}
         self._checked: dict[tuple[str, str, str, str], float] = {}
+        self._swept = False
+
+    def _sweep_spool(self) -> None:
+        """Spool files of processes that are gone (a crash mid-fill): `<digest>.<pid>.part`."""
+        try:
+            names = os.listdir(self.spool_dir)
+        except FileNotFoundError:
+            return
+        for name in names:
+            parts = name.rsplit(".", 2)
+            if len(parts) != 3 or parts[2] != "part" or not parts[1].isdigit():
+                continue
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                try:
+                    os.unlink(self.spool_dir / name)
+                except FileNotFoundError:
+                    pass
+            except PermissionError:  # alive, someone else's
+                pass
 
     def close(self) -> None:
         for c in self._clients.values():
@@ -304,7 +325,11 @@ class PullThroughCache:
         fill = self._fills.get(digest)
         if fill is not None:
             return fill
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        if not self.spool_dir.exists():
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+        elif not self._swept:
+            self._swept = True
+            self._sweep_spool()
         fill = Fill(digest, size, self.spool_dir / f"{digest.replace(':', '-')}.{os.getpid()}.part")
         fd = os.open(fill.spool, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         self._fills[digest] = fill

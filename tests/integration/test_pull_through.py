@@ -437,3 +437,37 @@ def test_a_token_authenticated_upstream(cache: BerthServer, tmp_path: Path, umoc
     finally:
         upstream.stop()
         tokens.close()
+
+
+def test_fifty_rules_per_registry(tmp_path: Path) -> None:
+    srv = BerthServer(tmp_path / "limits").start()
+    try:
+        ecr = ecr_of(srv)
+        for i in range(50):
+            ecr.create_pull_through_cache_rule(ecrRepositoryPrefix=f"r{i:02d}", upstreamRegistryUrl="127.0.0.1:9")
+        assert aws.call(ecr, "CreatePullThroughCacheRule", {"ecrRepositoryPrefix": "r50",
+                                                            "upstreamRegistryUrl": "127.0.0.1:9"}).code \
+            == "LimitExceededException"
+        page = ecr.describe_pull_through_cache_rules(maxResults=30)
+        rest = ecr.describe_pull_through_cache_rules(maxResults=30, nextToken=page["nextToken"])
+        assert len(page["pullThroughCacheRules"]) + len(rest["pullThroughCacheRules"]) == 50
+        assert "nextToken" not in rest
+    finally:
+        srv.stop()
+
+
+def test_a_crashed_fill_leaves_no_spool(tmp_path: Path, open_upstream: Distribution) -> None:
+    srv = BerthServer(tmp_path / "spool").start()
+    try:
+        spool = srv.data_dir / "pullthrough-spool"
+        spool.mkdir()
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        (spool / f"sha256-{'0' * 64}.{dead.pid}.part").write_bytes(b"partial")
+        rule(ecr_of(srv), "open", open_upstream.host)
+        pulled = skopeo_pull(srv, "open/library/app:1", tmp_path / "app")
+        assert pulled.returncode == 0, pulled.stderr
+        wait_images(ecr_of(srv), "open/library/app", 1)  # every fill of the import is over
+        assert list(spool.iterdir()) == []
+    finally:
+        srv.stop()
