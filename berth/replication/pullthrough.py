@@ -26,7 +26,7 @@ from pathlib import Path
 from berth.db import pullthrough as q
 from berth.db import registry as qr
 from berth.db.store import Q, Txn
-from berth.registry.errors import ManifestUnknown
+from berth.registry.errors import ManifestUnknown, RegistryError
 from berth.registry.model import Repository
 from berth.registry.names import is_digest
 from berth.registry.service import Manifest, PreparedManifest, RegistryService
@@ -208,7 +208,12 @@ class PullThroughCache:
         if found is None:
             return None
         if may_import is not None:
-            await may_import(False)
+            try:
+                await may_import(False)
+            except RegistryError:  # may pull, may not import: the cached image is the answer
+                if cached is not None:
+                    return cached
+                raise
         task = self._fetches.get(key)
         if task is None:  # concurrent misses of one reference ask the upstream once
             task = self._fetches[key] = asyncio.get_running_loop().create_task(

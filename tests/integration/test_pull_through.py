@@ -340,7 +340,8 @@ PULL = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerA
 def test_importing_needs_its_iam_actions(tmp_path: Path, open_upstream: Distribution,
                                          umoci_images: UmociImages) -> None:
     srv = BerthServer(tmp_path / "iam", env={"BERTH_ADMIN_ACCESS_KEY_ID": ADMIN_KEY,
-                                             "BERTH_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET},
+                                             "BERTH_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET,
+                                             "BERTH_PULL_THROUGH_STALENESS_HOURS": str(STALENESS_HOURS)},
                       args=["--auth", "iam"]).start()
     try:
         aws.client("ecr", srv.url, ADMIN_KEY, ADMIN_SECRET).create_pull_through_cache_rule(
@@ -360,8 +361,9 @@ def test_importing_needs_its_iam_actions(tmp_path: Path, open_upstream: Distribu
                               f"AWS:{tokens['importer']}")
         assert allowed.returncode == 0, allowed.stderr
         wait_images(aws.client("ecr", srv.url, ADMIN_KEY, ADMIN_SECRET), "open/library/app", 1)
+        time.sleep(STALE)  # once cached, pulling needs only the pull actions, also when the tag is due a check
         cached = skopeo_pull(srv, "open/library/app:1", tmp_path / "cached", "--src-creds",
-                             f"AWS:{tokens['puller']}")  # once cached, pulling needs only the pull actions
+                             f"AWS:{tokens['puller']}")
         assert cached.returncode == 0, cached.stderr
     finally:
         srv.stop()
