@@ -72,3 +72,14 @@ def all_rules() -> Txn[list[tuple[str, str, RuleRow]]]:
     """Every rule of the deployment, with its account and region (the pull path's cache)."""
     rows = yield Q(f"SELECT account_id, region, {COLUMNS} FROM pull_through_rules", (), "all")
     return [(r[0], r[1], RuleRow(*r[2:])) for r in rows]
+
+
+def tag_checked_at(repo_id: int, tag: str) -> Txn[float | None]:
+    row = yield Q("SELECT checked_at FROM pull_through_checks WHERE repository_id = ? AND tag = ?",
+                  (repo_id, tag), "one")
+    return None if row is None else float(row[0])
+
+
+def mark_tag_checked(repo_id: int, tag: str, at: float) -> Txn[None]:
+    yield Q("INSERT INTO pull_through_checks (repository_id, tag, checked_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (repository_id, tag) DO UPDATE SET checked_at = excluded.checked_at", (repo_id, tag, at))

@@ -364,6 +364,14 @@ pull_through_rules = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+pull_through_checks = Table(
+    "pull_through_checks",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", Name(300), primary_key=True),
+    Column("checked_at", Float, nullable=False),  # when the upstream was last asked about this tag
+)
+
 secrets = Table(
     "secrets",
     metadata,

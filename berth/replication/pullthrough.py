@@ -225,13 +225,20 @@ class PullThroughCache:
                      may_import: Callable[[bool], Awaitable[None]] | None, cached: Manifest | None) -> Manifest:
         loop = asyncio.get_running_loop()
         check_key = (account, region, name, reference)
+        tagged = not is_digest(reference)
+        if cached is not None:  # another process (or this one before a restart) may have checked it lately
+            known = await self._repository(account, region, name, None)
+            at = await self.db.read(q.tag_checked_at, known.id, reference)
+            if at is not None and self.clock() - at < self.staleness:
+                self._checked[check_key] = at
+                return cached
         try:
             client = await self._client(rule)
             if cached is not None:  # a tag due for a check: has the upstream moved it?
                 _, _, digest = await loop.run_in_executor(self.pool, lambda: client.manifest(upstream, reference,
                                                                                              head=True))
                 if digest == cached.digest:
-                    self._checked[check_key] = self.clock()
+                    await self._mark_checked(check_key, known.id)
                     return cached
             body, media_type, _ = await loop.run_in_executor(self.pool, client.manifest, upstream, reference)
         except UpstreamError as e:
@@ -257,8 +264,16 @@ class PullThroughCache:
         m = Manifest(prepared.digest, prepared.parsed.media_type, body,
                      prepared.parsed.subject.digest if prepared.parsed.subject else None)
         self._begin_import(rule, upstream, repo, prepared, children, blobs, reference)
-        self._checked[check_key] = self.clock()
+        if tagged:
+            await self._mark_checked(check_key, repo.id)
         return m
+
+    async def _mark_checked(self, key: tuple[str, str, str, str], repo_id: int) -> None:
+        """The upstream was asked about a tag now: in memory for the pull path, in the database for the other
+        processes and the next start."""
+        now = self.clock()
+        self._checked[key] = now
+        await self.db.write(q.mark_tag_checked, repo_id, key[3], now)
 
     async def _repository(self, account: str, region: str, name: str,
                           may_import: Callable[[bool], Awaitable[None]] | None) -> Repository:

@@ -473,3 +473,24 @@ def test_a_crashed_fill_leaves_no_spool(tmp_path: Path, open_upstream: Distribut
         assert list(spool.iterdir()) == []
     finally:
         srv.stop()
+
+
+def test_the_last_check_survives_a_restart(tmp_path: Path) -> None:
+    """The time a tag was last checked is in the database: a restarted server (or another process) does
+    not ask the upstream again before the staleness is over."""
+    upstream = Distribution(tmp_path / "up").start()
+    srv = BerthServer(tmp_path / "restart", env={"BERTH_PULL_THROUGH_STALENESS_HOURS": "0.05"}).start()
+    try:
+        rule(ecr_of(srv), "up", upstream.host)
+        first, second = random_image(), random_image()
+        push_upstream(upstream, "app", first, "latest")
+        with OciClient(srv.url) as oci:
+            assert oci.get_manifest("up/app", "latest").headers["docker-content-digest"] == first.digest
+        wait_images(ecr_of(srv), "up/app", 1)
+        srv.restart()
+        push_upstream(upstream, "app", second, "latest")
+        with OciClient(srv.url) as oci:
+            assert oci.get_manifest("up/app", "latest").headers["docker-content-digest"] == first.digest
+    finally:
+        srv.stop()
+        upstream.stop()

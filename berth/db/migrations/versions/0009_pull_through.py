@@ -49,6 +49,13 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.Float, nullable=False),
     )
     op.create_table(
+        "pull_through_checks",
+        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("tag", _name(300), primary_key=True),
+        sa.Column("checked_at", sa.Float, nullable=False),
+    )
+    op.create_table(
         "secrets",
         sa.Column("account_id", sa.String(12), primary_key=True),
         sa.Column("region", sa.String(32), primary_key=True),
@@ -67,5 +74,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("secrets")
+    op.drop_table("pull_through_checks")
     op.drop_table("pull_through_rules")
     op.drop_table("repository_creation_templates")
