@@ -39,6 +39,7 @@ CHUNK = 1 << 20
 RETRY_FAILED_CHECK = 300.0  # an upstream that could not be asked is asked again after this, not `staleness`
 IMPORT_CONCURRENCY = 4
 RULES_RECHECK = 5.0
+CLIENT_TTL = 300.0  # seconds an upstream client (with the credentials read from its secret) is reused
 
 
 def stored_blob_size(digest: str) -> Txn[int | None]:
@@ -119,7 +120,7 @@ class PullThroughCache:
         self._rules_version: int | None = -1
         self._rules_loading: asyncio.Task[list[Rule]] | None = None
         self._rules_loaded = -RULES_RECHECK
-        self._clients: dict[tuple[str, str, str, float], UpstreamClient] = {}
+        self._clients: dict[tuple[str, str, str, float], tuple[UpstreamClient, float]] = {}
         self._pending: dict[tuple[str, str, str, str], Pending] = {}  # (account, region, name, ref)
         self._blob_sources: dict[tuple[int, str], tuple[Rule, str, int]] = {}  # (repo id, digest)
         self._fills: dict[str, Fill] = {}
@@ -149,7 +150,7 @@ class PullThroughCache:
                 pass
 
     def close(self) -> None:
-        for c in self._clients.values():
+        for c, _ in self._clients.values():
             c.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -187,11 +188,13 @@ class PullThroughCache:
         return checked is None or self.clock() - checked >= self.staleness
 
     async def _client(self, rule: Rule) -> UpstreamClient:
+        """The rule's upstream client; made again after CLIENT_TTL so that a secret's new value (PutSecretValue)
+        is used without a restart (the old one is left to the fills still using it)."""
         key = (rule.account, rule.region, rule.prefix, rule.updated_at)
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = await self.rules.client(rule)
-        return client
+        found = self._clients.get(key)
+        if found is None or time.monotonic() - found[1] > CLIENT_TTL:
+            found = self._clients[key] = (await self.rules.client(rule), time.monotonic())
+        return found[0]
 
     # manifests
 

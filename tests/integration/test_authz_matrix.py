@@ -866,6 +866,29 @@ def _nonempty(key: str) -> Callable[[dict[str, Any], Staged], None]:
     return lambda out, s: _eq(f"{key} non-empty", bool(out.get(key)), True)
 
 
+# creation templates and pull-through cache rules: registry-wide, in the caller's own registry; each cell
+# names its own prefix and removes what it made (ECR's quota is 50 rules per registry)
+
+def _acting_admin(w: World, s: Staged) -> BaseClient:
+    return w.admin_b if s.acting == B else w.admin_a
+
+
+def _prefix(s: Staged, kind: str) -> str:
+    return f"{kind}{s.repo[len(PREFIX):len(PREFIX) + 4]}"
+
+
+def _staged(op: str, kind: str, key: str, **made: Any) -> Callable[[World, Staged], dict[str, Any]]:
+    def params(w: World, s: Staged) -> dict[str, Any]:
+        out = call(_acting_admin(w, s), op, {key: _prefix(s, kind), **made})
+        assert out.output is not None, f"setup {op} failed: {out.code}: {out.message}"
+        return {key: _prefix(s, kind)}
+    return params
+
+
+_TEMPLATE = {"appliedFor": ["REPLICATION"]}
+_RULE = {"upstreamRegistryUrl": "127.0.0.1:9"}
+
+
 ECR_OPS: dict[str, EcrOp] = {
     # the caller's own registry
     "GetAuthorizationToken": EcrOp(OWN, lambda w, s: {}, _token_is_callers),
@@ -910,6 +933,24 @@ ECR_OPS: dict[str, EcrOp] = {
                                                              "layerDigests": [sha256(s.image.layer)]}, _no_failures),
     "GetDownloadUrlForLayer": EcrOp(REPO, lambda w, s: {"repositoryName": s.repo, "layerDigest": sha256(s.image.layer)},
                                     _nonempty("downloadUrl")),
+    "CreateRepositoryCreationTemplate": EcrOp(OWN, lambda w, s: {"prefix": _prefix(s, "t"), **_TEMPLATE},
+                                              _registry_is_callers),
+    "DescribeRepositoryCreationTemplates": EcrOp(OWN, lambda w, s: {}, _registry_is_callers),
+    "UpdateRepositoryCreationTemplate": EcrOp(OWN, lambda w, s: {**_staged(
+        "CreateRepositoryCreationTemplate", "t", "prefix", **_TEMPLATE)(w, s), "description": "matrix"},
+        _registry_is_callers),
+    "DeleteRepositoryCreationTemplate": EcrOp(OWN, _staged("CreateRepositoryCreationTemplate", "t", "prefix",
+                                                           **_TEMPLATE), _registry_is_callers),
+    "CreatePullThroughCacheRule": EcrOp(OWN, lambda w, s: {"ecrRepositoryPrefix": _prefix(s, "p"), **_RULE},
+                                        _registry_is_callers),
+    "DescribePullThroughCacheRules": EcrOp(OWN, lambda w, s: {}),
+    "UpdatePullThroughCacheRule": EcrOp(OWN, lambda w, s: {**_staged(
+        "CreatePullThroughCacheRule", "p", "ecrRepositoryPrefix", **_RULE)(w, s),
+        "customRoleArn": f"arn:aws:iam::{s.acting}:role/matrix"}, _registry_is_callers),
+    "DeletePullThroughCacheRule": EcrOp(OWN, _staged("CreatePullThroughCacheRule", "p", "ecrRepositoryPrefix",
+                                                     **_RULE), _registry_is_callers),
+    "ValidatePullThroughCacheRule": EcrOp(OWN, _staged("CreatePullThroughCacheRule", "p", "ecrRepositoryPrefix",
+                                                       **_RULE), _registry_is_callers),
 }
 
 
@@ -988,4 +1029,9 @@ def test_ecr(world: World, cell: Cell) -> None:
         if cell.target == "PutRegistryPolicy":
             world.registry_policy_put = True
         world.clear_registry_policies()
+        if cell.target.endswith("PullThroughCacheRule"):  # ECR's quota: 50 rules per registry
+            call(_acting_admin(world, staged), "DeletePullThroughCacheRule",
+                 {"ecrRepositoryPrefix": _prefix(staged, "p")})
+        if cell.target.endswith("RepositoryCreationTemplate"):
+            call(_acting_admin(world, staged), "DeleteRepositoryCreationTemplate", {"prefix": _prefix(staged, "t")})
 
