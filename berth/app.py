@@ -24,6 +24,7 @@ from berth.api.iam.app import IamQueryApi
 from berth.api.oci import app as oci
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
+from berth.api.secrets.app import SecretsApi
 from berth.config import Settings
 from berth.db.store import Backend
 from berth.iam.authorizer import PolicyAuthorizer
@@ -37,10 +38,15 @@ from berth.lifecycle.service import LifecycleService
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
+from berth.registry.templates import Templates
 from berth.registry.uploads import Uploads
 from berth.replication import outbox as replication_outbox
 from berth.replication.peers import PeerDirectory
+from berth.replication.pullthrough import PullThroughCache
+from berth.replication.pullthrough_rules import PullThroughRules
 from berth.replication.service import ReplicationService, Replicator
+from berth.secrets.box import KeyFileBox
+from berth.secrets.service import Secrets
 from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
 from berth.storage.urls import S3Storage
@@ -82,6 +88,7 @@ class BerthApp:
         self.db: Backend | None = None
         self.uploads: Uploads | None = None
         self.worker: Worker | None = None
+        self.pull_through: PullThroughCache | None = None
         self.web = Starlette(routes=[
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
@@ -95,6 +102,14 @@ class BerthApp:
         self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push,
                                    refresh_after=s.gc_grace_seconds / 2)
+        templates = Templates(self.db)
+        registry.templates = templates
+        secrets = Secrets(self.db, KeyFileBox(s.data_dir / "secrets.key"))
+        insecure = [h.strip() for h in s.pull_through_insecure.split(",") if h.strip()]
+        rules = PullThroughRules(self.db, secrets, insecure)
+        self.pull_through = PullThroughCache(registry, rules, templates, s.data_dir / "pullthrough-spool",
+                                             staleness=s.pull_through_staleness_hours * 3600.0)
+        registry.pull_through = self.pull_through
         identity = IdentityService(self.db, jwks_dir=Path(s.oidc_jwks_dir) if s.oidc_jwks_dir else None)
         await identity.ensure_signing_key()
         await identity.ensure_account(s.default_account)
@@ -109,9 +124,10 @@ class BerthApp:
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
                             Images(registry), RepositoryAdmin(self.db), LifecycleService(self.db),
-                            ReplicationService(self.db))
+                            ReplicationService(self.db), templates, rules)
         self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
-                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
+                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS),
+                                    SecretsApi(secrets, authn, authz, s.default_region))
         if s.job_workers > 0:
             self.worker = await start_worker(s, self.db, self.uploads, s.job_workers)
         else:
@@ -123,6 +139,8 @@ class BerthApp:
             await self.worker.stop()
         if self.uploads is not None:
             self.uploads.close()
+        if self.pull_through is not None:
+            self.pull_through.close()
         if self.db is not None:
             await self.db.close()
 

@@ -57,6 +57,8 @@ class Settings:
     gc_grace_seconds: int = 3600  # garbage collection spares a blob linked (or read) this recently
     gc_interval_seconds: int = 21600  # the periodic collection's interval; 0: only `berth gc`
     gc_pin_hold_seconds: int = 900  # an upload's pin keeps its digest this long, whatever the grace
+    pull_through_insecure: str = ""  # pull-through upstreams (host or host:port, comma-separated) allowed plain http
+    pull_through_staleness_hours: float = 24.0  # a cached tag is checked against its upstream at most this often
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -142,6 +144,8 @@ def _convert(name: str, typ: object, raw: str) -> object:
             return int(raw)
         if t == "bool":
             return _parse_bool(raw)
+        if t == "float":
+            return float(raw)
     except ValueError as e:
         raise ConfigError(f"BERTH_{name.upper()}: {e}") from None
     return raw

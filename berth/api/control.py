@@ -11,6 +11,8 @@ from berth.api.ecr.app import MAX_BODY, EcrApi
 from berth.api.ecr.errors import error_body
 from berth.api.iam import xml
 from berth.api.oci.http import ClientDisconnected, PayloadTooLarge, Receive, Scope, Send, header, read_body
+from berth.api.secrets.app import TARGET_PREFIX as SECRETS_TARGET
+from berth.api.secrets.app import SecretsApi
 
 log = logging.getLogger("berth.control")
 
@@ -21,9 +23,10 @@ class QueryApi(Protocol):
 
 
 class ControlPlane:
-    def __init__(self, ecr: EcrApi, query_api: QueryApi | None = None) -> None:
+    def __init__(self, ecr: EcrApi, query_api: QueryApi | None = None, secrets: SecretsApi | None = None) -> None:
         self.ecr = ecr
         self.query_api = query_api
+        self.secrets = secrets  # Secrets Manager (X-Amz-Target: secretsmanager.<Op>)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -51,7 +54,9 @@ class ControlPlane:
         secure = scope.get("scheme") == "https"
         host = header(scope, b"host") or "localhost"
         target = header(scope, b"x-amz-target")
-        if target is not None:
+        if target is not None and target.startswith(SECRETS_TARGET) and self.secrets is not None:
+            result = await self.secrets.handle(*args, target, client_ip, secure, host)
+        elif target is not None:
             result = await self.ecr.handle(*args, target, client_ip, secure, host)
         elif self.query_api is not None:
             result = await self.query_api.handle(*args, client_ip, secure, host)

@@ -459,3 +459,63 @@ blob_gc = Table(
 # (the collection locks and deletes them; deleting a blobs row looks them up for the foreign key)
 Index("ix_manifest_refs_child_any", manifest_refs.c.child_digest)
 Index("ix_repository_blobs_digest", repository_blobs.c.digest)
+# pull-through cache, repository creation templates, Secrets Manager secrets (migration 0009)
+
+repository_creation_templates = Table(
+    "repository_creation_templates",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("prefix", Name(256), primary_key=True),  # "ROOT" or a namespace without its trailing "/"
+    Column("description", Text, nullable=False),
+    Column("applied_for", Text, nullable=False),  # JSON list
+    Column("tag_mutability", String(32), nullable=False, server_default="MUTABLE"),
+    Column("tag_mutability_filters", Text, nullable=False, server_default="[]"),
+    Column("encryption", Text, nullable=False, server_default='{"encryptionType": "AES256"}'),
+    Column("resource_tags", Text, nullable=False, server_default="[]"),  # JSON [{"Key", "Value"}]
+    Column("repository_policy", Text, nullable=True),
+    Column("lifecycle_policy", Text, nullable=True),
+    Column("custom_role_arn", String(2048), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+pull_through_rules = Table(
+    "pull_through_rules",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("prefix", Name(30), primary_key=True),  # ecrRepositoryPrefix ("ROOT" or without the trailing "/")
+    Column("upstream_url", String(1024), nullable=False),  # as given (a bare host means https)
+    Column("upstream_registry", String(64), nullable=True),
+    Column("upstream_prefix", String(30), nullable=False, server_default="ROOT"),
+    Column("credential_arn", String(612), nullable=True),
+    Column("custom_role_arn", String(2048), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+pull_through_checks = Table(
+    "pull_through_checks",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", Name(300), primary_key=True),
+    Column("checked_at", Float, nullable=False),  # when the upstream was last asked about this tag
+)
+
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("name", Name(512), primary_key=True),
+    Column("arn", String(2048), nullable=False, unique=True),
+    Column("description", Text, nullable=False),
+    Column("kms_key_id", String(2048), nullable=True),
+    Column("sealed", Text, nullable=False),  # the value, encrypted (berth/secrets/box.py)
+    Column("version_id", String(64), nullable=False),
+    Column("tags", Text, nullable=False, server_default="[]"),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("deleted_at", Float, nullable=True),  # scheduled deletion: unreadable from now on
+)

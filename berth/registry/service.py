@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from berth.db import gc as qg
 from berth.db import images as qi
@@ -49,6 +50,29 @@ class Manifest:
     subject: str | None
 
 
+class TemplateCreator(Protocol):
+    async def create_repository_from_template(
+            self, account: str, region: str, name: str, applied_for: str,
+            may_create: Callable[[], Awaitable[None]] | None = None,
+            fallback_defaults: bool = False) -> tuple[Repository, bool]: ...
+
+
+class PullThrough(Protocol):
+    """The pull-through cache, asked only when a pull misses (berth/replication/pullthrough.py)."""
+
+    def covers(self, account: str, region: str, name: str) -> bool: ...
+
+    def stale(self, account: str, region: str, name: str, reference: str) -> bool: ...
+
+    async def manifest(self, account: str, region: str, name: str, reference: str,
+                       may_import: Callable[[bool], Awaitable[None]] | None,
+                       cached: Manifest | None) -> Manifest | None: ...
+
+    async def blob_size(self, repo: Repository, digest: str) -> int | None: ...
+
+    def reader(self, digest: str, start: int, end: int) -> AsyncIterator[bytes] | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PreparedManifest:
     tag: str | None
@@ -66,6 +90,9 @@ class RegistryService:
         self.create_on_push = create_on_push
         self.clock = clock
         self.refresh_after = refresh_after  # half the garbage-collection grace period (app.py)
+        # set by app.py: creation templates (CREATE_ON_PUSH) and the pull-through cache (a pull that misses)
+        self.templates: TemplateCreator | None = None
+        self.pull_through: PullThrough | None = None
         # Read caches for the hot paths, dropped whenever any writer commits (db.version()).
         self._version: int | None = None
         self._repos: dict[tuple[str, str, str], Repository] = {}
@@ -97,6 +124,10 @@ class RegistryService:
         if cacheable and (repo := self._repos.get(key)) is not None:
             return repo
         row = await self.db.read(q.get_repository, account, region, name)
+        if row is None and for_push and self.templates is not None:  # a CREATE_ON_PUSH template, or the switch
+            repo, _ = await self.templates.create_repository_from_template(
+                account, region, name, "CREATE_ON_PUSH", may_create, fallback_defaults=self.create_on_push)
+            return repo
         if row is None and for_push and self.create_on_push:
             if may_create is not None:
                 await may_create()
@@ -128,7 +159,10 @@ class RegistryService:
         check_digest(digest)
         found = await self.db.read(qi.pullable_blob, repo.id, digest)  # not the layers of archived images
         if found is None:
-            raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
+            arriving = None if self.pull_through is None else await self.pull_through.blob_size(repo, digest)
+            if arriving is None:  # else a blob of an image being pulled through
+                raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
+            return arriving
         size, linked_at = found
         now = self.clock()
         if (linked_at is None or now - linked_at > self.refresh_after) \
@@ -146,6 +180,11 @@ class RegistryService:
             return reader, reader.read(min(READ_CHUNK, end - start))
 
         if end <= start:
+            return
+        arriving = self.pull_through.reader(digest, start, end) if self.pull_through is not None else None
+        if arriving is not None:  # still coming from a pull-through upstream: follow it
+            async for chunk in arriving:
+                yield chunk
             return
         reader, data = await loop.run_in_executor(pool, first)
         try:
@@ -197,17 +236,30 @@ class RegistryService:
         return self._manifest(row)
 
     async def pull_manifest(self, account: str, region: str, name: str, reference: str,
-                            record: bool = True, principal: str | None = None) -> Manifest:
+                            record: bool = True, principal: str | None = None,
+                            may_import: Callable[[bool], Awaitable[None]] | None = None) -> Manifest:
         """The hot path of every pull: one freshness check, then memory while nothing was written.
 
-        `record` notes the pull for the image's last pull time (a dict check; the write happens later)."""
+        `record` notes the pull for the image's last pull time (a dict check; the write happens later).
+        A miss under a pull-through cache rule is asked of the upstream, after `may_import(creating)` (the
+        caller's authorization of ecr:BatchImportUpstreamImage, and of ecr:CreateRepository if creating)."""
         key = (account, region, name, reference)
         cacheable = self._fresh()
-        if cacheable and (hit := self._pulls.get(key)) is not None:
+        pt = self.pull_through
+        if cacheable and (hit := self._pulls.get(key)) is not None and \
+                (pt is None or not pt.stale(account, region, name, reference)):
             if record:
                 self.note_pull(account, region, name, hit.digest, principal)
             return hit
-        m = await self.get_manifest(await self.repository(account, region, name), reference)
+        try:
+            m = await self.get_manifest(await self.repository(account, region, name), reference)
+        except (NameUnknown, ManifestUnknown):
+            fetched = None if pt is None else await pt.manifest(account, region, name, reference, may_import, None)
+            if fetched is None:
+                raise
+            return fetched  # not stored yet (its blobs are arriving): not cached here, no pull time
+        if pt is not None and pt.stale(account, region, name, reference):
+            m = await pt.manifest(account, region, name, reference, may_import, m) or m
         if cacheable and len(self._pulls) < 10_000:
             self._pulls[key] = m
         if record:

@@ -878,7 +878,7 @@ LIFECYCLE_POLICY = json.dumps({"rules": [{"rulePriority": 1, "selection": {
 REPLICATION_DESTINATION = {"region": "us-east-1", "registryId": "999999999999"}
 
 
-def _acting_admin(w: World, s: Staged) -> Any:
+def _acting_admin(w: World, s: Staged) -> BaseClient:
     return w.admin_b if s.acting == B else w.admin_a
 
 
@@ -929,18 +929,14 @@ def _exclusion_arn(s: Staged) -> str:
     return f"arn:aws:iam::{s.acting}:role/matrix-{hashlib.sha256(s.repo.encode()).hexdigest()[:12]}"
 
 
-def _callers_admin(w: World, s: Staged) -> BaseClient:
-    return w.admin_b if s.acting == B else w.admin_a
-
-
 def _with_exclusion(w: World, s: Staged) -> dict[str, Any]:
-    out = call(_callers_admin(w, s), "RegisterPullTimeUpdateExclusion", {"principalArn": _exclusion_arn(s)})
+    out = call(_acting_admin(w, s), "RegisterPullTimeUpdateExclusion", {"principalArn": _exclusion_arn(s)})
     assert out.output is not None or out.code == "ExclusionAlreadyExistsException", out  # staged before
     return {"principalArn": _exclusion_arn(s)}
 
 
 def _exclusions(w: World, s: Staged) -> list[str]:
-    out = call(_callers_admin(w, s), "ListPullTimeUpdateExclusions", {})
+    out = call(_acting_admin(w, s), "ListPullTimeUpdateExclusions", {})
     assert out.output is not None
     return list(out.output["pullTimeUpdateExclusions"])
 
@@ -951,6 +947,23 @@ def _not_excluded(w: World, s: Staged) -> None:
 
 def _still_excluded(w: World, s: Staged) -> None:
     _eq("excluded", _exclusion_arn(s) in _exclusions(w, s), True)
+# creation templates and pull-through cache rules: registry-wide, in the caller's own registry; each cell
+# names its own prefix and removes what it made (ECR's quota is 50 rules per registry)
+
+def _prefix(s: Staged, kind: str) -> str:
+    return f"{kind}{s.repo[len(PREFIX):len(PREFIX) + 4]}"
+
+
+def _staged(op: str, kind: str, key: str, **made: Any) -> Callable[[World, Staged], dict[str, Any]]:
+    def params(w: World, s: Staged) -> dict[str, Any]:
+        out = call(_acting_admin(w, s), op, {key: _prefix(s, kind), **made})
+        assert out.output is not None, f"setup {op} failed: {out.code}: {out.message}"
+        return {key: _prefix(s, kind)}
+    return params
+
+
+_TEMPLATE = {"appliedFor": ["REPLICATION"]}
+_RULE = {"upstreamRegistryUrl": "127.0.0.1:9"}
 
 
 ECR_OPS: dict[str, EcrOp] = {
@@ -1021,6 +1034,24 @@ ECR_OPS: dict[str, EcrOp] = {
     "StopReplicationBackfill": EcrOp(OWN, _with_backfill, authorized=("ReplicationBackfillInvalidStatusException",)),
     "ListReplicationBackfills": EcrOp(OWN, lambda w, s: {}),
     "DescribeReplicationBackfillResults": EcrOp(OWN, _with_backfill),
+    "CreateRepositoryCreationTemplate": EcrOp(OWN, lambda w, s: {"prefix": _prefix(s, "t"), **_TEMPLATE},
+                                              _registry_is_callers),
+    "DescribeRepositoryCreationTemplates": EcrOp(OWN, lambda w, s: {}, _registry_is_callers),
+    "UpdateRepositoryCreationTemplate": EcrOp(OWN, lambda w, s: {**_staged(
+        "CreateRepositoryCreationTemplate", "t", "prefix", **_TEMPLATE)(w, s), "description": "matrix"},
+        _registry_is_callers),
+    "DeleteRepositoryCreationTemplate": EcrOp(OWN, _staged("CreateRepositoryCreationTemplate", "t", "prefix",
+                                                           **_TEMPLATE), _registry_is_callers),
+    "CreatePullThroughCacheRule": EcrOp(OWN, lambda w, s: {"ecrRepositoryPrefix": _prefix(s, "p"), **_RULE},
+                                        _registry_is_callers),
+    "DescribePullThroughCacheRules": EcrOp(OWN, lambda w, s: {}),
+    "UpdatePullThroughCacheRule": EcrOp(OWN, lambda w, s: {**_staged(
+        "CreatePullThroughCacheRule", "p", "ecrRepositoryPrefix", **_RULE)(w, s),
+        "customRoleArn": f"arn:aws:iam::{s.acting}:role/matrix"}, _registry_is_callers),
+    "DeletePullThroughCacheRule": EcrOp(OWN, _staged("CreatePullThroughCacheRule", "p", "ecrRepositoryPrefix",
+                                                     **_RULE), _registry_is_callers),
+    "ValidatePullThroughCacheRule": EcrOp(OWN, _staged("CreatePullThroughCacheRule", "p", "ecrRepositoryPrefix",
+                                                       **_RULE), _registry_is_callers),
 }
 
 
@@ -1101,4 +1132,9 @@ def test_ecr(world: World, cell: Cell) -> None:
         if cell.target == "PutRegistryPolicy":
             world.registry_policy_put = True
         world.clear_registry_policies()
+        if cell.target.endswith("PullThroughCacheRule"):  # ECR's quota: 50 rules per registry
+            call(_acting_admin(world, staged), "DeletePullThroughCacheRule",
+                 {"ecrRepositoryPrefix": _prefix(staged, "p")})
+        if cell.target.endswith("RepositoryCreationTemplate"):
+            call(_acting_admin(world, staged), "DeleteRepositoryCreationTemplate", {"prefix": _prefix(staged, "t")})
 

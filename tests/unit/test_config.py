@@ -55,11 +55,14 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_GC_GRACE_SECONDS": "600",
         "BERTH_GC_INTERVAL_SECONDS": "0",
         "BERTH_GC_PIN_HOLD_SECONDS": "120",
+        "BERTH_PULL_THROUGH_INSECURE": "registry.lan:5000",
+        "BERTH_PULL_THROUGH_STALENESS_HOURS": "0.5",
     }
     assert {"BERTH_" + f.name.upper() for f in fields(Settings)} == set(env)  # a new field needs a line here
     s = Settings.from_env(env)
     assert s.host == "0.0.0.0"
     assert s.port == 8443 and isinstance(s.port, int)
+    assert s.pull_through_staleness_hours == 0.5 and s.pull_through_insecure == "registry.lan:5000"
     assert s.data_dir == Path("/srv/berth") and isinstance(s.data_dir, Path)
     assert s.uses_postgres
     assert (s.tls_cert, s.tls_key) == ("/etc/berth/cert.pem", "/etc/berth/key.pem")

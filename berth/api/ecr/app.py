@@ -26,6 +26,8 @@ from berth.registry.errors import RegistryError, from_failure
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import RegistryService
+from berth.registry.templates import Templates
+from berth.replication.pullthrough_rules import PullThroughRules
 from berth.replication.service import ReplicationService
 
 log = logging.getLogger("berth.ecr")
@@ -43,6 +45,8 @@ class Services:
     repositories: RepositoryAdmin
     lifecycle: LifecycleService | None = None  # berth/lifecycle (ops_lifecycle.py)
     replication: ReplicationService | None = None
+    templates: Templates | None = None  # creation templates (ops_templates.py)
+    pull_through: PullThroughRules | None = None  # pull-through cache rules (ops_pullthrough.py)
 
 
 @dataclass

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from berth.api.ecr import ops_images, ops_layers, ops_lifecycle, ops_registry, ops_replication, ops_repositories
+from berth.api.ecr import (
+    ops_images,
+    ops_layers,
+    ops_lifecycle,
+    ops_pullthrough,
+    ops_registry,
+    ops_replication,
+    ops_repositories,
+    ops_templates,
+)
 from berth.api.ecr.app import Handler
 
 OPERATIONS: dict[str, Handler] = {
@@ -12,4 +21,6 @@ OPERATIONS: dict[str, Handler] = {
     **ops_layers.OPERATIONS,
     **ops_lifecycle.OPERATIONS,
     **ops_replication.OPERATIONS,
+    **ops_templates.OPERATIONS,
+    **ops_pullthrough.OPERATIONS,
 }

@@ -259,9 +259,14 @@ class OciApi:
 
     async def get_manifest(self, c: Call, name: str, ref: str) -> None:
         await self._allow(c, ("ecr:BatchGetImage",), c.account, c.region, name)
+
+        async def may_import(creating: bool) -> None:  # a pull-through cache miss (ECR's actions for it)
+            actions = ("ecr:BatchImportUpstreamImage",) + (("ecr:CreateRepository",) if creating else ())
+            await self._allow(c, actions, c.account, c.region, name)
+
         try:
             m = await self.registry.pull_manifest(c.account, c.region, name, ref, record=c.method == "GET",
-                                                  principal=c.principal.arn)
+                                                  principal=c.principal.arn, may_import=may_import)
         except (TagInvalid, DigestInvalid):  # no manifest has such a name; the spec: not found MUST be 404
             raise ManifestUnknown("manifest unknown: not a valid tag or digest",
                                   detail={"digest" if is_digest(ref) else "tag": ref[:200]}) from None

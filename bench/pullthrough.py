@@ -1,0 +1,210 @@
+"""The pull-through cache's first pull against a direct pull from the upstream, with skopeo.
+
+    python bench/pullthrough.py [--size-mib 1024] [--layers 10] [--rounds 1] [--client skopeo|http]
+
+CNCF distribution (Debian `docker-registry`) is the upstream; Berth is the cache, with a pull-through rule
+for it. An image of `--layers` random layers (`--size-mib` in all) is built as an OCI layout and pushed
+with skopeo to distribution, and directly to Berth. Then, with skopeo into a fresh OCI layout each time:
+  direct     from distribution
+  first      through Berth's cache (nothing cached: every blob streams from the upstream while it is stored)
+  second     through Berth's cache again (all cached)
+  own        the same image pushed to Berth directly (Berth's own pull speed)
+Targets: first within 1.3x of direct; second about own. Each round starts a fresh Berth (an empty cache).
+Every pull is checked (skopeo verifies each digest; the manifest digest is compared; --client http checks
+every blob's length). Writes bench/results/pullthrough-<client>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import Berth, Distribution, Failed  # noqa: E402
+
+MiB = 1 << 20
+LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def _blob(layout: Path, data_writer, gzipped: bool = False) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    """Write a blob into the layout. A layer is a gzip stream of stored (level 0) blocks: skopeo sees it is
+    compressed and copies it as it is (it would compress an uncompressed one on its way to a registry)."""
+    tmp = layout / "blobs" / "tmp"
+    with open(tmp, "wb") as f:
+        out = gzip.GzipFile(fileobj=f, mode="wb", compresslevel=0, mtime=0) if gzipped else f
+        for chunk in data_writer():
+            out.write(chunk)
+        if gzipped:
+            out.close()
+    h = hashlib.sha256()
+    with open(tmp, "rb") as f:
+        while chunk := f.read(8 * MiB):
+            h.update(chunk)
+    size = tmp.stat().st_size
+    digest = h.hexdigest()
+    tmp.rename(layout / "blobs" / "sha256" / digest)
+    return f"sha256:{digest}", size
+
+
+def build_layout(root: Path, size_mib: int, layers: int) -> str:
+    """An OCI layout tagged `img` with `layers` random layers; its manifest digest."""
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    per = size_mib * MiB // layers
+    descs = []
+    for _ in range(layers):
+        digest, size = _blob(root, lambda: (os.urandom(min(8 * MiB, per - o)) for o in range(0, per, 8 * MiB)), True)
+        descs.append({"mediaType": LAYER, "digest": digest, "size": size})
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descs]}}).encode()
+    cdigest, csize = _blob(root, lambda: iter([config]))
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST,
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                      "digest": cdigest, "size": csize}, "layers": descs}).encode()
+    mdigest, msize = _blob(root, lambda: iter([manifest]))
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
+        {"mediaType": MANIFEST, "digest": mdigest, "size": msize,
+         "annotations": {"org.opencontainers.image.ref.name": "img"}}]}))
+    return mdigest
+
+
+def skopeo(*args: str) -> None:
+    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise Failed(f"skopeo {' '.join(args)}: {proc.stderr.strip()[-500:]}")
+
+
+def pull(host: str, ref: str, out: Path, digest: str) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    skopeo("copy", "--src-tls-verify=false", f"docker://{host}/{ref}", f"oci:{out}:x")
+    took = time.perf_counter() - start
+    got = json.loads((out / "index.json").read_text())["manifests"][0]["digest"]
+    if got != digest:
+        raise Failed(f"pulled {got}, expected {digest}")
+    shutil.rmtree(out, ignore_errors=True)
+    return took
+
+
+def raw_pull(host: str, ref: str, out: Path, digest: str) -> float:
+    """The manifest, then every blob over plain HTTP, 4 at a time, read and counted (not hashed): the
+    servers' speed without skopeo's (it verifies and writes every byte, ~100 MB/s here)."""
+    import http.client
+    from concurrent.futures import ThreadPoolExecutor
+
+    name, tag = ref.rsplit(":", 1)
+    hostname, port = host.split(":")
+    start = time.perf_counter()
+    c = http.client.HTTPConnection(hostname, int(port), timeout=300)
+    c.request("GET", f"/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST})
+    r = c.getresponse()
+    body = r.read()
+    if r.status != 200 or "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+        raise Failed(f"manifest {ref}: {r.status}")
+    doc = json.loads(body)
+
+    def blob(d: dict) -> int:
+        conn = http.client.HTTPConnection(hostname, int(port), timeout=300)
+        conn.request("GET", f"/v2/{name}/blobs/{d['digest']}")
+        resp = conn.getresponse()
+        n = 0
+        while chunk := resp.read(MiB):
+            n += len(chunk)
+        conn.close()
+        if resp.status != 200 or n != d["size"]:
+            raise Failed(f"blob {d['digest']}: {resp.status}, {n} of {d['size']} bytes")
+        return n
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(blob, [doc["config"], *doc["layers"]]))
+    return time.perf_counter() - start
+
+
+def wait_cached(berth: Berth, repo: str, digest: str, timeout: float = 120.0) -> None:
+    import boto3
+
+    ecr = boto3.client("ecr", endpoint_url=f"http://127.0.0.1:{berth.port}", region_name="us-east-1",
+                       aws_access_key_id=berth.KEY, aws_secret_access_key=berth.SECRET)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = ecr.describe_images(repositoryName=repo)["imageDetails"]
+        except ecr.exceptions.RepositoryNotFoundException:
+            found = []
+        if any(i["imageDigest"] == digest for i in found):
+            return
+        time.sleep(0.2)
+    raise Failed(f"{repo}@{digest} was not stored within {timeout:.0f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--layers", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--client", choices=("skopeo", "http"), default="skopeo",
+                    help="skopeo copy into an OCI layout, or plain HTTP GETs (4 blobs at a time, not hashed)")
+    args = ap.parse_args()
+    fetch = pull if args.client == "skopeo" else raw_pull
+    tmp = Path(tempfile.mkdtemp(prefix="berth-bench-ptc-"))
+    rows: dict[str, list[float]] = {"direct": [], "first": [], "second": [], "own": []}
+    upstream = Distribution("distribution", tmp)
+    servers = [upstream]
+    try:
+        digest = build_layout(tmp / "layout", args.size_mib, args.layers)
+        upstream.start()
+        skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp / 'layout'}:img",
+               f"docker://127.0.0.1:{upstream.port}/library/img:1")
+        for round_ in range(args.rounds):
+            berth = Berth(tmp, workers=1, name=f"berth{round_}")
+            servers.append(berth)
+            berth.start()
+            import boto3
+
+            boto3.client("ecr", endpoint_url=f"http://127.0.0.1:{berth.port}", region_name="us-east-1",
+                         aws_access_key_id=berth.KEY, aws_secret_access_key=berth.SECRET
+                         ).create_pull_through_cache_rule(ecrRepositoryPrefix="hub",
+                                                          upstreamRegistryUrl=f"127.0.0.1:{upstream.port}")
+            skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp / 'layout'}:img",
+                   f"docker://127.0.0.1:{berth.port}/own/img:1")
+            out = tmp / "out"
+            rows["direct"].append(fetch(f"127.0.0.1:{upstream.port}", "library/img:1", out, digest))
+            rows["first"].append(fetch(f"127.0.0.1:{berth.port}", "hub/library/img:1", out, digest))
+            wait_cached(berth, "hub/library/img", digest)
+            rows["second"].append(fetch(f"127.0.0.1:{berth.port}", "hub/library/img:1", out, digest))
+            rows["own"].append(fetch(f"127.0.0.1:{berth.port}", "own/img:1", out, digest))
+            berth.stop()
+    finally:
+        for s in servers:
+            s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    mb = args.size_mib * MiB / 1e6
+    lines = [f"# Pull-through cache: {args.size_mib} MiB in {args.layers} layers, {args.client}, "
+             f"median of {args.rounds} round(s)", "",
+             "| pull | seconds | MB/s | vs direct | target |", "|---|---|---|---|---|"]
+    targets = {"direct": "", "first": "<= 1.30x direct", "second": "~ own", "own": ""}
+    for k in ("direct", "first", "second", "own"):
+        lines.append(f"| {k} | {med[k]:.2f} | {mb / med[k]:.0f} | {med[k] / med['direct']:.2f}x | {targets[k]} |")
+    lines += ["", f"first / direct = {med['first'] / med['direct']:.2f} (target 1.30); "
+              f"second / own = {med['second'] / med['own']:.2f}"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"pullthrough-{args.client}.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""A small OCI distribution client for pull-through upstreams: manifests and blobs, with the token (Bearer)
+and Basic challenges registries answer 401 with. Blocking (httpx.Client): callers run it on worker threads,
+where a blob is read, hashed and written without a hop per chunk.
+
+How an upstream URL is written (upstreamRegistryUrl):
+- `host[:port]` (ECR's own form): HTTPS. For a loopback host or one listed as insecure, HTTPS is tried first
+  and plain HTTP used when the host does not speak TLS (as Docker treats insecure registries). This is the
+  form for the aws CLI v1, which fetches any parameter value starting with http:// or https://.
+- `https://host[:port]`: HTTPS only. `http://host[:port]`: plain HTTP, refused unless the host is loopback
+  or listed as insecure (BERTH_PULL_THROUGH_INSECURE).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import re
+import threading
+import time
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+_URL = re.compile(r"(?:(https?)://)?((?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]*"
+                  r"[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?/?")
+_PARAM = re.compile(r'(\w+)="([^"]*)"')
+MAX_MANIFEST = 4 * 1024 * 1024
+
+
+class UpstreamError(Exception):
+    """`kind`: ECR's ImageFailureCode vocabulary (UpstreamAccessDenied, UpstreamTooManyRequests,
+    UpstreamUnavailable) or NotFound."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class BadUpstreamUrl(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str  # host[:port]
+    schemes: tuple[str, ...]  # tried in order
+
+
+def is_loopback(host: str) -> bool:
+    bare = host.strip("[]")
+    if bare == "localhost" or bare.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
+
+
+def endpoint(url: str, insecure: Collection[str] = ()) -> Endpoint:
+    """How to reach the upstream `url` (see the module text); BadUpstreamUrl when it is not one."""
+    m = _URL.fullmatch(url.strip())
+    if m is None:
+        raise BadUpstreamUrl(f"'{url}' is not a registry address: host[:port], https://host[:port] or, for a "
+                             "loopback or insecure host, http://host[:port]")
+    scheme, host, port = m.groups()
+    if port is not None and not 0 < int(port) < 65536:
+        raise BadUpstreamUrl(f"invalid port in '{url}'")
+    address = host + (f":{port}" if port else "")
+    lax = is_loopback(host) or host in insecure or address in insecure
+    if scheme == "http" and not lax:
+        raise BadUpstreamUrl(f"plain http is allowed only for a loopback or explicitly insecure upstream, not "
+                             f"'{address}' (set BERTH_PULL_THROUGH_INSECURE={address} to allow it)")
+    if scheme is not None:
+        return Endpoint(address, (scheme,))
+    return Endpoint(address, ("https", "http") if lax else ("https",))
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    return scheme.lower(), dict(_PARAM.findall(rest))
+
+
+def _failure(resp: httpx.Response, what: str) -> UpstreamError:
+    if resp.status_code in (401, 403):
+        return UpstreamError("UpstreamAccessDenied", f"the upstream refused {what} ({resp.status_code})")
+    if resp.status_code == 429:
+        return UpstreamError("UpstreamTooManyRequests", f"the upstream throttled {what} (429)")
+    if resp.status_code == 404:
+        return UpstreamError("NotFound", f"the upstream has no {what}")
+    return UpstreamError("UpstreamUnavailable", f"the upstream answered {resp.status_code} for {what}")
+
+
+class UpstreamClient:
+    def __init__(self, url: str, credentials: tuple[str, str] | None = None, insecure: Collection[str] = (),
+                 timeout: float = 30.0) -> None:
+        self.endpoint = endpoint(url, insecure)
+        self.credentials = credentials
+        self.http = httpx.Client(timeout=httpx.Timeout(timeout, read=300.0), follow_redirects=True,
+                                 verify=True)
+        self._base: str | None = None
+        self._auth: dict[str, tuple[str, float]] = {}  # scope -> (Authorization value, expiry)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def base(self) -> str:
+        """The scheme://host that answers (the first of the endpoint's schemes that does)."""
+        if self._base is not None:
+            return self._base
+        last: Exception | None = None
+        for scheme in self.endpoint.schemes:
+            candidate = f"{scheme}://{self.endpoint.host}"
+            try:
+                self.http.get(candidate + "/v2/", timeout=10.0)
+            except httpx.HTTPError as e:
+                last = e
+                continue
+            self._base = candidate
+            return candidate
+        raise UpstreamError("UpstreamUnavailable", f"the upstream {self.endpoint.host} cannot be reached: {last}")
+
+    def _authorize(self, header: str, scope: str) -> str | None:
+        """The Authorization value answering a challenge, or None when we have nothing to answer with."""
+        scheme, params = _challenge(header)
+        if scheme == "basic":
+            if self.credentials is None:
+                return None
+            user, password = self.credentials
+            return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if scheme != "bearer" or "realm" not in params:
+            return None
+        query = {"service": params["service"]} if "service" in params else {}
+        query["scope"] = scope
+        auth = httpx.BasicAuth(*self.credentials) if self.credentials else None
+        try:
+            resp = self.http.get(params["realm"], params=query, auth=auth, timeout=30.0)
+        except httpx.HTTPError as e:
+            raise UpstreamError("UpstreamUnavailable", f"the upstream's token service cannot be reached: {e}") \
+                from None
+        if resp.status_code != 200:
+            raise _failure(resp, "a token")
+        doc = resp.json()
+        token = doc.get("token") or doc.get("access_token")
+        if not isinstance(token, str):
+            raise UpstreamError("UpstreamAccessDenied", "the upstream's token service gave no token")
+        ttl = doc.get("expires_in") if isinstance(doc.get("expires_in"), int) else 60
+        with self._lock:
+            self._auth[scope] = (f"Bearer {token}", time.monotonic() + max(ttl - 10, 10))
+        return f"Bearer {token}"
+
+    def _send(self, method: str, path: str, scope: str, headers: dict[str, str], stream: bool) -> httpx.Response:
+        url = self.base() + path
+        with self._lock:
+            cached = self._auth.get(scope)
+        sent = dict(headers)
+        if cached is not None and cached[1] > time.monotonic():
+            sent["Authorization"] = cached[0]
+        for attempt in (0, 1):
+            try:
+                req = self.http.build_request(method, url, headers=sent)
+                resp = self.http.send(req, stream=stream)
+            except httpx.HTTPError as e:
+                raise UpstreamError("UpstreamUnavailable", f"the upstream {self.endpoint.host} failed: {e}") \
+                    from None
+            challenge = resp.headers.get("www-authenticate")
+            if resp.status_code != 401 or attempt == 1 or challenge is None:
+                return resp
+            resp.close()
+            value = self._authorize(challenge, scope)
+            if value is None:
+                raise UpstreamError("UpstreamAccessDenied", f"the upstream {self.endpoint.host} requires "
+                                                            "credentials (set credentialArn on the rule)")
+            if challenge.lower().startswith("basic"):
+                with self._lock:
+                    self._auth[scope] = (value, time.monotonic() + 3600)
+            sent["Authorization"] = value
+        raise AssertionError("unreachable")
+
+    def ping(self, repository: str = "") -> None:
+        """Reach the upstream and authenticate (for `repository` when given); UpstreamError otherwise."""
+        scope = f"repository:{repository}:pull" if repository else "registry:catalog:*"
+        resp = self._send("GET", "/v2/", scope, {}, False)
+        if resp.status_code not in (200, 404) and not (resp.status_code == 401 and not repository):
+            raise _failure(resp, "the registry API")
+
+    def manifest(self, repository: str, reference: str, head: bool = False) -> tuple[bytes, str, str | None]:
+        """(body, media type, the digest the upstream names) of a manifest; `head`: no body."""
+        resp = self._send("HEAD" if head else "GET", f"/v2/{repository}/manifests/{reference}",
+                          f"repository:{repository}:pull", {"Accept": ", ".join(MANIFEST_TYPES)}, False)
+        if resp.status_code != 200:
+            raise _failure(resp, f"manifest {repository}:{reference}")
+        if len(resp.content) > MAX_MANIFEST:
+            raise UpstreamError("UpstreamUnavailable", "the upstream manifest is larger than 4 MiB")
+        media_type = resp.headers.get("content-type", "").split(";")[0].strip()
+        return resp.content, media_type, resp.headers.get("docker-content-digest")
+
+    def blob_size(self, repository: str, digest: str) -> int:
+        """The size of a blob the upstream holds (a HEAD); UpstreamError otherwise."""
+        resp = self._send("HEAD", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull", {}, False)
+        length = resp.headers.get("content-length", "")
+        if resp.status_code != 200 or not length.isdigit():
+            raise _failure(resp, f"blob {digest}") if resp.status_code != 200 else \
+                UpstreamError("UpstreamUnavailable", f"the upstream gave no size for {digest}")
+        return int(length)
+
+    @contextmanager
+    def blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
+        """The streamed response of a blob GET (status 200 checked); iterate `iter_raw` or `iter_bytes`."""
+        resp = self._send("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull", {}, True)
+        try:
+            if resp.status_code != 200:
+                resp.read()
+                raise _failure(resp, f"blob {digest}")
+            yield resp
+        finally:
+            resp.close()

@@ -1,0 +1,1 @@
+"""Secrets Manager secrets (the credentials of pull-through upstreams), encrypted at rest."""
