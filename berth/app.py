@@ -23,6 +23,7 @@ from berth.api.oci import app as oci
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
 from berth.config import Settings
+from berth.db.scanning import REMATCH_JOB, SCAN_JOB
 from berth.db.store import Backend
 from berth.iam.authorizer import PolicyAuthorizer
 from berth.iam.authz import Authorizer, OpenAuthorizer
@@ -33,6 +34,7 @@ from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
 from berth.registry.uploads import Uploads
+from berth.scanning.service import ScanService
 from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
 from berth.storage.urls import S3Storage
@@ -99,11 +101,11 @@ class BerthApp:
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
-                            Images(registry), RepositoryAdmin(self.db))
+                            Images(registry), RepositoryAdmin(self.db), ScanService(self.db, blobs))
         self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
                                     IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
         if s.job_workers > 0:
-            self.worker = await start_worker(s, self.db, self.uploads, s.job_workers)
+            self.worker = await start_worker(s, self.db, self.uploads, s.job_workers, blobs)
         else:
             log.warning("job workers off (--job-workers 0): run `berth worker` for background jobs")
 
@@ -157,17 +159,22 @@ class BerthApp:
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-def job_handlers(db: Backend, uploads: Uploads) -> Handlers:
+def job_handlers(db: Backend, uploads: Uploads, blobs: BlobStore | None = None) -> Handlers:
     """Every job kind Berth runs, and its handler."""
     handlers = Handlers()
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
+    if blobs is not None:  # scanning: scan on push / StartImageScan, and re-matching when the vulndb changes
+        scans = ScanService(db, blobs)
+        handlers.register(SCAN_JOB, scans.run_scan, max_attempts=3)
+        handlers.register(REMATCH_JOB, scans.rematch_job, max_attempts=3)
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
     return handlers
 
 
-async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int) -> Worker:
-    worker = Worker(db, job_handlers(db, uploads), concurrency=concurrency, lease=s.job_lease_seconds)
+async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int,
+                       blobs: BlobStore | None = None) -> Worker:
+    worker = Worker(db, job_handlers(db, uploads, blobs), concurrency=concurrency, lease=s.job_lease_seconds)
     await worker.start()
     return worker
 
@@ -180,10 +187,11 @@ async def run_worker(settings: Settings) -> None:
     s = settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
     db = await open_backend(s)
-    uploads = Uploads(db, await open_blob_store(s), max_age_hours=s.upload_max_age_hours)
+    blobs = await open_blob_store(s)
+    uploads = Uploads(db, blobs, max_age_hours=s.upload_max_age_hours)
     try:
         # a split deployment runs `serve --job-workers 0`; the same settings here still run jobs
-        worker = await start_worker(s, db, uploads, s.job_workers or Settings.job_workers)
+        worker = await start_worker(s, db, uploads, s.job_workers or Settings.job_workers, blobs)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

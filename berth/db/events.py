@@ -24,6 +24,8 @@ class Event(StrEnum):
     IMAGE_DELETED = "image.deleted"
     REPOSITORY_CREATED = "repository.created"
     REPOSITORY_DELETED = "repository.deleted"
+    IMAGE_SCANNED = "image.scanned"  # a scan finished (payload: status, severity counts)
+    SCAN_FINDINGS_CHANGED = "image.scan.findings"  # re-matching found findings appear or disappear
 
 
 @dataclass(frozen=True, slots=True)

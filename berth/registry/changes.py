@@ -27,6 +27,7 @@ from berth.db.registry import Created, DeleteOutcome, Deletion, NewManifest, Put
 from berth.db.repositories import RepoChange, RepoOutcome
 from berth.db.store import Txn
 from berth.registry.model import Repository
+from berth.scanning.onpush import on_push
 
 
 def push(repo: Repository, m: NewManifest, tag: str | None, locked: bool, now: float,
@@ -38,6 +39,8 @@ def push(repo: Repository, m: NewManifest, tag: str | None, locked: bool, now: f
         if result.previous is not None:
             yield from append_event(Event.TAG_MOVED, repo.account_id, repo.region, repo.name, now, m.digest, tag,
                                     {"previousDigest": result.previous})
+        yield from on_push(repo.id, repo.account_id, repo.region, repo.name, repo.scan_on_push, m.digest,
+                           m.media_type, m.artifact_type, now)
     return result
 
 

@@ -39,6 +39,7 @@ class Services:
     domain: str
     images: Images
     repositories: RepositoryAdmin
+    scanning: Any = None  # berth.scanning.service.ScanService
 
 
 @dataclass

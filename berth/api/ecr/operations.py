@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from berth.api.ecr import ops_images, ops_layers, ops_registry, ops_repositories
+from berth.api.ecr import ops_images, ops_layers, ops_registry, ops_repositories, ops_scanning
 from berth.api.ecr.app import Handler
 
 OPERATIONS: dict[str, Handler] = {
@@ -10,4 +10,5 @@ OPERATIONS: dict[str, Handler] = {
     **ops_repositories.OPERATIONS,
     **ops_images.OPERATIONS,
     **ops_layers.OPERATIONS,
+    **ops_scanning.OPERATIONS,
 }

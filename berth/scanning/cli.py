@@ -1,0 +1,96 @@
+"""`berth vulndb import|status` and `berth sbom`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from berth.config import ConfigError, Settings
+
+vulndb_cli = typer.Typer(no_args_is_help=True, help="The offline vulnerability database (OSV format).")
+DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
+DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings.from_env(None, **overrides)
+    except ConfigError as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(s: Settings, fn: Callable[[Any], Awaitable[int]]) -> None:
+    from berth.app import open_backend
+    from berth.cli import _migrate
+
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrate(s)
+
+    async def main() -> int:
+        db = await open_backend(s)
+        try:
+            return await fn(db)
+        finally:
+            await db.close()
+
+    code = asyncio.run(main())
+    if code:
+        raise typer.Exit(code)
+
+
+@vulndb_cli.command("import")
+def vulndb_import(paths: list[Path] = typer.Argument(..., help="OSV JSON files, directories, zip archives."),
+                  data_dir: Path = DataDir, database_url: str = DatabaseUrl,
+                  progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar.")) -> None:
+    """Import OSV advisories; newer `modified` replaces older, the same data twice changes nothing."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from berth.scanning.vulndb import count, import_paths
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+
+    async def run(db: Any) -> int:
+        total = count(paths)
+        with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      disable=not progress, transient=True) as bar:
+            task = bar.add_task("import", total=total)
+            report = await import_paths(db, paths, lambda n: bar.advance(task, n))
+        for name, why in report.errors:
+            typer.echo(f"berth: skipped {name}: {why}", err=True)
+        typer.echo(f"read {report.read} records: {report.new} new, {report.replaced} replaced by newer, "
+                   f"{report.unchanged} unchanged; {len(report.errors)} files skipped")
+        return 1 if report.errors and not report.read else 0
+
+    _run(s, run)
+
+
+@vulndb_cli.command("status")
+def vulndb_status(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """Sources, record counts per ecosystem and age of the vulnerability database."""
+    from berth.db import scanning as qs
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+
+    async def run(db: Any) -> int:
+        st = await db.read(qs.status)
+        if st.updated_at is None:
+            typer.echo("vulnerability database: empty (import OSV data with `berth vulndb import PATH…`)")
+            return 0
+        age = (time.time() - st.updated_at) / 3600
+        typer.echo(f"records: {st.records}  generation: {st.generation}  last change: {age:.1f} h ago  "
+                   f"newest record modified: {st.newest_modified}")
+        for eco, n in st.by_ecosystem.items():
+            typer.echo(f"  {eco}: {n}")
+        typer.echo("sources:")
+        for name, at, records, changed, failed in st.sources:
+            typer.echo(f"  {name}: {records} records ({changed} changed, {failed} bad files), "
+                       f"imported {(time.time() - at) / 3600:.1f} h ago")
+        return 0
+
+    _run(s, run)
