@@ -1,0 +1,164 @@
+"""End to end: skopeo pushes the real-package image to a scanOnPush repository of a real `berth serve`, the
+aws CLI waits for the scan, boto3 reads the findings; ENHANCED + CONTINUOUS_SCAN picks up an advisory
+imported afterwards with `berth vulndb import`, without a re-push. Both metadata backends."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from tests.support import osv_fixtures as fx
+from tests.support.scan_images import ScanImage
+from tests.support.servers import BerthServer, require_tool
+
+KEY, SECRET, REGION = "AKIAIOSFODNN7SCANNER", "scan/secret/key/for/the/tests/000000000000", "us-east-1"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    base = tmp_path_factory.mktemp("scan-e2e")
+    url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
+    srv = BerthServer(base / "data", database_url=url,
+                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET},
+                      args=["--auth", "iam"]).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def ecr(server: BerthServer) -> BaseClient:
+    return boto3.client("ecr", endpoint_url=server.url, region_name=REGION, aws_access_key_id=KEY,
+                        aws_secret_access_key=SECRET)
+
+
+def berth_cli(server: BerthServer, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "berth", *args, "--data-dir", str(server.data_dir)]
+    if server.database_url:
+        cmd += ["--database-url", server.database_url]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def push(server: BerthServer, ecr: BaseClient, image: ScanImage, repo: str, tag: str) -> None:
+    require_tool("skopeo")
+    token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
+    proc = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token,
+                           f"oci:{image.layout.root}:{image.tag}", f"docker://{server.host}/{repo}:{tag}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def aws_wait(server: BerthServer, tmp: Path, repo: str, tag: str) -> None:
+    config = tmp / "aws-config"
+    config.write_text("[default]\ncli_follow_urlparam = false\n")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_CONFIG_FILE": str(config),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "none")}
+    proc = subprocess.run([sys.executable, "-m", "awscli", "ecr", "wait", "image-scan-complete", "--endpoint-url",
+                           server.url, "--region", REGION, "--repository-name", repo, "--image-id", f"imageTag={tag}"],
+                          capture_output=True, text=True, timeout=400, env=env)
+    assert proc.returncode == 0, proc.stderr
+
+
+def names(findings: list[dict], key: str = "name") -> set[tuple[str, str]]:
+    out = set()
+    for f in findings:
+        if "packageVulnerabilityDetails" in f:
+            d = f["packageVulnerabilityDetails"]
+            out.add((d["vulnerabilityId"], d["vulnerablePackages"][0]["name"]))
+        else:
+            attrs = {a["key"]: a["value"] for a in f["attributes"]}
+            out.add((f["name"], attrs["package_name"]))
+    return out
+
+
+def test_scan_on_push_basic_then_enhanced_continuous(server: BerthServer, ecr: BaseClient, scan_image: ScanImage,
+                                                     tmp_path: Path) -> None:
+    osv = fx.write_tree(tmp_path / "osv")
+    imported = berth_cli(server, "vulndb", "import", "--no-progress", str(osv))
+    assert imported.returncode == 0, imported.stderr
+    assert "broken.json" in imported.stderr and "no-id.json" in imported.stderr  # named, skipped
+    status = berth_cli(server, "vulndb", "status")
+    assert "records: 14" in status.stdout and "Debian:12" in status.stdout, status.stdout
+
+    repo = f"scan-basic-{uuid.uuid4().hex[:6]}"
+    ecr.create_repository(repositoryName=repo, imageScanningConfiguration={"scanOnPush": True})
+    push(server, ecr, scan_image, repo, "v1")
+    aws_wait(server, tmp_path, repo, "v1")
+    out = ecr.describe_image_scan_findings(repositoryName=repo, imageId={"imageTag": "v1"})
+    assert out["imageScanStatus"]["status"] == "COMPLETE"
+    found = out["imageScanFindings"]
+    assert names(found["findings"]) == fx.EXPECTED_OS  # BASIC: the OS packages only
+    assert found["findingSeverityCounts"] == {"CRITICAL": 1}
+    assert "enhancedFindings" not in found
+    detail = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "v1"}])["imageDetails"][0]
+    assert detail["imageScanStatus"]["status"] == "COMPLETE"
+    assert detail["imageScanFindingsSummary"]["findingSeverityCounts"] == {"CRITICAL": 1}
+    with pytest.raises(ClientError) as e:  # the basic quota: once per image per 24 hours
+        ecr.start_image_scan(repositoryName=repo, imageId={"imageTag": "v1"})
+    assert e.value.response["Error"]["Code"] == "LimitExceededException"
+    with pytest.raises(ClientError) as e:
+        ecr.describe_image_scan_findings(repositoryName=repo, imageId={"imageTag": "nope"})
+    assert e.value.response["Error"]["Code"] == "ImageNotFoundException"
+
+    # ENHANCED, continuous for cont-*: language packages and binaries too, re-matched on vulndb changes
+    rules = [{"scanFrequency": "CONTINUOUS_SCAN", "repositoryFilters": [{"filter": "scan-cont-*",
+                                                                          "filterType": "WILDCARD"}]}]
+    ecr.put_registry_scanning_configuration(scanType="ENHANCED", rules=rules)
+    got = ecr.get_registry_scanning_configuration()["scanningConfiguration"]
+    assert got["scanType"] == "ENHANCED" and got["rules"] == rules
+    cont = f"scan-cont-{uuid.uuid4().hex[:6]}"
+    ecr.create_repository(repositoryName=cont)
+    batch = ecr.batch_get_repository_scanning_configuration(repositoryNames=[cont, repo, "missing-repo"])
+    by_name = {c["repositoryName"]: c for c in batch["scanningConfigurations"]}
+    assert by_name[cont]["scanFrequency"] == "CONTINUOUS_SCAN"
+    assert by_name[cont]["appliedScanFilters"] == rules[0]["repositoryFilters"]
+    assert by_name[repo]["scanFrequency"] == "SCAN_ON_PUSH" and by_name[repo]["scanOnPush"] is True
+    assert [f["failureCode"] for f in batch["failures"]] == ["REPOSITORY_NOT_FOUND"]
+    push(server, ecr, scan_image, cont, "v1")
+    aws_wait(server, tmp_path, cont, "v1")
+    pages, token = [], None
+    while True:
+        kw = {"nextToken": token} if token else {}
+        page = ecr.describe_image_scan_findings(repositoryName=cont, imageId={"imageTag": "v1"}, maxResults=2, **kw)
+        pages.append(page["imageScanFindings"]["enhancedFindings"])
+        token = page.get("nextToken")
+        if not token:
+            break
+    enhanced = [f for p in pages for f in p]
+    assert len(pages) >= 3 and all(len(p) <= 2 for p in pages)
+    assert names(enhanced) == fx.EXPECTED_OS | fx.EXPECTED_LANG
+    go = next(f for f in enhanced if f["packageVulnerabilityDetails"]["vulnerabilityId"] == "CVE-2022-32149")
+    pkg = go["packageVulnerabilityDetails"]["vulnerablePackages"][0]
+    assert pkg["filePath"] == "/" + scan_image.go_binary and pkg["fixedInVersion"] == "0.3.8"
+    assert pkg["sourceLayerHash"] == scan_image.layers()[1] and pkg["packageManager"] == "GOBINARY"
+    req = [f for f in enhanced if f["packageVulnerabilityDetails"]["vulnerablePackages"][0]["name"] == "requests"]
+    assert sorted(f["packageVulnerabilityDetails"]["vulnerabilityId"] for f in req) == ["CVE-2018-18074",
+                                                                                       "CVE-2023-32681"]
+
+    # a new advisory, imported while the server runs: picked up by re-matching, no re-push
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "tar.json").write_text(json.dumps(fx.TAR_LATER))
+    assert berth_cli(server, "vulndb", "import", "--no-progress", str(tmp_path / "later")).returncode == 0
+    deadline = time.monotonic() + 120
+    while True:
+        out = ecr.describe_image_scan_findings(repositoryName=cont, imageId={"imageTag": "v1"}, maxResults=1000)
+        if ("CVE-2005-2541", "tar") in names(out["imageScanFindings"]["enhancedFindings"]):
+            break
+        assert time.monotonic() < deadline, "the new advisory was never matched"
+        time.sleep(0.5)
+    # the basic repository's image was not scanned continuously: unchanged
+    basic = ecr.describe_image_scan_findings(repositoryName=repo, imageId={"imageTag": "v1"}, maxResults=1000)
+    assert ("CVE-2005-2541", "tar") not in names(basic["imageScanFindings"]["enhancedFindings"])
