@@ -21,9 +21,11 @@ admin_cli = typer.Typer(no_args_is_help=True, help="Accounts and administrators.
 cli.add_typer(admin_cli, name="admin")
 jobs_cli = typer.Typer(no_args_is_help=True, help="The background jobs queue.")
 cli.add_typer(jobs_cli, name="jobs")
-from berth.scanning.cli import vulndb_cli  # noqa: E402 - the scanning sub-app
+from berth.scanning import cli as scanning_cli  # noqa: E402 - the scanning sub-app and `berth sbom`
+from berth.scanning.cli import vulndb_cli  # noqa: E402
 
 cli.add_typer(vulndb_cli, name="vulndb")
+cli.command("sbom")(scanning_cli.sbom)
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
 DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")

@@ -94,3 +94,56 @@ def vulndb_status(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> 
         return 0
 
     _run(s, run)
+
+
+def sbom(image: str = typer.Argument(..., help="REPOSITORY:TAG or REPOSITORY@sha256:…"),
+         account: str = typer.Option(None, "--account", help="Registry (account) id; default: the default account."),
+         region: str = typer.Option(None, "--region", help="Region; default: the default region."),
+         output: Path = typer.Option(None, "--output", "-o", help="Write here instead of standard output."),
+         data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """The image's inventory as a CycloneDX JSON SBOM with package URLs (the stored scan's, else read now)."""
+    from berth.db import registry as qr
+    from berth.db import scanning as qs
+    from berth.scanning.inventory import read_inventory
+    from berth.scanning.model import Inventory
+    from berth.scanning.sbom import cyclonedx_json
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    if "@" in image:
+        name, _, ref = image.partition("@")
+    else:
+        name, _, ref = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+
+    async def run(db: Any) -> int:
+        from berth.app import open_blob_store
+
+        repo = await db.read(qr.get_repository, account or s.default_account, region or s.default_region, name)
+        if repo is None:
+            typer.echo(f"berth: no repository {name!r}", err=True)
+            return 1
+        digest = ref if ref.startswith("sha256:") else await db.read(qr.tag_digest, repo.id, ref)
+        m = None if digest is None else await db.read(qr.manifest_by_digest, repo.id, digest)
+        if m is None:
+            typer.echo(f"berth: no image {image!r}", err=True)
+            return 1
+        row = await db.read(qs.get_scan, repo.id, m.digest)
+        if row is not None and row.inventory is not None:
+            inv = Inventory.from_json(row.inventory)
+        else:
+            import json as _json
+
+            doc = _json.loads(m.body)
+            if not isinstance(doc, dict) or "layers" not in doc:
+                typer.echo(f"berth: {image!r} is not an image manifest (an index or an artifact)", err=True)
+                return 1
+            blobs = await open_blob_store(s)
+            layers = [d["digest"] for d in doc["layers"] if "tar" in str(d.get("mediaType", ""))]
+            inv = await asyncio.to_thread(read_inventory, layers, blobs.open)
+        text = cyclonedx_json(inv, name, m.digest)
+        if output is not None:
+            output.write_text(text)
+        else:
+            typer.echo(text)
+        return 0
+
+    _run(s, run)

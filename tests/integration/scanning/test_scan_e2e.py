@@ -162,3 +162,29 @@ def test_scan_on_push_basic_then_enhanced_continuous(server: BerthServer, ecr: B
     # the basic repository's image was not scanned continuously: unchanged
     basic = ecr.describe_image_scan_findings(repositoryName=repo, imageId={"imageTag": "v1"}, maxResults=1000)
     assert ("CVE-2005-2541", "tar") not in names(basic["imageScanFindings"]["enhancedFindings"])
+
+
+def test_sbom_cyclonedx_with_purls(server: BerthServer, ecr: BaseClient, scan_image: ScanImage,
+                                   tmp_path: Path) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    repo = f"sbom-{uuid.uuid4().hex[:6]}"
+    ecr.create_repository(repositoryName=repo)  # no scan: the SBOM reads the layers itself
+    push(server, ecr, scan_image, repo, "v1")
+    by_tag = berth_cli(server, "sbom", f"{repo}:v1")
+    assert by_tag.returncode == 0, by_tag.stderr
+    assert JsonStrictValidator(SchemaVersion.V1_5).validate_str(by_tag.stdout) is None
+    doc = json.loads(by_tag.stdout)
+    assert doc["metadata"]["component"]["version"] == scan_image.digest
+    purls = {c.get("purl") for c in doc["components"]}
+    libc = scan_image.dpkg["libc6"]
+    assert f"pkg:deb/debian/libc6@{libc.replace('+', '%2B')}?distro=debian-12&upstream=glibc" in purls
+    assert {"pkg:pypi/requests@2.19.1", "pkg:pypi/jinja2@2.10", "pkg:npm/minimist@1.2.5",
+            "pkg:golang/golang.org/x/text@v0.3.7"} <= purls
+    assert not any(p and ("urllib3" in p or "lodash" in p) for p in purls)  # whited out, deleted
+    by_digest = berth_cli(server, "sbom", f"{repo}@{scan_image.digest}", "-o", str(tmp_path / "sbom.json"))
+    assert by_digest.returncode == 0, by_digest.stderr
+    assert {c.get("purl") for c in json.loads((tmp_path / "sbom.json").read_text())["components"]} == purls
+    missing = berth_cli(server, "sbom", f"{repo}:nope")
+    assert missing.returncode == 1 and "no image" in missing.stderr
