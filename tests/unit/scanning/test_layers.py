@@ -154,3 +154,19 @@ def test_oversized_metadata_is_skipped_not_read_whole() -> None:
     big = b'{"name": "x", "version": "1", "pad": "' + b"a" * (5 << 20) + b'"}'
     blobs = Blobs([tar([("node_modules/x/package.json", big, "file")])])
     assert read_inventory(blobs.digests(), blobs.open).packages == []
+
+
+@pytest.mark.parametrize("compress", ["none", "gzip"])
+def test_members_ending_on_a_block_boundary(compress: str) -> None:
+    # a wanted file of exactly 1024 bytes, read whole: tarfile then looks one byte back before the next header
+    pack = {"none": lambda b: b, "gzip": gzip.compress}[compress]
+    meta = dist_info("aaa", "1.0")
+    meta += b"x" * (1024 - len(meta))
+    pj = b'{"name": "b", "version": "2.0.0"}'
+    pj += b" " * (512 - len(pj))
+    layer = tar([(f"p/a{i}.dist-info/METADATA", meta, "file") for i in range(300)]
+                + [("node_modules/b/package.json", pj, "file"), ("var/lib/dpkg/status", STATUS, "file")])
+    blobs = Blobs([pack(layer)])
+    got = read_inventory(blobs.digests(), blobs.open).packages
+    assert len([p for p in got if p.kind == "python"]) == 300
+    assert {p.name for p in got if p.kind != "python"} == {"b", "libc6", "zlib1g"}
