@@ -47,5 +47,7 @@ def read_inventory(layer_digests: Sequence[str], open_blob: Callable[[str], RawR
     packages: list[Package] = []
     for path, entry in sorted(tree.entries.items()):
         if isinstance(entry.result, list):
-            packages.extend(replace(p, path=path, layer=entry.layer_digest) for p in entry.result)
+            # the path it survives at (a hard link's, not its target's), keeping "!/inner" of nested archives
+            packages.extend(replace(p, path=path + p.path[len(p.path.split("!/")[0]):], layer=entry.layer_digest)
+                            for p in entry.result)
     return Inventory(os_release, packages, tree.files_seen, total)

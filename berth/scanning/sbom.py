@@ -30,6 +30,9 @@ def purl(p: Package, os: OsRelease | None) -> PackageURL:
     if p.kind == "npm":
         scope, _, name = p.name.rpartition("/")
         return PackageURL("npm", scope or None, name, p.version)
+    if p.kind == "maven":
+        group, _, artifact = p.name.rpartition(":")
+        return PackageURL("maven", group or None, artifact, p.version)
     if p.kind == "go":
         ns, _, name = p.name.rpartition("/")
         return PackageURL("golang", ns or None, name, p.version)

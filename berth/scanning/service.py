@@ -28,7 +28,7 @@ from berth.storage import BlobStore
 
 log = logging.getLogger("berth.scanning")
 BASIC_QUOTA_SECONDS = 24 * 3600.0  # ECR: a basic scan of one image once per 24 hours
-SUPPORTED_OS = ("debian", "ubuntu", "alpine")
+SUPPORTED_OS = ("debian", "ubuntu", "alpine", "rocky", "almalinux")
 INDEXES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 LAYER_HINTS = ("tar", "rootfs.diff")
 

@@ -59,6 +59,16 @@ NPM = [
     rec("GHSA-xvch-5gv4-984h", "npm", "minimist", [{"introduced": "0"}, {"fixed": "0.2.4"}, {"introduced": "1.0.0"},
                                                    {"fixed": "1.2.6"}], ["CVE-2021-44906"], CRIT),
 ]
+# modelled on RLSA-2023:7877 (openssl for Rocky Linux 9, fixed in 1:3.0.7-25.el9_3); the other is made up
+RPM = [
+    rec("RLSA-2023:7877", "Rocky Linux:9", "openssl", [{"introduced": "0"}, {"fixed": "1:3.0.7-25.el9_3"}],
+        ["CVE-2023-5678"], database_specific={"severity": "MODERATE"}),
+    rec("BERTH-TEST-0003", "Rocky Linux:8", "openssl", [{"introduced": "0"}]),
+]
+MAVEN = [
+    rec("GHSA-78wr-2p64-hpwj", "Maven", "commons-io:commons-io", [{"introduced": "2.0"}, {"fixed": "2.14.0"}],
+        ["CVE-2024-47554"], database_specific={"severity": "MODERATE"}),
+]
 GO = [
     rec("GO-2022-1059", "Go", "golang.org/x/text", [{"introduced": "0"}, {"fixed": "0.3.8"}],
         ["CVE-2022-32149", "GHSA-69ch-w2m2-3vjp"], HIGH),
@@ -70,7 +80,7 @@ GO = [
 EXPECTED_OS = {("CVE-2023-45853", "zlib1g")}
 EXPECTED_LANG = {("CVE-2018-18074", "requests"), ("CVE-2023-32681", "requests"), ("CVE-2019-10906", "jinja2"),
                  ("CVE-2021-44906", "minimist"), ("CVE-2022-32149", "golang.org/x/text"),
-                 ("CVE-2023-29403", "stdlib")}
+                 ("CVE-2023-29403", "stdlib"), ("CVE-2024-47554", "commons-io:commons-io")}
 
 
 def write_tree(root: Path) -> Path:
@@ -85,7 +95,7 @@ def write_tree(root: Path) -> Path:
         (pypi / f"{r['id']}.json").write_text(json.dumps(r))
     (pypi / "broken.json").write_text('{"id": "PYSEC-BROKEN", "modified": ')
     (pypi / "no-id.json").write_text('{"modified": "2024-01-01T00:00:00Z"}')
-    for eco, records in (("npm", NPM), ("Go", GO)):
+    for eco, records in (("npm", NPM), ("Go", GO), ("Maven", MAVEN)):
         with zipfile.ZipFile(root / f"{eco}-all.zip", "w") as z:
             for r in records:
                 z.writestr(f"{r['id']}.json", json.dumps(r))

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.images import OciLayout, run
-from tests.support.servers import require_tool
+from tests.support.servers import require_tool, unavailable
 
 # The old releases planted in the image, and the fixed versions OSV records for them.
 PY_PACKAGES = ("requests==2.19.1", "urllib3==1.24.1", "Jinja2==2.10")
 NPM_PACKAGES = ("lodash@4.17.15", "minimist@1.2.5")
 DPKG_KEEP = ("libc6", "zlib1g", "tar", "openssl", "libssl3", "bash", "coreutils", "gzip", "dpkg", "base-files",
              "perl-base", "libsystemd0", "libudev1", "curl", "libcurl4")
+JAR = Path("/usr/share/java/commons-io-2.11.0.jar")  # Debian's libcommons-io-java: a real Maven jar
 GO_TEXT_VERSION = "v0.3.7"  # golang.org/x/text before 0.3.8: GO-2022-1059 / CVE-2022-32149
 
 
@@ -65,6 +66,16 @@ def npm_tree(work: Path) -> Path:
         run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", root, *NPM_PACKAGES],
             timeout=300)
     return root / "node_modules"
+
+
+def fat_jar(inner: Path) -> bytes:
+    """A Spring Boot style archive carrying the real jar under BOOT-INF/lib (a nested archive)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nMain-Class: org.springframework.boot.loader."
+                                           "JarLauncher\nImplementation-Title: app\n")
+        z.writestr(f"BOOT-INF/lib/{inner.name}", inner.read_bytes())
+    return buf.getvalue()
 
 
 def _zip_module(proxy: Path, module: str, version: str, files: dict[str, str]) -> None:
@@ -128,6 +139,10 @@ def build_scan_image(layout: Path, work: Path, tag: str = "scan") -> ScanImage:
     lang = {**tree(site, "usr/local/lib/python3.11/site-packages"), **tree(npm_tree(work), "srv/app/node_modules")}
     lang = {k: v for k, v in lang.items() if ".dist-info/" in k or k.endswith("package.json")}
     lang["usr/local/bin/gohello"] = go_binary(work).read_bytes()
+    if not JAR.exists():
+        unavailable(f"{JAR} (Debian package libcommons-io-java)")
+    lang["opt/app/lib/commons-io-2.11.0.jar"] = JAR.read_bytes()
+    lang["opt/app/app.jar"] = fat_jar(JAR)
     meta = next(k for k in lang if "urllib3-1.24.1.dist-info/METADATA" in k)
     lodash = "srv/app/node_modules/lodash/package.json"
     digest = umoci_image(layout, work, tag, [os_layer, lang, {meta: None, lodash: None}],

@@ -4,9 +4,10 @@ and turns one file into a list of packages (or an OsRelease), reading at most a 
 from __future__ import annotations
 
 from berth.scanning.layers import Collector
-from berth.scanning.readers import apk, dpkg, golang, npm, osrelease, python
+from berth.scanning.readers import apk, dpkg, golang, java, npm, osrelease, python, rpm
 
 
 def collectors() -> list[Collector]:
     """In the order they are asked: the first that wants a path reads it; Go (every executable) last."""
-    return [osrelease.Reader(), dpkg.Reader(), apk.Reader(), python.Reader(), npm.Reader(), golang.Reader()]
+    return [osrelease.Reader(), dpkg.Reader(), apk.Reader(), rpm.Reader(), python.Reader(), npm.Reader(), java.Reader(),
+            golang.Reader()]

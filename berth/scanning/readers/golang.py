@@ -6,7 +6,8 @@ info. The module info is framed by 16 sentinel bytes each side and holds tab-sep
 `mod path version sum`, `dep path version sum`, `=> path version sum` (replaces the line before).
 Binaries from before Go 1.18 keep pointers instead of inline strings; they are reported as unreadable
 (nothing is found) rather than guessed. Only executables that start with an ELF header are searched,
-and at most MODINFO_CAP bytes after the magic are kept.
+and at most MODINFO_CAP bytes after the magic are kept; only ELF files whose first 64 KiB hold the Go
+build-id note are streamed at all (see is_go_elf), so a C binary or library costs one 64 KiB read.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ FLAG_INLINE = 0x2
 MODINFO_CAP = 1 << 20
 CHUNK = 1 << 20
 MIN_SIZE = 4096
+HEAD = 64 * 1024
+GO_NOTE = b"\x04\x00\x00\x00Go\x00\x00"  # type 4 (NT_GO_BUILDID), then the name "Go\0\0"
 
 
 def _uvarint(data: bytes, pos: int) -> tuple[int, int] | None:
@@ -80,14 +83,22 @@ def packages(go_version: str, modinfo: str, path: str) -> list[Package]:
     return out
 
 
+def is_go_elf(head: bytes) -> bool:
+    """The Go linker writes its build id as an ELF note (name "Go", type 4) in the first page of every ELF
+    binary it links, internally or with cgo's external linker: other executables are never streamed."""
+    return head[:4] == b"\x7fELF" and GO_NOTE in head
+
+
 def scan(f: IO[bytes]) -> tuple[str, str] | None:
     """Stream a file for the build info; (go version, modinfo) or None."""
-    head = f.read(4)
-    if head != b"\x7fELF":
+    head = f.read(HEAD)
+    if not is_go_elf(head):
         return None
     tail = b""
+    first = True
     while True:
-        chunk = f.read(CHUNK)
+        chunk = head if first else f.read(CHUNK)
+        first = False
         if not chunk:
             return None
         buf = tail + chunk

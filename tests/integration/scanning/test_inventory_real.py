@@ -20,6 +20,9 @@ def test_real_image_inventory(scan_image: ScanImage) -> None:
     go = {(p.name, p.version, p.path) for p in inv.packages if p.kind == "go"}
     assert ("golang.org/x/text", GO_TEXT_VERSION, scan_image.go_binary) in go
     assert any(n == "stdlib" for n, _, _ in go)
+    java = sorted((p.name, p.version, p.path) for p in inv.packages if p.kind == "maven")
+    assert java == [("commons-io:commons-io", "2.11.0", "opt/app/app.jar!/BOOT-INF/lib/commons-io-2.11.0.jar"),
+                    ("commons-io:commons-io", "2.11.0", "opt/app/lib/commons-io-2.11.0.jar")]
     layers = scan_image.layers()
     assert {p.layer for p in inv.packages if p.kind == "dpkg"} == {layers[0]}
-    assert {p.layer for p in inv.packages if p.kind in ("python", "npm", "go")} == {layers[1]}
+    assert {p.layer for p in inv.packages if p.kind in ("python", "npm", "go", "maven")} == {layers[1]}

@@ -91,7 +91,7 @@ def test_scan_on_push_basic_then_enhanced_continuous(server: BerthServer, ecr: B
     assert imported.returncode == 0, imported.stderr
     assert "broken.json" in imported.stderr and "no-id.json" in imported.stderr  # named, skipped
     status = berth_cli(server, "vulndb", "status")
-    assert "records: 14" in status.stdout and "Debian:12" in status.stdout, status.stdout
+    assert "records: 15" in status.stdout and "Debian:12" in status.stdout, status.stdout
 
     repo = f"scan-basic-{uuid.uuid4().hex[:6]}"
     ecr.create_repository(repositoryName=repo, imageScanningConfiguration={"scanOnPush": True})
