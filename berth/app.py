@@ -23,7 +23,7 @@ from berth.api.oci import app as oci
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
 from berth.config import Settings
-from berth.db.scanning import REMATCH_JOB, SCAN_JOB
+from berth.db.scanning import REMATCH_JOB, SCAN_JOB, SIGN_JOB
 from berth.db.store import Backend
 from berth.iam.authorizer import PolicyAuthorizer
 from berth.iam.authz import Authorizer, OpenAuthorizer
@@ -35,6 +35,7 @@ from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
 from berth.registry.uploads import Uploads
 from berth.scanning.service import ScanService
+from berth.scanning.signing import SigningService
 from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
 from berth.storage.urls import S3Storage
@@ -101,7 +102,8 @@ class BerthApp:
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
-                            Images(registry), RepositoryAdmin(self.db), ScanService(self.db, blobs))
+                            Images(registry), RepositoryAdmin(self.db), ScanService(self.db, blobs),
+                            SigningService(self.db))
         self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
                                     IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
         if s.job_workers > 0:
@@ -159,7 +161,8 @@ class BerthApp:
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-def job_handlers(db: Backend, uploads: Uploads, blobs: BlobStore | None = None) -> Handlers:
+def job_handlers(db: Backend, uploads: Uploads, blobs: BlobStore | None = None,
+                 reference_host: str = "") -> Handlers:
     """Every job kind Berth runs, and its handler."""
     handlers = Handlers()
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
@@ -167,6 +170,9 @@ def job_handlers(db: Backend, uploads: Uploads, blobs: BlobStore | None = None) 
         scans = ScanService(db, blobs)
         handlers.register(SCAN_JOB, scans.run_scan, max_attempts=3)
         handlers.register(REMATCH_JOB, scans.rematch_job, max_attempts=3)
+        # managed signing: the signature is pushed through the registry's own rules, as any push
+        signer = SigningService(db, RegistryService(db, blobs, uploads), reference_host)
+        handlers.register(SIGN_JOB, signer.run_sign, max_attempts=5)
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
     return handlers
@@ -174,7 +180,8 @@ def job_handlers(db: Backend, uploads: Uploads, blobs: BlobStore | None = None) 
 
 async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int,
                        blobs: BlobStore | None = None) -> Worker:
-    worker = Worker(db, job_handlers(db, uploads, blobs), concurrency=concurrency, lease=s.job_lease_seconds)
+    worker = Worker(db, job_handlers(db, uploads, blobs, f"{s.host}:{s.port}"), concurrency=concurrency,
+                    lease=s.job_lease_seconds)
     await worker.start()
     return worker
 

@@ -26,6 +26,7 @@ from berth.scanning.cli import vulndb_cli  # noqa: E402
 
 cli.add_typer(vulndb_cli, name="vulndb")
 cli.command("sbom")(scanning_cli.sbom)
+cli.add_typer(scanning_cli.signing_cli, name="signing")
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
 DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")

@@ -271,3 +271,71 @@ def continuous_scans(before_generation: int, after: tuple[int, str], limit: int)
                    "ORDER BY s.repository_id, s.digest LIMIT ?",
                    (before_generation, after[0], after[0], after[1], limit), "all")
     return [Stored(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6])) for r in rows]
+
+
+# signing
+
+SIGN_JOB = "signing.sign"  # payload: repository id, account, region, name, digest, profile ARN
+
+
+def get_signing_config(account: str, region: str) -> Txn[list[dict[str, Any]] | None]:
+    row = yield Q("SELECT rules FROM signing_config WHERE account_id = ? AND region = ?", (account, region), "one")
+    return None if row is None else json.loads(row[0])
+
+
+def put_signing_config(account: str, region: str, rules: list[dict[str, Any]]) -> Txn[None]:
+    yield Q("INSERT INTO signing_config (account_id, region, rules) VALUES (?, ?, ?) ON CONFLICT (account_id, region) "
+            "DO UPDATE SET rules = excluded.rules", (account, region, _dumps(rules)))
+
+
+def delete_signing_config(account: str, region: str) -> Txn[list[dict[str, Any]] | None]:
+    row = yield Q("DELETE FROM signing_config WHERE account_id = ? AND region = ? RETURNING rules",
+                  (account, region), "one")
+    return None if row is None else json.loads(row[0])
+
+
+def get_profile_key(account: str, name: str) -> Txn[tuple[str, str] | None]:
+    row = yield Q("SELECT private_key, public_key FROM signing_profiles WHERE account_id = ? AND name = ?",
+                  (account, name), "one")
+    return None if row is None else (row[0], row[1])
+
+
+def put_profile_key(account: str, name: str, private_pem: str, public_pem: str, now: float,
+                    replace: bool) -> Txn[bool]:
+    """Store a profile's key; when not `replace`, an existing key is kept (False)."""
+    if replace:
+        yield Q("INSERT INTO signing_profiles (account_id, name, private_key, public_key, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, name) DO UPDATE SET "
+                "private_key = excluded.private_key, public_key = excluded.public_key, "
+                "created_at = excluded.created_at",
+                (account, name, private_pem, public_pem, now))
+        return True
+    n = yield Q("INSERT INTO signing_profiles (account_id, name, private_key, public_key, created_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, name) DO NOTHING",
+                (account, name, private_pem, public_pem, now))
+    return bool(n)
+
+
+def request_signing(repo_id: int, account: str, region: str, name: str, digest: str, profile_arns: Sequence[str],
+                    now: float) -> Txn[None]:
+    for arn in profile_arns:
+        yield Q("INSERT INTO image_signatures (repository_id, digest, profile_arn, status, updated_at) "
+                "VALUES (?, ?, ?, 'IN_PROGRESS', ?) ON CONFLICT (repository_id, digest, profile_arn) DO UPDATE SET "
+                "status = 'IN_PROGRESS', failure_code = NULL, failure_reason = NULL, updated_at = excluded.updated_at",
+                (repo_id, digest, arn, now))
+        yield from enqueue(SIGN_JOB, {"repositoryId": repo_id, "account": account, "region": region,
+                                      "repository": name, "digest": digest, "profileArn": arn}, now,
+                           key=f"{repo_id}@{digest}@{arn}")
+
+
+def finish_signing(repo_id: int, digest: str, arn: str, status: str, code: str | None, reason: str | None,
+                   signature: str | None, now: float) -> Txn[None]:
+    yield Q("UPDATE image_signatures SET status = ?, failure_code = ?, failure_reason = ?, signature_digest = ?, "
+            "updated_at = ? WHERE repository_id = ? AND digest = ? AND profile_arn = ?",
+            (status, code, reason, signature, now, repo_id, digest, arn))
+
+
+def signing_statuses(repo_id: int, digest: str) -> Txn[list[tuple[str, str, str | None, str | None]]]:
+    rows = yield Q("SELECT profile_arn, status, failure_code, failure_reason FROM image_signatures "
+                   "WHERE repository_id = ? AND digest = ? ORDER BY profile_arn", (repo_id, digest), "all")
+    return [(r[0], r[1], r[2], r[3]) for r in rows]

@@ -396,3 +396,34 @@ image_scans = Table(
     Column("findings", Text, nullable=True),  # JSON list, worst first
     Column("continuous", Integer, nullable=False, server_default="0"),  # re-matched when the vulndb changes
 )
+
+signing_config = Table(
+    "signing_config",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("rules", Text, nullable=False),  # JSON, the model's SigningRule list
+)
+
+signing_profiles = Table(
+    "signing_profiles",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("private_key", Text, nullable=False),  # PEM (PKCS#8); encryption at rest is the keys work's
+    Column("public_key", Text, nullable=False),  # PEM (SubjectPublicKeyInfo), what verifiers are given
+    Column("created_at", Float, nullable=False),
+)
+
+image_signatures = Table(
+    "image_signatures",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("profile_arn", String(2048), primary_key=True),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED
+    Column("failure_code", String(64), nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("signature_digest", String(160), nullable=True),  # the signature manifest
+    Column("updated_at", Float, nullable=False),
+)

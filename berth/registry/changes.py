@@ -40,7 +40,7 @@ def push(repo: Repository, m: NewManifest, tag: str | None, locked: bool, now: f
             yield from append_event(Event.TAG_MOVED, repo.account_id, repo.region, repo.name, now, m.digest, tag,
                                     {"previousDigest": result.previous})
         yield from on_push(repo.id, repo.account_id, repo.region, repo.name, repo.scan_on_push, m.digest,
-                           m.media_type, m.artifact_type, now)
+                           m.media_type, m.artifact_type, tag, now)
     return result
 
 

@@ -13,6 +13,7 @@ import typer
 from berth.config import ConfigError, Settings
 
 vulndb_cli = typer.Typer(no_args_is_help=True, help="The offline vulnerability database (OSV format).")
+signing_cli = typer.Typer(no_args_is_help=True, help="Managed signing: the signing profiles' keys.")
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
 DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
 
@@ -144,6 +145,53 @@ def sbom(image: str = typer.Argument(..., help="REPOSITORY:TAG or REPOSITORY@sha
             output.write_text(text)
         else:
             typer.echo(text)
+        return 0
+
+    _run(s, run)
+
+
+@signing_cli.command("public-key")
+def signing_public_key(profile: str = typer.Argument(..., help="Signing profile name (or its ARN)."),
+                       account: str = typer.Option(None, "--account", help="Account id; default: the default account."),
+                       data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """Print the profile's public key (PEM), for a verifier's policy (e.g. containers' keyPath)."""
+    from berth.scanning.signing import SigningService, profile_name
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+
+    async def run(db: Any) -> int:
+        pem = await SigningService(db).public_key(account or s.default_account, profile_name(profile))
+        if pem is None:
+            typer.echo(f"berth: no key for signing profile {profile!r}", err=True)
+            return 1
+        typer.echo(pem, nl=False)
+        return 0
+
+    _run(s, run)
+
+
+@signing_cli.command("import-key")
+def signing_import_key(profile: str = typer.Argument(..., help="Signing profile name (or its ARN)."),
+                       key: Path = typer.Argument(..., help="PEM private key (ECDSA or RSA)."),
+                       account: str = typer.Option(None, "--account", help="Account id; default: the default account."),
+                       data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """Use an existing private key for a signing profile (replaces its key); prints the public key."""
+    from berth.scanning.signing import SigningService, profile_name
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    try:
+        pem = key.read_bytes()
+    except OSError as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(1) from None
+
+    async def run(db: Any) -> int:
+        try:
+            public = await SigningService(db).import_key(account or s.default_account, profile_name(profile), pem)
+        except (ValueError, TypeError) as e:
+            typer.echo(f"berth: {key}: not a usable private key ({e})", err=True)
+            return 1
+        typer.echo(public, nl=False)
         return 0
 
     _run(s, run)

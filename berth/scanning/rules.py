@@ -46,3 +46,21 @@ def frequency(scan_type: str, rules: Sequence[Mapping[str, Any]], repository: st
 def scannable(media_type: str, artifact_type: str | None) -> bool:
     """An image manifest of a container image (not an index, a signature, an SBOM or another artifact)."""
     return media_type in IMAGE_MANIFESTS and artifact_type in IMAGE_CONFIGS
+
+
+SIGNABLE = (*IMAGE_MANIFESTS, "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+def is_signature_tag(tag: str | None) -> bool:
+    """cosign's attachment tags (signatures, attestations, SBOMs): never scanned or signed themselves."""
+    return tag is not None and tag.startswith("sha256-") and tag.endswith((".sig", ".att", ".sbom"))
+
+
+def signing_profiles(rules: Sequence[Mapping[str, Any]], repository: str) -> list[str]:
+    """The signing profiles whose rules' filters match the repository."""
+    out = []
+    for rule in rules:
+        if any(_matches(repository, f) for f in rule.get("repositoryFilters") or []):
+            out.append(str(rule["signingProfileArn"]))
+    return list(dict.fromkeys(out))

@@ -40,6 +40,7 @@ class Services:
     images: Images
     repositories: RepositoryAdmin
     scanning: Any = None  # berth.scanning.service.ScanService
+    signing: Any = None  # berth.scanning.signing.SigningService
 
 
 @dataclass

@@ -19,7 +19,8 @@ from berth.scanning.service import ScanRow, ScanService
 
 DEFAULT_PAGE = 100
 ERRORS = {"LIMIT_EXCEEDED": "LimitExceededException", "SCAN_NOT_FOUND": "ScanNotFoundException",
-          "UNSUPPORTED_IMAGE_TYPE": "UnsupportedImageTypeException", "INVALID_PARAMETER": "ValidationException"}
+          "UNSUPPORTED_IMAGE_TYPE": "UnsupportedImageTypeException", "INVALID_PARAMETER": "ValidationException",
+          "SIGNING_CONFIGURATION_NOT_FOUND": "SigningConfigurationNotFoundException"}
 
 
 def _service(c: EcrCall) -> ScanService:
@@ -204,7 +205,56 @@ def scan_details(row: ScanRow | None, enhanced: bool, source_updated: float | No
     return out
 
 
+def _signing(c: EcrCall) -> Any:
+    svc = getattr(c.services, "signing", None)
+    if svc is None:
+        raise EcrError("ValidationException", "Signing is not enabled on this registry.")
+    return svc
+
+
+async def put_signing_configuration(c: EcrCall) -> dict[str, Any]:
+    try:
+        rules = await _signing(c).put_config(c.registry_id, c.region, c.params["signingConfiguration"]["rules"])
+    except ScanError as e:
+        raise _scan_error(e) from None
+    return {"signingConfiguration": {"rules": rules}}
+
+
+async def get_signing_configuration(c: EcrCall) -> dict[str, Any]:
+    try:
+        rules = await _signing(c).config(c.registry_id, c.region)
+    except ScanError as e:
+        raise _scan_error(e) from None
+    return {"registryId": c.registry_id, "signingConfiguration": {"rules": rules}}
+
+
+async def delete_signing_configuration(c: EcrCall) -> dict[str, Any]:
+    try:
+        rules = await _signing(c).delete_config(c.registry_id, c.region)
+    except ScanError as e:
+        raise _scan_error(e) from None
+    return {"registryId": c.registry_id, "signingConfiguration": {"rules": rules}}
+
+
+async def describe_image_signing_status(c: EcrCall) -> dict[str, Any]:
+    repo = await repository(c)
+    view, wire = await _image(c, repo)
+    statuses = []
+    for arn, status, code, reason in await _signing(c).statuses(repo, view.digest):
+        item = {"signingProfileArn": arn, "status": status}
+        if code:
+            item["failureCode"] = code
+        if reason:
+            item["failureReason"] = reason
+        statuses.append(item)
+    return {"repositoryName": repo.name, "imageId": wire, "registryId": c.registry_id, "signingStatuses": statuses}
+
+
 OPERATIONS: dict[str, Handler] = {
+    "PutSigningConfiguration": put_signing_configuration,
+    "GetSigningConfiguration": get_signing_configuration,
+    "DeleteSigningConfiguration": delete_signing_configuration,
+    "DescribeImageSigningStatus": describe_image_signing_status,
     "PutRegistryScanningConfiguration": put_registry_scanning_configuration,
     "GetRegistryScanningConfiguration": get_registry_scanning_configuration,
     "BatchGetRepositoryScanningConfiguration": batch_get_repository_scanning_configuration,

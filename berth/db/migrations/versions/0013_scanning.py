@@ -1,5 +1,5 @@
 """scanning: vulnerability records and their affected packages, vulndb state and sources, registry scanning
-configuration, image scans
+configuration, image scans; signing configuration, signing profiles' keys, image signatures
 
 Revision ID: 0013
 Revises: 0005
@@ -72,9 +72,35 @@ def upgrade() -> None:
         sa.Column("findings", sa.Text, nullable=True),
         sa.Column("continuous", sa.Integer, nullable=False, server_default="0"),
     )
+    op.create_table(
+        "signing_config",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("region", sa.String(32), primary_key=True),
+        sa.Column("rules", sa.Text, nullable=False),
+    )
+    op.create_table(
+        "signing_profiles",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("private_key", sa.Text, nullable=False),
+        sa.Column("public_key", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
+    op.create_table(
+        "image_signatures",
+        sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("digest", sa.String(160), primary_key=True),
+        sa.Column("profile_arn", sa.String(2048), primary_key=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("failure_code", sa.String(64), nullable=True),
+        sa.Column("failure_reason", sa.Text, nullable=True),
+        sa.Column("signature_digest", sa.String(160), nullable=True),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
 
 
 def downgrade() -> None:
-    for table in ("image_scans", "registry_scanning", "vulndb_sources", "vulndb_state", "vuln_affected",
-                  "vuln_records"):
+    for table in ("image_signatures", "signing_profiles", "signing_config", "image_scans", "registry_scanning",
+                  "vulndb_sources", "vulndb_state", "vuln_affected", "vuln_records"):
         op.drop_table(table)
