@@ -59,7 +59,8 @@ def test_signed_pull_unsigned_refused_moved_tag_refused(server: BerthServer, umo
     assert e.value.response["Error"]["Code"] == "SigningConfigurationNotFoundException"
     rules = [{"signingProfileArn": ARN,
               "repositoryFilters": [{"filter": "signed-*", "filterType": "WILDCARD_MATCH"}]}]
-    assert ecr.put_signing_configuration(signingConfiguration={"rules": rules})["signingConfiguration"]["rules"] == rules
+    put = ecr.put_signing_configuration(signingConfiguration={"rules": rules})
+    assert put["signingConfiguration"]["rules"] == rules
     assert ecr.get_signing_configuration()["signingConfiguration"]["rules"] == rules
     signed, plain = f"signed-{uuid.uuid4().hex[:6]}", f"plain-{uuid.uuid4().hex[:6]}"
     token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
