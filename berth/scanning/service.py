@@ -24,7 +24,7 @@ from berth.scanning.errors import BadScanningConfiguration, ScanNotFound, ScanQu
 from berth.scanning.inventory import read_inventory
 from berth.scanning.layers import LayerFormatError
 from berth.scanning.model import Inventory
-from berth.storage import BlobStore
+from berth.storage import BlobStore, StorageUnavailable
 
 log = logging.getLogger("berth.scanning")
 BASIC_QUOTA_SECONDS = 24 * 3600.0  # ECR: a basic scan of one image once per 24 hours
@@ -169,8 +169,14 @@ class ScanService:
                          str(d.get("mediaType", ""))]
         try:
             inv = await asyncio.to_thread(read_inventory, layer_digests, self.blobs.open)
+        except StorageUnavailable:
+            raise  # the storage may come back: the job is retried
         except (LayerFormatError, FileNotFoundError) as e:
             await done("FAILED", f"The image could not be read: {e}")
+            return
+        except Exception as e:  # a reader's bug must not leave the scan IN_PROGRESS for ever
+            log.exception("scanning %s@%s failed", name, digest)
+            await done("FAILED", f"The scan failed: {type(e).__name__}")
             return
         generation = await self.db.read(qs.generation)
         rows = await self.db.read(qs.affected_for, matching.pairs(inv, True))

@@ -5,6 +5,7 @@ imported afterwards with `berth vulndb import`, without a re-push. Both metadata
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -188,3 +189,51 @@ def test_sbom_cyclonedx_with_purls(server: BerthServer, ecr: BaseClient, scan_im
     assert {c.get("purl") for c in json.loads((tmp_path / "sbom.json").read_text())["components"]} == purls
     missing = berth_cli(server, "sbom", f"{repo}:nope")
     assert missing.returncode == 1 and "no image" in missing.stderr
+
+
+def test_scan_statuses_and_errors(server: BerthServer, ecr: BaseClient) -> None:
+    """UNSUPPORTED_IMAGE (an artifact, an image without a known OS on BASIC), FAILED (a layer that is not a
+    tar), UnsupportedImageTypeException (an index), ScanNotFoundException (never scanned)."""
+    from tests.integration.test_ecr_images import OCI_INDEX, OCI_MANIFEST, Img, Oci, make_image, make_index
+
+    ecr.put_registry_scanning_configuration(scanType="BASIC", rules=[])
+    basic = str(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"])
+    oci = Oci(server, basic)
+    repo = f"scan-status-{uuid.uuid4().hex[:6]}"
+    ecr.create_repository(repositoryName=repo)
+    try:
+        def push(img: Img, tag: str) -> None:
+            for b in img.blobs:
+                oci.blob(repo, b)
+            oci.manifest(repo, tag, img.body, img.media_type)
+
+        plain, artifact = make_image(), make_image(artifact_type="application/vnd.example.thing")
+        bad = make_image()
+        doc = json.loads(bad.body)
+        garbage = os.urandom(4096)
+        doc["layers"][0].update(digest="sha256:" + hashlib.sha256(garbage).hexdigest(), size=4096)
+        bad = Img(bad.config, [garbage], json.dumps(doc).encode(), OCI_MANIFEST)
+        for img, tag in ((plain, "plain"), (artifact, "artifact"), (bad, "bad")):
+            push(img, tag)
+        oci.manifest(repo, "index", make_index([plain]), OCI_INDEX)
+        with pytest.raises(ClientError) as e:
+            ecr.describe_image_scan_findings(repositoryName=repo, imageId={"imageTag": "plain"})
+        assert e.value.response["Error"]["Code"] == "ScanNotFoundException"
+        with pytest.raises(ClientError) as e:
+            ecr.start_image_scan(repositoryName=repo, imageId={"imageTag": "index"})
+        assert e.value.response["Error"]["Code"] == "UnsupportedImageTypeException"
+        want = {"plain": "UNSUPPORTED_IMAGE", "artifact": "UNSUPPORTED_IMAGE", "bad": "FAILED"}
+        for tag in want:
+            out = ecr.start_image_scan(repositoryName=repo, imageId={"imageTag": tag})
+            assert out["imageScanStatus"]["status"] == "IN_PROGRESS"
+        deadline = time.monotonic() + 120
+        got: dict[str, str] = {}
+        while got != want:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.3)
+            got = {t: ecr.describe_image_scan_findings(repositoryName=repo, imageId={"imageTag": t})
+                   ["imageScanStatus"]["status"] for t in want}
+        bad_status = ecr.describe_images(repositoryName=repo, imageIds=[{"imageTag": "bad"}])["imageDetails"][0]
+        assert bad_status["imageScanStatus"]["status"] == "FAILED" and "imageScanFindingsSummary" not in bad_status
+    finally:
+        oci.client.close()
