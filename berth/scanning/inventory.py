@@ -8,7 +8,7 @@ from dataclasses import replace
 from berth.scanning import layers
 from berth.scanning.layers import RawReader, Tree
 from berth.scanning.model import Inventory, OsRelease, Package
-from berth.scanning.readers import collectors, osrelease
+from berth.scanning.readers import collectors, npm, osrelease
 
 
 class _Counting:
@@ -46,7 +46,12 @@ def read_inventory(layer_digests: Sequence[str], open_blob: Callable[[str], RawR
             break
     packages: list[Package] = []
     for path, entry in sorted(tree.entries.items()):
-        if isinstance(entry.result, list):
+        if isinstance(entry.result, list) and path.endswith(npm.LOCKS):
+            base = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+            # a locked package the image also installs is reported once, from its package.json
+            packages.extend(replace(p, path=path, layer=entry.layer_digest, source=None) for p in entry.result
+                            if f"{base}{p.source}/package.json" not in tree.entries)
+        elif isinstance(entry.result, list):
             # the path it survives at (a hard link's, not its target's), keeping "!/inner" of nested archives
             packages.extend(replace(p, path=path + p.path[len(p.path.split("!/")[0]):], layer=entry.layer_digest)
                             for p in entry.result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import tarfile
 
 import pytest
@@ -170,3 +171,25 @@ def test_members_ending_on_a_block_boundary(compress: str) -> None:
     got = read_inventory(blobs.digests(), blobs.open).packages
     assert len([p for p in got if p.kind == "python"]) == 300
     assert {p.name for p in got if p.kind != "python"} == {"b", "libc6", "zlib1g"}
+
+
+def test_npm_lock_files_report_what_is_not_installed() -> None:
+    lock3 = json.dumps({"name": "app", "lockfileVersion": 3, "packages": {
+        "": {"name": "app", "version": "1.0.0"},
+        "node_modules/lodash": {"version": "4.17.15"},
+        "node_modules/minimist": {"version": "1.2.5"},
+        "node_modules/a/node_modules/minimist": {"version": "0.0.8"},
+        "node_modules/linked": {"link": True, "resolved": "../x"}}}).encode()
+    lock1 = json.dumps({"name": "old", "lockfileVersion": 1, "dependencies": {
+        "qs": {"version": "6.5.1", "dependencies": {"side": {"version": "0.1.0"}}}}}).encode()
+    blobs = Blobs([tar([("srv/app/package-lock.json", lock3, "file"),
+                        ("srv/app/node_modules/lodash/package.json", b'{"name": "lodash", "version": "4.17.15"}',
+                         "file"),
+                        ("srv/old/npm-shrinkwrap.json", lock1, "file"),
+                        ("srv/app/node_modules/lodash/package-lock.json", lock1, "file")])])  # a dependency's own
+    got = sorted((p.name, p.version, p.path) for p in read_inventory(blobs.digests(), blobs.open).packages)
+    assert got == [("lodash", "4.17.15", "srv/app/node_modules/lodash/package.json"),  # installed: once
+                   ("minimist", "0.0.8", "srv/app/package-lock.json"),
+                   ("minimist", "1.2.5", "srv/app/package-lock.json"),
+                   ("qs", "6.5.1", "srv/old/npm-shrinkwrap.json"),
+                   ("side", "0.1.0", "srv/old/npm-shrinkwrap.json")]
