@@ -167,7 +167,7 @@ def job_handlers(db: Backend, uploads: Uploads, blobs: BlobStore | None = None,
     handlers = Handlers()
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
     if blobs is not None:  # scanning: scan on push / StartImageScan, and re-matching when the vulndb changes
-        scans = ScanService(db, blobs)
+        scans = ScanService(db, blobs, registry=RegistryService(db, blobs, uploads))
         handlers.register(SCAN_JOB, scans.run_scan, max_attempts=3)
         handlers.register(REMATCH_JOB, scans.rematch_job, max_attempts=3)
         # managed signing: the signature is pushed through the registry's own rules, as any push

@@ -39,8 +39,16 @@ def purl(p: Package, os: OsRelease | None) -> PackageURL:
     return PackageURL("generic", None, p.name, p.version)
 
 
-def cyclonedx_json(inv: Inventory, image_name: str, digest: str) -> str:
+def cyclonedx_json(inv: Inventory, image_name: str, digest: str, stable: bool = False) -> str:
+    """`stable`: a serial number and timestamp derived from the digest, so the same image gives the same bytes
+    (an SBOM pushed twice is one artifact)."""
     bom = Bom()
+    if stable:
+        import datetime
+        import uuid
+
+        bom.serial_number = uuid.uuid5(uuid.NAMESPACE_URL, f"berth:sbom:{digest}")
+        bom.metadata.timestamp = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
     root = Component(name=image_name, version=digest, type=ComponentType.CONTAINER, bom_ref=digest)
     bom.metadata.component = root
     components = []

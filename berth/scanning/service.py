@@ -5,10 +5,11 @@ and the findings as stored."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from berth.db.jobs import Job
 from berth.db.scanning import ScanRow
 from berth.db.store import Backend, Txn
 from berth.registry.model import Repository
+from berth.registry.service import RegistryService
 from berth.scanning import matching, rules
 from berth.scanning.errors import BadScanningConfiguration, ScanNotFound, ScanQuotaExceeded, UnsupportedImageType
 from berth.scanning.inventory import read_inventory
@@ -29,6 +31,8 @@ from berth.storage import BlobStore, StorageUnavailable
 log = logging.getLogger("berth.scanning")
 BASIC_QUOTA_SECONDS = 24 * 3600.0  # ECR: a basic scan of one image once per 24 hours
 SUPPORTED_OS = ("debian", "ubuntu", "alpine", "rocky", "almalinux")
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 INDEXES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 LAYER_HINTS = ("tar", "rootfs.diff")
 
@@ -63,11 +67,17 @@ def _rematched(s: qs.Stored, generation: int, findings: list[dict[str, Any]], ad
                                 payload={"added": added, "removed": removed, "generation": generation})
 
 
+SBOM_TAG = "berth:sbom"  # a repository resource tag: "push" attaches each scanned image's SBOM as a referrer
+SBOM_ARTIFACT = "application/vnd.cyclonedx+json"
+
+
 class ScanService:
-    def __init__(self, db: Backend, blobs: BlobStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Backend, blobs: BlobStore, clock: Callable[[], float] = time.time,
+                 registry: RegistryService | None = None) -> None:
         self.db = db
         self.blobs = blobs
         self.clock = clock
+        self.registry = registry  # set in the workers: pushes SBOM referrers
 
     # configuration
 
@@ -186,6 +196,7 @@ class ScanService:
                                             "are not supported.", inv, found, generation)
             return
         await done("COMPLETE", "The scan was completed successfully.", inv, found, generation)
+        await self._push_sbom(account, region, name, digest, m.media_type, len(m.body), inv)
         log.info("scanned %s@%s: %d packages, %d findings, %d layer bytes", name, digest, len(inv.packages),
                  len(found), inv.bytes_read)
 
@@ -217,3 +228,40 @@ class ScanService:
                 if added or removed:
                     changed += 1
                 await self.db.write(_rematched, s, generation, found, added, removed, self.clock())
+
+    async def _push_sbom(self, account: str, region: str, name: str, digest: str, media_type: str, size: int,
+                         inv: Inventory) -> None:
+        """With the repository tag berth:sbom=push, store the CycloneDX SBOM as an OCI artifact whose subject is
+        the image (found by the referrers API and ListImageReferrers). Idempotent: same bytes, same digest."""
+        if self.registry is None:
+            return
+        tags = await self.db.read(qr.repository_tags, account, region, name)
+        if tags.get(SBOM_TAG) != "push":
+            return
+        from berth.scanning.sbom import cyclonedx_json
+
+        repo = await self.registry.repository(account, region, name)
+        doc = cyclonedx_json(inv, name, digest, stable=True).encode()
+        empty = b"{}"
+        for blob in (doc, empty):
+            d = "sha256:" + hashlib.sha256(blob).hexdigest()
+
+            async def rid(repo: Repository = repo) -> int:
+                return repo.id
+
+            await self.registry.uploads.put(rid, d, _once(blob), len(blob))
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": SBOM_ARTIFACT,
+                    "config": {"mediaType": OCI_EMPTY, "digest": "sha256:" + hashlib.sha256(empty).hexdigest(),
+                               "size": 2, "data": "e30="},
+                    "layers": [{"mediaType": SBOM_ARTIFACT, "digest": "sha256:" + hashlib.sha256(doc).hexdigest(),
+                                "size": len(doc)}],
+                    "subject": {"mediaType": media_type, "digest": digest, "size": size},
+                    "annotations": {"org.opencontainers.image.created": "1970-01-01T00:00:00Z",
+                                    "dev.berth.sbom.format": "CycloneDX 1.5"}}
+        body = json.dumps(manifest, separators=(",", ":")).encode()
+        ref = "sha256:" + hashlib.sha256(body).hexdigest()
+        await self.registry.put_manifest(repo, ref, body, OCI_MANIFEST)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -237,3 +237,34 @@ def test_scan_statuses_and_errors(server: BerthServer, ecr: BaseClient) -> None:
         assert bad_status["imageScanStatus"]["status"] == "FAILED" and "imageScanFindingsSummary" not in bad_status
     finally:
         oci.client.close()
+
+
+def test_sbom_pushed_as_referrer(server: BerthServer, ecr: BaseClient, scan_image: ScanImage) -> None:
+    """A repository tagged berth:sbom=push gets each scanned image's SBOM as an OCI artifact with the image as
+    its subject: listed by the OCI referrers API and ListImageReferrers, its blob a CycloneDX document."""
+    import httpx
+
+    repo = f"scan-sbom-ref-{uuid.uuid4().hex[:6]}"
+    ecr.create_repository(repositoryName=repo, imageScanningConfiguration={"scanOnPush": True},
+                          tags=[{"Key": "berth:sbom", "Value": "push"}])
+    push(server, ecr, scan_image, repo, "v1")
+    basic = str(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"])
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Basic {basic}"}, timeout=30) as http:
+        deadline = time.monotonic() + 180
+        while True:
+            index = http.get(f"/v2/{repo}/referrers/{scan_image.digest}").json()
+            sboms = [m for m in index["manifests"] if m.get("artifactType") == "application/vnd.cyclonedx+json"]
+            if sboms:
+                break
+            assert time.monotonic() < deadline, index
+            time.sleep(0.5)
+        listed = ecr.list_image_referrers(repositoryName=repo, subjectId={"imageDigest": scan_image.digest})
+        assert [r["digest"] for r in listed["referrers"]] == [sboms[0]["digest"]]
+        manifest = http.get(f"/v2/{repo}/manifests/{sboms[0]['digest']}",
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).json()
+        assert manifest["subject"]["digest"] == scan_image.digest
+        doc = http.get(f"/v2/{repo}/blobs/{manifest['layers'][0]['digest']}", follow_redirects=True).json()
+    assert doc["bomFormat"] == "CycloneDX"
+    assert "pkg:pypi/requests@2.19.1" in {c.get("purl") for c in doc["components"]}
+    findings = ecr.describe_image_scan_findings(repositoryName=repo, imageId={"imageTag": "v1"})
+    assert findings["imageScanStatus"]["status"] == "COMPLETE"
