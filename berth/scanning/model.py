@@ -19,7 +19,12 @@ class Package:
     source_version: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        out = {"kind": self.kind, "name": self.name, "version": self.version, "path": self.path, "layer": self.layer}
+        if self.source is not None:
+            out["source"] = self.source
+        if self.source_version is not None:
+            out["source_version"] = self.source_version
+        return out
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> Package:

@@ -79,7 +79,9 @@ def base(ecosystem: str) -> str:
     return ecosystem.split(":", 1)[0]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def key(ecosystem: str, version: str) -> Any:
+    """Cached: matching compares the same package and event versions over and over (immutable objects)."""
     parser = PARSERS.get(base(ecosystem))
     if parser is None:
         raise InvalidVersion(f"no version rules for ecosystem {ecosystem!r}")
