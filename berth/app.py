@@ -26,6 +26,7 @@ from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
 from berth.api.secrets.app import SecretsApi
 from berth.config import Settings
+from berth.db.scanning import REMATCH_JOB, SCAN_JOB, SIGN_JOB
 from berth.db.store import Backend
 from berth.iam.authorizer import PolicyAuthorizer
 from berth.iam.authz import Authorizer, OpenAuthorizer
@@ -45,6 +46,8 @@ from berth.replication.peers import PeerDirectory
 from berth.replication.pullthrough import PullThroughCache
 from berth.replication.pullthrough_rules import PullThroughRules
 from berth.replication.service import ReplicationService, Replicator
+from berth.scanning.service import ScanService
+from berth.scanning.signing import SigningService
 from berth.secrets.box import KeyFileBox
 from berth.secrets.service import Secrets
 from berth.storage import BlobStore
@@ -124,12 +127,13 @@ class BerthApp:
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
                             Images(registry), RepositoryAdmin(self.db), LifecycleService(self.db),
-                            ReplicationService(self.db), templates, rules)
+                            ReplicationService(self.db), templates, rules, ScanService(self.db, blobs),
+                            SigningService(self.db))
         self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
                                     IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS),
                                     SecretsApi(secrets, authn, authz, s.default_region))
         if s.job_workers > 0:
-            self.worker = await start_worker(s, self.db, self.uploads, s.job_workers)
+            self.worker = await start_worker(s, self.db, self.uploads, s.job_workers, blobs)
         else:
             log.warning("job workers off (--job-workers 0): run `berth worker` for background jobs")
 
@@ -185,7 +189,8 @@ class BerthApp:
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None) -> Handlers:
+def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None,
+                 blobs: BlobStore | None = None) -> Handlers:
     """Every job kind Berth runs, and its handler."""
     s = settings or Settings()
     handlers = Handlers()
@@ -197,6 +202,13 @@ def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None
                       (replication_outbox.BACKFILL_JOB, replicator.run_backfill)):
         handlers.register(kind, run, max_attempts=replication_outbox.MAX_ATTEMPTS,
                           backoff=replication_outbox.BACKOFF, max_backoff=replication_outbox.MAX_BACKOFF)
+    if blobs is not None:  # scanning: scan on push / StartImageScan, and re-matching when the vulndb changes
+        scans = ScanService(db, blobs, registry=RegistryService(db, blobs, uploads))
+        handlers.register(SCAN_JOB, scans.run_scan, max_attempts=3)
+        handlers.register(REMATCH_JOB, scans.rematch_job, max_attempts=3)
+        # managed signing: the signature is pushed through the registry's own rules, as any push
+        signer = SigningService(db, RegistryService(db, blobs, uploads), f"{s.host}:{s.port}")
+        handlers.register(SIGN_JOB, signer.run_sign, max_attempts=5)
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
     lifecycle = LifecycleService(db)
@@ -227,8 +239,9 @@ async def open_collector(s: Settings) -> AsyncIterator[gc.Collector]:
         await db.close()
 
 
-async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int) -> Worker:
-    worker = Worker(db, job_handlers(db, uploads, s), concurrency=concurrency, lease=s.job_lease_seconds)
+async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int,
+                       blobs: BlobStore | None = None) -> Worker:
+    worker = Worker(db, job_handlers(db, uploads, s, blobs), concurrency=concurrency, lease=s.job_lease_seconds)
     await worker.start()
     return worker
 
@@ -241,10 +254,11 @@ async def run_worker(settings: Settings) -> None:
     s = settings
     s.data_dir.mkdir(parents=True, exist_ok=True)
     db = await open_backend(s)
-    uploads = Uploads(db, await open_blob_store(s), max_age_hours=s.upload_max_age_hours)
+    blobs = await open_blob_store(s)
+    uploads = Uploads(db, blobs, max_age_hours=s.upload_max_age_hours)
     try:
         # a split deployment runs `serve --job-workers 0`; the same settings here still run jobs
-        worker = await start_worker(s, db, uploads, s.job_workers or Settings.job_workers)
+        worker = await start_worker(s, db, uploads, s.job_workers or Settings.job_workers, blobs)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -26,6 +26,12 @@ cli.add_typer(lifecycle_cli, name="lifecycle")
 from berth.replication.cli import peers_cli  # noqa: E402 - the sub-app of `berth peers`
 
 cli.add_typer(peers_cli, name="peers")
+from berth.scanning import cli as scanning_cli  # noqa: E402 - the scanning sub-app and `berth sbom`
+from berth.scanning.cli import vulndb_cli  # noqa: E402
+
+cli.add_typer(vulndb_cli, name="vulndb")
+cli.command("sbom")(scanning_cli.sbom)
+cli.add_typer(scanning_cli.signing_cli, name="signing")
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
 DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")

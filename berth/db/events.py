@@ -26,6 +26,8 @@ class Event(StrEnum):
     REPOSITORY_DELETED = "repository.deleted"
     IMAGE_ARCHIVED = "image.archived"  # moved to the archive storage class (lifecycle, UpdateImageStorageClass)
     IMAGE_ACTIVATED = "image.activated"  # restored from the archive: pullable again
+    IMAGE_SCANNED = "image.scanned"  # a scan finished (payload: status, severity counts)
+    SCAN_FINDINGS_CHANGED = "image.scan.findings"  # re-matching found findings appear or disappear
 
 
 @dataclass(frozen=True, slots=True)

@@ -519,3 +519,104 @@ secrets = Table(
     Column("updated_at", Float, nullable=False),
     Column("deleted_at", Float, nullable=True),  # scheduled deletion: unreadable from now on
 )
+
+
+# scanning: the offline vulnerability database, registry scanning configuration, image scans (migration 0013)
+
+vuln_records = Table(
+    "vuln_records",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("modified", String(40), nullable=False),  # as the record says (RFC 3339)
+    Column("modified_ts", Float, nullable=False),  # the same, for "newer replaces older"
+    Column("source", String(512), nullable=False),  # the file or archive it came from
+    Column("severity", String(16), nullable=False),  # an ECR level
+    Column("score", Float, nullable=True),
+    Column("body", Text, nullable=False),  # JSON: summary, details, aliases, references, vector
+    Column("imported_at", Float, nullable=False),
+)
+
+vuln_affected = Table(
+    "vuln_affected",
+    metadata,
+    Column("record_id", String(200), ForeignKey("vuln_records.id", ondelete="CASCADE"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("ecosystem", String(64), nullable=False),  # OSV's, with its release ("Debian:12")
+    Column("name", String(512), nullable=False),
+    Column("data", Text, nullable=False),  # JSON: ranges, versions, severity
+    Index("ix_vuln_affected_package", "ecosystem", "name"),
+)
+
+vulndb_state = Table(
+    "vulndb_state",
+    metadata,
+    Column("id", Integer, primary_key=True),  # one row, id 1
+    Column("generation", Integer, nullable=False),  # bumped by every import that changed a record
+    Column("updated_at", Float, nullable=False),
+)
+
+vulndb_sources = Table(
+    "vulndb_sources",
+    metadata,
+    Column("name", String(512), primary_key=True),
+    Column("imported_at", Float, nullable=False),
+    Column("records", Integer, nullable=False),  # records read from it in its latest import
+    Column("changed", Integer, nullable=False),  # of which new or newer
+    Column("failed", Integer, nullable=False),
+)
+
+registry_scanning = Table(
+    "registry_scanning",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("scan_type", String(16), nullable=False),  # BASIC | ENHANCED
+    Column("rules", Text, nullable=False),  # JSON, the model's RegistryScanningRule list
+)
+
+image_scans = Table(
+    "image_scans",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("status", String(32), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED | UNSUPPORTED_IMAGE | …
+    Column("description", Text, nullable=False),
+    Column("scan_type", String(16), nullable=False),
+    Column("requested_at", Float, nullable=False),  # the latest StartImageScan or push that asked
+    Column("completed_at", Float, nullable=True),
+    Column("generation", Integer, nullable=False, server_default="0"),  # the vulndb generation matched against
+    Column("inventory", Text, nullable=True),  # JSON (berth.scanning.model.Inventory)
+    Column("findings", Text, nullable=True),  # JSON list, worst first
+    Column("continuous", Integer, nullable=False, server_default="0"),  # re-matched when the vulndb changes
+)
+
+signing_config = Table(
+    "signing_config",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("region", String(32), primary_key=True),
+    Column("rules", Text, nullable=False),  # JSON, the model's SigningRule list
+)
+
+signing_profiles = Table(
+    "signing_profiles",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("private_key", Text, nullable=False),  # PEM (PKCS#8); encryption at rest is the keys work's
+    Column("public_key", Text, nullable=False),  # PEM (SubjectPublicKeyInfo), what verifiers are given
+    Column("created_at", Float, nullable=False),
+)
+
+image_signatures = Table(
+    "image_signatures",
+    metadata,
+    Column("repository_id", Integer, ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("profile_arn", String(2048), primary_key=True),
+    Column("status", String(16), nullable=False),  # IN_PROGRESS | COMPLETE | FAILED
+    Column("failure_code", String(64), nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("signature_digest", String(160), nullable=True),  # the signature manifest
+    Column("updated_at", Float, nullable=False),
+)

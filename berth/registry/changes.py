@@ -29,6 +29,7 @@ from berth.db.repositories import RepoChange, RepoOutcome
 from berth.db.store import Txn
 from berth.registry.model import Repository
 from berth.replication import outbox
+from berth.scanning.onpush import on_push
 
 
 def push(repo: Repository, m: NewManifest, tag: str | None, locked: bool, now: float,
@@ -44,6 +45,8 @@ def push(repo: Repository, m: NewManifest, tag: str | None, locked: bool, now: f
         if result.previous is not None:
             yield from append_event(Event.TAG_MOVED, repo.account_id, repo.region, repo.name, now, m.digest, tag,
                                     {"previousDigest": result.previous})
+        yield from on_push(repo.id, repo.account_id, repo.region, repo.name, repo.scan_on_push, m.digest,
+                           m.media_type, m.artifact_type, tag, now)
     return result
 
 

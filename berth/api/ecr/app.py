@@ -47,6 +47,8 @@ class Services:
     replication: ReplicationService | None = None
     templates: Templates | None = None  # creation templates (ops_templates.py)
     pull_through: PullThroughRules | None = None  # pull-through cache rules (ops_pullthrough.py)
+    scanning: Any = None  # berth.scanning.service.ScanService
+    signing: Any = None  # berth.scanning.signing.SigningService
 
 
 @dataclass

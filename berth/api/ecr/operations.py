@@ -10,6 +10,7 @@ from berth.api.ecr import (
     ops_registry,
     ops_replication,
     ops_repositories,
+    ops_scanning,
     ops_templates,
 )
 from berth.api.ecr.app import Handler
@@ -23,4 +24,5 @@ OPERATIONS: dict[str, Handler] = {
     **ops_replication.OPERATIONS,
     **ops_templates.OPERATIONS,
     **ops_pullthrough.OPERATIONS,
+    **ops_scanning.OPERATIONS,
 }

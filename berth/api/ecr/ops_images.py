@@ -63,7 +63,18 @@ async def list_images(c: EcrCall) -> dict[str, Any]:
     return out
 
 
-def detail(c: EcrCall, repo: Repository, v: ImageView) -> dict[str, Any]:
+async def _scan_fields(c: EcrCall, repo: Repository, views: list[ImageView]) -> dict[str, dict[str, Any]]:
+    """digest -> imageScanStatus / imageScanFindingsSummary (berth.api.ecr.ops_scanning)."""
+    svc = getattr(c.services, "scanning", None)
+    if svc is None or not views:
+        return {}
+    from berth.api.ecr.ops_scanning import scan_details
+
+    rows, enhanced, updated = await svc.summaries(repo, [v.digest for v in views])
+    return {d: scan_details(row, enhanced, updated) for d, row in rows.items()}
+
+
+def detail(c: EcrCall, repo: Repository, v: ImageView, scan: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"registryId": c.registry_id, "repositoryName": repo.name, "imageDigest": v.digest}
     if v.tags:
         out["imageTags"] = v.tags
@@ -81,6 +92,8 @@ def detail(c: EcrCall, repo: Repository, v: ImageView) -> dict[str, Any]:
         out["lastArchivedAt"] = v.archived_at
     if v.activated_at is not None:
         out["lastActivatedAt"] = v.activated_at
+    if scan:
+        out.update(scan)
     return out
 
 
@@ -102,12 +115,14 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
             raise translated(e, f"The image with imageId {{imageDigest:'{missing.digest}', "
                                 f"imageTag:'{missing.tag}'}} does not exist within the repository with name "
                                 f"'{repo.name}' in the registry with id '{c.registry_id}'") from None
-        return {"imageDetails": [detail(c, repo, v) for v in views]}
+        scans = await _scan_fields(c, repo, views)
+        return {"imageDetails": [detail(c, repo, v, scans.get(v.digest)) for v in views]}
     tag_status, image_status = _status_filter(c)
     limit = c.params.get("maxResults") or DEFAULT_PAGE
     after = decode_token(c, 1) or [""]
     views = await images.list_views(repo, tag_status, after[0], limit + 1, image_status)
-    out: dict[str, Any] = {"imageDetails": [detail(c, repo, v) for v in views[:limit]]}
+    scans = await _scan_fields(c, repo, views[:limit])
+    out: dict[str, Any] = {"imageDetails": [detail(c, repo, v, scans.get(v.digest)) for v in views[:limit]]}
     if len(views) > limit:
         out["nextToken"] = encode_token(c.op, (views[limit - 1].digest,))
     return out

@@ -1,0 +1,122 @@
+"""Managed signing, end to end: PutSigningConfiguration selects repositories, Berth signs each push there (a
+job) in the sigstore/cosign format, and Debian 13's skopeo, with a `sigstoreSigned` policy holding the key
+`berth signing public-key` prints, pulls a signed image, refuses an unsigned one, and refuses a tag moved
+to a manifest signed by no one. Both metadata backends."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from tests.integration.scanning.test_scan_e2e import KEY, REGION, SECRET, berth_cli
+from tests.support.images import UmociImages
+from tests.support.servers import BerthServer, require_tool, unavailable
+from tests.support.trixie_skopeo import unpack
+
+PROFILE = "berthprofile"
+ARN = f"arn:aws:signer:{REGION}:123456789012:/signing-profiles/{PROFILE}"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    base = tmp_path_factory.mktemp("signing")
+    url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
+    srv = BerthServer(base / "data", database_url=url,
+                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET},
+                      args=["--auth", "iam"]).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def trixie_skopeo(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    require_tool("apt-get", "dpkg-deb")
+    try:
+        return unpack(tmp_path_factory.mktemp("trixie-skopeo") / "root")
+    except (subprocess.SubprocessError, OSError) as e:
+        unavailable(f"Debian 13's skopeo could not be fetched: {e}")
+        raise
+
+
+def test_signed_pull_unsigned_refused_moved_tag_refused(server: BerthServer, umoci_images: UmociImages,
+                                                        trixie_skopeo: list[str], tmp_path: Path) -> None:
+    ecr: BaseClient = boto3.client("ecr", endpoint_url=server.url, region_name=REGION, aws_access_key_id=KEY,
+                                   aws_secret_access_key=SECRET)
+    with pytest.raises(ClientError) as e:
+        ecr.get_signing_configuration()
+    assert e.value.response["Error"]["Code"] == "SigningConfigurationNotFoundException"
+    rules = [{"signingProfileArn": ARN,
+              "repositoryFilters": [{"filter": "signed-*", "filterType": "WILDCARD_MATCH"}]}]
+    put = ecr.put_signing_configuration(signingConfiguration={"rules": rules})
+    assert put["signingConfiguration"]["rules"] == rules
+    assert ecr.get_signing_configuration()["signingConfiguration"]["rules"] == rules
+    signed, plain = f"signed-{uuid.uuid4().hex[:6]}", f"plain-{uuid.uuid4().hex[:6]}"
+    token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
+    layout = umoci_images.layout.root
+
+    def push(tag: str, repo: str, dest_tag: str) -> None:
+        proc = subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", token,
+                               f"oci:{layout}:{tag}", f"docker://{server.host}/{repo}:{dest_tag}"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+
+    def status(repo: str, tag: str) -> list[dict]:
+        return ecr.describe_image_signing_status(repositoryName=repo, imageId={"imageTag": tag})["signingStatuses"]
+
+    for repo in (signed, plain):
+        ecr.create_repository(repositoryName=repo)
+        push(umoci_images.app.tag, repo, "v1")
+    deadline = time.monotonic() + 120
+    while [s["status"] for s in status(signed, "v1")] != ["COMPLETE"]:
+        assert time.monotonic() < deadline, status(signed, "v1")
+        time.sleep(0.3)
+    assert status(signed, "v1")[0]["signingProfileArn"] == ARN
+    assert status(plain, "v1") == []
+    sig_tag = "sha256-" + umoci_images.app.digest.split(":", 1)[1] + ".sig"
+    tags = ecr.list_images(repositoryName=signed)["imageIds"]
+    assert sig_tag in {t.get("imageTag") for t in tags}
+
+    pub = berth_cli(server, "signing", "public-key", PROFILE)
+    assert pub.returncode == 0 and "BEGIN PUBLIC KEY" in pub.stdout, pub.stderr
+    (tmp_path / "berth.pub").write_text(pub.stdout)
+    policy = {"default": [{"type": "reject"}], "transports": {"docker": {server.host: [
+        {"type": "sigstoreSigned", "keyPath": str(tmp_path / "berth.pub"),
+         "signedIdentity": {"type": "matchRepository"}}]}}}
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    regd = tmp_path / "registries.d"
+    regd.mkdir()
+    (regd / "berth.yaml").write_text(f"docker:\n  {server.host}:\n    use-sigstore-attachments: true\n")
+
+    def pull(repo: str, tag: str) -> subprocess.CompletedProcess[str]:
+        dest = tmp_path / f"out-{uuid.uuid4().hex[:6]}"
+        return subprocess.run([*trixie_skopeo, "--policy", str(tmp_path / "policy.json"), "--registries.d", str(regd),
+                               "copy", "--src-tls-verify=false", "--src-creds", token,
+                               f"docker://{server.host}/{repo}:{tag}", f"dir:{dest}"],
+                              capture_output=True, text=True, timeout=300)
+
+    ok = pull(signed, "v1")
+    assert ok.returncode == 0, ok.stderr
+    refused = pull(plain, "v1")
+    assert refused.returncode != 0 and "signature" in refused.stderr.lower(), refused.stderr
+
+    # the tag moved to a manifest nobody signed (signing off while it was pushed): refused
+    ecr.delete_signing_configuration()
+    push(umoci_images.amd64.tag, signed, "v1")
+    assert status(signed, "v1") == []
+    moved = pull(signed, "v1")
+    assert moved.returncode != 0 and "signature" in moved.stderr.lower(), moved.stderr
+    with pytest.raises(ClientError) as e:
+        ecr.delete_signing_configuration()
+    assert e.value.response["Error"]["Code"] == "SigningConfigurationNotFoundException"
