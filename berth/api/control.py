@@ -42,7 +42,8 @@ class ControlPlane:
         except PayloadTooLarge:
             await _send(send, *error_body("SerializationException", "request body too large"))
             return
-        except ClientDisconnected:
+        except ClientDisconnected:  # gone, or (granian says so too) a malformed chunked body: see _cut_short
+            await _cut_short(scope, send)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         args = (scope["method"], raw_path.decode("latin-1"), scope.get("query_string", b"").decode("latin-1"),
@@ -69,6 +70,20 @@ async def unavailable(scope: Scope, send: Send) -> None:
         await _send(send, *error_body("ServiceUnavailable", message, request_id=request_id))
     else:
         await _send(send, *_query_error(503, "ServiceUnavailable", message, request_id))
+
+
+async def _cut_short(scope: Scope, send: Send) -> None:
+    """400 in the face's shape for a body that ended early or whose chunked encoding is malformed; granian
+    reports both as `http.disconnect` on a connection still open. A client really gone drops the answer."""
+    message = "the request body ended early or its chunked encoding is malformed"
+    if header(scope, b"x-amz-target") is not None:
+        result = error_body("SerializationException", message)
+    else:
+        result = _query_error(400, "MalformedInput", message, str(uuid.uuid4()))
+    try:
+        await _send(send, *result)
+    except Exception:  # noqa: BLE001 - the client has really gone
+        log.debug("client gone before an answer")
 
 
 def _query_error(status: int, code: str, message: str, request_id: str) -> tuple[int, dict[str, str], bytes]:

@@ -21,7 +21,7 @@ from berth.iam.authz import Authorizer, Context, Principal, repository_arn, requ
 from berth.iam.errors import IamError
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
-from berth.registry.errors import RegistryError, from_failure
+from berth.registry.errors import FailureLog, RegistryError, from_failure
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import RegistryService
@@ -100,6 +100,7 @@ class EcrApi:
         self.authn = authenticator
         self.operations = operations
         self.default_region = default_region
+        self._failures = FailureLog(log)
 
     async def handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, target: str,
                      client_ip: str, secure: bool, host: str) -> tuple[int, dict[str, str], bytes]:
@@ -138,7 +139,7 @@ class EcrApi:
         except Exception as exc:  # never a bare 500: ServerException is the model's own fault shape
             failure = from_failure(exc)
             if failure is not None:
-                log.error("ECR %s: %s; request id %s", target, failure.message, request_id)
+                self._failures.note(failure, exc, f"ECR {target} (request id {request_id})")
                 return errors.error_body(errors.REGISTRY_ERRORS[failure.code], failure.message,
                                          request_id=request_id)
             log.exception("ECR %s failed; request id %s", target, request_id)

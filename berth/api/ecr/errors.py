@@ -88,6 +88,7 @@ REGISTRY_ERRORS: dict[str, str] = {
     "TAG_PARAMETER_INVALID": "InvalidTagParameterException",
     "TOO_MANY_TAGS": "TooManyTagsException",
     "PARAMETER_INVALID": "InvalidParameterException",
+    "STORAGE_FULL": "ServerException",  # the model's fault (500; botocore retries it), the message says why
 }
 
 # Every identity error code (berth.iam.errors) -> its ECR exception, for those an ECR operation meets.
