@@ -49,6 +49,10 @@ class Settings:
     job_workers: int = 2  # jobs run at once by each serving process (and by `berth worker`); 0: none in serve
     job_lease_seconds: int = 30  # a job whose worker stops heartbeating is claimed again after this
     log_level: str = "warning"
+    log_format: str = "json"  # the access log and Berth's own lines: json (one object a line) | text
+    access_log: bool = True  # one line per request on stderr
+    metrics_public: bool = False  # /metrics without authentication; else IAM action berth:GetMetrics
+    database_wait_seconds: int = 30  # serve waits this long for PostgreSQL to answer, saying so
     admin_access_key_id: str = ""  # the default account's first administrator key, when set
     admin_secret_access_key: str = ""
     storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
@@ -61,6 +65,14 @@ class Settings:
             raise ConfigError(f"unsupported database URL {self.database_url!r}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range (1-65535)")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError(f"unknown log format {self.log_format!r} (json|text)")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"unknown log level {self.log_level!r} (debug|info|warning|error|critical)")
+        if self.database_wait_seconds < 0:
+            raise ConfigError("--database-wait-seconds must be 0 or more")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
         if self.job_workers < 0:
