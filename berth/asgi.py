@@ -1,8 +1,9 @@
 """ASGI factory for the server's worker processes: settings come from BERTH_* variables."""
 
-from berth.app import BerthApp, create_app
+from berth.app import create_app
 from berth.config import Settings
+from berth.observe.access import Observe
 
 
-def app() -> BerthApp:
+def app() -> Observe:
     return create_app(Settings.from_env())

@@ -92,6 +92,10 @@ def serve(
     if s.auth == "iam":
         _bootstrap(s, s.default_account, s.admin_access_key_id, s.admin_secret_access_key)
     os.environ.update(s.to_env())
+    if s.workers > 1:  # the workers' metrics snapshots, summed by whichever answers a scrape
+        from berth.observe.metrics import prepare_directory
+
+        prepare_directory(s.data_dir / "metrics")
 
     from granian import Granian
     from granian.constants import Interfaces, Loops

@@ -13,7 +13,8 @@ CONFIG_VERSION = 1
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")  # us-east-1, us-gov-west-1, cn-north-1, …
-NOT_SETTINGS = frozenset({"BERTH_STRICT"})  # read by the test suite, not by the server
+NOT_SETTINGS = frozenset({"BERTH_STRICT",  # read by the test suite, not by the server
+                          "BERTH_METRICS_DIR"})  # set by serve for its workers (berth/observe/metrics.py)
 
 
 class ConfigError(ValueError):

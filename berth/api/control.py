@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 from berth.api.ecr import errors as ecr_errors
 from berth.api.ecr.app import MAX_BODY, EcrApi
@@ -17,7 +17,8 @@ log = logging.getLogger("berth.control")
 
 class QueryApi(Protocol):
     async def handle(self, method: str, raw_path: str, query: str, headers: object, body: bytes, client_ip: str,
-                     secure: bool, host: str) -> tuple[int, dict[str, str], bytes]: ...
+                     secure: bool, host: str,
+                     note: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]: ...
 
 
 class ControlPlane:
@@ -52,10 +53,11 @@ class ControlPlane:
         secure = scope.get("scheme") == "https"
         host = header(scope, b"host") or "localhost"
         target = header(scope, b"x-amz-target")
+        note = scope.get("berth")  # the access log's (berth/observe), when it runs
         if target is not None:
-            result = await self.ecr.handle(*args, target, client_ip, secure, host)
+            result = await self.ecr.handle(*args, target, client_ip, secure, host, note)
         elif self.query_api is not None:
-            result = await self.query_api.handle(*args, client_ip, secure, host)
+            result = await self.query_api.handle(*args, client_ip, secure, host, note)
         else:
             result = error_body("UnknownOperationException", "missing X-Amz-Target")
         await _send(send, *result)

@@ -278,7 +278,7 @@ class IamQueryApi:
         self.operations = OPERATIONS if operations is None else operations
 
     async def handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, client_ip: str,
-                     secure: bool, host: str) -> tuple[int, dict[str, str], bytes]:
+                     secure: bool, host: str, note: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]:
         request_id = str(uuid.uuid4())
         service = "iam"
         try:
@@ -299,6 +299,9 @@ class IamQueryApi:
             else:
                 principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body,
                                                               service=service)
+            if note is not None:  # the access log's (berth/observe), when it runs
+                note.update(principal=principal.arn or None, account=principal.account or None, operation=action,
+                            face=service)
             op_model = model.operation_model(service, action)
             if op_model is None or (version is not None and version != model.api_version(service)):
                 raise model.QueryError("InvalidAction", f"Could not find operation {action} for version {version}")
@@ -313,6 +316,8 @@ class IamQueryApi:
                 resource = await call.resource()
                 permission = f"{service}:{action}"
                 decision = await self.authz.authorize(principal, permission, resource, call.context)
+                if not decision.allowed and note is not None:
+                    note["denied"] = permission
                 if not decision.allowed:
                     raise model.QueryError("AccessDenied", f"User: {principal.arn} is not authorized to perform: "
                                                            f"{permission} on resource: {resource} because "

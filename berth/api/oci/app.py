@@ -131,6 +131,9 @@ class OciApi:
                     return
                 host_header = headers.get(b"host")
                 account, region = self._registry_of(None if host_header is None else host_header.decode("latin-1"))
+                note = scope.get("berth")  # the access log's (berth/observe), when it runs
+                if note is not None:
+                    note["principal"], note["account"] = principal.arn, account
                 qs = scope.get("query_string", b"")
                 call = Call(scope, receive, send, method, principal, account, region,
                             parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}, headers)
@@ -239,6 +242,9 @@ class OciApi:
         for action in actions:
             decision = await self.authz.authorize(c.principal, action, resource, c.context)
             if not decision.allowed:
+                note = c.scope.get("berth")
+                if note is not None:
+                    note["denied"] = action
                 raise Denied(f"{c.principal.arn} is not authorized to perform {action} on {resource}")
 
     async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> Repository:
