@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from berth.config import ConfigError, Settings
+from berth.config_cli import config_cli
 from berth.storage.urls import S3Storage
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -22,6 +23,7 @@ admin_cli = typer.Typer(no_args_is_help=True, help="Accounts and administrators.
 cli.add_typer(admin_cli, name="admin")
 jobs_cli = typer.Typer(no_args_is_help=True, help="The background jobs queue.")
 cli.add_typer(jobs_cli, name="jobs")
+cli.add_typer(config_cli, name="config")
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
 DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
@@ -31,7 +33,7 @@ JobWorkers = typer.Option(None, "--job-workers", help="Jobs run at once per proc
 
 def _settings(config: Path | None = None, **overrides: object) -> Settings:
     try:
-        return Settings.from_env(None, **overrides)
+        return Settings.from_env(None, config, **overrides)
     except ConfigError as e:
         typer.echo(f"berth: {e}", err=True)
         raise typer.Exit(2) from None
