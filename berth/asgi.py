@@ -2,8 +2,11 @@
 
 from berth.app import create_app
 from berth.config import Settings
+from berth.observe import logs
 from berth.observe.access import Observe
 
 
 def app() -> Observe:
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, settings.log_format)
+    return create_app(settings)

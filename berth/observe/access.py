@@ -142,7 +142,7 @@ def _q(value: Any) -> str:
         return "null"
     if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
         return f'"{value}"'  # nothing to escape: the common case, without json.dumps' call
-    return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value)  # ASCII: a lone surrogate in a path is \\ud800, never an encoding error
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -157,7 +157,7 @@ def _common_log(scope: Scope, remote: str, note: dict[str, Any], status: int, by
     """NCSA common log format, then the request id, the duration, and a denied action if any."""
     when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
     qs = scope.get("query_string", b"")
-    target = scope["path"] + ("?" + qs.decode("latin-1") if qs else "")
+    target = scope["path"] + ("?" + _masked_query(qs.decode("latin-1")) if qs else "")
     user = note.get("principal") or "-"
     op = note.get("operation")
     extra = f" op={op}" if op else ""
@@ -165,3 +165,17 @@ def _common_log(scope: Scope, remote: str, note: dict[str, Any], status: int, by
         extra += f" denied={note['denied']}"
     return (f'{remote} - {user} [{when}] "{scope["method"]} {target} HTTP/{scope.get("http_version", "1.1")}" '
             f"{status} {bytes_out or '-'} rid={rid} ms={seconds * 1000:.1f}{extra}")
+
+
+_SECRET_PARAMS = ("signature", "credential", "token", "security", "password", "secret")
+
+
+def _masked_query(qs: str) -> str:
+    """The query with the values of credential-bearing parameters (presigned URLs, download tokens) masked."""
+    if not any(p in qs.lower() for p in _SECRET_PARAMS):
+        return qs
+    out = []
+    for part in qs.split("&"):
+        name, eq, _ = part.partition("=")
+        out.append(f"{name}=***" if eq and any(p in name.lower() for p in _SECRET_PARAMS) else part)
+    return "&".join(out)
