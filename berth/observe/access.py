@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import sys
 import time
 import uuid
@@ -103,7 +104,10 @@ class Observe:
         try:
             await self.app(scope, counting_receive, tagging_send)
         finally:
-            self._finish(scope, note, state, time.perf_counter() - started)
+            try:
+                self._finish(scope, note, state, time.perf_counter() - started)
+            except Exception:  # noqa: BLE001 - a log or metrics failure (stderr gone) never fails a request
+                logging.getLogger("berth.observe").debug("access log line lost", exc_info=True)
 
     def _finish(self, scope: Scope, note: dict[str, Any], state: list[Any], seconds: float) -> None:
         status, bytes_in, bytes_out, rid = state

@@ -108,8 +108,11 @@ class Metrics:
         """This worker's series, for the worker that answers the next scrape (atomic: written, then renamed)."""
         assert self.dir is not None
         tmp = self.dir / f".{os.getpid()}.tmp"
-        tmp.write_text(self.series.to_json())
-        os.replace(tmp, self.dir / f"{os.getpid()}.json")
+        try:
+            tmp.write_text(self.series.to_json())
+            os.replace(tmp, self.dir / f"{os.getpid()}.json")
+        except OSError:  # a full disk: the next snapshot catches up
+            tmp.unlink(missing_ok=True)
 
     def _all_series(self) -> Series:
         if self.dir is None:
