@@ -358,3 +358,30 @@ def test_full_disk(small_disk: Path, tmp_path: Path) -> None:
         assert "Traceback" not in log
     finally:
         server.stop()
+
+
+@st.composite
+def chunked_bodies(draw: st.DrawFn) -> bytes:
+    """Chunked framing, often wrong: sizes that lie, junk sizes, missing CRLFs."""
+    out = b""
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        data = draw(st.binary(max_size=64))
+        size = draw(st.one_of(st.just(f"{len(data):x}"), st.integers(0, 1 << 70).map(lambda n: f"{n:x}"),
+                              st.text(alphabet="0123456789abcdefxyz;= -", min_size=1, max_size=24)))
+        out += size.encode() + draw(st.sampled_from([b"\r\n", b"\n", b""])) + data + b"\r\n"
+    return out + b"0\r\n\r\n"  # a body that just stops is a slow client, not bad framing: it waits
+
+
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=chunked_bodies(), where=st.sampled_from(["patch", "manifest", "ecr", "iam"]))
+def test_fuzz_chunked_bodies(berth: BerthServer, repo: str, body: bytes, where: str) -> None:
+    head = {"patch": f"POST /v2/{repo}/blobs/uploads/ HTTP/1.1\r\n",
+            "manifest": f"PUT /v2/{repo}/manifests/fuzz HTTP/1.1\r\nContent-Type: {OCI_MANIFEST}\r\n",
+            "ecr": f"POST / HTTP/1.1\r\nX-Amz-Target: {TARGET}DescribeRepositories\r\n",
+            "iam": "POST / HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"}[where]
+    req = (head + "Host: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + body
+    try:
+        status, _, text = raw_request("127.0.0.1", berth.port, req, timeout=3)
+    except (ConnectionError, TimeoutError):  # the server may close a connection it cannot frame
+        return
+    assert status < 500, (status, text[:300])
