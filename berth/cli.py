@@ -25,10 +25,12 @@ jobs_cli = typer.Typer(no_args_is_help=True, help="The background jobs queue.")
 cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(config_cli, name="config")
 
-DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
-DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
+DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).",
+                       show_default=str(Settings.data_dir))
+DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL).",
+                           show_default="SQLite in the data dir")
 JobWorkers = typer.Option(None, "--job-workers", help="Jobs run at once per process; 0: none in serve "
-                          "(env BERTH_JOB_WORKERS, default 2).")
+                          "(env BERTH_JOB_WORKERS).", show_default=str(Settings.job_workers))
 
 
 def _settings(config: Path | None = None, **overrides: object) -> Settings:
