@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from berth.api import control
@@ -26,16 +26,20 @@ from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
 from berth.api.secrets.app import SecretsApi
 from berth.config import Settings
+from berth.db.observe import store_counts
 from berth.db.scanning import REMATCH_JOB, SCAN_JOB, SIGN_JOB
 from berth.db.store import Backend
 from berth.iam.authorizer import PolicyAuthorizer
-from berth.iam.authz import Authorizer, OpenAuthorizer
+from berth.iam.authz import Authorizer, Context, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
 from berth.jobs import Handlers, JobQueue, Worker, tasks
 from berth.lifecycle import gc
 from berth.lifecycle import jobs as lifecycle_jobs
 from berth.lifecycle.service import LifecycleService
+from berth.observe.access import Observe
+from berth.observe.metrics import Metrics
+from berth.observe.metrics import Sources as MetricsSources
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
@@ -55,6 +59,7 @@ from berth.storage.filesystem import FilesystemBlobStore
 from berth.storage.urls import S3Storage
 
 log = logging.getLogger("berth")
+METRICS_ACTION = "berth:GetMetrics"
 
 
 async def open_backend(settings: Settings) -> Backend:
@@ -92,9 +97,14 @@ class BerthApp:
         self.uploads: Uploads | None = None
         self.worker: Worker | None = None
         self.pull_through: PullThroughCache | None = None
+        self.metrics: Metrics | None = None  # set by create_app; /metrics answers 404 without it
+        self._metrics_sources: MetricsSources | None = None
+        self._authn: Authenticator | None = None
+        self._authz: Authorizer | None = None
         self.web = Starlette(routes=[
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
+            Route("/metrics", self._metrics),
         ])
 
     async def startup(self) -> None:
@@ -123,6 +133,9 @@ class BerthApp:
             authz = PolicyAuthorizer(self.db, identity, registry.resource_tags)
         else:
             authn, authz = OpenAuthenticator(s.default_account, s.served_regions), OpenAuthorizer()
+        self._authn, self._authz = authn, authz
+        db = self.db
+        self._metrics_sources = MetricsSources(lambda: db.read(store_counts), JobQueue(db).stats)
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
@@ -183,6 +196,29 @@ class BerthApp:
 
     async def _healthz(self, request: Request) -> Any:
         return PlainTextResponse("ok")
+
+    async def _metrics(self, request: Request) -> Any:
+        """Prometheus text; IAM action berth:GetMetrics (registry credentials: Basic AWS:<token>) unless
+        --metrics-public."""
+        if self.metrics is None or self._authn is None or self._authz is None:
+            return PlainTextResponse("not serving", status_code=503, headers={"Retry-After": "1"})
+        if not self.settings.metrics_public:
+            principal = self._authn.registry_principal(request.headers.get("authorization"))
+            if principal is None:
+                return PlainTextResponse("authentication required: registry credentials (user AWS, password from "
+                                         "GetAuthorizationToken) of a principal allowed berth:GetMetrics\n",
+                                         status_code=401, headers={"WWW-Authenticate": 'Basic realm="berth"'})
+            context = Context(source_ip=request.client.host if request.client else "",
+                              secure_transport=request.url.scheme == "https")
+            decision = await self._authz.authorize(principal, METRICS_ACTION, "*", context)
+            if not decision.allowed:
+                note = request.scope.get("berth")
+                if note is not None:
+                    note["denied"] = METRICS_ACTION
+                return PlainTextResponse(f"{principal.arn} is not authorized to perform {METRICS_ACTION}\n",
+                                         status_code=403)
+        body, content_type = await self.metrics.render(self._metrics_sources)
+        return Response(body, media_type=content_type)
 
     async def _readyz(self, request: Request) -> Any:
         ready = self.oci is not None  # started by lifespan, and not shutting down
@@ -270,8 +306,11 @@ async def run_worker(settings: Settings) -> None:
         await db.close()
 
 
-def create_app(settings: Settings) -> BerthApp:
-    return BerthApp(settings)
+def create_app(settings: Settings) -> Observe:
+    """The app, inside the request-id / access-log / metrics middleware (berth/observe)."""
+    app = BerthApp(settings)
+    app.metrics = Metrics()
+    return Observe(app, app.metrics, settings.log_format, settings.access_log)
 
 
 async def bootstrap_account(settings: Settings, account: str, key_id: str | None = None,

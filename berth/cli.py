@@ -7,10 +7,12 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from berth.config import ConfigError, Settings
+from berth.config_cli import config_cli
 from berth.lifecycle.cli import app as lifecycle_cli
 from berth.storage.urls import S3Storage
 
@@ -32,55 +34,100 @@ from berth.scanning.cli import vulndb_cli  # noqa: E402
 cli.add_typer(vulndb_cli, name="vulndb")
 cli.command("sbom")(scanning_cli.sbom)
 cli.add_typer(scanning_cli.signing_cli, name="signing")
+cli.add_typer(config_cli, name="config")
 
-DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
-DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
+DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).",
+                       show_default=str(Settings.data_dir))
+DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL).",
+                           show_default="SQLite in the data dir")
 JobWorkers = typer.Option(None, "--job-workers", help="Jobs run at once per process; 0: none in serve "
-                          "(env BERTH_JOB_WORKERS, default 2).")
+                          "(env BERTH_JOB_WORKERS).", show_default=str(Settings.job_workers))
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(config: Path | None = None, **overrides: object) -> Settings:
     try:
-        return Settings.from_env(None, **overrides)
+        return Settings.from_env(None, config, **overrides)
     except ConfigError as e:
         typer.echo(f"berth: {e}", err=True)
         raise typer.Exit(2) from None
 
 
+def _opt(name: str, help: str, *flags: str, shown: str | None = None) -> Any:
+    """An option of a Settings field: flag --name-with-dashes, env BERTH_NAME, its default shown in --help."""
+    default = getattr(Settings, name)
+    if shown is None:
+        shown = ("on" if default else "off") if isinstance(default, bool) else (str(default) or '""')
+    return typer.Option(None, *(flags or ("--" + name.replace("_", "-"),)), help=f"{help} (env BERTH_{name.upper()}).",
+                        show_default=shown)
+
+
 @cli.command()
 def serve(
-    host: str = typer.Option(None, help="Address to listen on (env BERTH_HOST)."),
-    port: int = typer.Option(None, help="Port (env BERTH_PORT)."),
-    data_dir: Path = DataDir,
-    database_url: str = DatabaseUrl,
-    tls_cert: str = typer.Option(None, "--tls-cert", help="PEM certificate (env BERTH_TLS_CERT)."),
-    tls_key: str = typer.Option(None, "--tls-key", help="PEM private key (env BERTH_TLS_KEY)."),
-    workers: int = typer.Option(None, help="Worker processes (env BERTH_WORKERS)."),
-    auth: str = typer.Option(None, help="none | iam (env BERTH_AUTH)."),
-    job_workers: int = JobWorkers,
-    storage_url: str = typer.Option(None, "--storage-url", help="Blob storage: file:///path (default: the data "
-                                    "dir) or s3://bucket/prefix?endpoint=…&region=…&addressing=path|virtual "
-                                    "(env BERTH_STORAGE_URL)."),
-    storage_redirect: bool = typer.Option(None, "--storage-redirect/--no-storage-redirect",
-                                          help="Answer blob GETs with 307 to a presigned storage URL when the "
-                                          "storage has them (S3) (env BERTH_STORAGE_REDIRECT)."),
+    config: Path = typer.Option(None, "--config", help="TOML config file (env BERTH_CONFIG): flags beat "
+                                "environment beat file.", show_default="none"),
+    host: str = _opt("host", "Address to listen on"),
+    port: int = _opt("port", "Port"),
+    data_dir: Path = _opt("data_dir", "Data directory"),
+    database_url: str = _opt("database_url", "postgresql://user@host:port/db; empty: SQLite in the data dir",
+                             shown="SQLite"),
+    database_wait_seconds: int = _opt("database_wait_seconds", "How long to wait for PostgreSQL to answer at "
+                                      "start"),
+    tls_cert: str = _opt("tls_cert", "PEM certificate", shown="plain HTTP"),
+    tls_key: str = _opt("tls_key", "PEM private key", shown="none"),
+    workers: int = _opt("workers", "Worker processes"),
+    auth: str = _opt("auth", "none | iam"),
+    job_workers: int = _opt("job_workers", "Jobs run at once per process; 0: none in serve"),
+    storage_url: str = _opt("storage_url", "Blob storage: file:///path or s3://bucket/prefix?endpoint=…&region=…"
+                            "&addressing=path|virtual", shown="the data dir"),
+    storage_redirect: bool = _opt("storage_redirect", "Answer blob GETs with 307 to a presigned storage URL when "
+                                  "the storage has them (S3)", "--storage-redirect/--no-storage-redirect"),
+    log_level: str = _opt("log_level", "debug | info | warning | error"),
+    log_format: str = _opt("log_format", "Access and error log lines: json | text (common log format)"),
+    access_log: bool = _opt("access_log", "One line per request on stderr", "--access-log/--no-access-log"),
+    metrics_public: bool = _opt("metrics_public", "Serve /metrics without authentication (else IAM action "
+                                "berth:GetMetrics)", "--metrics-public/--no-metrics-public"),
 ) -> None:
     """Serve the registry and the API on one port."""
-    s = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url, tls_cert=tls_cert,
-                  tls_key=tls_key, workers=workers, auth=auth, job_workers=job_workers, storage_url=storage_url,
-                  storage_redirect=storage_redirect)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    import time
+
+    from berth import startup
+
+    s = _settings(config, host=host, port=port, data_dir=data_dir, database_url=database_url,
+                  database_wait_seconds=database_wait_seconds, tls_cert=tls_cert, tls_key=tls_key, workers=workers,
+                  auth=auth, job_workers=job_workers, storage_url=storage_url, storage_redirect=storage_redirect,
+                  log_level=log_level, log_format=log_format, access_log=access_log, metrics_public=metrics_public)
+    try:
+        startup.check_all(s.host, s.port, s.data_dir, s.tls_cert, s.tls_key)
+        if s.uses_postgres:
+            startup.wait_for_postgres(s.database_url, s.database_wait_seconds, lambda line: typer.echo(line, err=True))
+    except startup.StartupError as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
     _migrate(s)  # in its own process, so the serving processes never load Alembic
     if s.auth == "iam":
         _bootstrap(s, s.default_account, s.admin_access_key_id, s.admin_secret_access_key)
     os.environ.update(s.to_env())
+    if s.workers > 1:  # the workers' metrics snapshots, summed by whichever answers a scrape
+        from berth.observe.metrics import prepare_directory
+
+        prepare_directory(s.data_dir / "metrics")
 
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
     scheme = "https" if s.tls_cert else "http"
-    typer.echo(f"berth: serving {scheme}://{s.host}:{s.port} (data {s.data_dir}, "
-               f"{'PostgreSQL' if s.uses_postgres else 'SQLite'}, blobs {_describe(s)}, auth {s.auth})", err=True)
+    default_port = 443 if scheme == "https" else 80
+    where = "" if s.port == default_port else f":{s.port}"
+    metadata = f"PostgreSQL {startup.masked_url(s.database_url)}" if s.uses_postgres else f"SQLite {s.sqlite_path}"
+    typer.echo(f"berth: serving {scheme}://{s.host}:{s.port} (data {s.data_dir}, {metadata}, blobs {_describe(s)}, "
+               f"auth {s.auth}, registry hosts <account>.dkr.ecr.<region>.{s.registry_domain}{where} or "
+               f"{s.host}{where} for {s.default_account}/{s.default_region}, {s.workers} worker(s))", err=True)
+    try:
+        startup.check_port(s.host, s.port)  # again: a server started meanwhile (migrations take a while)
+    except startup.StartupError as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
+    started = time.monotonic()
     Granian(
         "berth.asgi:app",
         factory=True,
@@ -94,6 +141,7 @@ def serve(
         ssl_cert=Path(s.tls_cert) if s.tls_cert else None,
         ssl_key=Path(s.tls_key) if s.tls_key else None,
     ).serve()
+    typer.echo(startup.stop_line(started), err=True)
 
 
 @cli.command()

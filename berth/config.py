@@ -13,7 +13,9 @@ CONFIG_VERSION = 1
 DEFAULT_ACCOUNT = "123456789012"
 DEFAULT_REGION = "us-east-1"
 _REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-\d{1,2}")  # us-east-1, us-gov-west-1, cn-north-1, …
-NOT_SETTINGS = frozenset({"BERTH_STRICT"})  # read by the test suite, not by the server
+NOT_SETTINGS = frozenset({"BERTH_STRICT",  # read by the test suite, not by the server
+                          "BERTH_CONFIG",  # the config file itself
+                          "BERTH_METRICS_DIR"})  # set by serve for its workers (berth/observe/metrics.py)
 
 
 class ConfigError(ValueError):
@@ -50,6 +52,10 @@ class Settings:
     job_lease_seconds: int = 30  # a job whose worker stops heartbeating is claimed again after this
     lifecycle_interval_hours: int = 24  # how often every repository's lifecycle policy is applied
     log_level: str = "warning"
+    log_format: str = "json"  # the access log and Berth's own lines: json (one object a line) | text
+    access_log: bool = True  # one line per request on stderr
+    metrics_public: bool = False  # /metrics without authentication; else IAM action berth:GetMetrics
+    database_wait_seconds: int = 30  # serve waits this long for PostgreSQL to answer, saying so
     admin_access_key_id: str = ""  # the default account's first administrator key, when set
     admin_secret_access_key: str = ""
     storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
@@ -67,6 +73,14 @@ class Settings:
             raise ConfigError(f"unsupported database URL {self.database_url!r}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range (1-65535)")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError(f"unknown log format {self.log_format!r} (json|text)")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"unknown log level {self.log_level!r} (debug|info|warning|error|critical)")
+        if self.database_wait_seconds < 0:
+            raise ConfigError("--database-wait-seconds must be 0 or more")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
         if self.job_workers < 0:
@@ -110,14 +124,18 @@ class Settings:
         return self.database_url.startswith(("postgresql://", "postgres://"))
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
-        """Defaults, then BERTH_* variables, then explicit overrides (CLI flags)."""
+    def from_env(cls, env: dict[str, str] | None = None, config: Path | str | None = None,
+                 **overrides: object) -> Settings:
+        """Defaults, then the config file (`config`, else BERTH_CONFIG), then BERTH_* variables, then
+        explicit overrides (CLI flags)."""
         env = dict(os.environ) if env is None else env
+        path = config if config is not None else env.get("BERTH_CONFIG") or None
+        base = read_config_file(Path(path)) if path is not None else {}
         known = {"BERTH_" + f.name.upper() for f in fields(cls)} | NOT_SETTINGS
         unknown = sorted(k for k in env if k.startswith("BERTH_") and k not in known)
         if unknown:  # a misspelt setting must not be ignored silently
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        values: dict[str, object] = {}
+        values: dict[str, object] = dict(base)
         for f in fields(cls):
             raw = env.get("BERTH_" + f.name.upper())
             if raw is None:
@@ -126,7 +144,12 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in values:
             values["data_dir"] = Path(str(values["data_dir"]))
-        return cls(**values)  # type: ignore[arg-type]
+        try:
+            return cls(**values)  # type: ignore[arg-type]
+        except ConfigError as e:
+            if path is None:
+                raise
+            raise ConfigError(f"{e} (from config file {path}, BERTH_* variables or flags)") from None
 
     def to_env(self) -> dict[str, str]:
         """The inverse of from_env: how `serve` hands settings to its worker processes."""
@@ -149,3 +172,66 @@ def _convert(name: str, typ: object, raw: str) -> object:
     except ValueError as e:
         raise ConfigError(f"BERTH_{name.upper()}: {e}") from None
     return raw
+
+
+SECRET_FIELDS = frozenset({"admin_secret_access_key"})
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """A TOML config file as Settings values: `version = 1`, then any Settings field (as its option is
+    spelt on the command line, `data-dir`, or as its variable, `data_dir`). Unknown keys, wrong types and a
+    file that does not parse are ConfigErrors naming the file (and the line)."""
+    import tomllib
+
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"config file {path}: {e.strerror}") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:  # its message ends "(at line N, column M)" or "(at end of document)"
+        lines = raw.count(b"\n") + 1
+        where = "" if "line" in str(e) else f" (line {lines})"
+        raise ConfigError(f"config file {path}: {e}{where}") from None
+    version = doc.pop("version", None)
+    if version is None:
+        raise ConfigError(f"config file {path}: no `version = {CONFIG_VERSION}` line")
+    if version != CONFIG_VERSION:
+        raise ConfigError(f"config file {path}: version {version!r} is not one this berth reads ({CONFIG_VERSION})")
+    types = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, object] = {}
+    for key, value in doc.items():
+        name = key.replace("-", "_")
+        if name not in types:
+            known = ", ".join(sorted(n.replace("_", "-") for n in types))
+            raise ConfigError(f"config file {path}: unknown setting {key!r}; known: version, {known}")
+        t = str(types[name])
+        ok = {"int": isinstance(value, int) and not isinstance(value, bool), "bool": isinstance(value, bool)}.get(
+            t, isinstance(value, str))
+        if not ok:
+            want = {"int": "an integer", "bool": "true or false"}.get(t, "a string")
+            raise ConfigError(f"config file {path}: {key} must be {want}, not {value!r}")
+        values[name] = Path(value) if name == "data_dir" else value
+    return values
+
+
+def effective(settings: Settings) -> dict[str, object]:
+    """Every setting as it stands, secrets masked: what `berth config show` prints."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    out: dict[str, object] = {}
+    for f in fields(settings):
+        v = getattr(settings, f.name)
+        if f.name in SECRET_FIELDS and v:
+            v = "***"
+        elif f.name in ("database_url", "storage_url") and v:
+            parts = urlsplit(str(v))
+            if parts.password is not None:
+                parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}")
+            query = [(k, "***" if "secret" in k.lower() or "password" in k.lower() else q)
+                     for k, q in parse_qsl(parts.query, keep_blank_values=True)]
+            v = urlunsplit(parts._replace(query=urlencode(query, safe="*/:")))
+        out[f.name] = str(v) if isinstance(v, Path) else v
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Protocol
+from typing import Any, Protocol
 
 from berth.api.ecr import errors as ecr_errors
 from berth.api.ecr.app import MAX_BODY, EcrApi
@@ -19,7 +19,8 @@ log = logging.getLogger("berth.control")
 
 class QueryApi(Protocol):
     async def handle(self, method: str, raw_path: str, query: str, headers: object, body: bytes, client_ip: str,
-                     secure: bool, host: str) -> tuple[int, dict[str, str], bytes]: ...
+                     secure: bool, host: str,
+                     note: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]: ...
 
 
 class ControlPlane:
@@ -45,7 +46,8 @@ class ControlPlane:
         except PayloadTooLarge:
             await _send(send, *error_body("SerializationException", "request body too large"))
             return
-        except ClientDisconnected:
+        except ClientDisconnected:  # gone, or (granian says so too) a malformed chunked body: see _cut_short
+            await _cut_short(scope, send)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         args = (scope["method"], raw_path.decode("latin-1"), scope.get("query_string", b"").decode("latin-1"),
@@ -54,12 +56,13 @@ class ControlPlane:
         secure = scope.get("scheme") == "https"
         host = header(scope, b"host") or "localhost"
         target = header(scope, b"x-amz-target")
+        note = scope.get("berth")  # the access log's (berth/observe), when it runs
         if target is not None and target.startswith(SECRETS_TARGET) and self.secrets is not None:
             result = await self.secrets.handle(*args, target, client_ip, secure, host)
         elif target is not None:
-            result = await self.ecr.handle(*args, target, client_ip, secure, host)
+            result = await self.ecr.handle(*args, target, client_ip, secure, host, note)
         elif self.query_api is not None:
-            result = await self.query_api.handle(*args, client_ip, secure, host)
+            result = await self.query_api.handle(*args, client_ip, secure, host, note)
         else:
             result = error_body("UnknownOperationException", "missing X-Amz-Target")
         await _send(send, *result)
@@ -74,6 +77,20 @@ async def unavailable(scope: Scope, send: Send) -> None:
         await _send(send, *error_body("ServiceUnavailable", message, request_id=request_id))
     else:
         await _send(send, *_query_error(503, "ServiceUnavailable", message, request_id))
+
+
+async def _cut_short(scope: Scope, send: Send) -> None:
+    """400 in the face's shape for a body that ended early or whose chunked encoding is malformed; granian
+    reports both as `http.disconnect` on a connection still open. A client really gone drops the answer."""
+    message = "the request body ended early or its chunked encoding is malformed"
+    if header(scope, b"x-amz-target") is not None:
+        result = error_body("SerializationException", message)
+    else:
+        result = _query_error(400, "MalformedInput", message, str(uuid.uuid4()))
+    try:
+        await _send(send, *result)
+    except Exception:  # noqa: BLE001 - the client has really gone
+        log.debug("client gone before an answer")
 
 
 def _query_error(status: int, code: str, message: str, request_id: str) -> tuple[int, dict[str, str], bytes]:

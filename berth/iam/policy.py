@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from berth import jsonguard
 from berth.iam.conditions import Clause, EvalContext, parse_conditions
 from berth.iam.policy_patterns import (
     PolicyError,
@@ -243,6 +244,10 @@ def parse_policy(document: str | bytes | Mapping[str, Any], kind: PolicyKind) ->
     if kind not in _KINDS:
         raise ValueError(f"policy kind must be one of {', '.join(_KINDS)}, not {kind!r}")
     if isinstance(document, str | bytes | bytearray):
+        try:
+            jsonguard.check_depth(document)
+        except jsonguard.TooDeep as exc:
+            raise PolicyError(f"policy is not valid: {exc}") from None
         try:
             doc = json.loads(document, object_pairs_hook=_no_duplicate_keys)
         except json.JSONDecodeError as exc:

@@ -6,6 +6,9 @@ berth/api/ecr/errors.py); tests/unit/test_error_tables.py fails when a code here
 
 from __future__ import annotations
 
+import errno
+import logging
+import time
 from typing import Any
 
 from berth.storage import StorageUnavailable
@@ -75,10 +78,51 @@ BlobStoreUnavailable = define("BLOB_STORE_UNAVAILABLE")  # extra["retry_after"]:
 RETRY_AFTER = 5
 
 
+StorageFull = define("STORAGE_FULL")  # the disk under the data dir or the blobs is full; extra["retry_after"]
+FULL_RETRY_AFTER = 60
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_SQLITE_FULL = 13  # SQLITE_FULL: "database or disk is full"
+_PG_DISK_FULL = "53100"  # disk_full
+
+
 def from_failure(exc: BaseException) -> RegistryError | None:
     """The domain error for an exception raised below the services (the storage port), or None.
 
     Edges call this for an exception that is not a RegistryError, before answering it as a fault."""
     if isinstance(exc, StorageUnavailable):
         return BlobStoreUnavailable(f"blob storage unavailable, try again later: {exc}", retry_after=RETRY_AFTER)
+    if _disk_full(exc):
+        return StorageFull("insufficient storage: the disk holding the registry's data is full; nothing of this "
+                           "request was kept. Free space, then retry", retry_after=FULL_RETRY_AFTER)
     return None
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC/EDQUOT from a write, SQLite's SQLITE_FULL or PostgreSQL's disk_full, here or in its causes."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or getattr(exc, "sqlstate", None) == _PG_DISK_FULL:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+class FailureLog:
+    """Logs a failure of what the registry stands on once, loudly (CRITICAL, with its cause), then at most
+    once per `quiet` seconds per code: a full disk refuses every push, and must not flood the log."""
+
+    def __init__(self, log: logging.Logger, quiet: float = 300.0) -> None:
+        self.log = log
+        self.quiet = quiet
+        self._last: dict[str, float] = {}
+
+    def note(self, failure: RegistryError, exc: BaseException, where: str) -> None:
+        now = time.monotonic()
+        last = self._last.get(failure.code)
+        if last is None or now - last >= self.quiet:
+            self._last[failure.code] = now
+            self.log.critical("%s: %s (%s: %s)", where, failure.message, type(exc).__name__, exc)
+        else:
+            self.log.debug("%s: %s", where, failure.message)

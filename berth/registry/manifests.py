@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from berth import jsonguard
 from berth.registry.errors import ManifestInvalid, ManifestTooLarge, Unsupported
 from berth.registry.names import check_digest
 
@@ -126,6 +127,10 @@ def parse(body: bytes, content_type: str | None) -> ParsedManifest:
     """Validate a manifest's bytes against its declared media type."""
     if len(body) > MAX_MANIFEST:
         raise ManifestTooLarge("manifest larger than 4 MiB")
+    try:
+        jsonguard.check_depth(body)
+    except jsonguard.TooDeep as e:
+        raise ManifestInvalid(f"manifest is not valid: {e}") from None
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -20,7 +20,7 @@ DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env B
 
 def _settings(**overrides: object) -> Settings:
     try:
-        return Settings.from_env(None, **overrides)
+        return Settings.from_env(None, None, **overrides)
     except ConfigError as e:
         typer.echo(f"berth: {e}", err=True)
         raise typer.Exit(2) from None

@@ -22,7 +22,7 @@ from berth.iam.errors import IamError
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
 from berth.lifecycle.service import LifecycleService
-from berth.registry.errors import RegistryError, from_failure
+from berth.registry.errors import FailureLog, RegistryError, from_failure
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import RegistryService
@@ -61,6 +61,7 @@ class EcrCall:
     context: Context
     services: Services
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    note: dict[str, Any] | None = None  # the access log's (berth/observe), when it runs
 
     @property
     def registry_id(self) -> str:
@@ -72,6 +73,8 @@ class EcrCall:
     async def allow(self, action: str, resource: str) -> None:
         decision = await self.services.authorizer.authorize(self.principal, action, resource, self.context)
         if not decision.allowed:
+            if self.note is not None:
+                self.note["denied"] = action
             raise EcrError("AccessDeniedException",
                            f"User: {self.principal.arn} is not authorized to perform: {action} on resource: "
                            f"{resource} because {decision.reason}")
@@ -110,9 +113,11 @@ class EcrApi:
         self.authn = authenticator
         self.operations = operations
         self.default_region = default_region
+        self._failures = FailureLog(log)
 
     async def handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, target: str,
-                     client_ip: str, secure: bool, host: str) -> tuple[int, dict[str, str], bytes]:
+                     client_ip: str, secure: bool, host: str,
+                     note: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]:
         request_id = str(uuid.uuid4())
         try:
             op = model.target_to_operation(target)
@@ -123,6 +128,8 @@ class EcrApi:
                                                                     service="ecr")
             except UnknownAccessKey as e:
                 raise EcrError("UnrecognizedClientException", e.message) from None
+            if note is not None:
+                note.update(principal=principal.arn, account=principal.account, operation=op, face="ecr")
             handler = self.operations.get(op)
             if handler is None:  # said before any validation: whatever the parameters, it cannot work
                 raise EcrError("ValidationException", f"Berth does not support the ECR operation {op} yet.")
@@ -131,7 +138,7 @@ class EcrApi:
             region = signed.region if signed is not None else self.default_region
             context = Context(client_ip, secure, request_tag_context(params))
             call = EcrCall(op, params, principal, region, host, context, self.services,
-                           request_id)
+                           request_id, note)
             for resource in default_resources(call):
                 await call.allow(f"ecr:{op}", resource)
             result = await handler(call)
@@ -148,7 +155,7 @@ class EcrApi:
         except Exception as exc:  # never a bare 500: ServerException is the model's own fault shape
             failure = from_failure(exc)
             if failure is not None:
-                log.error("ECR %s: %s; request id %s", target, failure.message, request_id)
+                self._failures.note(failure, exc, f"ECR {target} (request id {request_id})")
                 return errors.error_body(errors.REGISTRY_ERRORS[failure.code], failure.message,
                                          request_id=request_id)
             log.exception("ECR %s failed; request id %s", target, request_id)

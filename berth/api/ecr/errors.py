@@ -89,6 +89,7 @@ REGISTRY_ERRORS: dict[str, str] = {
     "TOO_MANY_TAGS": "TooManyTagsException",
     "PARAMETER_INVALID": "InvalidParameterException",
     "BLOB_REFERENCED": "InvalidParameterException",  # the OCI face's blob DELETE only
+    "STORAGE_FULL": "ServerException",  # the model's fault (500; botocore retries it), the message says why
 }
 
 # Every identity error code (berth.iam.errors) -> its ECR exception, for those an ECR operation meets.

@@ -26,6 +26,8 @@ from typing import Any
 from botocore.loaders import create_loader
 from botocore.model import OperationModel, ServiceModel, Shape
 
+from berth import jsonguard
+
 _INT_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 # Berth's opt-in extension members, accepted beside a shape's own (a standard document never needs them);
 # the capability that owns each validates its value: shape name -> member names.
@@ -89,6 +91,12 @@ class SerializationError(RequestError):
     code = "SerializationException"
 
 
+class NestingError(RequestError):
+    """A body nested too deep to parse: refused before parsing, as a bad parameter."""
+
+    code = "InvalidParameterException"
+
+
 @dataclass(frozen=True)
 class Problem:
     path: str  # 'imageIds.1.member.imageTag', 1-based like AWS
@@ -123,11 +131,18 @@ def decode_body(body: bytes) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
+        jsonguard.check_depth(body)
+    except jsonguard.TooDeep as exc:
+        raise NestingError(f"The request body is not valid: {exc}") from None
+    try:
         params = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError) as exc:  # ValueError: also a number beyond int's digit limit
         raise SerializationError(f"The request body is not valid JSON: {exc}") from exc
     if not isinstance(params, dict):
         raise SerializationError("Start of structure or map expected at the top of the request body.")
+    if jsonguard.has_lone_surrogate(body, params):
+        raise SerializationError("The request body holds a lone UTF-16 surrogate (\\uD800-\\uDFFF unpaired), "
+                                 "which is not a character.")
     return params
 
 

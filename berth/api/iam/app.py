@@ -23,6 +23,7 @@ from berth.iam.authz import Authorizer, Context, Principal, principal_arn, role_
 from berth.iam.errors import IamError, NoSuchEntity
 from berth.iam.model import AccessKey, User
 from berth.iam.service import IdentityService
+from berth.registry.errors import FailureLog, from_failure
 
 log = logging.getLogger("berth.iam")
 CONTENT_TYPE = "text/xml"
@@ -276,9 +277,10 @@ class IamQueryApi:
         self.authn = authenticator
         self.authz = authorizer
         self.operations = OPERATIONS if operations is None else operations
+        self._failures = FailureLog(log)
 
     async def handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, client_ip: str,
-                     secure: bool, host: str) -> tuple[int, dict[str, str], bytes]:
+                     secure: bool, host: str, note: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]:
         request_id = str(uuid.uuid4())
         service = "iam"
         try:
@@ -299,6 +301,9 @@ class IamQueryApi:
             else:
                 principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body,
                                                               service=service)
+            if note is not None:  # the access log's (berth/observe), when it runs
+                note.update(principal=principal.arn or None, account=principal.account or None, operation=action,
+                            face=service)
             op_model = model.operation_model(service, action)
             if op_model is None or (version is not None and version != model.api_version(service)):
                 raise model.QueryError("InvalidAction", f"Could not find operation {action} for version {version}")
@@ -313,6 +318,8 @@ class IamQueryApi:
                 resource = await call.resource()
                 permission = f"{service}:{action}"
                 decision = await self.authz.authorize(principal, permission, resource, call.context)
+                if not decision.allowed and note is not None:
+                    note["denied"] = permission
                 if not decision.allowed:
                     raise model.QueryError("AccessDenied", f"User: {principal.arn} is not authorized to perform: "
                                                            f"{permission} on resource: {resource} because "
@@ -325,7 +332,11 @@ class IamQueryApi:
             return self._error(service, e.code, e.message, request_id)
         except IamError as e:
             return self._error(service, e.code, e.message, request_id, e.status)
-        except Exception:  # never a bare 500: ServiceFailure is IAM's own fault shape
+        except Exception as exc:  # never a bare 500: ServiceFailure is IAM's own fault shape
+            failure = from_failure(exc)
+            if failure is not None:  # a full disk: said once, loudly, and in the answer
+                self._failures.note(failure, exc, f"IAM/STS (request id {request_id})")
+                return self._error(service, "ServiceFailure", failure.message, request_id)
             log.exception("IAM/STS request failed; request id %s", request_id)
             return self._error(service, "ServiceFailure", "internal error", request_id)
 

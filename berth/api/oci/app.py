@@ -32,12 +32,14 @@ from berth.registry.errors import (
     BlobUnknown,
     Denied,
     DigestInvalid,
+    FailureLog,
     ManifestUnknown,
     PaginationNumberInvalid,
     RangeInvalid,
     RegistryError,
     SizeInvalid,
     TagInvalid,
+    UploadOutOfOrder,
     from_failure,
 )
 from berth.registry.model import Repository
@@ -105,6 +107,7 @@ class OciApi:
         self.default = (default_account, default_region)
         self.domain = domain
         self._manifest_headers: dict[tuple[str, str], list[tuple[bytes, bytes]]] = {}
+        self._failures = FailureLog(log)
 
     # entry point
 
@@ -128,6 +131,9 @@ class OciApi:
                     return
                 host_header = headers.get(b"host")
                 account, region = self._registry_of(None if host_header is None else host_header.decode("latin-1"))
+                note = scope.get("berth")  # the access log's (berth/observe), when it runs
+                if note is not None:
+                    note["principal"], note["account"] = principal.arn, account
                 qs = scope.get("query_string", b"")
                 call = Call(scope, receive, send, method, principal, account, region,
                             parse_qs(qs.decode("latin-1"), keep_blank_values=True) if qs else {}, headers)
@@ -137,11 +143,13 @@ class OciApi:
                     raise
                 await self._error(send, e, method == "HEAD")
         except ClientDisconnected:
+            if call is None or not call.streaming:
+                await _cut_short(send, scope)
             return
         except Exception as exc:
             failure = from_failure(exc)
             if failure is not None and not (call is not None and call.streaming):
-                log.error("OCI %s %s: %s", method, scope.get("path"), failure.message)
+                self._failures.note(failure, exc, f"OCI {method} {scope.get('path')}")
                 await self._error(send, failure, method == "HEAD")
                 return
             request_id = str(uuid.uuid4())
@@ -234,6 +242,9 @@ class OciApi:
         for action in actions:
             decision = await self.authz.authorize(c.principal, action, resource, c.context)
             if not decision.allowed:
+                note = c.scope.get("berth")
+                if note is not None:
+                    note["denied"] = action
                 raise Denied(f"{c.principal.arn} is not authorized to perform {action} on {resource}")
 
     async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> Repository:
@@ -411,7 +422,12 @@ class OciApi:
             m = _CONTENT_RANGE.fullmatch(raw.strip())
             if m is None:
                 raise SizeInvalid(f"invalid Content-Range {raw!r}")
-            content_range = (int(m.group(1)), int(m.group(2)))
+            first, last = _number(m.group(1)), _number(m.group(2))
+            if first is None or last is None:  # beyond any upload (and int's digit limit): cannot continue it
+                raise UploadOutOfOrder(f"Content-Range {raw[:64]!r} lies beyond any upload",
+                                       size=await self.registry.uploads.status(repo.id, upload_id),
+                                       location=f"/v2/{name}/blobs/uploads/{upload_id}")
+            content_range = (first, last)
         try:
             size = await self.registry.uploads.append(repo.id, upload_id, body_chunks(c.receive), content_range,
                                                       _content_length(c))
@@ -442,6 +458,19 @@ async def unavailable(scope: Scope, send: Send) -> None:
                   head=scope["method"] == "HEAD")
 
 
+async def _cut_short(send: Send, scope: Scope) -> None:
+    """granian hands the app `http.disconnect` both when the client has gone and when its chunked body is
+    malformed (a bad chunk size, a chunk longer than announced), while the connection is still open.
+    Answer 400 either way: a client still there reads why; for one that has gone, the send is dropped."""
+    code = "MANIFEST_INVALID" if "/manifests/" in scope["path"] else "BLOB_UPLOAD_INVALID"
+    status, body = error_body(code, "the request body ended early or its chunked encoding is malformed")
+    try:
+        await respond(send, status, [("Content-Type", "application/json"), ("Connection", "close")], body,
+                      head=scope["method"] == "HEAD")
+    except Exception:  # noqa: BLE001 - the client has really gone: nothing to tell
+        log.debug("client gone before an answer to %s %s", scope["method"], scope["path"])
+
+
 def _download_token(scope: Scope) -> str | None:
     """The credentials of a GetDownloadUrlForLayer URL (its signed query) with the host and path it
     is presented on: the authenticator checks they are exactly those signed. Blob GETs only."""
@@ -461,8 +490,11 @@ def _page_size(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
     if not (raw.isascii() and raw.isdigit()):
-        raise PaginationNumberInvalid(f"invalid page size n={raw!r}")
-    return min(int(raw), 1 << 62)  # beyond any database's LIMIT: "everything"
+        raise PaginationNumberInvalid(f"invalid page size n={raw[:64]!r}")
+    n = _number(raw)
+    if n is None:
+        raise PaginationNumberInvalid(f"page size n={raw[:64]!r} is too large")
+    return n
 
 
 def _last(c: Call) -> str:
@@ -474,9 +506,19 @@ def _content_length(c: Call) -> int | None:
     raw = c.header(b"content-length")
     if raw is None:
         return None
-    if not raw.strip().isdigit():
-        raise SizeInvalid(f"invalid Content-Length {raw!r}")
-    return int(raw)
+    n = _number(raw.strip()) if raw.strip().isdigit() else None
+    if n is None:
+        raise SizeInvalid(f"invalid Content-Length {raw[:64]!r}")
+    return n
+
+
+MAX_DIGITS = 18  # below 2**63 (every database's integer); int() itself refuses 4,300 digits
+
+
+def _number(digits: str) -> int | None:
+    """An ASCII decimal as an int, or None when it has more than MAX_DIGITS significant digits."""
+    significant = digits.lstrip("0")
+    return None if len(significant) > MAX_DIGITS else int(significant or "0")
 
 
 def _byte_range(raw: str, size: int) -> tuple[int, int] | None:
@@ -486,11 +528,18 @@ def _byte_range(raw: str, size: int) -> tuple[int, int] | None:
         return None
     first, last = m.groups()
     unsatisfiable = RangeInvalid("range not satisfiable", content_range=f"bytes */{size}")
+    huge = 1 << 63  # a number of more digits than any size: past the end (RFC 9110 clamps a last-pos)
     if first == "":  # suffix: the last N bytes
-        if int(last) == 0 or size == 0:
+        n = _number(last)
+        n = huge if n is None else n
+        if n == 0 or size == 0:
             raise unsatisfiable
-        return max(size - int(last), 0), size
-    start = int(first)
-    if start >= size or (last != "" and int(last) < start):
+        return max(size - n, 0), size
+    start = _number(first)
+    end = None if last == "" else _number(last)
+    start = huge if start is None else start
+    if last != "" and end is None:
+        end = huge
+    if start >= size or (end is not None and end < start):
         raise unsatisfiable
-    return start, size if last == "" else min(int(last) + 1, size)
+    return start, size if end is None else min(end + 1, size)
