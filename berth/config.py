@@ -208,12 +208,13 @@ def read_config_file(path: Path) -> dict[str, object]:
             known = ", ".join(sorted(n.replace("_", "-") for n in types))
             raise ConfigError(f"config file {path}: unknown setting {key!r}; known: version, {known}")
         t = str(types[name])
-        ok = {"int": isinstance(value, int) and not isinstance(value, bool), "bool": isinstance(value, bool)}.get(
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {"int": number and isinstance(value, int), "float": number, "bool": isinstance(value, bool)}.get(
             t, isinstance(value, str))
         if not ok:
-            want = {"int": "an integer", "bool": "true or false"}.get(t, "a string")
+            want = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(t, "a string")
             raise ConfigError(f"config file {path}: {key} must be {want}, not {value!r}")
-        values[name] = Path(value) if name == "data_dir" else value
+        values[name] = Path(value) if name == "data_dir" else float(value) if t == "float" else value
     return values
 
 
