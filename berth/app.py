@@ -29,6 +29,8 @@ from berth.iam.authz import Authorizer, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
 from berth.jobs import Handlers, JobQueue, Worker, tasks
+from berth.keys import MasterKey
+from berth.keys.files import private_dir, secure_sqlite
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
@@ -47,7 +49,17 @@ async def open_backend(settings: Settings) -> Backend:
         return await PostgresBackend.connect(settings.database_url)
     from berth.db.sqlite import SqliteBackend
 
+    secure_sqlite(settings.sqlite_path)
     return SqliteBackend(settings.sqlite_path)
+
+
+def prepare_data_dir(settings: Settings) -> tuple[MasterKey, list[str]]:
+    """The data dir made 0700 and the SQLite file 0600 whatever the umask, the master key (made on first
+    start, 0600); warnings about an existing data dir open to other users (the CLI prints them)."""
+    warnings = private_dir(settings.data_dir)
+    if not settings.uses_postgres:
+        secure_sqlite(settings.sqlite_path)
+    return MasterKey.load_or_create(settings.master_key_path), warnings
 
 
 async def open_blob_store(settings: Settings) -> BlobStore:
@@ -81,12 +93,14 @@ class BerthApp:
 
     async def startup(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        master, _ = prepare_data_dir(s)
         self.db = await open_backend(s)
         blobs = await open_blob_store(s)
-        self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
+        self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours, keys=master)
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push)
-        identity = IdentityService(self.db, jwks_dir=Path(s.oidc_jwks_dir) if s.oidc_jwks_dir else None)
+        identity = IdentityService(self.db, jwks_dir=Path(s.oidc_jwks_dir) if s.oidc_jwks_dir else None,
+                                   keys=master)
+        await identity.seal_plaintext()  # rows an older Berth wrote in plain text
         await identity.ensure_signing_key()
         await identity.ensure_account(s.default_account)
         authn: Authenticator
@@ -178,9 +192,9 @@ async def run_worker(settings: Settings) -> None:
     import signal
 
     s = settings
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    master, _ = prepare_data_dir(s)
     db = await open_backend(s)
-    uploads = Uploads(db, await open_blob_store(s), max_age_hours=s.upload_max_age_hours)
+    uploads = Uploads(db, await open_blob_store(s), max_age_hours=s.upload_max_age_hours, keys=master)
     try:
         # a split deployment runs `serve --job-workers 0`; the same settings here still run jobs
         worker = await start_worker(s, db, uploads, s.job_workers or Settings.job_workers)
@@ -202,10 +216,10 @@ def create_app(settings: Settings) -> BerthApp:
 async def bootstrap_account(settings: Settings, account: str, key_id: str | None = None,
                             secret: str | None = None) -> tuple[str, str] | None:
     """Ensure `account` and its administrator exist; the credentials created now, if any."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    master, _ = prepare_data_dir(settings)
     db = await open_backend(settings)
     try:
-        identity = IdentityService(db)
+        identity = IdentityService(db, keys=master)
         await identity.ensure_signing_key()
         return await identity.bootstrap(account, key_id or None, secret or None)
     finally:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -58,7 +59,7 @@ def serve(
     s = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url, tls_cert=tls_cert,
                   tls_key=tls_key, workers=workers, auth=auth, job_workers=job_workers, storage_url=storage_url,
                   storage_redirect=storage_redirect)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(s)
     _migrate(s)  # in its own process, so the serving processes never load Alembic
     if s.auth == "iam":
         _bootstrap(s, s.default_account, s.admin_access_key_id, s.admin_secret_access_key)
@@ -95,7 +96,7 @@ def worker(data_dir: Path = DataDir, database_url: str = DatabaseUrl, job_worker
     from berth.app import run_worker
 
     s = _settings(data_dir=data_dir, database_url=database_url, job_workers=job_workers, storage_url=storage_url)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(s)
     _migrate(s)
     import logging
 
@@ -103,6 +104,19 @@ def worker(data_dir: Path = DataDir, database_url: str = DatabaseUrl, job_worker
     typer.echo(f"berth: job worker on {'PostgreSQL' if s.uses_postgres else 'SQLite'} (data {s.data_dir}, "
                f"blobs {_describe(s)})", err=True)
     asyncio.run(run_worker(s))
+def _prepare(s: Settings) -> None:
+    """The data dir 0700, the database 0600, the master key: before anything (a migration) writes them."""
+    from berth.app import prepare_data_dir
+    from berth.keys import KeyError_
+
+    try:
+        for warning in prepare_data_dir(s)[1]:
+            typer.echo(f"berth: warning: {warning}", err=True)
+    except (KeyError_, OSError) as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _describe(s: Settings) -> str:
     st = s.storage
     if isinstance(st, S3Storage):
@@ -117,7 +131,7 @@ def db_upgrade(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> Non
     from berth.db.migrate import sqlalchemy_url, upgrade
 
     s = _settings(data_dir=data_dir, database_url=database_url)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(s)
     upgrade(sqlalchemy_url(s.database_url, s.sqlite_path))
 
 
@@ -142,10 +156,77 @@ def _bootstrap(s: Settings, account: str, key_id: str | None, secret: str | None
         raise typer.Exit(1) from None
     if created is None:
         return False
+    if secret:  # a secret given to Berth is never printed back
+        typer.echo(f"berth: account {account}: administrator 'admin' created with access key {created[0]} "
+                   "and the secret access key given", err=True)
+        return True
     typer.echo(f"berth: account {account}: administrator 'admin' created; its credentials (shown once):", err=True)
     typer.echo(f"export AWS_ACCESS_KEY_ID={created[0]} AWS_SECRET_ACCESS_KEY={created[1]} "
                f"AWS_DEFAULT_REGION={s.default_region}")
     return True
+
+
+@admin_cli.command("rotate-master-key")
+def rotate_master_key(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """Seal every secret in the database with a new master key (safe while Berth serves)."""
+    from berth.keys.rotate import rotate_master_key as rotate
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _prepare(s)
+    _migrate(s)
+    old, new, n = _run_db(s, lambda db: rotate(db, s.master_key_path))
+    typer.echo(f"berth: master key {', '.join(old)} -> {new}: {n} secrets sealed again ({s.master_key_path})",
+               err=True)
+
+
+@admin_cli.command("rotate-token-key")
+def rotate_token_key(
+    retire_hours: float = typer.Option(192, "--retire-hours", help="Remove keys superseded longer ago than this "
+                                       "(longer than any token, session or upload id they signed)."),
+    data_dir: Path = DataDir, database_url: str = DatabaseUrl,
+) -> None:
+    """A new registry token key: new tokens use it, tokens signed before keep working until they expire."""
+    from berth.iam.service import IdentityService
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _prepare(s)
+    _migrate(s)
+    master = _master(s)
+
+    async def rotate(db: object) -> tuple[str, list[str]]:
+        identity = IdentityService(db, keys=master)  # type: ignore[arg-type]
+        await identity.ensure_signing_key()
+        return await identity.rotate_token_key(retire_hours)
+
+    new, removed = _run_db(s, rotate)
+    typer.echo(f"berth: token key {new} signs from now on" + (f"; removed {', '.join(removed)}" if removed else ""),
+               err=True)
+
+
+def _master(s: Settings):  # type: ignore[no-untyped-def]
+    from berth.keys import MasterKey
+
+    return MasterKey.load(s.master_key_path)
+
+
+def _run_db(s: Settings, fn: Callable[..., Awaitable[object]]) -> Any:
+    import asyncio
+
+    from berth.app import open_backend
+    from berth.keys import KeyError_
+
+    async def main() -> object:
+        db = await open_backend(s)
+        try:
+            return await fn(db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(main())
+    except KeyError_ as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 @admin_cli.command("create-account")
@@ -158,7 +239,7 @@ def create_account(
 ) -> None:
     """Create an account with its first administrator and print its credentials."""
     s = _settings(data_dir=data_dir, database_url=database_url)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(s)
     _migrate(s)
     if not _bootstrap(s, account_id, access_key_id, secret_access_key):
         typer.echo(f"berth: account {account_id} already has an administrator key", err=True)

@@ -53,6 +53,7 @@ class Settings:
     admin_secret_access_key: str = ""
     storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
     storage_redirect: bool = False  # blob GETs answer 307 to a presigned URL when the driver has one
+    master_key_file: str = ""  # the key that seals secrets in the database; empty: <data_dir>/keys/master.key
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -93,6 +94,10 @@ class Settings:
         if self.database_url.startswith("sqlite:///"):
             return Path(self.database_url[len("sqlite:///"):])
         return self.data_dir / "berth.db"
+
+    @property
+    def master_key_path(self) -> Path:
+        return Path(self.master_key_file) if self.master_key_file else self.data_dir / "keys" / "master.key"
 
     @property
     def uses_postgres(self) -> bool:
