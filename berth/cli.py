@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from berth.config import ConfigError, Settings
-from berth.storage.urls import S3Storage
+from berth.storage.urls import FileStorage, S3Storage
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Berth: a registry that speaks ECR.")
@@ -243,6 +243,52 @@ def create_account(
     _migrate(s)
     if not _bootstrap(s, account_id, access_key_id, secret_access_key):
         typer.echo(f"berth: account {account_id} already has an administrator key", err=True)
+
+
+@cli.command()
+def backup(
+    dest: Path = typer.Argument(..., help="A new (or empty) directory for the backup."),
+    link: bool = typer.Option(False, "--link", help="Hard-link blobs instead of copying them (same filesystem: "
+                              "instant, but no protection against losing the disk)."),
+    master_key: bool = typer.Option(True, "--master-key/--no-master-key", help="Copy the master key into the "
+                                    "backup (without it, no secret in the backup opens)."),
+    data_dir: Path = DataDir,
+) -> None:
+    """A consistent copy of the embedded registry (SQLite + blobs), while it serves."""
+    from berth.backup import BackupError
+    from berth.backup import backup as run
+
+    s = _settings(data_dir=data_dir)
+    if s.uses_postgres or not isinstance(s.storage, FileStorage):
+        typer.echo("berth: backup covers the embedded default (SQLite and blobs on the filesystem); for "
+                   "PostgreSQL and S3, see the README's Backups section", err=True)
+        raise typer.Exit(2)
+    try:
+        out = run(s.sqlite_path, s.storage.root, s.master_key_path if master_key else None, dest, link=link)
+    except (BackupError, OSError) as e:
+        typer.echo(f"berth: backup failed: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"berth: backup {dest}: {out.images} images, {out.blobs} blobs ({out.bytes} bytes, {out.linked} "
+               f"linked) in {out.seconds:.1f} s", err=True)
+
+
+@cli.command()
+def restore(
+    src: Path = typer.Argument(..., help="A directory written by `berth backup`."),
+    data_dir: Path = typer.Option(..., "--data-dir", help="A new (or empty) data directory to restore into."),
+    link: bool = typer.Option(False, "--link", help="Hard-link blobs from the backup instead of copying them."),
+    verify: bool = typer.Option(False, "--verify", help="Check every blob's sha256 first (sizes are always checked)."),
+) -> None:
+    """Bring a backup back into a new data dir; then `berth serve --data-dir DIR`."""
+    from berth.backup import BackupError
+    from berth.backup import restore as run
+
+    try:
+        out = run(src, data_dir, link=link, verify=verify)
+    except (BackupError, OSError) as e:
+        typer.echo(f"berth: restore failed: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"berth: restored {out.images} images, {out.blobs} blobs ({out.bytes} bytes) into {data_dir}", err=True)
 
 
 @jobs_cli.command("list")

@@ -143,6 +143,10 @@ class MasterKey:
         kid = new_key_id()
         return MasterKey({**self._raw, kid: AESGCM.generate_key(256)}, kid, self.path)
 
+    def merged(self, newer: MasterKey, path: Path | None = None) -> MasterKey:
+        """Every key of both rings, `newer`'s current (a backup taken across a rotation opens every value)."""
+        return MasterKey({**self._raw, **newer._raw}, newer.current, path)
+
     def only_current(self) -> MasterKey:
         return MasterKey({self.current: self._raw[self.current]}, self.current, self.path)
 
