@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
+from berth import audit
 from berth.api import control
 from berth.api.auth import Authenticator, IamAuthenticator, OpenAuthenticator
 from berth.api.control import ControlPlane
@@ -22,6 +23,8 @@ from berth.api.iam.app import IamQueryApi
 from berth.api.oci import app as oci
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
+from berth.api.registry_audit import AuditedWrites
+from berth.audit import AuditTrail
 from berth.config import Settings
 from berth.db.store import Backend
 from berth.iam.authorizer import PolicyAuthorizer
@@ -29,8 +32,7 @@ from berth.iam.authz import Authorizer, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
 from berth.jobs import Handlers, JobQueue, Worker, tasks
-from berth.keys import MasterKey
-from berth.keys.files import private_dir, secure_sqlite
+from berth.keys.files import prepare_data_dir, secure_sqlite
 from berth.registry.images import Images
 from berth.registry.repositories import RepositoryAdmin
 from berth.registry.service import PULL_TIME_JOB, RegistryService
@@ -52,14 +54,6 @@ async def open_backend(settings: Settings) -> Backend:
     secure_sqlite(settings.sqlite_path)
     return SqliteBackend(settings.sqlite_path)
 
-
-def prepare_data_dir(settings: Settings) -> tuple[MasterKey, list[str]]:
-    """The data dir made 0700 and the SQLite file 0600 whatever the umask, the master key (made on first
-    start, 0600); warnings about an existing data dir open to other users (the CLI prints them)."""
-    warnings = private_dir(settings.data_dir)
-    if not settings.uses_postgres:
-        secure_sqlite(settings.sqlite_path)
-    return MasterKey.load_or_create(settings.master_key_path), warnings
 
 
 async def open_blob_store(settings: Settings) -> BlobStore:
@@ -86,6 +80,7 @@ class BerthApp:
         self.db: Backend | None = None
         self.uploads: Uploads | None = None
         self.worker: Worker | None = None
+        self.audited_writes: AuditedWrites | None = None
         self.web = Starlette(routes=[
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
@@ -114,8 +109,13 @@ class BerthApp:
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
                             Images(registry), RepositoryAdmin(self.db))
-        self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
-                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS))
+        trail = AuditTrail(self.db, s.default_account) if s.audit else None
+        if trail is not None:
+            self.audited_writes = AuditedWrites(trail, authn, s.default_account, s.default_region)
+        else:
+            log.warning("audit trail off (BERTH_AUDIT=0)")
+        self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region, audit=trail),
+                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS, audit=trail))
         if s.job_workers > 0:
             self.worker = await start_worker(s, self.db, self.uploads, s.job_workers)
         else:
@@ -136,6 +136,9 @@ class BerthApp:
             path: str = scope["path"]
             if path.startswith("/v2") and (len(path) == 3 or path[3] == "/"):
                 face = self.oci  # started by the lifespan protocol only, never by a request
+                if face is not None and self.audited_writes is not None:
+                    await self.audited_writes(face, scope, receive, send)
+                    return
                 await (oci.unavailable(scope, send) if face is None else face(scope, receive, send))
                 return
             if path == "/" and (scope["method"] == "POST" or b"Action=" in scope.get("query_string", b"")):
@@ -171,9 +174,12 @@ class BerthApp:
         return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-def job_handlers(db: Backend, uploads: Uploads) -> Handlers:
+def job_handlers(db: Backend, uploads: Uploads, audit_retention_days: int = 0) -> Handlers:
     """Every job kind Berth runs, and its handler."""
     handlers = Handlers()
+    if audit_retention_days > 0:
+        handlers.periodic(audit.PRUNE_JOB, audit.PRUNE_EVERY,
+                          audit.prune_job(AuditTrail(db, ""), audit_retention_days))
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
@@ -181,7 +187,8 @@ def job_handlers(db: Backend, uploads: Uploads) -> Handlers:
 
 
 async def start_worker(s: Settings, db: Backend, uploads: Uploads, concurrency: int) -> Worker:
-    worker = Worker(db, job_handlers(db, uploads), concurrency=concurrency, lease=s.job_lease_seconds)
+    retention = s.audit_retention_days if s.audit else 0
+    worker = Worker(db, job_handlers(db, uploads, retention), concurrency=concurrency, lease=s.job_lease_seconds)
     await worker.start()
     return worker
 

@@ -106,8 +106,8 @@ def worker(data_dir: Path = DataDir, database_url: str = DatabaseUrl, job_worker
     asyncio.run(run_worker(s))
 def _prepare(s: Settings) -> None:
     """The data dir 0700, the database 0600, the master key: before anything (a migration) writes them."""
-    from berth.app import prepare_data_dir
     from berth.keys import KeyError_
+    from berth.keys.files import prepare_data_dir
 
     try:
         for warning in prepare_data_dir(s)[1]:
@@ -289,6 +289,32 @@ def restore(
         typer.echo(f"berth: restore failed: {e}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"berth: restored {out.images} images, {out.blobs} blobs ({out.bytes} bytes) into {data_dir}", err=True)
+
+
+@cli.command()
+def audit(
+    since: str = typer.Option(None, "--since", help="From this time: ISO 8601, or an age (15m, 2h, 7d)."),
+    until: str = typer.Option(None, "--until", help="Before this time (same forms)."),
+    principal: str = typer.Option(None, "--principal", help="Only calls by this ARN."),
+    event: str = typer.Option(None, "--event", help="Only this event name (PutImage, CreateAccessKey, …)."),
+    account: str = typer.Option(None, "--account", help="Only this account."),
+    limit: int = typer.Option(100, "--limit", help="The newest this many records, shown oldest first."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines: one CloudTrail-shaped record each."),
+    data_dir: Path = DataDir, database_url: str = DatabaseUrl,
+) -> None:
+    """The audit trail: control-plane calls and registry writes, as a table or JSON lines."""
+    from berth.audit.cli import parse_time, show
+
+    try:
+        start = parse_time(since) if since else None
+        end = parse_time(until) if until else None
+    except ValueError as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _prepare(s)
+    _migrate(s)
+    _run_jobs_cli(show, s, start, end, principal, event, account, limit, as_json)
 
 
 @jobs_cli.command("list")

@@ -54,6 +54,8 @@ class Settings:
     storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
     storage_redirect: bool = False  # blob GETs answer 307 to a presigned URL when the driver has one
     master_key_file: str = ""  # the key that seals secrets in the database; empty: <data_dir>/keys/master.key
+    audit: bool = True  # the audit trail of control-plane calls and registry writes (`berth audit`)
+    audit_retention_days: int = 90  # records older than this are pruned (hourly); 0: kept forever
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -68,6 +70,8 @@ class Settings:
             raise ConfigError("--job-workers must be 0 (off) or more")
         if self.job_lease_seconds < 1:
             raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
+        if self.audit_retention_days < 0:
+            raise ConfigError("BERTH_AUDIT_RETENTION_DAYS must be 0 (keep forever) or more")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
         self._check_regions()
 

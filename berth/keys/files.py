@@ -6,6 +6,11 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from berth.config import Settings
+    from berth.keys import MasterKey
 
 log = logging.getLogger("berth")
 
@@ -71,3 +76,14 @@ def secure_sqlite(db_path: Path) -> None:
         p = db_path.with_name(db_path.name + suffix)
         if p.exists():
             os.chmod(p, FILE_MODE)
+
+
+def prepare_data_dir(settings: Settings) -> tuple[MasterKey, list[str]]:
+    """The data dir made 0700 and the SQLite file 0600 whatever the umask, the master key (made on first
+    start, 0600); warnings about an existing data dir open to other users (the CLI prints them)."""
+    from berth.keys import MasterKey
+
+    warnings = private_dir(settings.data_dir)
+    if not settings.uses_postgres:
+        secure_sqlite(settings.sqlite_path)
+    return MasterKey.load_or_create(settings.master_key_path), warnings

@@ -52,6 +52,8 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_STORAGE_URL": "s3://layers/berth?endpoint=http://127.0.0.1:7480&region=eu-west-1",
         "BERTH_STORAGE_REDIRECT": "1",
         "BERTH_MASTER_KEY_FILE": "/run/secrets/berth-master.key",
+        "BERTH_AUDIT": "0",
+        "BERTH_AUDIT_RETENTION_DAYS": "30",
     }
     assert {"BERTH_" + f.name.upper() for f in fields(Settings)} == set(env)  # a new field needs a line here
     s = Settings.from_env(env)

@@ -16,6 +16,7 @@ from typing import Any
 from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.ecr import errors, model
 from berth.api.ecr.errors import EcrError
+from berth.audit import AuditNote, AuditTrail, json_error, user_agent
 from berth.iam import sigv4
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn, request_tag_context
 from berth.iam.errors import IamError
@@ -95,17 +96,29 @@ def default_resources(call: EcrCall) -> list[str]:
 
 class EcrApi:
     def __init__(self, services: Services, authenticator: Authenticator,
-                 operations: dict[str, Handler], default_region: str) -> None:
+                 operations: dict[str, Handler], default_region: str, audit: AuditTrail | None = None) -> None:
         self.services = services
         self.authn = authenticator
         self.operations = operations
         self.default_region = default_region
+        self.audit = audit
 
     async def handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, target: str,
                      client_ip: str, secure: bool, host: str) -> tuple[int, dict[str, str], bytes]:
-        request_id = str(uuid.uuid4())
+        note = AuditNote("ecr.amazonaws.com", client_ip, user_agent(headers), region=self.default_region)
+        out = await self._handle(method, raw_path, query, headers, body, target, client_ip, secure, host, note)
+        if self.audit is not None:
+            if out[0] != 200:
+                note.error_code, note.error_message = json_error(out[2])
+            await self.audit.record(note)
+        return out
+
+    async def _handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, target: str,
+                      client_ip: str, secure: bool, host: str, note: AuditNote) -> tuple[int, dict[str, str], bytes]:
+        request_id = note.request_id
         try:
             op = model.target_to_operation(target)
+            note.event_name = op or target.rsplit(".", 1)[-1][:128]
             if op is None:
                 raise EcrError("UnknownOperationException", f"Unknown operation {target}")
             try:
@@ -113,18 +126,21 @@ class EcrApi:
                                                                     service="ecr")
             except UnknownAccessKey as e:
                 raise EcrError("UnrecognizedClientException", e.message) from None
+            note.caller(principal)
             handler = self.operations.get(op)
             if handler is None:  # said before any validation: whatever the parameters, it cannot work
                 raise EcrError("ValidationException", f"Berth does not support the ECR operation {op} yet.")
             params = model.decode_body(body)
             model.validate_input(op, params)
             region = signed.region if signed is not None else self.default_region
+            note.region, note.request_parameters = region, params
             context = Context(client_ip, secure, request_tag_context(params))
             call = EcrCall(op, params, principal, region, host, context, self.services,
                            request_id)
             for resource in default_resources(call):
                 await call.allow(f"ecr:{op}", resource)
             result = await handler(call)
+            note.response_elements = result
             out = json.dumps(result, separators=(",", ":"), default=str).encode()
             return 200, {"Content-Type": errors.CONTENT_TYPE, "x-amzn-RequestId": request_id}, out
         except (sigv4.SigV4Error, model.RequestError) as e:
