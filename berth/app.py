@@ -20,9 +20,11 @@ from berth.api.ecr import operations as ecr_operations
 from berth.api.ecr.app import EcrApi, Services
 from berth.api.iam import operations as iam_operations
 from berth.api.iam.app import IamQueryApi
+from berth.api.limits import Limits, Rate, send_oci_throttled
 from berth.api.oci import app as oci
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
+from berth.api.oci.http import header as oci_header
 from berth.api.registry_audit import AuditedWrites
 from berth.audit import AuditTrail
 from berth.config import Settings
@@ -81,6 +83,8 @@ class BerthApp:
         self.uploads: Uploads | None = None
         self.worker: Worker | None = None
         self.audited_writes: AuditedWrites | None = None
+        self.limits: Limits | None = None
+        self.authn: Authenticator | None = None
         self.web = Starlette(routes=[
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
@@ -114,8 +118,14 @@ class BerthApp:
             self.audited_writes = AuditedWrites(trail, authn, s.default_account, s.default_region)
         else:
             log.warning("audit trail off (BERTH_AUDIT=0)")
-        self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region, audit=trail),
-                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS, audit=trail))
+        limits = Limits(Rate.of(s.rate_limit_account, s.rate_limit_account_burst),
+                        Rate.of(s.rate_limit_principal, s.rate_limit_principal_burst))
+        self.limits = limits if limits.on else None
+        self.authn = authn
+        self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region, audit=trail,
+                                           limits=self.limits),
+                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS, audit=trail,
+                                                limits=self.limits))
         if s.job_workers > 0:
             self.worker = await start_worker(s, self.db, self.uploads, s.job_workers)
         else:
@@ -136,6 +146,8 @@ class BerthApp:
             path: str = scope["path"]
             if path.startswith("/v2") and (len(path) == 3 or path[3] == "/"):
                 face = self.oci  # started by the lifespan protocol only, never by a request
+                if face is not None and self.limits is not None and await self._throttled(scope, send):
+                    return
                 if face is not None and self.audited_writes is not None:
                     await self.audited_writes(face, scope, receive, send)
                     return
@@ -165,6 +177,15 @@ class BerthApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _throttled(self, scope: Scope, send: Send) -> bool:
+        """A /v2 request over its caller's rate (berth/api/limits.py): answered 429 here."""
+        assert self.limits is not None and self.authn is not None
+        principal = self.authn.registry_principal(oci_header(scope, b"authorization"))
+        if principal is None or not (wait := self.limits.check(principal)):
+            return False
+        await send_oci_throttled(send, wait)
+        return True
 
     async def _healthz(self, request: Request) -> Any:
         return PlainTextResponse("ok")

@@ -56,6 +56,10 @@ class Settings:
     master_key_file: str = ""  # the key that seals secrets in the database; empty: <data_dir>/keys/master.key
     audit: bool = True  # the audit trail of control-plane calls and registry writes (`berth audit`)
     audit_retention_days: int = 90  # records older than this are pruned (hourly); 0: kept forever
+    rate_limit_account: int = 0  # requests per second per account, per process (berth/api/limits.py); 0: off
+    rate_limit_account_burst: int = 0  # the account bucket's size; 0: twice the rate
+    rate_limit_principal: int = 0  # requests per second per principal (user, role session), per process; 0: off
+    rate_limit_principal_burst: int = 0
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -70,6 +74,9 @@ class Settings:
             raise ConfigError("--job-workers must be 0 (off) or more")
         if self.job_lease_seconds < 1:
             raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
+        if min(self.rate_limit_account, self.rate_limit_account_burst, self.rate_limit_principal,
+               self.rate_limit_principal_burst) < 0:
+            raise ConfigError("BERTH_RATE_LIMIT_* must be 0 (off) or more")
         if self.audit_retention_days < 0:
             raise ConfigError("BERTH_AUDIT_RETENTION_DAYS must be 0 (keep forever) or more")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up

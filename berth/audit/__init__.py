@@ -77,6 +77,7 @@ class AuditNote:
     error_message: str | None = None
     request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     event_type: str = "AwsApiCall"
+    retry_after: float = 0.0  # a throttled call: the seconds its Retry-After header says
 
     def caller(self, principal: Any) -> None:
         """Fill the identity from a berth.iam.authz.Principal."""

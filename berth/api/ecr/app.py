@@ -16,6 +16,7 @@ from typing import Any
 from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.ecr import errors, model
 from berth.api.ecr.errors import EcrError
+from berth.api.limits import Limits, message, retry_after
 from berth.audit import AuditNote, AuditTrail, json_error, user_agent
 from berth.iam import sigv4
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn, request_tag_context
@@ -96,7 +97,9 @@ def default_resources(call: EcrCall) -> list[str]:
 
 class EcrApi:
     def __init__(self, services: Services, authenticator: Authenticator,
-                 operations: dict[str, Handler], default_region: str, audit: AuditTrail | None = None) -> None:
+                 operations: dict[str, Handler], default_region: str, audit: AuditTrail | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits
         self.services = services
         self.authn = authenticator
         self.operations = operations
@@ -107,6 +110,8 @@ class EcrApi:
                      client_ip: str, secure: bool, host: str) -> tuple[int, dict[str, str], bytes]:
         note = AuditNote("ecr.amazonaws.com", client_ip, user_agent(headers), region=self.default_region)
         out = await self._handle(method, raw_path, query, headers, body, target, client_ip, secure, host, note)
+        if note.retry_after:
+            out[1]["Retry-After"] = retry_after(note.retry_after)
         if self.audit is not None:
             if out[0] != 200:
                 note.error_code, note.error_message = json_error(out[2])
@@ -127,6 +132,9 @@ class EcrApi:
             except UnknownAccessKey as e:
                 raise EcrError("UnrecognizedClientException", e.message) from None
             note.caller(principal)
+            if self.limits is not None and (wait := self.limits.check(principal)):
+                note.retry_after = wait
+                raise EcrError("ThrottlingException", message(wait))
             handler = self.operations.get(op)
             if handler is None:  # said before any validation: whatever the parameters, it cannot work
                 raise EcrError("ValidationException", f"Berth does not support the ECR operation {op} yet.")

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.iam import model, xml
+from berth.api.limits import Limits, message, retry_after
 from berth.audit import SOURCES, AuditNote, AuditTrail, user_agent, xml_error
 from berth.iam import sigv4
 from berth.iam.authz import Authorizer, Context, Principal, principal_arn, role_arn
@@ -40,6 +41,7 @@ STATUS: dict[str, int] = {
     "ValidationError": 400,
     "MalformedQueryString": 400,
     "ServiceFailure": 500,
+    "Throttling": 400,  # a rate limit (berth/api/limits.py), with Retry-After
 }
 
 SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {
@@ -271,7 +273,9 @@ def _content_type(headers: Any) -> str:
 
 class IamQueryApi:
     def __init__(self, identity: IdentityService, authenticator: Authenticator, authorizer: Authorizer,
-                 operations: dict[tuple[str, str], Operation] | None = None, audit: AuditTrail | None = None) -> None:
+                 operations: dict[tuple[str, str], Operation] | None = None, audit: AuditTrail | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits
         self.identity = identity
         self.authn = authenticator
         self.authz = authorizer
@@ -282,6 +286,8 @@ class IamQueryApi:
                      secure: bool, host: str) -> tuple[int, dict[str, str], bytes]:
         note = AuditNote("iam.amazonaws.com", client_ip, user_agent(headers))
         out = await self._handle(method, raw_path, query, headers, body, client_ip, secure, host, note)
+        if note.retry_after:
+            out[1]["Retry-After"] = retry_after(note.retry_after)
         if self.audit is not None:
             if out[0] != 200:
                 note.error_code, note.error_message = xml_error(out[2])
@@ -313,6 +319,9 @@ class IamQueryApi:
                 principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body,
                                                               service=service)
                 note.caller(principal)
+                if self.limits is not None and (wait := self.limits.check(principal)):
+                    note.retry_after = wait
+                    raise model.QueryError("Throttling", message(wait))
             op_model = model.operation_model(service, action)
             if op_model is None or (version is not None and version != model.api_version(service)):
                 raise model.QueryError("InvalidAction", f"Could not find operation {action} for version {version}")
