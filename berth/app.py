@@ -112,7 +112,8 @@ class BerthApp:
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
-                            Images(registry), RepositoryAdmin(self.db))
+                            Images(registry), RepositoryAdmin(self.db), default_account=s.default_account,
+                            default_region=s.default_region)
         trail = AuditTrail(self.db, s.default_account) if s.audit else None
         if trail is not None:
             self.audited_writes = AuditedWrites(trail, authn, s.default_account, s.default_region)

@@ -41,6 +41,8 @@ class Services:
     domain: str
     images: Images
     repositories: RepositoryAdmin
+    default_account: str = "123456789012"  # what a plain registry host (no <id>.dkr.ecr.… name) selects
+    default_region: str = "us-east-1"
 
 
 @dataclass
