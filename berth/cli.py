@@ -317,6 +317,31 @@ def audit(
     _run_jobs_cli(show, s, start, end, principal, event, account, limit, as_json)
 
 
+cert_cli = typer.Typer(no_args_is_help=True, help="TLS certificates for the registry's host names.")
+cli.add_typer(cert_cli, name="cert")
+
+
+@cert_cli.command("create")
+def cert_create(
+    out: Path = typer.Option(Path("./berth-certs"), "--out", help="Directory for ca.crt, ca.key, server.crt, "
+                             "server.key (an existing CA there is reused)."),
+    domain: str = typer.Option(None, "--domain", help="The registry domain (default: BERTH_REGISTRY_DOMAIN)."),
+    region: list[str] = typer.Option(None, "--region", help="A region to name (repeatable; default: the served "
+                                     "regions)."),
+    host: list[str] = typer.Option(None, "--host", help="Another host name or IP address (repeatable)."),
+    days: int = typer.Option(825, "--days", help="Validity of the server certificate."),
+) -> None:
+    """A private CA and a server certificate for <id>.dkr.ecr.<region>.<domain> and api.ecr.<region>.<domain>."""
+    from berth.certs import create
+
+    s = _settings()
+    issued = create(out, domain or s.registry_domain, list(region or s.served_regions), list(host or []), days)
+    typer.echo(f"berth: {'new CA' if issued.new_ca else 'CA kept'} {issued.ca_cert}; server certificate "
+               f"{issued.cert} (key {issued.key}) for {', '.join(issued.names)}", err=True)
+    typer.echo(f"berth serve --port 443 --tls-cert {issued.cert} --tls-key {issued.key}   # clients trust "
+               f"{issued.ca_cert}", err=True)
+
+
 @jobs_cli.command("list")
 def jobs_list(
     state: str = typer.Option(None, "--state", help="queued | running | done | dead"),
