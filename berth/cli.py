@@ -148,12 +148,16 @@ def _bootstrap(s: Settings, account: str, key_id: str | None, secret: str | None
 
     from berth.app import bootstrap_account
     from berth.iam.errors import IamError
+    from berth.keys import KeyError_
 
     try:
         created = asyncio.run(bootstrap_account(s, account, key_id, secret))
     except IamError as e:
         typer.echo(f"berth: {e.message}", err=True)
         raise typer.Exit(1) from None
+    except KeyError_ as e:  # the master key does not open this database's secrets
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
     if created is None:
         return False
     if secret:  # a secret given to Berth is never printed back

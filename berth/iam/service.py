@@ -158,6 +158,9 @@ class IdentityService:
         """Seal every sealed column's values still in plain text (rows written by an older Berth)."""
         n = 0
         for col in SEALED:
+            values = await self.db.read(qs.values, col.table, col.id_column, col.value_column)
+            if all(v.startswith("enc1:") for _, v in values):
+                continue  # the usual start: nothing to lock or write
             def change(row_id: str, value: str, col: Any = col) -> str | None:
                 return None if value.startswith("enc1:") else self.keys.seal(value, col.context(row_id))
             n += await self.db.write(qs.rewrite, col.table, col.id_column, col.value_column, change)

@@ -227,3 +227,19 @@ def test_no_secret_in_the_log(server: BerthServer, tmp_path: Path) -> None:
 
     for value in json.loads(raw_master)["keys"].values():
         assert value not in log
+
+
+def test_the_wrong_master_key_is_a_one_line_refusal(tmp_path: Path) -> None:
+    srv = BerthServer(tmp_path / "data", args=["--auth", "iam"],
+                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET})
+    srv.start()
+    srv.stop()
+    other = tmp_path / "other.key"
+    MasterKey.load_or_create(other)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+    env.update(BERTH_MASTER_KEY_FILE=str(other))
+    r = subprocess.run([sys.executable, "-m", "berth", "serve", "--data-dir", str(srv.data_dir), "--port",
+                        str(srv.port), "--auth", "iam"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "which the master key file" in r.stderr and "BERTH_MASTER_KEY_FILE" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) <= 2

@@ -126,3 +126,25 @@ def test_migration_seals_plain_rows(backend: str, tmp_path: Path, request: pytes
     assert all(is_sealed(v) for _, v in rows) and len(rows) == 2
     assert secret == "old-plain-secret-0123456789"
     assert token_key == bytes.fromhex("ab" * 32)
+
+
+def test_audit_prune_is_a_periodic_job_when_retention_is_set(tmp_path: Path) -> None:
+    from berth.app import job_handlers
+    from berth.audit import PRUNE_EVERY, PRUNE_JOB
+    from berth.registry.uploads import Uploads
+    from berth.storage.filesystem import FilesystemBlobStore
+
+    async def kinds(days: int) -> list[str]:
+        db = SqliteBackend(tmp_path / "x.db")
+        uploads = Uploads(db, FilesystemBlobStore(tmp_path / "blobs"))
+        try:
+            h = job_handlers(db, uploads, days)
+            kind = h.get(PRUNE_JOB)
+            assert kind is None or kind.interval == PRUNE_EVERY
+            return h.kinds()
+        finally:
+            uploads.close()
+            await db.close()
+
+    assert PRUNE_JOB in asyncio.run(kinds(30))
+    assert PRUNE_JOB not in asyncio.run(kinds(0))
