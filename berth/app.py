@@ -57,7 +57,6 @@ async def open_backend(settings: Settings) -> Backend:
     return SqliteBackend(settings.sqlite_path)
 
 
-
 async def open_blob_store(settings: Settings) -> BlobStore:
     """The BlobStore the storage URL names; an S3 bucket is checked (exists, credentials work) first."""
     storage = settings.storage

@@ -52,7 +52,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     try:
         srv = BerthServer(base / "data", database_url=url, args=["--auth", "iam"],
                           env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET,
-                               "BERTH_LOG_LEVEL": "debug"}).start()
+                               "BERTH_LOG_LEVEL": "debug", "BERTH_MASTER_KEY_FILE": ""}).start()
     finally:
         os.umask(old)
     srv.settle = 1.5 if url else 0.0  # type: ignore[attr-defined]  # PostgreSQL caches trust for a second
