@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from berth import audit
 from berth.api import control
 from berth.api.auth import Authenticator, IamAuthenticator, OpenAuthenticator
 from berth.api.control import ControlPlane
@@ -21,10 +22,14 @@ from berth.api.ecr import operations as ecr_operations
 from berth.api.ecr.app import EcrApi, Services
 from berth.api.iam import operations as iam_operations
 from berth.api.iam.app import IamQueryApi
+from berth.api.limits import Limits, Rate, send_oci_throttled
 from berth.api.oci import app as oci
 from berth.api.oci.app import OciApi
 from berth.api.oci.http import Receive, Scope, Send
+from berth.api.oci.http import header as oci_header
+from berth.api.registry_audit import AuditedWrites
 from berth.api.secrets.app import SecretsApi
+from berth.audit import AuditTrail
 from berth.config import Settings
 from berth.db.observe import store_counts
 from berth.db.scanning import REMATCH_JOB, SCAN_JOB, SIGN_JOB
@@ -34,6 +39,7 @@ from berth.iam.authz import Authorizer, Context, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
 from berth.iam.service import IdentityService
 from berth.jobs import Handlers, JobQueue, Worker, tasks
+from berth.keys.files import prepare_data_dir, secure_sqlite
 from berth.lifecycle import gc
 from berth.lifecycle import jobs as lifecycle_jobs
 from berth.lifecycle.service import LifecycleService
@@ -69,6 +75,7 @@ async def open_backend(settings: Settings) -> Backend:
         return await PostgresBackend.connect(settings.database_url)
     from berth.db.sqlite import SqliteBackend
 
+    secure_sqlite(settings.sqlite_path)
     return SqliteBackend(settings.sqlite_path)
 
 
@@ -101,6 +108,8 @@ class BerthApp:
         self._metrics_sources: MetricsSources | None = None
         self._authn: Authenticator | None = None
         self._authz: Authorizer | None = None
+        self.audited_writes: AuditedWrites | None = None
+        self.limits: Limits | None = None
         self.web = Starlette(routes=[
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
@@ -109,10 +118,10 @@ class BerthApp:
 
     async def startup(self) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        master, _ = prepare_data_dir(s)
         self.db = await open_backend(s)
         blobs = await open_blob_store(s)
-        self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours)
+        self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours, keys=master)
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push,
                                    refresh_after=s.gc_grace_seconds / 2)
         templates = Templates(self.db)
@@ -123,7 +132,9 @@ class BerthApp:
         self.pull_through = PullThroughCache(registry, rules, templates, s.data_dir / "pullthrough-spool",
                                              staleness=s.pull_through_staleness_hours * 3600.0)
         registry.pull_through = self.pull_through
-        identity = IdentityService(self.db, jwks_dir=Path(s.oidc_jwks_dir) if s.oidc_jwks_dir else None)
+        identity = IdentityService(self.db, jwks_dir=Path(s.oidc_jwks_dir) if s.oidc_jwks_dir else None,
+                                   keys=master)
+        await identity.seal_plaintext()  # rows an older Berth wrote in plain text
         await identity.ensure_signing_key()
         await identity.ensure_account(s.default_account)
         authn: Authenticator
@@ -141,9 +152,20 @@ class BerthApp:
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
                             Images(registry), RepositoryAdmin(self.db), LifecycleService(self.db),
                             ReplicationService(self.db), templates, rules, ScanService(self.db, blobs),
-                            SigningService(self.db))
-        self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region),
-                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS),
+                            SigningService(self.db), default_account=s.default_account,
+                            default_region=s.default_region)
+        trail = AuditTrail(self.db, s.default_account) if s.audit else None
+        if trail is not None:
+            self.audited_writes = AuditedWrites(trail, authn, s.default_account, s.default_region)
+        else:
+            log.warning("audit trail off (BERTH_AUDIT=0)")
+        limits = Limits(Rate.of(s.rate_limit_account, s.rate_limit_account_burst),
+                        Rate.of(s.rate_limit_principal, s.rate_limit_principal_burst))
+        self.limits = limits if limits.on else None
+        self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region, audit=trail,
+                                           limits=self.limits),
+                                    IamQueryApi(identity, authn, authz, iam_operations.OPERATIONS, audit=trail,
+                                                limits=self.limits),
                                     SecretsApi(secrets, authn, authz, s.default_region))
         if s.job_workers > 0:
             self.worker = await start_worker(s, self.db, self.uploads, s.job_workers, blobs)
@@ -167,6 +189,11 @@ class BerthApp:
             path: str = scope["path"]
             if path.startswith("/v2") and (len(path) == 3 or path[3] == "/"):
                 face = self.oci  # started by the lifespan protocol only, never by a request
+                if face is not None and self.limits is not None and await self._throttled(scope, send):
+                    return
+                if face is not None and self.audited_writes is not None:
+                    await self.audited_writes(face, scope, receive, send)
+                    return
                 await (oci.unavailable(scope, send) if face is None else face(scope, receive, send))
                 return
             if path == "/" and (scope["method"] == "POST" or b"Action=" in scope.get("query_string", b"")):
@@ -193,6 +220,15 @@ class BerthApp:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _throttled(self, scope: Scope, send: Send) -> bool:
+        """A /v2 request over its caller's rate (berth/api/limits.py): answered 429 here."""
+        assert self.limits is not None and self._authn is not None
+        principal = self._authn.registry_principal(oci_header(scope, b"authorization"))
+        if principal is None or not (wait := self.limits.check(principal)):
+            return False
+        await send_oci_throttled(send, wait)
+        return True
 
     async def _healthz(self, request: Request) -> Any:
         return PlainTextResponse("ok")
@@ -230,6 +266,9 @@ def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None
     """Every job kind Berth runs, and its handler."""
     s = settings or Settings()
     handlers = Handlers()
+    retention = s.audit_retention_days if settings is not None and s.audit else 0
+    if retention > 0:
+        handlers.periodic(audit.PRUNE_JOB, audit.PRUNE_EVERY, audit.prune_job(AuditTrail(db, ""), retention))
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
     registry = RegistryService(db, uploads.blobs, uploads)
     replicator = Replicator(db, registry, s.served_regions, peers=PeerDirectory(db, registry).target)
@@ -288,10 +327,10 @@ async def run_worker(settings: Settings) -> None:
     import signal
 
     s = settings
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    master, _ = prepare_data_dir(s)
     db = await open_backend(s)
     blobs = await open_blob_store(s)
-    uploads = Uploads(db, blobs, max_age_hours=s.upload_max_age_hours)
+    uploads = Uploads(db, blobs, max_age_hours=s.upload_max_age_hours, keys=master)
     try:
         # a split deployment runs `serve --job-workers 0`; the same settings here still run jobs
         worker = await start_worker(s, db, uploads, s.job_workers or Settings.job_workers, blobs)
@@ -316,10 +355,10 @@ def create_app(settings: Settings) -> Observe:
 async def bootstrap_account(settings: Settings, account: str, key_id: str | None = None,
                             secret: str | None = None) -> tuple[str, str] | None:
     """Ensure `account` and its administrator exist; the credentials created now, if any."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    master, _ = prepare_data_dir(settings)
     db = await open_backend(settings)
     try:
-        identity = IdentityService(db)
+        identity = IdentityService(db, keys=master)
         await identity.ensure_signing_key()
         return await identity.bootstrap(account, key_id or None, secret or None)
     finally:

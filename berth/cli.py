@@ -14,7 +14,7 @@ import typer
 from berth.config import ConfigError, Settings
 from berth.config_cli import config_cli
 from berth.lifecycle.cli import app as lifecycle_cli
-from berth.storage.urls import S3Storage
+from berth.storage.urls import FileStorage, S3Storage
 
 cli = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Berth: a registry that speaks ECR.")
@@ -103,6 +103,7 @@ def serve(
     except startup.StartupError as e:
         typer.echo(f"berth: {e}", err=True)
         raise typer.Exit(2) from None
+    _prepare(s)  # the data dir's modes and the master key
     _migrate(s)  # in its own process, so the serving processes never load Alembic
     if s.auth == "iam":
         _bootstrap(s, s.default_account, s.admin_access_key_id, s.admin_secret_access_key)
@@ -154,7 +155,7 @@ def worker(data_dir: Path = DataDir, database_url: str = DatabaseUrl, job_worker
     from berth.app import run_worker
 
     s = _settings(data_dir=data_dir, database_url=database_url, job_workers=job_workers, storage_url=storage_url)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(s)
     _migrate(s)
     import logging
 
@@ -162,6 +163,19 @@ def worker(data_dir: Path = DataDir, database_url: str = DatabaseUrl, job_worker
     typer.echo(f"berth: job worker on {'PostgreSQL' if s.uses_postgres else 'SQLite'} (data {s.data_dir}, "
                f"blobs {_describe(s)})", err=True)
     asyncio.run(run_worker(s))
+def _prepare(s: Settings) -> None:
+    """The data dir 0700, the database 0600, the master key: before anything (a migration) writes them."""
+    from berth.keys import KeyError_
+    from berth.keys.files import prepare_data_dir
+
+    try:
+        for warning in prepare_data_dir(s)[1]:
+            typer.echo(f"berth: warning: {warning}", err=True)
+    except (KeyError_, OSError) as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _describe(s: Settings) -> str:
     st = s.storage
     if isinstance(st, S3Storage):
@@ -201,7 +215,7 @@ def db_upgrade(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> Non
     from berth.db.migrate import sqlalchemy_url, upgrade
 
     s = _settings(data_dir=data_dir, database_url=database_url)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(s)
     upgrade(sqlalchemy_url(s.database_url, s.sqlite_path))
 
 
@@ -218,18 +232,89 @@ def _bootstrap(s: Settings, account: str, key_id: str | None, secret: str | None
 
     from berth.app import bootstrap_account
     from berth.iam.errors import IamError
+    from berth.keys import KeyError_
 
     try:
         created = asyncio.run(bootstrap_account(s, account, key_id, secret))
     except IamError as e:
         typer.echo(f"berth: {e.message}", err=True)
         raise typer.Exit(1) from None
+    except KeyError_ as e:  # the master key does not open this database's secrets
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
     if created is None:
         return False
+    if secret:  # a secret given to Berth is never printed back
+        typer.echo(f"berth: account {account}: administrator 'admin' created with access key {created[0]} "
+                   "and the secret access key given", err=True)
+        return True
     typer.echo(f"berth: account {account}: administrator 'admin' created; its credentials (shown once):", err=True)
     typer.echo(f"export AWS_ACCESS_KEY_ID={created[0]} AWS_SECRET_ACCESS_KEY={created[1]} "
                f"AWS_DEFAULT_REGION={s.default_region}")
     return True
+
+
+@admin_cli.command("rotate-master-key")
+def rotate_master_key(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """Seal every secret in the database with a new master key (safe while Berth serves)."""
+    from berth.keys.rotate import rotate_master_key as rotate
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _prepare(s)
+    _migrate(s)
+    old, new, n = _run_db(s, lambda db: rotate(db, s.master_key_path))
+    typer.echo(f"berth: master key {', '.join(old)} -> {new}: {n} secrets sealed again ({s.master_key_path})",
+               err=True)
+
+
+@admin_cli.command("rotate-token-key")
+def rotate_token_key(
+    retire_hours: float = typer.Option(192, "--retire-hours", help="Remove keys superseded longer ago than this "
+                                       "(longer than any token, session or upload id they signed)."),
+    data_dir: Path = DataDir, database_url: str = DatabaseUrl,
+) -> None:
+    """A new registry token key: new tokens use it, tokens signed before keep working until they expire."""
+    from berth.iam.service import IdentityService
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _prepare(s)
+    _migrate(s)
+    master = _master(s)
+
+    async def rotate(db: object) -> tuple[str, list[str]]:
+        identity = IdentityService(db, keys=master)  # type: ignore[arg-type]
+        await identity.ensure_signing_key()
+        return await identity.rotate_token_key(retire_hours)
+
+    new, removed = _run_db(s, rotate)
+    typer.echo(f"berth: token key {new} signs from now on" + (f"; removed {', '.join(removed)}" if removed else ""),
+               err=True)
+
+
+def _master(s: Settings):  # type: ignore[no-untyped-def]
+    from berth.keys import MasterKey
+
+    return MasterKey.load(s.master_key_path)
+
+
+def _run_db(s: Settings, fn: Callable[..., Awaitable[object]]) -> Any:
+    import asyncio
+
+    from berth.app import open_backend
+    from berth.keys import KeyError_
+
+    async def main() -> object:
+        db = await open_backend(s)
+        try:
+            return await fn(db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(main())
+    except KeyError_ as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 @admin_cli.command("create-account")
@@ -242,10 +327,107 @@ def create_account(
 ) -> None:
     """Create an account with its first administrator and print its credentials."""
     s = _settings(data_dir=data_dir, database_url=database_url)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
+    _prepare(s)
     _migrate(s)
     if not _bootstrap(s, account_id, access_key_id, secret_access_key):
         typer.echo(f"berth: account {account_id} already has an administrator key", err=True)
+
+
+@cli.command()
+def backup(
+    dest: Path = typer.Argument(..., help="A new (or empty) directory for the backup."),
+    link: bool = typer.Option(False, "--link", help="Hard-link blobs instead of copying them (same filesystem: "
+                              "instant, but no protection against losing the disk)."),
+    master_key: bool = typer.Option(True, "--master-key/--no-master-key", help="Copy the master key into the "
+                                    "backup (without it, no secret in the backup opens)."),
+    data_dir: Path = DataDir,
+) -> None:
+    """A consistent copy of the embedded registry (SQLite + blobs), while it serves."""
+    from berth.backup import BackupError
+    from berth.backup import backup as run
+
+    s = _settings(data_dir=data_dir)
+    if s.uses_postgres or not isinstance(s.storage, FileStorage):
+        typer.echo("berth: backup covers the embedded default (SQLite and blobs on the filesystem); for "
+                   "PostgreSQL and S3, see the README's Backups section", err=True)
+        raise typer.Exit(2)
+    try:
+        out = run(s.sqlite_path, s.storage.root, s.master_key_path if master_key else None, dest, link=link)
+    except (BackupError, OSError) as e:
+        typer.echo(f"berth: backup failed: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"berth: backup {dest}: {out.images} images, {out.blobs} blobs ({out.bytes} bytes, {out.linked} "
+               f"linked) in {out.seconds:.1f} s", err=True)
+
+
+@cli.command()
+def restore(
+    src: Path = typer.Argument(..., help="A directory written by `berth backup`."),
+    data_dir: Path = typer.Option(..., "--data-dir", help="A new (or empty) data directory to restore into."),
+    link: bool = typer.Option(False, "--link", help="Hard-link blobs from the backup instead of copying them."),
+    verify: bool = typer.Option(False, "--verify", help="Check every blob's sha256 first (sizes are always checked)."),
+) -> None:
+    """Bring a backup back into a new data dir; then `berth serve --data-dir DIR`."""
+    from berth.backup import BackupError
+    from berth.backup import restore as run
+
+    try:
+        out = run(src, data_dir, link=link, verify=verify)
+    except (BackupError, OSError) as e:
+        typer.echo(f"berth: restore failed: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"berth: restored {out.images} images, {out.blobs} blobs ({out.bytes} bytes) into {data_dir}", err=True)
+
+
+@cli.command()
+def audit(
+    since: str = typer.Option(None, "--since", help="From this time: ISO 8601, or an age (15m, 2h, 7d)."),
+    until: str = typer.Option(None, "--until", help="Before this time (same forms)."),
+    principal: str = typer.Option(None, "--principal", help="Only calls by this ARN."),
+    event: str = typer.Option(None, "--event", help="Only this event name (PutImage, CreateAccessKey, …)."),
+    account: str = typer.Option(None, "--account", help="Only this account."),
+    limit: int = typer.Option(100, "--limit", help="The newest this many records, shown oldest first."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines: one CloudTrail-shaped record each."),
+    data_dir: Path = DataDir, database_url: str = DatabaseUrl,
+) -> None:
+    """The audit trail: control-plane calls and registry writes, as a table or JSON lines."""
+    from berth.audit.cli import parse_time, show
+
+    try:
+        start = parse_time(since) if since else None
+        end = parse_time(until) if until else None
+    except ValueError as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    _prepare(s)
+    _migrate(s)
+    _run_jobs_cli(show, s, start, end, principal, event, account, limit, as_json)
+
+
+cert_cli = typer.Typer(no_args_is_help=True, help="TLS certificates for the registry's host names.")
+cli.add_typer(cert_cli, name="cert")
+
+
+@cert_cli.command("create")
+def cert_create(
+    out: Path = typer.Option(Path("./berth-certs"), "--out", help="Directory for ca.crt, ca.key, server.crt, "
+                             "server.key (an existing CA there is reused)."),
+    domain: str = typer.Option(None, "--domain", help="The registry domain (default: BERTH_REGISTRY_DOMAIN)."),
+    region: list[str] = typer.Option(None, "--region", help="A region to name (repeatable; default: the served "
+                                     "regions)."),
+    host: list[str] = typer.Option(None, "--host", help="Another host name or IP address (repeatable)."),
+    days: int = typer.Option(825, "--days", help="Validity of the server certificate."),
+) -> None:
+    """A private CA and a server certificate for <id>.dkr.ecr.<region>.<domain> and api.ecr.<region>.<domain>."""
+    from berth.certs import create
+
+    s = _settings()
+    issued = create(out, domain or s.registry_domain, list(region or s.served_regions), list(host or []), days)
+    typer.echo(f"berth: {'new CA' if issued.new_ca else 'CA kept'} {issued.ca_cert}; server certificate "
+               f"{issued.cert} (key {issued.key}) for {', '.join(issued.names)}", err=True)
+    typer.echo(f"berth serve --port 443 --tls-cert {issued.cert} --tls-key {issued.key}   # clients trust "
+               f"{issued.ca_cert}", err=True)
 
 
 @jobs_cli.command("list")

@@ -65,6 +65,13 @@ class Settings:
     gc_pin_hold_seconds: int = 900  # an upload's pin keeps its digest this long, whatever the grace
     pull_through_insecure: str = ""  # pull-through upstreams (host or host:port, comma-separated) allowed plain http
     pull_through_staleness_hours: float = 24.0  # a cached tag is checked against its upstream at most this often
+    master_key_file: str = ""  # the key that seals secrets in the database; empty: <data_dir>/keys/master.key
+    audit: bool = True  # the audit trail of control-plane calls and registry writes (`berth audit`)
+    audit_retention_days: int = 90  # records older than this are pruned (hourly); 0: kept forever
+    rate_limit_account: int = 0  # requests per second per account, per process (berth/api/limits.py); 0: off
+    rate_limit_account_burst: int = 0  # the account bucket's size; 0: twice the rate
+    rate_limit_principal: int = 0  # requests per second per principal (user, role session), per process; 0: off
+    rate_limit_principal_burst: int = 0
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -92,6 +99,11 @@ class Settings:
         if min(self.gc_grace_seconds, self.gc_interval_seconds, self.gc_pin_hold_seconds) < 0:
             raise ConfigError("BERTH_GC_GRACE_SECONDS, BERTH_GC_INTERVAL_SECONDS and BERTH_GC_PIN_HOLD_SECONDS "
                               "must be 0 or more")
+        if min(self.rate_limit_account, self.rate_limit_account_burst, self.rate_limit_principal,
+               self.rate_limit_principal_burst) < 0:
+            raise ConfigError("BERTH_RATE_LIMIT_* must be 0 (off) or more")
+        if self.audit_retention_days < 0:
+            raise ConfigError("BERTH_AUDIT_RETENTION_DAYS must be 0 (keep forever) or more")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
         self._check_regions()
 
@@ -118,6 +130,10 @@ class Settings:
         if self.database_url.startswith("sqlite:///"):
             return Path(self.database_url[len("sqlite:///"):])
         return self.data_dir / "berth.db"
+
+    @property
+    def master_key_path(self) -> Path:
+        return Path(self.master_key_file) if self.master_key_file else self.data_dir / "keys" / "master.key"
 
     @property
     def uses_postgres(self) -> bool:

@@ -181,3 +181,12 @@ def signing_keys() -> Txn[dict[str, str]]:
 def add_signing_key(key_id: str, secret: str, now: float) -> Txn[None]:
     yield Q("INSERT INTO signing_keys (id, secret, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
             (key_id, secret, now))
+
+
+def retire_signing_keys(superseded_before: float) -> Txn[list[str]]:
+    """Delete the keys superseded (by a newer key) before `superseded_before`; never the newest. Their ids."""
+    rows = yield Q("SELECT id, created_at FROM signing_keys ORDER BY created_at", (), "all", lock="UPDATE")
+    gone = [r[0] for r, nxt in zip(rows, rows[1:], strict=False) if nxt[1] < superseded_before]
+    for key_id in gone:
+        yield Q("DELETE FROM signing_keys WHERE id = ?", (key_id,))
+    return gone

@@ -135,7 +135,7 @@ access_keys = Table(
     Column("id", String(128), primary_key=True),
     Column("account_id", String(12), nullable=False),
     Column("user_name", String(64), nullable=False),
-    Column("secret", String(128), nullable=False),
+    Column("secret", Text, nullable=False),  # sealed by the master key (berth.keys), migration 0011
     Column("status", String(16), nullable=False, server_default="Active"),
     Column("created_at", Float, nullable=False),
     Index("ix_access_keys_user", "account_id", "user_name"),
@@ -154,7 +154,7 @@ signing_keys = Table(
     "signing_keys",
     metadata,
     Column("id", String(32), primary_key=True),
-    Column("secret", String(128), nullable=False),
+    Column("secret", Text, nullable=False),  # sealed by the master key (berth.keys), migration 0011
     Column("created_at", Float, nullable=False),
 )
 
@@ -619,4 +619,22 @@ image_signatures = Table(
     Column("failure_reason", Text, nullable=True),
     Column("signature_digest", String(160), nullable=True),  # the signature manifest
     Column("updated_at", Float, nullable=False),
+)
+
+
+# The audit trail: one CloudTrail-shaped record per control-plane call and registry write (migration 0011)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_time", Float, nullable=False),
+    Column("account_id", String(12), nullable=False),
+    Column("event_source", String(64), nullable=False),
+    Column("event_name", String(128), nullable=False),
+    Column("principal", String(2048), nullable=False),  # the caller's ARN, "" when anonymous
+    Column("error_code", String(128), nullable=True),
+    Column("record", Text, nullable=False),  # the whole record, JSON
+    Index("ix_audit_events_time", "event_time"),
+    Index("ix_audit_events_account", "account_id", "event_time"),
 )

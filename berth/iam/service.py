@@ -7,6 +7,7 @@ backend cannot tell (PostgreSQL).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import string
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from berth.db import iam as q
+from berth.db import sealed as qs
 from berth.db.iam import KeyRow, UserOutcome, UserRow
 from berth.db.store import Backend
 from berth.iam import sessions, tokens
@@ -34,6 +36,7 @@ from berth.iam.model import AccessKey, Role, User
 from berth.iam.oidc import IssuerKeys
 from berth.iam.policy import Policy, parse_policy
 from berth.iam.sessions import SessionClaims
+from berth.keys import SEALED, MasterKey
 
 ADMIN_USER = "admin"
 ADMIN_POLICY_NAME = "AdministratorAccess"
@@ -52,9 +55,26 @@ def _new_secret() -> str:
     return secrets.token_urlsafe(30)[:40]
 
 
+TOKEN_KEYS_REFRESH = 5.0  # seconds: how often a node re-reads the token keys (a rotation elsewhere)
+TOKEN_KEY_RETIRE_HOURS = 192  # a superseded token key still verifies this long: longer than any token,
+# session (36 h) or upload id (upload_max_age_hours, 168 by default) it signed
+
+
+def _key_context(key_id: str) -> str:
+    return f"access_keys:{key_id}"
+
+
+def _signing_context(key_id: str) -> str:
+    return f"signing_keys:{key_id}"
+
+
 class IdentityService:
-    def __init__(self, db: Backend, clock: Callable[[], float] = time.time, jwks_dir: Path | None = None) -> None:
+    def __init__(self, db: Backend, clock: Callable[[], float] = time.time, jwks_dir: Path | None = None,
+                 keys: MasterKey | None = None) -> None:
         self.db = db
+        self.keys = keys if keys is not None else MasterKey.ephemeral()  # seals secrets at rest
+        self._token_keys_loaded = 0.0
+        self._reload: asyncio.Task[None] | None = None
         self.clock = clock
         self._version: int | None = None
         self._checked = 0.0
@@ -109,11 +129,42 @@ class IdentityService:
     async def ensure_signing_key(self) -> None:
         if not await self.db.read(q.signing_keys):
             # A fixed first id: nodes starting together on an empty store all keep the one that won.
-            await self.db.write(q.add_signing_key, "k1", secrets.token_hex(32), self.clock())
+            await self.db.write(q.add_signing_key, "k1", self.keys.seal(secrets.token_hex(32), _signing_context("k1")),
+                                self.clock())
         await self._load_token_keys()
 
     async def _load_token_keys(self) -> None:
-        self._token_keys = {k: bytes.fromhex(v) for k, v in (await self.db.read(q.signing_keys)).items()}
+        rows = await self.db.read(q.signing_keys)
+        self._token_keys = {k: bytes.fromhex(self.keys.open(v, _signing_context(k))) for k, v in rows.items()}
+        self._token_keys_loaded = time.monotonic()
+
+    async def refresh_token_keys(self) -> None:
+        """Re-read the token keys when they were read more than a few seconds ago (a rotation elsewhere)."""
+        if time.monotonic() - self._token_keys_loaded > TOKEN_KEYS_REFRESH:
+            await self._load_token_keys()
+
+    async def rotate_token_key(self, retire_hours: float = TOKEN_KEY_RETIRE_HOURS) -> tuple[str, list[str]]:
+        """A new token key that signs from now on; the old ones keep verifying what they signed until
+        `retire_hours` after they were superseded, then go. Returns (new id, ids removed)."""
+        now = self.clock()
+        key_id = f"k{int(now * 1000):x}{secrets.token_hex(2)}"
+        await self.db.write(q.add_signing_key, key_id, self.keys.seal(secrets.token_hex(32), _signing_context(key_id)),
+                            now)
+        removed = await self.db.write(q.retire_signing_keys, now - retire_hours * 3600)
+        await self._load_token_keys()
+        return key_id, removed
+
+    async def seal_plaintext(self) -> int:
+        """Seal every sealed column's values still in plain text (rows written by an older Berth)."""
+        n = 0
+        for col in SEALED:
+            values = await self.db.read(qs.values, col.table, col.id_column, col.value_column)
+            if all(v.startswith("enc1:") for _, v in values):
+                continue  # the usual start: nothing to lock or write
+            def change(row_id: str, value: str, col: Any = col) -> str | None:
+                return None if value.startswith("enc1:") else self.keys.seal(value, col.context(row_id))
+            n += await self.db.write(qs.rewrite, col.table, col.id_column, col.value_column, change)
+        return n
 
     # users
 
@@ -153,7 +204,9 @@ class IdentityService:
             raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}")
         if key_id is not None and not _KEY_ID.fullmatch(key_id):
             raise InvalidInput("access key id must be 16-128 upper-case letters or digits")
-        key = KeyRow(key_id or _new_key_id(), account, user, secret or _new_secret(), "Active", self.clock())
+        key_id = key_id or _new_key_id()
+        plain = secret or _new_secret()
+        key = KeyRow(key_id, account, user, self.keys.seal(plain, _key_context(key_id)), "Active", self.clock())
         if await self.db.read(q.get_access_key, key.id) is not None:
             raise EntityAlreadyExists(f"access key {key.id} already exists")
         # The user's existence, the key limit and the id are checked again where the key is written.
@@ -164,11 +217,13 @@ class IdentityService:
             raise LimitExceeded(f"Cannot exceed quota for AccessKeysPerUser: {MAX_KEYS_PER_USER}")
         if outcome is UserOutcome.KEY_EXISTS:
             raise EntityAlreadyExists(f"access key {key.id} already exists")
-        return AccessKey.from_row(key)
+        return AccessKey(key.id, key.account_id, key.user_name, plain, key.status, key.created_at)
 
     async def list_access_keys(self, account: str, user: str) -> list[AccessKey]:
         await self.get_user(account, user)
-        return [AccessKey.from_row(k) for k in await self.db.read(q.list_access_keys, account, user)]
+        # without the secret: IAM shows it only once, from CreateAccessKey
+        return [AccessKey(k.id, k.account_id, k.user_name, "", k.status, k.created_at)
+                for k in await self.db.read(q.list_access_keys, account, user)]
 
     async def update_access_key(self, account: str, user: str, key_id: str, status: str) -> None:
         if status not in ("Active", "Inactive"):
@@ -187,7 +242,9 @@ class IdentityService:
             key = self._keys[key_id]
         else:
             row = await self.db.read(q.get_access_key, key_id)
-            key = None if row is None else AccessKey.from_row(row)
+            key = None if row is None else AccessKey(row.id, row.account_id, row.user_name,
+                                                     self.keys.open(row.secret, _key_context(row.id)),
+                                                     row.status, row.created_at)
             if len(self._keys) < 100_000:
                 self._keys[key_id] = key
         return key if key is not None and key.status == "Active" else None
@@ -206,6 +263,7 @@ class IdentityService:
     async def key_principal(self, key_id: str) -> tuple[Principal, str] | None:
         """The principal signing with an active key, and the key's secret; None for an unknown or
         inactive key. The principal's ARN carries the user's path, as IAM reports it."""
+        await self.refresh_token_keys()  # the control plane issues tokens: with the newest key
         key = await self.active_key(key_id)
         if key is None:
             return None
@@ -294,6 +352,7 @@ class IdentityService:
         """The principal and secret of temporary credentials; tokens.TokenError when invalid or expired."""
         if not token:
             raise tokens.TokenInvalid("The security token included in the request is invalid.")
+        self._unknown_key(token.split(".", 1)[0])
         claims = sessions.verify(token, self._token_keys, datetime.fromtimestamp(self.clock(), UTC))
         if claims.access_key_id != access_key_id:
             raise tokens.TokenInvalid("The security token included in the request is invalid.")
@@ -331,9 +390,24 @@ class IdentityService:
         return tokens.sign_download(self._token_keys[key_id], key_id, host, path, principal.arn, principal.claims(),
                                     expires)
 
+    def _unknown_key(self, key_id: str) -> None:
+        """A token signed with a key this node does not hold yet (a rotation elsewhere): re-read the keys
+        in the background, at most every few seconds; this token is refused, its retry passes."""
+        if key_id in self._token_keys or time.monotonic() - self._token_keys_loaded <= TOKEN_KEYS_REFRESH:
+            return
+        self._token_keys_loaded = time.monotonic()
+        try:
+            self._reload = asyncio.get_running_loop().create_task(self._load_token_keys())
+        except RuntimeError:  # no loop: nothing to schedule on
+            pass
+
     def verify_download(self, credentials: str) -> tokens.TokenClaims:
+        for part in credentials.rsplit("\n", 1)[-1].split("&"):
+            if part.startswith("X-Berth-Key="):
+                self._unknown_key(part[len("X-Berth-Key="):])
         return tokens.verify_download(credentials, self._token_keys, datetime.fromtimestamp(self.clock(), UTC))
 
     def verify_token(self, token: str) -> Any:
         """Claims of a valid token (no database call); raises tokens.TokenError otherwise."""
+        self._unknown_key(token.split(".", 1)[0])
         return tokens.verify(token, self._token_keys, datetime.fromtimestamp(self.clock(), UTC))

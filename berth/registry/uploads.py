@@ -29,6 +29,7 @@ from berth.db import iam as qi
 from berth.db import registry as q
 from berth.db import uploads as qu
 from berth.db.store import Backend
+from berth.keys import MasterKey
 from berth.registry import upload_ids
 from berth.registry.errors import (
     RETRY_AFTER,
@@ -75,8 +76,9 @@ class _Written:
 
 class Uploads:
     def __init__(self, db: Backend, blobs: BlobStore, clock: Callable[[], float] = time.time,
-                 max_age_hours: int = 168, claim_seconds: float = CLAIM_SECONDS) -> None:
+                 max_age_hours: int = 168, claim_seconds: float = CLAIM_SECONDS, keys: MasterKey | None = None) -> None:
         self.db = db
+        self.master_key = keys  # opens the sealed signing keys (None: only plain-text ones, in tests)
         self.blobs = blobs
         self.clock = clock
         self.max_age = max_age_hours * 3600
@@ -98,6 +100,8 @@ class Uploads:
             keys = {}
             for key_id, secret in (await self.db.read(qi.signing_keys)).items():
                 try:
+                    if self.master_key is not None:
+                        secret = self.master_key.open(secret, f"signing_keys:{key_id}")
                     keys[key_id] = bytes.fromhex(secret)
                 except ValueError:
                     continue

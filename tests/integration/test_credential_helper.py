@@ -58,10 +58,11 @@ def ecr(server: BerthServer) -> BaseClient:
 
 def test_one_authorization_entry_per_registry_id(server: BerthServer, ecr: BaseClient, tmp_path: Path) -> None:
     own = ecr.get_authorization_token()["authorizationData"]
-    assert [d["proxyEndpoint"] for d in own] == [f"http://{A}.dkr.ecr.{REGION}.localhost:{server.port}"]
+    # the default registry: the plain host the client called; another: its ECR name, with the port
+    assert [d["proxyEndpoint"] for d in own] == [f"http://127.0.0.1:{server.port}"]
     both = ecr.get_authorization_token(registryIds=[A, B])["authorizationData"]
-    assert [d["proxyEndpoint"] for d in both] == [f"http://{r}.dkr.ecr.{REGION}.localhost:{server.port}"
-                                                  for r in (A, B)]
+    assert [d["proxyEndpoint"] for d in both] == [f"http://127.0.0.1:{server.port}",
+                                                  f"http://{B}.dkr.ecr.{REGION}.localhost:{server.port}"]
     for entry in both:
         user, _, token = base64.b64decode(entry["authorizationToken"]).decode().partition(":")
         assert user == "AWS"
@@ -75,7 +76,7 @@ def test_one_authorization_entry_per_registry_id(server: BerthServer, ecr: BaseC
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert [d["proxyEndpoint"] for d in json.loads(done.stdout)["authorizationData"]] == [
-        f"http://{r}.dkr.ecr.{REGION}.localhost:{server.port}" for r in (B, A)]
+        f"http://{B}.dkr.ecr.{REGION}.localhost:{server.port}", f"http://127.0.0.1:{server.port}"]
 
 
 def test_an_expired_token_is_told_so(server: BerthServer, ecr: BaseClient, tmp_path: Path) -> None:

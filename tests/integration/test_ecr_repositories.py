@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -85,7 +86,9 @@ def expect_repo(repo: dict[str, Any], name: str, *, mutability: str = "MUTABLE",
     assert repo["repositoryArn"] == arn(name, account)
     assert repo["registryId"] == account
     assert repo["repositoryName"] == name
-    assert repo["repositoryUri"] == f"{account}.dkr.ecr.{REGION}.localhost/{name}"
+    # a host the client can use: the one it called for the default registry, else the ECR name with the port
+    want = r"127\.0\.0\.1:\d+" if account == ACCOUNT else re.escape(f"{account}.dkr.ecr.{REGION}.localhost") + r":\d+"
+    assert re.fullmatch(want + "/" + re.escape(name), repo["repositoryUri"]), repo["repositoryUri"]
     assert isinstance(repo["createdAt"], datetime) and abs(repo["createdAt"].timestamp() - time.time()) < 600
     assert repo["imageTagMutability"] == mutability
     assert repo.get("imageTagMutabilityExclusionFilters") == filters
@@ -294,7 +297,7 @@ def test_aws_cli_describe_repositories(server: BerthServer, ecr: BaseClient, tmp
     repo = next(r for r in out["repositories"] if r["repositoryName"] == "cli/repo-03")
     assert isinstance(repo.pop("createdAt"), float | int)  # epoch seconds on the wire
     assert repo == {"repositoryArn": arn("cli/repo-03"), "registryId": ACCOUNT, "repositoryName": "cli/repo-03",
-                    "repositoryUri": f"{ACCOUNT}.dkr.ecr.{REGION}.localhost/cli/repo-03",
+                    "repositoryUri": f"127.0.0.1:{server.port}/cli/repo-03",
                     "imageTagMutability": "MUTABLE", "imageScanningConfiguration": {"scanOnPush": False},
                     "encryptionConfiguration": {"encryptionType": "AES256"}}
 

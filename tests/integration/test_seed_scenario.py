@@ -49,7 +49,7 @@ def test_seed_scenario(server: BerthServer, tmp_path: Path) -> None:
     assert repo["repositoryName"] == "my-app"
     assert repo["registryId"] == "123456789012"
     assert repo["repositoryArn"] == "arn:aws:ecr:us-east-1:123456789012:repository/my-app"
-    assert repo["repositoryUri"] == "123456789012.dkr.ecr.us-east-1.localhost/my-app"
+    assert repo["repositoryUri"] == f"127.0.0.1:{server.port}/my-app"  # the host the client reached
     assert repo["imageTagMutability"] == "MUTABLE"
     assert repo["imageScanningConfiguration"] == {"scanOnPush": False}
     assert repo["encryptionConfiguration"] == {"encryptionType": "AES256"}

@@ -45,8 +45,8 @@ def test_control_plane_and_registry_over_https(tls: tuple[BerthServer, Path], tm
     ecr = boto3.client("ecr", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id=KEY,
                        aws_secret_access_key=SECRET, verify=str(certs / "ca.crt"))
     data = ecr.get_authorization_token()["authorizationData"][0]
-    # the registry host of the caller's registry, as the credential helpers expect it (port: not 443)
-    assert data["proxyEndpoint"] == f"https://123456789012.dkr.ecr.us-east-1.localhost:{server.port}"
+    # the registry host of the caller's registry: the plain host it called (with its port: not 443)
+    assert data["proxyEndpoint"] == f"https://127.0.0.1:{server.port}"
     token = base64.b64decode(data["authorizationToken"]).decode()
     assert token.startswith("AWS:")
     with httpx.Client(verify=ssl.create_default_context(cafile=certs / "ca.crt")) as http:

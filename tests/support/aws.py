@@ -80,10 +80,14 @@ def token_claims(token: str) -> dict[str, Any]:
 
 
 def signing_keys(db_path: Path) -> dict[str, bytes]:
-    """The registry-token signing keys, read from the server's SQLite metadata database."""
+    """The registry-token signing keys, read from the server's SQLite metadata database and opened with
+    its master key (<data dir>/keys/master.key)."""
+    from berth.keys import MasterKey
+
+    master = MasterKey.load(db_path.parent / "keys" / "master.key")
     with sqlite3.connect(db_path) as conn:
         rows = conn.execute("SELECT id, secret FROM signing_keys ORDER BY created_at").fetchall()
-    return {key_id: bytes.fromhex(secret) for key_id, secret in rows}
+    return {key_id: bytes.fromhex(master.open(secret, f"signing_keys:{key_id}")) for key_id, secret in rows}
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,22 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
     raise TimeoutError(url)
 
 
+_MASTER_KEYS: Path | None = None
+
+
+def shared_master_key(database_url: str) -> Path:
+    """The master key file of every test server on `database_url` (one per database, per test session)."""
+    global _MASTER_KEYS
+    if _MASTER_KEYS is None:
+        import atexit
+
+        _MASTER_KEYS = Path(tempfile.mkdtemp(prefix="berth-test-keys-"))
+        atexit.register(shutil.rmtree, _MASTER_KEYS, True)
+    import hashlib
+
+    return _MASTER_KEYS / (hashlib.sha256(database_url.encode()).hexdigest()[:16] + ".key")
+
+
 class BerthServer:
     """One `berth serve` process; restartable on the same data dir, database and port."""
 
@@ -67,6 +83,9 @@ class BerthServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.host = f"127.0.0.1:{self.port}"
         self.extra_env = dict(env or {})
+        if database_url and "BERTH_MASTER_KEY_FILE" not in self.extra_env:
+            # Nodes of one database share its master key (as a deployment mounts one key file on each)
+            self.extra_env["BERTH_MASTER_KEY_FILE"] = str(shared_master_key(database_url))
         self.args = list(args or [])
         if "--auth" not in self.args:  # the OCI suites run open; IAM suites pass --auth iam
             self.args += ["--auth", "none"]

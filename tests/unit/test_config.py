@@ -61,6 +61,13 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_ACCESS_LOG": "0",
         "BERTH_METRICS_PUBLIC": "1",
         "BERTH_DATABASE_WAIT_SECONDS": "3",
+        "BERTH_MASTER_KEY_FILE": "/run/secrets/berth-master.key",
+        "BERTH_AUDIT": "0",
+        "BERTH_AUDIT_RETENTION_DAYS": "30",
+        "BERTH_RATE_LIMIT_ACCOUNT": "100",
+        "BERTH_RATE_LIMIT_ACCOUNT_BURST": "200",
+        "BERTH_RATE_LIMIT_PRINCIPAL": "10",
+        "BERTH_RATE_LIMIT_PRINCIPAL_BURST": "0",
     }
     assert {"BERTH_" + f.name.upper() for f in fields(Settings)} == set(env)  # a new field needs a line here
     s = Settings.from_env(env)

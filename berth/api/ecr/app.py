@@ -16,6 +16,8 @@ from typing import Any
 from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.ecr import errors, model
 from berth.api.ecr.errors import EcrError
+from berth.api.limits import Limits, message, retry_after
+from berth.audit import AuditNote, AuditTrail, json_error, user_agent
 from berth.iam import sigv4
 from berth.iam.authz import Authorizer, Context, Principal, repository_arn, request_tag_context
 from berth.iam.errors import IamError
@@ -49,6 +51,8 @@ class Services:
     pull_through: PullThroughRules | None = None  # pull-through cache rules (ops_pullthrough.py)
     scanning: Any = None  # berth.scanning.service.ScanService
     signing: Any = None  # berth.scanning.signing.SigningService
+    default_account: str = "123456789012"  # what a plain registry host (no <id>.dkr.ecr.… name) selects
+    default_region: str = "us-east-1"
 
 
 @dataclass
@@ -108,19 +112,38 @@ def default_resources(call: EcrCall) -> list[str]:
 
 class EcrApi:
     def __init__(self, services: Services, authenticator: Authenticator,
-                 operations: dict[str, Handler], default_region: str) -> None:
+                 operations: dict[str, Handler], default_region: str, audit: AuditTrail | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits
         self.services = services
         self.authn = authenticator
         self.operations = operations
         self.default_region = default_region
         self._failures = FailureLog(log)
+        self.audit = audit
 
     async def handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, target: str,
                      client_ip: str, secure: bool, host: str,
-                     note: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]:
-        request_id = str(uuid.uuid4())
+                     log_note: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """`log_note` is the access log's (berth/observe), when it runs; the audit note is the trail's."""
+        note = AuditNote("ecr.amazonaws.com", client_ip, user_agent(headers), region=self.default_region)
+        out = await self._handle(method, raw_path, query, headers, body, target, client_ip, secure, host, note,
+                                 log_note)
+        if note.retry_after:
+            out[1]["Retry-After"] = retry_after(note.retry_after)
+        if self.audit is not None:
+            if out[0] != 200:
+                note.error_code, note.error_message = json_error(out[2])
+            await self.audit.record(note)
+        return out
+
+    async def _handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, target: str,
+                      client_ip: str, secure: bool, host: str, note: AuditNote,
+                      log_note: dict[str, Any] | None) -> tuple[int, dict[str, str], bytes]:
+        request_id = note.request_id
         try:
             op = model.target_to_operation(target)
+            note.event_name = op or target.rsplit(".", 1)[-1][:128]
             if op is None:
                 raise EcrError("UnknownOperationException", f"Unknown operation {target}")
             try:
@@ -128,20 +151,26 @@ class EcrApi:
                                                                     service="ecr")
             except UnknownAccessKey as e:
                 raise EcrError("UnrecognizedClientException", e.message) from None
-            if note is not None:
-                note.update(principal=principal.arn, account=principal.account, operation=op, face="ecr")
+            if log_note is not None:
+                log_note.update(principal=principal.arn, account=principal.account, operation=op, face="ecr")
+            note.caller(principal)
+            if self.limits is not None and (wait := self.limits.check(principal)):
+                note.retry_after = wait
+                raise EcrError("ThrottlingException", message(wait))
             handler = self.operations.get(op)
             if handler is None:  # said before any validation: whatever the parameters, it cannot work
                 raise EcrError("ValidationException", f"Berth does not support the ECR operation {op} yet.")
             params = model.decode_body(body)
             model.validate_input(op, params)
             region = signed.region if signed is not None else self.default_region
+            note.region, note.request_parameters = region, params
             context = Context(client_ip, secure, request_tag_context(params))
             call = EcrCall(op, params, principal, region, host, context, self.services,
-                           request_id, note)
+                           request_id, log_note)
             for resource in default_resources(call):
                 await call.allow(f"ecr:{op}", resource)
             result = await handler(call)
+            note.response_elements = result
             out = json.dumps(result, separators=(",", ":"), default=str).encode()
             return 200, {"Content-Type": errors.CONTENT_TYPE, "x-amzn-RequestId": request_id}, out
         except (sigv4.SigV4Error, model.RequestError) as e:

@@ -7,6 +7,7 @@ from typing import Any
 
 from berth.api.ecr.app import EcrCall, Handler
 from berth.api.ecr.errors import EcrError
+from berth.api.ecr.hosts import registry_host
 from berth.iam import tokens
 from berth.iam.policy import PolicyError
 from berth.iam.resources import ResourcePolicies
@@ -26,11 +27,8 @@ def proxy_endpoint(c: EcrCall, registry_id: str) -> str:
     """`<scheme>://<registryId>.dkr.ecr.<region>.<registry domain>[:port]`, the registry host the
     credential helpers (docker-credential-ecr-login) expect; the port only when not the scheme's default."""
     scheme = "https" if c.context.secure_transport else "http"
-    host = c.host.rsplit("]", 1)[-1]
-    port = host.rsplit(":", 1)[1] if ":" in host else ""
-    if port in ("", "443" if scheme == "https" else "80"):
-        port = ""
-    return f"{scheme}://{registry_id}.dkr.ecr.{c.region}.{c.services.domain}" + (f":{port}" if port else "")
+    return f"{scheme}://" + registry_host(c.host, c.context.secure_transport, registry_id, c.region, c.services.domain,
+                                          c.services.default_account, c.services.default_region)
 
 
 async def get_authorization_token(c: EcrCall) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from berth.api.ecr.app import EcrCall, Handler
+from berth.api.ecr.hosts import registry_host
 from berth.api.ecr.paging import decode_token, encode_token
 from berth.iam.authz import repository_arn
 from berth.registry.model import Encryption, Mutability, Repository
@@ -28,7 +29,9 @@ def repository_shape(c: EcrCall, repo: Repository) -> dict[str, Any]:
         "repositoryArn": repository_arn(repo.region, repo.account_id, repo.name),
         "registryId": repo.account_id,
         "repositoryName": repo.name,
-        "repositoryUri": f"{repo.account_id}.dkr.ecr.{repo.region}.{c.services.domain}/{repo.name}",
+        "repositoryUri": registry_host(c.host, c.context.secure_transport, repo.account_id, repo.region,
+                                       c.services.domain, c.services.default_account,
+                                       c.services.default_region) + f"/{repo.name}",
         "createdAt": repo.created_at,
         **mutability_shape(repo.mutability),
         "imageScanningConfiguration": {"scanOnPush": repo.scan_on_push},

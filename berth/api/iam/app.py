@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,8 @@ from urllib.parse import quote
 
 from berth.api.auth import Authenticator, UnknownAccessKey
 from berth.api.iam import model, xml
+from berth.api.limits import Limits, message, retry_after
+from berth.audit import SOURCES, AuditNote, AuditTrail, user_agent, xml_error
 from berth.iam import sigv4
 from berth.iam.authz import Authorizer, Context, Principal, principal_arn, role_arn
 from berth.iam.errors import IamError, NoSuchEntity
@@ -41,6 +42,7 @@ STATUS: dict[str, int] = {
     "ValidationError": 400,
     "MalformedQueryString": 400,
     "ServiceFailure": 500,
+    "Throttling": 400,  # a rate limit (berth/api/limits.py), with Retry-After
 }
 
 SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {
@@ -272,20 +274,39 @@ def _content_type(headers: Any) -> str:
 
 class IamQueryApi:
     def __init__(self, identity: IdentityService, authenticator: Authenticator, authorizer: Authorizer,
-                 operations: dict[tuple[str, str], Operation] | None = None) -> None:
+                 operations: dict[tuple[str, str], Operation] | None = None, audit: AuditTrail | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits
         self.identity = identity
         self.authn = authenticator
         self.authz = authorizer
         self.operations = OPERATIONS if operations is None else operations
         self._failures = FailureLog(log)
+        self.audit = audit
 
     async def handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, client_ip: str,
-                     secure: bool, host: str, note: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]:
-        request_id = str(uuid.uuid4())
+                     secure: bool, host: str,
+                     log_note: dict[str, Any] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """`log_note` is the access log's (berth/observe), when it runs; the audit note is the trail's."""
+        note = AuditNote("iam.amazonaws.com", client_ip, user_agent(headers))
+        out = await self._handle(method, raw_path, query, headers, body, client_ip, secure, host, note, log_note)
+        if note.retry_after:
+            out[1]["Retry-After"] = retry_after(note.retry_after)
+        if self.audit is not None:
+            if out[0] != 200:
+                note.error_code, note.error_message = xml_error(out[2])
+            await self.audit.record(note)
+        return out
+
+    async def _handle(self, method: str, raw_path: str, query: str, headers: Any, body: bytes, client_ip: str,
+                      secure: bool, host: str, note: AuditNote,
+                      log_note: dict[str, Any] | None) -> tuple[int, dict[str, str], bytes]:
+        request_id = note.request_id
         service = "iam"
         try:
             raw = model.parse_form(body, query)
             action = raw.get("Action")
+            note.event_name = str(action or "")[:128]
             if not action:
                 if _content_type(headers).startswith("application/x-amz-json"):
                     # A JSON-protocol client without X-Amz-Target: answer in its own format.
@@ -296,14 +317,19 @@ class IamQueryApi:
             # The Version names the face (one port serves both); without one, the signed scope does.
             service = (model.service_for_version(version) or _signed_service(method, raw_path, query, headers)
                        or "iam")
+            note.source = SOURCES.get(service, note.source)
             if (service, action) in UNSIGNED:  # the SDKs send these unsigned by design: the token is the credential
                 principal = Principal(account="", arn="")
             else:
                 principal, _ = await self.authn.aws_principal(method, raw_path, query, headers, body,
                                                               service=service)
-            if note is not None:  # the access log's (berth/observe), when it runs
-                note.update(principal=principal.arn or None, account=principal.account or None, operation=action,
-                            face=service)
+                note.caller(principal)
+                if self.limits is not None and (wait := self.limits.check(principal)):
+                    note.retry_after = wait
+                    raise model.QueryError("Throttling", message(wait))
+            if log_note is not None:
+                log_note.update(principal=principal.arn or None, account=principal.account or None, operation=action,
+                                face=service)
             op_model = model.operation_model(service, action)
             if op_model is None or (version is not None and version != model.api_version(service)):
                 raise model.QueryError("InvalidAction", f"Could not find operation {action} for version {version}")
@@ -312,19 +338,21 @@ class IamQueryApi:
                 raise model.QueryError("InvalidAction",
                                        f"Berth does not support the {service.upper()} operation {action} yet.")
             params = model.validate(op_model, raw, operation.params)
+            note.request_parameters = params
             call = IamCall(service, action, params, principal, Context(client_ip, secure), self.identity,
                            self.authz)
             if operation.authorize:
                 resource = await call.resource()
                 permission = f"{service}:{action}"
                 decision = await self.authz.authorize(principal, permission, resource, call.context)
-                if not decision.allowed and note is not None:
-                    note["denied"] = permission
+                if not decision.allowed and log_note is not None:
+                    log_note["denied"] = permission
                 if not decision.allowed:
                     raise model.QueryError("AccessDenied", f"User: {principal.arn} is not authorized to perform: "
                                                            f"{permission} on resource: {resource} because "
                                                            f"{decision.reason}")
             result = await operation.handler(call)
+            note.response_elements = result
             return 200, self._headers(request_id), xml.result_document(service, op_model, result, request_id)
         except sigv4.SigV4Error as e:
             return self._error(service, SIGV4_ERRORS.get(type(e), "IncompleteSignature"), e.message, request_id)
