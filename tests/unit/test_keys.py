@@ -131,6 +131,7 @@ def test_migration_seals_plain_rows(backend: str, tmp_path: Path, request: pytes
 def test_audit_prune_is_a_periodic_job_when_retention_is_set(tmp_path: Path) -> None:
     from berth.app import job_handlers
     from berth.audit import PRUNE_EVERY, PRUNE_JOB
+    from berth.config import Settings
     from berth.registry.uploads import Uploads
     from berth.storage.filesystem import FilesystemBlobStore
 
@@ -138,7 +139,7 @@ def test_audit_prune_is_a_periodic_job_when_retention_is_set(tmp_path: Path) -> 
         db = SqliteBackend(tmp_path / "x.db")
         uploads = Uploads(db, FilesystemBlobStore(tmp_path / "blobs"))
         try:
-            h = job_handlers(db, uploads, days)
+            h = job_handlers(db, uploads, Settings(data_dir=tmp_path, audit_retention_days=days, gc_interval_seconds=0))
             kind = h.get(PRUNE_JOB)
             assert kind is None or kind.interval == PRUNE_EVERY
             return h.kinds()
