@@ -53,6 +53,9 @@ class Settings:
     admin_secret_access_key: str = ""
     storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
     storage_redirect: bool = False  # blob GETs answer 307 to a presigned URL when the driver has one
+    db_pool_min_size: int = 1  # PostgreSQL connections each process keeps open (per granian worker)
+    db_pool_max_size: int = 16  # at most this many per process: size max_connections for all nodes
+    db_connect_timeout: int = 5  # seconds to reach PostgreSQL before a request answers 503 (retryable)
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -67,6 +70,10 @@ class Settings:
             raise ConfigError("--job-workers must be 0 (off) or more")
         if self.job_lease_seconds < 1:
             raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
+        if not 0 <= self.db_pool_min_size <= self.db_pool_max_size or self.db_pool_max_size < 1:
+            raise ConfigError("BERTH_DB_POOL_MIN_SIZE must be 0..BERTH_DB_POOL_MAX_SIZE, and the max at least 1")
+        if self.db_connect_timeout < 1:
+            raise ConfigError("BERTH_DB_CONNECT_TIMEOUT must be at least 1 (seconds)")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
         self._check_regions()
 

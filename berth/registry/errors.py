@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from berth.db.store import MetadataUnavailable
 from berth.storage import StorageUnavailable
 
 
@@ -71,7 +72,9 @@ ParameterInvalid = define("PARAMETER_INVALID")
 
 # failures of what the registry stands on, answered as "try again later"
 BlobStoreUnavailable = define("BLOB_STORE_UNAVAILABLE")  # extra["retry_after"]: seconds
+DatabaseUnavailable = define("DATABASE_UNAVAILABLE")  # PostgreSQL restarting or failing over; retry_after too
 RETRY_AFTER = 5
+DATABASE_RETRY_AFTER = 2  # a restart or a failover takes seconds
 
 
 def from_failure(exc: BaseException) -> RegistryError | None:
@@ -80,4 +83,6 @@ def from_failure(exc: BaseException) -> RegistryError | None:
     Edges call this for an exception that is not a RegistryError, before answering it as a fault."""
     if isinstance(exc, StorageUnavailable):
         return BlobStoreUnavailable(f"blob storage unavailable, try again later: {exc}", retry_after=RETRY_AFTER)
+    if isinstance(exc, MetadataUnavailable):
+        return DatabaseUnavailable(f"{exc}; try again shortly", retry_after=DATABASE_RETRY_AFTER)
     return None

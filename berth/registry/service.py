@@ -61,7 +61,9 @@ class RegistryService:
         self.uploads = uploads
         self.create_on_push = create_on_push
         self.clock = clock
-        # Read caches for the hot paths, dropped whenever any writer commits (db.version()).
+        # Read caches for the hot paths, dropped whenever any writer commits (db.version(): SQLite's
+        # data_version; on PostgreSQL the changes every node hears by LISTEN/NOTIFY). An entry is kept only
+        # if no commit was heard while it was read, so a read racing a write never caches the old value.
         self._version: int | None = None
         self._repos: dict[tuple[str, str, str], Repository] = {}
         self._pulls: dict[tuple[str, str, str, str], Manifest] = {}
@@ -70,15 +72,19 @@ class RegistryService:
         self._pull_queue: dict[tuple[str, str, str, str], float] = {}
         self._pull_writer: asyncio.Task[None] | None = None
 
-    def _fresh(self) -> bool:
+    def _fresh(self) -> int | None:
+        """The version the caches hold now, or None (caches off: the backend cannot tell changes)."""
         v = self.db.version()
         if v is None:
-            return False
+            return None
         if v != self._version:
             self._version = v
             self._repos.clear()
             self._pulls.clear()
-        return True
+        return v
+
+    def _unchanged(self, v: int | None) -> bool:
+        return v is not None and self.db.version() == v
 
     # repositories
 
@@ -88,8 +94,8 @@ class RegistryService:
         after `may_create` (the caller's authorization of ecr:CreateRepository) has not raised."""
         check_name(name)
         key = (account, region, name)
-        cacheable = self._fresh()
-        if cacheable and (repo := self._repos.get(key)) is not None:
+        v = self._fresh()
+        if v is not None and (repo := self._repos.get(key)) is not None:
             return repo
         row = await self.db.read(q.get_repository, account, region, name)
         if row is None and for_push and self.create_on_push:
@@ -99,7 +105,7 @@ class RegistryService:
         if row is None:
             raise NameUnknown(f"repository {name!r} not found", detail={"name": name})
         repo = Repository.from_row(row)
-        if cacheable:
+        if self._unchanged(v):
             self._repos[key] = repo
         return repo
 
@@ -183,13 +189,13 @@ class RegistryService:
 
         `record` notes the pull for the image's last pull time (a dict check; the write happens later)."""
         key = (account, region, name, reference)
-        cacheable = self._fresh()
-        if cacheable and (hit := self._pulls.get(key)) is not None:
+        v = self._fresh()
+        if v is not None and (hit := self._pulls.get(key)) is not None:
             if record:
                 self.note_pull(account, region, name, hit.digest)
             return hit
         m = await self.get_manifest(await self.repository(account, region, name), reference)
-        if cacheable and len(self._pulls) < 10_000:
+        if len(self._pulls) < 10_000 and self._unchanged(v):
             self._pulls[key] = m
         if record:
             self.note_pull(account, region, name, m.digest)

@@ -158,6 +158,17 @@ class PostgresCluster:
         subprocess.run(self._as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                                          "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"),
                        check=True, capture_output=True)
+        return self.resume()
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (a restart or a failover, as clients see it): `fast` ends every
+        session and rolls back what is in flight; `immediate` is a crash (recovery on the next start)."""
+        subprocess.run(self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-m", mode,
+                                         "stop"), check=True, capture_output=True)
+
+    def resume(self) -> PostgresCluster:
+        """Start the server (again) on the same data and port."""
+        data = self.dir / "data"
         subprocess.run(self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
                                          str(self.dir / "log"), "-o",
                                          f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "

@@ -51,6 +51,9 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_ADMIN_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
         "BERTH_STORAGE_URL": "s3://layers/berth?endpoint=http://127.0.0.1:7480&region=eu-west-1",
         "BERTH_STORAGE_REDIRECT": "1",
+        "BERTH_DB_POOL_MIN_SIZE": "2",
+        "BERTH_DB_POOL_MAX_SIZE": "8",
+        "BERTH_DB_CONNECT_TIMEOUT": "3",
     }
     assert {"BERTH_" + f.name.upper() for f in fields(Settings)} == set(env)  # a new field needs a line here
     s = Settings.from_env(env)
@@ -69,6 +72,7 @@ def test_every_field_from_the_environment() -> None:
     assert s.upload_max_age_hours == 2
     assert (s.job_workers, s.job_lease_seconds) == (0, 5)
     assert s.storage_redirect is True
+    assert (s.db_pool_min_size, s.db_pool_max_size, s.db_connect_timeout) == (2, 8, 3)
     assert s.storage == S3Storage("layers", "berth", "http://127.0.0.1:7480", "eu-west-1", "path")
     assert s.log_level == "debug"
     assert s.admin_access_key_id == "AKIAIOSFODNN7EXAMPLE"
@@ -204,3 +208,11 @@ def test_served_regions_default_to_the_default_region_and_must_be_region_names()
             Settings(regions=bad)
     with pytest.raises(ConfigError, match="not an AWS region"):
         Settings(default_region="Mars")
+
+
+@pytest.mark.parametrize("env", [{"BERTH_DB_POOL_MAX_SIZE": "0"},
+                                 {"BERTH_DB_POOL_MIN_SIZE": "9", "BERTH_DB_POOL_MAX_SIZE": "8"},
+                                 {"BERTH_DB_POOL_MIN_SIZE": "-1"}, {"BERTH_DB_CONNECT_TIMEOUT": "0"}])
+def test_pool_settings_are_checked(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="BERTH_DB_"):
+        Settings.from_env(env)

@@ -23,6 +23,7 @@ from berth.iam.authz import Authorizer, Context, Principal, principal_arn, role_
 from berth.iam.errors import IamError, NoSuchEntity
 from berth.iam.model import AccessKey, User
 from berth.iam.service import IdentityService
+from berth.registry.errors import from_failure
 
 log = logging.getLogger("berth.iam")
 CONTENT_TYPE = "text/xml"
@@ -325,7 +326,11 @@ class IamQueryApi:
             return self._error(service, e.code, e.message, request_id)
         except IamError as e:
             return self._error(service, e.code, e.message, request_id, e.status)
-        except Exception:  # never a bare 500: ServiceFailure is IAM's own fault shape
+        except Exception as exc:  # never a bare 500: ServiceFailure is IAM's own fault shape
+            failure = from_failure(exc)
+            if failure is not None:  # the database or the store is away: 503, which the SDKs retry
+                log.error("IAM/STS request: %s; request id %s", failure.message, request_id)
+                return self._error(service, "ServiceUnavailable", failure.message, request_id, 503)
             log.exception("IAM/STS request failed; request id %s", request_id)
             return self._error(service, "ServiceFailure", "internal error", request_id)
 

@@ -1,0 +1,108 @@
+"""Several `berth serve` nodes (and `berth worker`s) on one database: start together, talk to in turn."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.support.servers import BerthServer
+
+
+def start_together(nodes: Sequence[BerthServer], timeout: float = 90.0) -> list[str]:
+    """Start every node at the same moment; the error of each that failed to come up (empty: all serve)."""
+    def one(node: BerthServer) -> str:
+        try:
+            node.start(timeout)
+        except Exception as e:  # noqa: BLE001 - reported with the node's log
+            return f"{node.url}: {type(e).__name__}: {e}\n{node.read_log()[-3000:]}"
+        return ""
+
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        return [e for e in pool.map(one, nodes) if e]
+
+
+def stop_all(nodes: Iterable[BerthServer | Worker]) -> None:
+    for node in nodes:
+        node.stop()
+
+
+async def _query(url: str, sql: str, *args: Any) -> list[Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(sql, *args))
+    finally:
+        await conn.close()
+
+
+def query(url: str, sql: str, *args: Any) -> list[Any]:
+    """Rows of one statement on the cluster's database (a test's own view, outside Berth)."""
+    import asyncio
+
+    return asyncio.run(_query(url, sql, *args))
+
+
+class RoundRobin:
+    """A raw HTTP client that sends each request to the next node (what a load balancer does)."""
+
+    def __init__(self, nodes: Sequence[BerthServer], timeout: float = 60.0) -> None:
+        self.nodes = list(nodes)
+        self._next = itertools.cycle(range(len(self.nodes)))
+        self.clients = [httpx.Client(base_url=n.url, timeout=timeout) for n in self.nodes]
+
+    def node(self) -> httpx.Client:
+        return self.clients[next(self._next)]
+
+    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        """`url` may be a Location from another node: only its path and query are kept."""
+        parsed = httpx.URL(url)
+        target = parsed.raw_path.decode() if parsed.is_absolute_url else url
+        return self.node().request(method, target, **kw)
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
+
+
+class Worker:
+    """One `berth worker` process on the cluster's database and storage."""
+
+    def __init__(self, data_dir: Path, database_url: str, env: dict[str, str] | None = None,
+                 args: Sequence[str] = ()) -> None:
+        self.data_dir = data_dir
+        self.database_url = database_url
+        self.env = dict(env or {})
+        self.args = list(args)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"worker-{data_dir.name}.log"
+
+    def start(self) -> Worker:
+        cmd = [sys.executable, "-m", "berth", "worker", "--data-dir", str(self.data_dir), "--database-url",
+               self.database_url, *self.args]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None
