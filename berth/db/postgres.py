@@ -31,7 +31,8 @@ from berth.db.store import MetadataUnavailable, P, Q, StatementFailed, T, Txn, i
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError)
 # the server is gone or going: restart, failover, crash, network, or it is not accepting connections yet
 _GONE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-         asyncpg.AdminShutdownError, asyncpg.CrashShutdownError)
+         asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+         asyncpg.InternalClientError)  # a connection left mid-protocol by a lost server ("another operation")
 ATTEMPTS = 5
 CHANNEL = "berth_changes"
 PING_EVERY = 5.0  # the listening connection is checked this often (a half-open socket is not noticed otherwise)
@@ -88,7 +89,7 @@ async def _run(conn: asyncpg.Connection, fn: Callable[..., Txn[T]], args: tuple[
                     status = await conn.execute(sql, *q.params)
                     tail = status.rsplit(" ", 1)[-1]
                     result = int(tail) if tail.isdigit() else 0
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError) as e:
                 gen.close()
                 raise StatementFailed(fn, q, e) from e
             if changed is not None and not changed[0] and _changes(q, result):
@@ -101,6 +102,13 @@ async def _run(conn: asyncpg.Connection, fn: Callable[..., Txn[T]], args: tuple[
 def _unavailable(e: BaseException) -> MetadataUnavailable:
     cause = e.__cause__ if isinstance(e, StatementFailed) and e.__cause__ is not None else e
     return MetadataUnavailable(f"metadata database unavailable: {type(cause).__name__}: {cause}")
+
+
+def _discard(conn: asyncpg.Connection) -> None:
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError:  # the pool saw it close and has it back already
+        pass
 
 
 class PostgresBackend:
@@ -185,6 +193,7 @@ class PostgresBackend:
             except StatementFailed as e:
                 if not _gone(e):
                     raise
+                _discard(conn)  # never back into the pool
                 if attempt:  # a second connection failed too: the server is away
                     raise _unavailable(e) from e
                 # a pooled connection the server closed (it restarted): once more, on a fresh one
@@ -207,11 +216,14 @@ class PostgresBackend:
                 return result
             except StatementFailed as e:
                 if _gone(e):
+                    _discard(conn)
                     raise _unavailable(e) from e
                 if attempt == ATTEMPTS - 1 or not isinstance(e.__cause__, _RETRYABLE):
                     raise
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:  # BEGIN or COMMIT
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                    OSError) as e:  # BEGIN or COMMIT
                 if _gone(e):
+                    _discard(conn)
                     raise _unavailable(e) from e
                 raise
             finally:

@@ -72,6 +72,12 @@ class RoundRobin:
         for c in self.clients:
             c.close()
 
+    def __enter__(self) -> RoundRobin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class Worker:
     """One `berth worker` process on the cluster's database and storage."""
@@ -106,3 +112,57 @@ class Worker:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self.proc = None
+
+
+class PushFailed(Exception):
+    """A push the registry refused or could not take; `response` is the answer that ended it."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"{response.request.method} {response.request.url.path}: {response.status_code} "
+                         f"{response.text[:300]}")
+        self.response = response
+
+
+def _expect(r: httpx.Response, status: int) -> httpx.Response:
+    if r.status_code != status:
+        raise PushFailed(r)
+    return r
+
+
+def push_blob_rr(rr: RoundRobin, name: str, data: bytes, chunks: int = 1) -> None:
+    """POST on one node, each PATCH on the next, the closing PUT on the next again."""
+    from tests.support.oci import sha256
+
+    location = _expect(rr.request("POST", f"/v2/{name}/blobs/uploads/"), 202).headers["Location"]
+    size = max(len(data) // chunks, 1)
+    for start in range(0, len(data), size) if chunks > 1 else ():
+        part = data[start:start + size]
+        r = _expect(rr.request("PATCH", location, content=part, headers={
+            "Content-Type": "application/octet-stream", "Content-Range": f"{start}-{start + len(part) - 1}"}), 202)
+        location = r.headers["Location"]
+    body = b"" if chunks > 1 else data
+    _expect(rr.request("PUT", location, params={"digest": sha256(data)}, content=body,
+                       headers={"Content-Type": "application/octet-stream"}), 201)
+
+
+def push_image_rr(rr: RoundRobin, name: str, image: Any, ref: str, chunks: int = 1) -> str:
+    """Every blob, then the manifest, each request to the next node; the manifest's digest when acknowledged
+    (201). Raises PushFailed with the answer that stopped it."""
+    for data in image.blobs:
+        push_blob_rr(rr, name, data, chunks)
+    r = _expect(rr.request("PUT", f"/v2/{name}/manifests/{ref}", content=image.body,
+                           headers={"Content-Type": image.media_type}), 201)
+    return str(r.headers["Docker-Content-Digest"])
+
+
+def verify_pull(node: httpx.Client, name: str, ref: str, image: Any) -> None:
+    """The manifest by `ref` and every blob it names, byte for byte, from this node."""
+    from tests.support.oci import OCI_INDEX, OCI_MANIFEST, sha256
+
+    r = node.get(f"/v2/{name}/manifests/{ref}", headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"})
+    assert r.status_code == 200, (node.base_url, name, ref, r.status_code, r.text[:300])
+    assert r.content == image.body, (node.base_url, name, ref)
+    for data in image.blobs:
+        b = node.get(f"/v2/{name}/blobs/{sha256(data)}", follow_redirects=True)
+        assert b.status_code == 200, (node.base_url, name, b.status_code, b.text[:300])
+        assert sha256(b.content) == sha256(data), (node.base_url, name)
