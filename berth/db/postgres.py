@@ -10,6 +10,11 @@ connection and counts what it hears, and that count is `version()`: the in-proce
 node are dropped when any node commits. While the listening connection is down, `version()` is None
 (caches off) until it is back.
 
+A notification travels on its own: node B could answer from its cache before it hears of a commit on A
+that the client already saw acknowledged. `sync()` closes that window: one round trip on the listening
+connection, and PostgreSQL sends a session every notification already committed before it answers a
+query. Concurrent callers share one round trip (each waits for one that started after it called).
+
 When the server restarts or fails over, a statement fails with MetadataUnavailable (the faces answer
 503, retryable); a read that met a pooled connection the server had closed is run once more on a
 fresh one; the pool reconnects by itself.
@@ -120,6 +125,9 @@ class PostgresBackend:
         self._listening = False
         self._listener: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None  # the listening connection
+        self._next: asyncio.Future[None] | None = None  # the round trip callers wait for, not yet sent
+        self._pinger: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(cls, url: str, min_size: int = 1, max_size: int = 16,
@@ -147,6 +155,7 @@ class PostgresBackend:
                 lost = asyncio.Event()
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._heard)
+                self._conn = conn
                 self._epoch += 1  # whatever changed while nobody listened
                 self._listening = True
                 self._up.set()
@@ -155,7 +164,7 @@ class PostgresBackend:
                     try:
                         await asyncio.wait_for(lost.wait(), PING_EVERY)
                     except TimeoutError:
-                        await conn.execute("SELECT 1", timeout=self._timeout)
+                        await asyncio.wait_for(self._round_trip(), self._timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - any failure: caches off, connect again
@@ -164,10 +173,49 @@ class PostgresBackend:
                                 type(e).__name__, e)
             finally:
                 self._listening = False
+                self._conn = None
                 if conn is not None:
                     conn.terminate()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    def _round_trip(self) -> asyncio.Future[None]:
+        """A future for a round trip on the listening connection that starts after this call."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+            if self._pinger is None or self._pinger.done():
+                self._pinger = asyncio.get_running_loop().create_task(self._ping_loop())
+        return self._next
+
+    async def _ping_loop(self) -> None:
+        while self._next is not None:
+            fut, self._next = self._next, None
+            conn = self._conn
+            try:
+                if conn is None:
+                    raise ConnectionError("not listening")
+                await conn.execute("SELECT 1", timeout=self._timeout)
+            except Exception as e:  # noqa: BLE001 - the waiters see it; the listener reconnects
+                if not fut.done():
+                    fut.set_exception(e)
+                    fut.exception()  # retrieved: a waiter may have gone
+                continue
+            if not fut.done():
+                fut.set_result(None)  # after the notifications' callbacks: asyncpg queued those first
+
+    async def sync(self) -> None:
+        """Hear every change committed before this call (see the module's doc). Never raises: caches go off
+        instead."""
+        if not self._listening:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._round_trip()), self._timeout)
+        except Exception as e:  # noqa: BLE001 - cannot tell what changed: caches off until the listener is back
+            log.warning("change notifications unconfirmed (%s); caches off until reconnected", e)
+            self._listening = False
+            if self._conn is not None:
+                self._conn.terminate()
+            return
 
     # the port
 

@@ -83,4 +83,8 @@ class Backend(Protocol):
     def version(self) -> int | None:
         """A number that changes whenever any writer (any process) commits; None if unknowable."""
 
+    async def sync(self) -> None:
+        """Make version() reflect every commit made (by any process) before this call: a request that
+        answers from a cache calls it first, so a change a client saw acknowledged elsewhere is never hidden."""
+
     async def close(self) -> None: ...

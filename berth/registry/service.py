@@ -83,6 +83,11 @@ class RegistryService:
             self._pulls.clear()
         return v
 
+    async def _confirmed(self) -> int | None:
+        """Before answering from a cache: hear of every commit made before now, on any node (db.sync())."""
+        await self.db.sync()
+        return self._fresh()
+
     def _unchanged(self, v: int | None) -> bool:
         return v is not None and self.db.version() == v
 
@@ -95,8 +100,10 @@ class RegistryService:
         check_name(name)
         key = (account, region, name)
         v = self._fresh()
-        if v is not None and (repo := self._repos.get(key)) is not None:
-            return repo
+        if v is not None and key in self._repos:
+            v = await self._confirmed()
+            if v is not None and (repo := self._repos.get(key)) is not None:
+                return repo
         row = await self.db.read(q.get_repository, account, region, name)
         if row is None and for_push and self.create_on_push:
             if may_create is not None:
@@ -190,6 +197,8 @@ class RegistryService:
         `record` notes the pull for the image's last pull time (a dict check; the write happens later)."""
         key = (account, region, name, reference)
         v = self._fresh()
+        if v is not None and key in self._pulls:
+            v = await self._confirmed()
         if v is not None and (hit := self._pulls.get(key)) is not None:
             if record:
                 self.note_pull(account, region, name, hit.digest)

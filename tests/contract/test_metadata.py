@@ -689,16 +689,17 @@ async def _changes_seen(other: Backend, before: int | None, timeout: float = 10.
 
 
 def test_version_tells_another_process_of_a_commit(db: Harness) -> None:
-    """Two backends on one database, as two nodes: a commit through one changes the other's version; a read,
-    a lease, or a write that changed no row does not (no cache dropped for nothing)."""
+    """Two backends on one database, as two nodes: a commit through one changes the other's version by the time
+    the other's sync() returns; a read or a write that changed no row does not (no cache dropped for nothing)."""
     async def body(a: Backend) -> None:
         b = await db.open()
         try:
-            for i in range(20):
+            for i in range(50):
                 before = b.version()
                 assert before is not None
                 await new_repo(a, f"repo{i}")
-                assert await _changes_seen(b, before), f"round {i}: B never heard of A's commit"
+                await b.sync()  # no waiting: once sync returns, B has heard of every commit made before it
+                assert b.version() != before, f"round {i}: B had not heard of A's acknowledged commit"
             await asyncio.sleep(0.2)  # every notification delivered
             before = b.version()
             await a.read(q.list_repository_names, ACCOUNT, REGION, "", 10)
