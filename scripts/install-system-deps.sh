@@ -3,7 +3,7 @@
 # reports what is missing; the tests then skip (or fail, under CI=true / BERTH_STRICT=1).
 set -euo pipefail
 pkgs=(skopeo umoci podman buildah uidmap docker-registry postgresql wrk radosgw ceph-mon ceph-osd libfaketime
-      amazon-ecr-credential-helper)
+      amazon-ecr-credential-helper debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
