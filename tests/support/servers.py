@@ -139,7 +139,8 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 class PostgresCluster:
     """A throwaway PostgreSQL cluster in a temporary directory, owned by the postgres user."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: str = "") -> None:
+        self.options = options  # more `-c name=value` server settings (e.g. log_statement=all for a count)
         self.dir = Path(tempfile.mkdtemp(prefix="berth-pg-"))
         self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -172,7 +173,7 @@ class PostgresCluster:
         subprocess.run(self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
                                          str(self.dir / "log"), "-o",
                                          f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
-                                         "-c fsync=off -c max_connections=200", "start"),
+                                         f"-c fsync=off -c max_connections=200 {self.options}", "start"),
                        check=True, capture_output=True)
         return self
 
