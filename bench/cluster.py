@@ -283,12 +283,13 @@ def distribution_row(tmp: Path, ceph: CephCluster, images: list[Image], duration
         node = Node(d.port, None, d.log)
         row = workloads([node], images, duration, {"radosgw+osd": list(ceph.pids().values()),
                                                    "distribution": [d.proc.pid]}, "distribution x1")
+        row["cpu_per_s"]["nodes"] = row["cpu_per_s"].pop("distribution")  # the serving process's share
         return row
     finally:
         d.stop()
 
 
-def statement_counts(tmp: Path, ceph: CephCluster, count: int = 10) -> dict:
+def statement_counts(tmp: Path, ceph: CephCluster, count: int = 10, verbose: bool = False) -> dict:
     """PostgreSQL statements per pushed and per pulled image (3 layers + config), one node, from the server's
     own log: all statements, and those other than BEGIN/COMMIT/NOTIFY/SET."""
     pg = PostgresCluster(options="-c log_statement=all -c log_min_messages=warning").start()
@@ -311,6 +312,13 @@ def statement_counts(tmp: Path, ceph: CephCluster, count: int = 10) -> dict:
                 lines = log.read_text(errors="replace").splitlines()[start:]
                 stmts = [ln for ln in lines if re.search(r"LOG:\s+(statement|execute [^:]*):", ln)]
                 plain = [s for s in stmts if not re.search(r":\s+(BEGIN|COMMIT|NOTIFY|SET LOCAL|SELECT 1)\b", s)]
+                if verbose:
+                    kinds: dict[str, int] = {}
+                    for s in plain:
+                        text = re.sub(r"\s+", " ", s.split(":", 3)[-1]).strip()[:90]
+                        kinds[text] = kinds.get(text, 0) + 1
+                    for text, k in sorted(kinds.items(), key=lambda kv: -kv[1]):
+                        print(f"  {k / count:5.1f}  {text}", file=sys.stderr)
                 return len(stmts), len(plain)
 
             pushed = counted(lambda: [push(rr, "sql/app", img, f"v{i}") for i, img in enumerate(imgs)])
@@ -334,6 +342,7 @@ def main() -> int:
     p.add_argument("--duration", type=int, default=5, help="seconds of wrk per row")
     p.add_argument("--no-distribution", action="store_true")
     p.add_argument("--no-statements", action="store_true")
+    p.add_argument("--list-statements", action="store_true", help="print each kind of statement per image")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="berth-bench-cluster-"))
     print("starting PostgreSQL and a one-node Ceph ...", file=sys.stderr)
@@ -342,12 +351,12 @@ def main() -> int:
     rows = []
     try:
         images = [Image(int(args.layer_mib * MiB)) for _ in range(args.images)]
-        for n in (int(x) for x in args.nodes.split(",")):
+        for n in (int(x) for x in args.nodes.split(",") if x):
             rows.append(berth_row(n, tmp, pg, ceph, images, args.duration))
-        if not args.no_distribution:
+        if not args.no_distribution and args.nodes:
             rows.append(distribution_row(tmp, ceph, [Image(int(args.layer_mib * MiB)) for _ in images],
                                          args.duration))
-        stmts = None if args.no_statements else statement_counts(tmp, ceph)
+        stmts = None if args.no_statements else statement_counts(tmp, ceph, verbose=args.list_statements)
     finally:
         ceph.stop()
         pg.stop()

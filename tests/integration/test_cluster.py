@@ -26,6 +26,7 @@ from tests.support.ceph import CephCluster
 from tests.support.cluster import (
     PushFailed,
     RoundRobin,
+    RoundRobinProxy,
     Worker,
     push_image_rr,
     query,
@@ -33,8 +34,9 @@ from tests.support.cluster import (
     stop_all,
     verify_pull,
 )
+from tests.support.images import OciLayout, UmociImages, image_closure, read_rootfs, run
 from tests.support.oci import OCI_INDEX, OCI_MANIFEST, random_image, sha256
-from tests.support.servers import BerthServer, PostgresCluster
+from tests.support.servers import BerthServer, PostgresCluster, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +236,22 @@ def test_two_workers_and_three_nodes_run_each_periodic_job_once_and_no_job_twice
 
 def _count(url: str, kind: str) -> int:
     return int(query(url, "SELECT count(*) AS n FROM jobs WHERE kind = $1", kind)[0]["n"])
+
+
+def test_skopeo_through_a_round_robin_proxy_pushes_and_pulls_a_multilayer_image(
+        cluster: Cluster, umoci_images: UmociImages, tmp_path: Path) -> None:
+    """skopeo's own requests (blob checks, uploads, mounts, the manifest), each to the next node."""
+    require_tool("skopeo")
+    img = umoci_images.app
+    creds = f"AWS:{cluster.token}"
+    with RoundRobinProxy(cluster.nodes) as proxy:
+        ref = f"docker://{proxy.host}/cl/skopeo:v1"
+        run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", creds, f"oci:{img.layout.root}:app", ref],
+            timeout=300)
+        out = OciLayout(tmp_path / "pulled")
+        run(["skopeo", "copy", "--src-tls-verify=false", "--src-creds", creds, ref, f"oci:{out.root}:v1"],
+            timeout=300)
+        assert {p for p in proxy.served} == {n.port for n in cluster.nodes}  # every node took part
+    assert out.digest("v1") == img.digest
+    assert image_closure(out, img.digest) == image_closure(img.layout, img.digest)
+    assert read_rootfs(out, img.digest) == img.files

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -166,3 +167,76 @@ def verify_pull(node: httpx.Client, name: str, ref: str, image: Any) -> None:
         b = node.get(f"/v2/{name}/blobs/{sha256(data)}", follow_redirects=True)
         assert b.status_code == 200, (node.base_url, name, b.status_code, b.text[:300])
         assert sha256(b.content) == sha256(data), (node.base_url, name)
+
+
+class RoundRobinProxy:
+    """A loopback HTTP proxy that sends each request to the next node (what a load balancer without affinity
+    does), for real clients such as skopeo. Bodies are buffered: test images only."""
+
+    def __init__(self, nodes: Sequence[BerthServer]) -> None:
+        import http.client
+        import http.server
+
+        ports = itertools.cycle([n.port for n in nodes])
+        lock = threading.Lock()
+        hop = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection"}
+        self.served: list[int] = []  # the node port of each request, in order
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    out = bytearray()
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return bytes(out)
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def forward(self) -> None:
+                body = self._body()
+                with lock:
+                    port = next(ports)
+                    outer.served.append(port)
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                    headers["Content-Length"] = str(len(body))
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                finally:
+                    conn.close()
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in hop:
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+        outer = self
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> RoundRobinProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
