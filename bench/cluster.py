@@ -305,7 +305,7 @@ def statement_counts(tmp: Path, ceph: CephCluster, count: int = 10, verbose: boo
             log = pg.dir / "log"
             time.sleep(1.5)  # the warm-up's background writes (pull times, jobs) settle
 
-            def counted(fn) -> tuple[int, int]:  # noqa: ANN001
+            def counted(fn) -> tuple[int, int, int]:  # noqa: ANN001
                 start = len(log.read_text(errors="replace").splitlines())
                 fn()
                 time.sleep(1.5)
@@ -319,7 +319,8 @@ def statement_counts(tmp: Path, ceph: CephCluster, count: int = 10, verbose: boo
                         kinds[text] = kinds.get(text, 0) + 1
                     for text, k in sorted(kinds.items(), key=lambda kv: -kv[1]):
                         print(f"  {k / count:5.1f}  {text}", file=sys.stderr)
-                return len(stmts), len(plain)
+                begins = [s for s in stmts if re.search(r":\s+BEGIN\b", s)]
+                return len(stmts), len(plain), len(begins)
 
             pushed = counted(lambda: [push(rr, "sql/app", img, f"v{i}") for i, img in enumerate(imgs)])
             pulled = counted(lambda: [pull(rr, "sql/app", img, f"v{i}") for i, img in enumerate(imgs)])
@@ -371,10 +372,11 @@ def main() -> int:
               f"{u.get('nodes', u.get('distribution', 0)):.2f} | {u.get('postgres', 0):.2f} | "
               f"{u['radosgw+osd']:.2f} |")
     if stmts:
-        print(f"\nPostgreSQL statements per image (3 layers + config), all / without BEGIN, COMMIT, NOTIFY, SET: "
-              f"push {stmts['per_push'][0]:.1f} / {stmts['per_push'][1]:.1f}; first pull "
-              f"{stmts['per_pull_first'][0]:.1f} / {stmts['per_pull_first'][1]:.1f}; pull again "
-              f"{stmts['per_pull_cached'][0]:.1f} / {stmts['per_pull_cached'][1]:.1f}")
+        print("\nPostgreSQL statements per image (3 layers + config): all / without BEGIN, COMMIT, NOTIFY, SET, "
+              "SELECT 1 / write transactions")
+        for what, key in (("push", "per_push"), ("first pull", "per_pull_first"), ("pull again", "per_pull_cached")):
+            a, b, c = stmts[key]
+            print(f"  {what}: {a:.1f} / {b:.1f} / {c:.1f}")
     return 0
 
 
