@@ -373,7 +373,7 @@ def main() -> int:
               f"{u['radosgw+osd']:.2f} |")
     if stmts:
         print("\nPostgreSQL statements per image (3 layers + config): all / without BEGIN, COMMIT, NOTIFY, SET, "
-              "SELECT 1 / write transactions")
+              "SELECT 1 / BEGIN lines in the log")
         for what, key in (("push", "per_push"), ("first pull", "per_pull_first"), ("pull again", "per_pull_cached")):
             a, b, c = stmts[key]
             print(f"  {what}: {a:.1f} / {b:.1f} / {c:.1f}")
