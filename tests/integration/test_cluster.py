@@ -255,3 +255,22 @@ def test_skopeo_through_a_round_robin_proxy_pushes_and_pulls_a_multilayer_image(
     assert out.digest("v1") == img.digest
     assert image_closure(out, img.digest) == image_closure(img.layout, img.digest)
     assert read_rootfs(out, img.digest) == img.files
+
+
+def test_every_node_reports_not_ready_while_the_object_store_is_down(cluster: Cluster, ceph: CephCluster) -> None:
+    """A load balancer stops sending traffic to nodes whose object store is unreachable, and resumes after."""
+    for node in cluster.nodes:
+        assert httpx.get(node.url + "/readyz", timeout=15).status_code == 200
+    ceph.stop_rgw()
+    try:
+        for node in cluster.nodes:
+            r = httpx.get(node.url + "/readyz", timeout=15)
+            assert r.status_code == 503, r.text
+            assert "storage" in r.json()["reason"] and "database" not in r.json()["reason"], r.text
+    finally:
+        ceph.start_rgw()
+    for node in cluster.nodes:
+        deadline = time.monotonic() + 30
+        while httpx.get(node.url + "/readyz", timeout=15).status_code != 200:
+            assert time.monotonic() < deadline, f"{node.url} not ready again"
+            time.sleep(0.2)
