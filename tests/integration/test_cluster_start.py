@@ -16,7 +16,7 @@ from tests.support.servers import BerthServer, PostgresCluster
 
 pytestmark = pytest.mark.integration
 
-ROUNDS = 4
+ROUNDS = 3
 NODES = 3
 KEY_ID, SECRET = "AKIACLUSTERSTART0001", "cluster-start-secret-0123456789abcdefghij"
 
