@@ -319,7 +319,7 @@ def test_requests_before_startup_answer_503(no_lifespan: tuple[str, Path]) -> No
             assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
     assert httpx.get(f"{url}/v2/").status_code == 503
     ready = httpx.get(f"{url}/readyz")
-    assert (ready.status_code, ready.json()) == (503, {"ready": False})
+    assert (ready.status_code, ready.json()) == (503, {"ready": False, "reason": "not started, or shutting down"})
     assert httpx.get(f"{url}/healthz").status_code == 200  # alive, just not serving
 
     with pytest.raises(ClientError) as ecr_refused:
