@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,10 @@ from berth.api.registry_audit import AuditedWrites
 from berth.api.secrets.app import SecretsApi
 from berth.audit import AuditTrail
 from berth.config import Settings
+from berth.db.migrate import BOOTSTRAP_LOCK
 from berth.db.observe import store_counts
 from berth.db.scanning import REMATCH_JOB, SCAN_JOB, SIGN_JOB
-from berth.db.store import Backend
+from berth.db.store import Backend, ping
 from berth.iam.authorizer import PolicyAuthorizer
 from berth.iam.authz import Authorizer, Context, OpenAuthorizer
 from berth.iam.resources import ResourcePolicies
@@ -72,7 +74,8 @@ async def open_backend(settings: Settings) -> Backend:
     if settings.uses_postgres:
         from berth.db.postgres import PostgresBackend
 
-        return await PostgresBackend.connect(settings.database_url)
+        return await PostgresBackend.connect(settings.database_url, settings.db_pool_min_size,
+                                             settings.db_pool_max_size, settings.db_connect_timeout)
     from berth.db.sqlite import SqliteBackend
 
     secure_sqlite(settings.sqlite_path)
@@ -110,6 +113,7 @@ class BerthApp:
         self._authz: Authorizer | None = None
         self.audited_writes: AuditedWrites | None = None
         self.limits: Limits | None = None
+        self.blobs: BlobStore | None = None
         self.web = Starlette(routes=[
             Route("/healthz", self._healthz),
             Route("/readyz", self._readyz),
@@ -120,7 +124,7 @@ class BerthApp:
         s = self.settings
         master, _ = prepare_data_dir(s)
         self.db = await open_backend(s)
-        blobs = await open_blob_store(s)
+        self.blobs = blobs = await open_blob_store(s)
         self.uploads = Uploads(self.db, blobs, max_age_hours=s.upload_max_age_hours, keys=master)
         registry = RegistryService(self.db, blobs, self.uploads, create_on_push=s.create_on_push,
                                    refresh_after=s.gc_grace_seconds / 2)
@@ -257,8 +261,36 @@ class BerthApp:
         return Response(body, media_type=content_type)
 
     async def _readyz(self, request: Request) -> Any:
-        ready = self.oci is not None  # started by lifespan, and not shutting down
-        return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+        """Ready: started (and not shutting down), the database answers and the blob store answers."""
+        if self.oci is None or self.db is None or self.blobs is None:
+            return JSONResponse({"ready": False, "reason": "not started, or shutting down"}, status_code=503)
+        loop = asyncio.get_running_loop()
+        probes = {"database": self.db.read(ping),
+                  "storage": loop.run_in_executor(None, _probe_storage, self.blobs, self.settings)}
+        reasons = []
+        for what, probe in probes.items():
+            try:
+                await asyncio.wait_for(probe, READY_TIMEOUT)
+            except Exception as e:  # noqa: BLE001 - any failure is a reason not to send traffic here
+                reasons.append(f"{what}: {type(e).__name__}: {e}" if str(e) else f"{what}: {type(e).__name__}")
+        if reasons:
+            return JSONResponse({"ready": False, "reason": "; ".join(reasons)}, status_code=503)
+        return JSONResponse({"ready": True})
+
+
+READY_TIMEOUT = 3.0  # seconds per probe of /readyz
+
+
+def _probe_storage(blobs: BlobStore, settings: Settings) -> None:
+    storage = settings.storage
+    if isinstance(blobs, FilesystemBlobStore) and not isinstance(storage, S3Storage):
+        root = Path(storage.root)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise OSError(f"{root} is not a writable directory")
+        return
+    check = getattr(blobs, "check", None)
+    if check is not None:
+        check()
 
 
 def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None,
@@ -359,7 +391,16 @@ async def bootstrap_account(settings: Settings, account: str, key_id: str | None
     db = await open_backend(settings)
     try:
         identity = IdentityService(db, keys=master)
-        await identity.ensure_signing_key()
-        return await identity.bootstrap(account, key_id or None, secret or None)
+        async with _exclusive(settings, BOOTSTRAP_LOCK):  # nodes starting together: one creates, others see it
+            await identity.ensure_signing_key()
+            return await identity.bootstrap(account, key_id or None, secret or None)
     finally:
         await db.close()
+
+
+def _exclusive(settings: Settings, key: int) -> AbstractAsyncContextManager[None]:
+    if settings.uses_postgres:
+        from berth.db.postgres import advisory_lock
+
+        return advisory_lock(settings.database_url, key, settings.db_connect_timeout)
+    return nullcontext()

@@ -72,6 +72,9 @@ class Settings:
     rate_limit_account_burst: int = 0  # the account bucket's size; 0: twice the rate
     rate_limit_principal: int = 0  # requests per second per principal (user, role session), per process; 0: off
     rate_limit_principal_burst: int = 0
+    db_pool_min_size: int = 1  # PostgreSQL connections each process keeps open (per granian worker)
+    db_pool_max_size: int = 16  # at most this many per process: size max_connections for all nodes
+    db_connect_timeout: int = 5  # seconds to reach PostgreSQL before a request answers 503 (retryable)
 
     def __post_init__(self) -> None:
         if self.auth not in ("none", "iam"):
@@ -104,6 +107,10 @@ class Settings:
             raise ConfigError("BERTH_RATE_LIMIT_* must be 0 (off) or more")
         if self.audit_retention_days < 0:
             raise ConfigError("BERTH_AUDIT_RETENTION_DAYS must be 0 (keep forever) or more")
+        if not 0 <= self.db_pool_min_size <= self.db_pool_max_size or self.db_pool_max_size < 1:
+            raise ConfigError("BERTH_DB_POOL_MIN_SIZE must be 0..BERTH_DB_POOL_MAX_SIZE, and the max at least 1")
+        if self.db_connect_timeout < 1:
+            raise ConfigError("BERTH_DB_CONNECT_TIMEOUT must be at least 1 (seconds)")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
         self._check_regions()
 

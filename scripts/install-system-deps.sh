@@ -3,7 +3,8 @@
 # reports what is missing; the tests then skip (or fail, under CI=true / BERTH_STRICT=1).
 set -euo pipefail
 pkgs=(skopeo umoci podman buildah uidmap docker-registry postgresql wrk radosgw ceph-mon ceph-osd libfaketime
-      amazon-ecr-credential-helper golang-go libcommons-io-java rpm)  # scanner tests: a Go binary, a jar, an rpmdb
+      amazon-ecr-credential-helper golang-go libcommons-io-java rpm  # scanner tests: a Go binary, a jar, an rpmdb
+      debootstrap)  # the container image test builds its base root
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,10 @@ if TYPE_CHECKING:  # Alembic loads only when migrating: `serve` checks sqlite_is
     from alembic.config import Config
 
 _HERE = Path(__file__).parent
+# pg_advisory_lock key held while migrating (and while bootstrapping an administrator): any constant
+# no other application on the database uses; int.from_bytes(b"berthmig", "big") >> 1.
+MIGRATION_LOCK = 3545099516329243827
+BOOTSTRAP_LOCK = MIGRATION_LOCK + 1
 
 
 def sqlalchemy_url(database_url: str, sqlite_path: Path) -> str:

@@ -83,6 +83,9 @@ class SqliteBackend:
         finally:
             self._seen = None
 
+    async def sync(self) -> None:
+        self._seen = None  # the next version() reads data_version: every commit of any process so far
+
     def version(self) -> int | None:
         # One check per request (asyncio task) is enough: the caches it guards are consulted several
         # times per request, and this process's own writes reset it. Long-lived tasks re-check often.

@@ -62,6 +62,16 @@ class StatementFailed(Exception):
         super().__init__(f"{self.operation}: {type(cause).__name__}: {cause} (in: {q.sql[:300]})")
 
 
+def ping() -> Txn[None]:
+    """One round trip to the database (readiness)."""
+    yield Q("SELECT 1", (), "one")
+
+
+class MetadataUnavailable(ConnectionError):
+    """The metadata database cannot be reached now (a restart, a failover, the network): the request may be
+    retried shortly. A write that raises it may or may not have committed; writes are safe to repeat."""
+
+
 class Backend(Protocol):
     async def read(self, fn: Callable[P, Txn[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a read-only operation."""
@@ -72,5 +82,9 @@ class Backend(Protocol):
 
     def version(self) -> int | None:
         """A number that changes whenever any writer (any process) commits; None if unknowable."""
+
+    async def sync(self) -> None:
+        """Make version() reflect every commit made (by any process) before this call: a request that
+        answers from a cache calls it first, so a change a client saw acknowledged elsewhere is never hidden."""
 
     async def close(self) -> None: ...

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+from berth.db.store import MetadataUnavailable
 from berth.storage import StorageUnavailable
 
 
@@ -75,7 +76,9 @@ ParameterInvalid = define("PARAMETER_INVALID")
 
 # failures of what the registry stands on, answered as "try again later"
 BlobStoreUnavailable = define("BLOB_STORE_UNAVAILABLE")  # extra["retry_after"]: seconds
+DatabaseUnavailable = define("DATABASE_UNAVAILABLE")  # PostgreSQL restarting or failing over; retry_after too
 RETRY_AFTER = 5
+DATABASE_RETRY_AFTER = 2  # a restart or a failover takes seconds
 
 
 StorageFull = define("STORAGE_FULL")  # the disk under the data dir or the blobs is full; extra["retry_after"]
@@ -94,6 +97,8 @@ def from_failure(exc: BaseException) -> RegistryError | None:
     if _disk_full(exc):
         return StorageFull("insufficient storage: the disk holding the registry's data is full; nothing of this "
                            "request was kept. Free space, then retry", retry_after=FULL_RETRY_AFTER)
+    if isinstance(exc, MetadataUnavailable):
+        return DatabaseUnavailable(f"{exc}; try again shortly", retry_after=DATABASE_RETRY_AFTER)
     return None
 
 

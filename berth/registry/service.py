@@ -93,7 +93,9 @@ class RegistryService:
         # set by app.py: creation templates (CREATE_ON_PUSH) and the pull-through cache (a pull that misses)
         self.templates: TemplateCreator | None = None
         self.pull_through: PullThrough | None = None
-        # Read caches for the hot paths, dropped whenever any writer commits (db.version()).
+        # Read caches for the hot paths, dropped whenever any writer commits (db.version(): SQLite's
+        # data_version; on PostgreSQL the changes every node hears by LISTEN/NOTIFY). An entry is kept only
+        # if no commit was heard while it was read, so a read racing a write never caches the old value.
         self._version: int | None = None
         self._repos: dict[tuple[str, str, str], Repository] = {}
         self._pulls: dict[tuple[str, str, str, str], Manifest] = {}
@@ -102,15 +104,24 @@ class RegistryService:
         self._pull_queue: dict[tuple[str, str, str, str], tuple[float, str | None]] = {}
         self._pull_writer: asyncio.Task[None] | None = None
 
-    def _fresh(self) -> bool:
+    def _fresh(self) -> int | None:
+        """The version the caches hold now, or None (caches off: the backend cannot tell changes)."""
         v = self.db.version()
         if v is None:
-            return False
+            return None
         if v != self._version:
             self._version = v
             self._repos.clear()
             self._pulls.clear()
-        return True
+        return v
+
+    async def _confirmed(self) -> int | None:
+        """Before answering from a cache: hear of every commit made before now, on any node (db.sync())."""
+        await self.db.sync()
+        return self._fresh()
+
+    def _unchanged(self, v: int | None) -> bool:
+        return v is not None and self.db.version() == v
 
     # repositories
 
@@ -120,9 +131,11 @@ class RegistryService:
         after `may_create` (the caller's authorization of ecr:CreateRepository) has not raised."""
         check_name(name)
         key = (account, region, name)
-        cacheable = self._fresh()
-        if cacheable and (repo := self._repos.get(key)) is not None:
-            return repo
+        v = self._fresh()
+        if v is not None and key in self._repos:
+            v = await self._confirmed()
+            if v is not None and (repo := self._repos.get(key)) is not None:
+                return repo
         row = await self.db.read(q.get_repository, account, region, name)
         if row is None and for_push and self.templates is not None:  # a CREATE_ON_PUSH template, or the switch
             repo, _ = await self.templates.create_repository_from_template(
@@ -135,7 +148,7 @@ class RegistryService:
         if row is None:
             raise NameUnknown(f"repository {name!r} not found", detail={"name": name})
         repo = Repository.from_row(row)
-        if cacheable:
+        if self._unchanged(v):
             self._repos[key] = repo
         return repo
 
@@ -244,9 +257,11 @@ class RegistryService:
         A miss under a pull-through cache rule is asked of the upstream, after `may_import(creating)` (the
         caller's authorization of ecr:BatchImportUpstreamImage, and of ecr:CreateRepository if creating)."""
         key = (account, region, name, reference)
-        cacheable = self._fresh()
         pt = self.pull_through
-        if cacheable and (hit := self._pulls.get(key)) is not None and \
+        v = self._fresh()
+        if v is not None and key in self._pulls:
+            v = await self._confirmed()
+        if v is not None and (hit := self._pulls.get(key)) is not None and \
                 (pt is None or not pt.stale(account, region, name, reference)):
             if record:
                 self.note_pull(account, region, name, hit.digest, principal)
@@ -260,7 +275,7 @@ class RegistryService:
             return fetched  # not stored yet (its blobs are arriving): not cached here, no pull time
         if pt is not None and pt.stale(account, region, name, reference):
             m = await pt.manifest(account, region, name, reference, may_import, m) or m
-        if cacheable and len(self._pulls) < 10_000:
+        if len(self._pulls) < 10_000 and self._unchanged(v):
             self._pulls[key] = m
         if record:
             self.note_pull(account, region, name, m.digest, principal)

@@ -665,19 +665,49 @@ def test_referrers(db: Harness) -> None:
 def test_version_changes_after_a_write(db: Harness) -> None:
     async def body(db: Backend) -> None:
         v0 = db.version()
-        if db_kind == "postgres":
-            assert v0 is None  # unknowable: callers must not cache
-            return
-        assert isinstance(v0, int)
+        assert isinstance(v0, int)  # PostgreSQL: the changes heard by LISTEN (and made here)
         await db.read(q.list_repository_names, ACCOUNT, REGION, "", 10)
         assert db.version() == v0  # reads change nothing
         await new_repo(db, "first")
         v1 = db.version()
-        assert v1 != v0
+        assert v1 != v0  # this process's own write: at once
         await new_repo(db, "second")
         assert db.version() != v1
 
-    db_kind = db.kind
+    db.run(body)
+
+
+async def _changes_seen(other: Backend, before: int | None, timeout: float = 10.0) -> bool:
+    """Whether `other`'s version moves off `before` (another process hears of a commit: SQLite at once,
+    PostgreSQL when the NOTIFY arrives, i.e. the loop has run its listener's callback)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if other.version() != before:
+            return True
+        await asyncio.sleep(0.001)
+    return False
+
+
+def test_version_tells_another_process_of_a_commit(db: Harness) -> None:
+    """Two backends on one database, as two nodes: a commit through one changes the other's version by the time
+    the other's sync() returns; a read or a write that changed no row does not (no cache dropped for nothing)."""
+    async def body(a: Backend) -> None:
+        b = await db.open()
+        try:
+            for i in range(50):
+                before = b.version()
+                assert before is not None
+                await new_repo(a, f"repo{i}")
+                await b.sync()  # no waiting: once sync returns, B has heard of every commit made before it
+                assert b.version() != before, f"round {i}: B had not heard of A's acknowledged commit"
+            await asyncio.sleep(0.2)  # every notification delivered
+            before = b.version()
+            await a.read(q.list_repository_names, ACCOUNT, REGION, "", 10)
+            await a.write(q.create_repository, ACCOUNT, REGION, "repo0", NOW)  # exists: ON CONFLICT, no row
+            assert not await _changes_seen(b, before, timeout=0.5)
+        finally:
+            await b.close()
+
     db.run(body)
 
 

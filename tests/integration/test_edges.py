@@ -145,6 +145,8 @@ def _logged(server: BerthServer, request_id: str) -> bool:
 
 def test_unexpected_failures_answer_in_each_face_shape(fragile: tuple[BerthServer, PostgresCluster],
                                                        tmp_path: Path) -> None:
+    """A failure Berth cannot name (here: tables gone from under it) is each face's own fault, with a
+    request id that is in the log."""
     server, cluster = fragile
     oci = httpx.Client(base_url=server.url, timeout=30)
     ecr = ecr_client(server.url)
@@ -152,7 +154,8 @@ def test_unexpected_failures_answer_in_each_face_shape(fragile: tuple[BerthServe
     assert oci.post("/v2/faults/app/blobs/uploads/").status_code == 202  # creates the repository
     ecr.describe_repositories(repositoryNames=["faults/app"])
 
-    _database_down(cluster)
+    tables = ("repositories", "tags", "iam_users")
+    _rename(server, {t: f"{t}_away" for t in tables})
     try:
         for method in ("GET", "HEAD"):
             r = oci.request(method, "/v2/faults/app/manifests/latest")
@@ -192,12 +195,65 @@ def test_unexpected_failures_answer_in_each_face_shape(fragile: tuple[BerthServe
         assert aws_error(iam_failed)[:2] == ("ServiceFailure", 500)
         assert _logged(server, iam_failed.value.response["ResponseMetadata"]["RequestId"])
     finally:
-        _database_up(cluster)
+        _rename(server, {f"{t}_away": t for t in tables})
 
-    # back to normal once the database is: nothing was cached in a broken state
+    # back to normal once the tables are: nothing was cached in a broken state
     assert oci.get("/v2/faults/app/manifests/latest").json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     repos = ecr.describe_repositories(repositoryNames=["faults/app"])["repositories"]
     assert [r["repositoryName"] for r in repos] == ["faults/app"]
+    oci.close()
+
+
+def _rename(server: BerthServer, names: dict[str, str]) -> None:
+    from tests.support.cluster import query
+
+    for old, new in names.items():
+        query(server.database_url, f"ALTER TABLE {old} RENAME TO {new}")
+
+
+def test_while_the_database_is_down_every_face_answers_its_retryable_503(
+        fragile: tuple[BerthServer, PostgresCluster], tmp_path: Path) -> None:
+    """PostgreSQL stopped (a crash, as a failover looks to clients): not a fault but "try again": OCI 503
+    UNAVAILABLE with Retry-After, AWS ServiceUnavailable (which the SDKs and the CLI retry), /readyz 503."""
+    server, cluster = fragile
+    oci = httpx.Client(base_url=server.url, timeout=30)
+    ecr = ecr_client(server.url)
+    _database_down(cluster)
+    try:
+        for method in ("GET", "HEAD"):
+            r = oci.request(method, "/v2/faults/app/manifests/latest")
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"] == "application/json" and r.headers["retry-after"].isdigit()
+            if method == "GET":
+                assert r.json()["errors"][0]["code"] == "UNAVAILABLE", r.text
+        ready = httpx.get(f"{server.url}/readyz", timeout=30)
+        assert ready.status_code == 503 and "database" in ready.json()["reason"], ready.text
+
+        with pytest.raises(ClientError) as failed:
+            boto3.client("ecr", endpoint_url=server.url, region_name=REGION, aws_access_key_id=KEY,
+                         aws_secret_access_key=SECRET, config=ONE_TRY).describe_repositories()
+        assert aws_error(failed)[:2] == ("ServiceUnavailable", 503)
+
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
+               "AWS_DEFAULT_REGION": REGION, "AWS_MAX_ATTEMPTS": "1", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+               "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+        proc = subprocess.run([str(AWS_CLI), "--endpoint-url", server.url, "ecr", "describe-repositories"],
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0 and "(ServiceUnavailable)" in proc.stderr, proc.stderr
+
+        iam = boto3.client("iam", endpoint_url=server.url, region_name=REGION,  # type: ignore[call-overload]
+                           aws_access_key_id=KEY, aws_secret_access_key=SECRET, config=ONE_TRY)
+        with pytest.raises(ClientError) as iam_failed:
+            iam.list_users()
+        assert aws_error(iam_failed)[:2] == ("ServiceUnavailable", 503)
+    finally:
+        _database_up(cluster)
+
+    # the node reconnects by itself
+    assert oci.get("/v2/faults/app/manifests/latest").json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    assert [r["repositoryName"] for r in ecr.describe_repositories(repositoryNames=["faults/app"])["repositories"]] \
+        == ["faults/app"]
+    assert httpx.get(f"{server.url}/readyz", timeout=30).json() == {"ready": True}
     oci.close()
 
 
@@ -263,7 +319,7 @@ def test_requests_before_startup_answer_503(no_lifespan: tuple[str, Path]) -> No
             assert r.json()["errors"][0]["code"] == "UNAVAILABLE"
     assert httpx.get(f"{url}/v2/").status_code == 503
     ready = httpx.get(f"{url}/readyz")
-    assert (ready.status_code, ready.json()) == (503, {"ready": False})
+    assert (ready.status_code, ready.json()) == (503, {"ready": False, "reason": "not started, or shutting down"})
     assert httpx.get(f"{url}/healthz").status_code == 200  # alive, just not serving
 
     with pytest.raises(ClientError) as ecr_refused:

@@ -158,7 +158,8 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 class PostgresCluster:
     """A throwaway PostgreSQL cluster in a temporary directory, owned by the postgres user."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: str = "") -> None:
+        self.options = options  # more `-c name=value` server settings (e.g. log_statement=all for a count)
         self.dir = Path(tempfile.mkdtemp(prefix="berth-pg-"))
         self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
@@ -177,10 +178,21 @@ class PostgresCluster:
         subprocess.run(self._as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
                                          "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"),
                        check=True, capture_output=True)
+        return self.resume()
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (a restart or a failover, as clients see it): `fast` ends every
+        session and rolls back what is in flight; `immediate` is a crash (recovery on the next start)."""
+        subprocess.run(self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-m", mode,
+                                         "stop"), check=True, capture_output=True)
+
+    def resume(self) -> PostgresCluster:
+        """Start the server (again) on the same data and port."""
+        data = self.dir / "data"
         subprocess.run(self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
                                          str(self.dir / "log"), "-o",
                                          f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
-                                         "-c fsync=off -c max_connections=200", "start"),
+                                         f"-c fsync=off -c max_connections=200 {self.options}", "start"),
                        check=True, capture_output=True)
         return self
 

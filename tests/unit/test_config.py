@@ -68,6 +68,9 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_RATE_LIMIT_ACCOUNT_BURST": "200",
         "BERTH_RATE_LIMIT_PRINCIPAL": "10",
         "BERTH_RATE_LIMIT_PRINCIPAL_BURST": "0",
+        "BERTH_DB_POOL_MIN_SIZE": "2",
+        "BERTH_DB_POOL_MAX_SIZE": "8",
+        "BERTH_DB_CONNECT_TIMEOUT": "3",
     }
     assert {"BERTH_" + f.name.upper() for f in fields(Settings)} == set(env)  # a new field needs a line here
     s = Settings.from_env(env)
@@ -87,6 +90,7 @@ def test_every_field_from_the_environment() -> None:
     assert s.upload_max_age_hours == 2
     assert (s.job_workers, s.job_lease_seconds) == (0, 5)
     assert s.storage_redirect is True
+    assert (s.db_pool_min_size, s.db_pool_max_size, s.db_connect_timeout) == (2, 8, 3)
     assert s.storage == S3Storage("layers", "berth", "http://127.0.0.1:7480", "eu-west-1", "path")
     assert s.log_level == "debug"
     assert s.admin_access_key_id == "AKIAIOSFODNN7EXAMPLE"
@@ -228,3 +232,11 @@ def test_served_regions_default_to_the_default_region_and_must_be_region_names()
             Settings(regions=bad)
     with pytest.raises(ConfigError, match="not an AWS region"):
         Settings(default_region="Mars")
+
+
+@pytest.mark.parametrize("env", [{"BERTH_DB_POOL_MAX_SIZE": "0"},
+                                 {"BERTH_DB_POOL_MIN_SIZE": "9", "BERTH_DB_POOL_MAX_SIZE": "8"},
+                                 {"BERTH_DB_POOL_MIN_SIZE": "-1"}, {"BERTH_DB_CONNECT_TIMEOUT": "0"}])
+def test_pool_settings_are_checked(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="BERTH_DB_"):
+        Settings.from_env(env)

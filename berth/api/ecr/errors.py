@@ -54,6 +54,7 @@ STATUS: dict[str, int] = {**MODEL_EXCEPTIONS, **COMMON_EXCEPTIONS}
 REGISTRY_ERRORS: dict[str, str] = {
     "NAME_UNKNOWN": "RepositoryNotFoundException",
     "BLOB_STORE_UNAVAILABLE": "ServiceUnavailable",  # 503: botocore retries it
+    "DATABASE_UNAVAILABLE": "ServiceUnavailable",
     "NAME_INVALID": "InvalidParameterException",
     "TAG_INVALID": "InvalidParameterException",
     "TAG_IMMUTABLE": "ImageTagAlreadyExistsException",

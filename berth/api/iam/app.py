@@ -362,9 +362,12 @@ class IamQueryApi:
             return self._error(service, e.code, e.message, request_id, e.status)
         except Exception as exc:  # never a bare 500: ServiceFailure is IAM's own fault shape
             failure = from_failure(exc)
-            if failure is not None:  # a full disk: said once, loudly, and in the answer
+            if failure is not None:  # said once, loudly, and in the answer
                 self._failures.note(failure, exc, f"IAM/STS (request id {request_id})")
-                return self._error(service, "ServiceFailure", failure.message, request_id)
+                if failure.code == "STORAGE_FULL":
+                    return self._error(service, "ServiceFailure", failure.message, request_id)
+                # the database or the store is away: 503, which the SDKs retry
+                return self._error(service, "ServiceUnavailable", failure.message, request_id, 503)
             log.exception("IAM/STS request failed; request id %s", request_id)
             return self._error(service, "ServiceFailure", "internal error", request_id)
 

@@ -35,6 +35,7 @@ DOMAIN: dict[str, tuple[int, str]] = {
     "UNKNOWN": (500, "UNKNOWN"),  # a bare RegistryError: the registry could not name the failure
     "BLOB_STORE_UNAVAILABLE": (503, "UNKNOWN"),  # with Retry-After; the spec has no code for "try later"
     "STORAGE_FULL": (507, "UNKNOWN"),  # Insufficient Storage, with Retry-After and a message that says so
+    "DATABASE_UNAVAILABLE": (503, "UNAVAILABLE"),  # with Retry-After: distribution's code for "try later"
     # The ECR views' refusals: raised by the ECR operations only today, mapped here by meaning so that
     # a service shared by both faces can raise them without an OCI client ever meeting a guessed code.
     "IMAGE_ID_INVALID": (400, "MANIFEST_INVALID"),
