@@ -357,3 +357,26 @@ def test_tag_filters_extension_replicates_matching_tags_only(deployment: Deploym
         assert statuses(d, "tagged/app", nightly.digest) == {}
         assert west.get_manifest("tagged/app", nightly.digest).status_code == 404
     configure(d, A, EAST, [])
+
+
+def test_a_repository_created_by_replication_takes_the_destinations_replication_template(
+        deployment: Deployment) -> None:
+    d = deployment
+    west = d.ecr[(A, WEST)]
+    out = call(west, "CreateRepositoryCreationTemplate", {
+        "prefix": "tmpl", "appliedFor": ["REPLICATION"], "imageTagMutability": "IMMUTABLE",
+        "resourceTags": [{"Key": "made-by", "Value": "replication"}]})
+    assert out.error is None, out
+    configure(d, A, EAST, [rule((A, WEST), prefixes=("tmpl/", "plain/"))])
+    image, other = random_image(), random_image()
+    with d.oci(A, EAST) as src:
+        assert src.push_image("tmpl/app", image, "v1").status_code == 201
+        assert src.push_image("plain/app", other, "v1").status_code == 201
+    settled(d, "tmpl/app", image.digest, [(A, WEST)])
+    settled(d, "plain/app", other.digest, [(A, WEST)])
+    repos = {r["repositoryName"]: r for r in west.describe_repositories()["repositories"]}
+    assert repos["tmpl/app"]["imageTagMutability"] == "IMMUTABLE"  # the template's
+    assert repos["plain/app"]["imageTagMutability"] == "MUTABLE"  # no template: default settings
+    tags = west.list_tags_for_resource(resourceArn=repos["tmpl/app"]["repositoryArn"])["tags"]
+    assert {"Key": "made-by", "Value": "replication"} in tags
+    configure(d, A, EAST, [])
