@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from berth.db import lifecycle as ql
 from berth.db import policies as qp
 from berth.db import templates as q
 from berth.db.registry import RepoRow
@@ -111,15 +112,17 @@ def _check_repository_policy(text: str | None) -> str | None:
 
 
 def _check_lifecycle_policy(text: str | None) -> str | None:
+    """The lifecycle grammar itself (berth/lifecycle/policy.py), so a template cannot carry a policy that
+    PutLifecyclePolicy would refuse."""
     if not text:
         return None
+    from berth.lifecycle.policy import PolicyInvalid, parse
+
     try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict) or not isinstance(doc.get("rules"), list):
+        parse(text)
+    except PolicyInvalid as e:
         raise ParameterInvalid("Invalid parameter at 'lifecyclePolicy' failed to satisfy constraint: "
-                               "'Lifecycle policy validation failure: a JSON object with a \"rules\" list'")
+                               f"'Lifecycle policy validation failure: {e.reason}'") from None
     return text
 
 
@@ -176,6 +179,8 @@ def _create_from(account: str, region: str, name: str, now: float, t: Template |
         return existing, False
     if t.repository_policy:
         yield from qp.set_repository_policy(row.id, t.repository_policy)
+    if t.lifecycle_policy:
+        yield from ql.put_policy(row.id, t.lifecycle_policy, now)
     return row, True
 
 

@@ -91,6 +91,9 @@ def test_template_operations(ecr: BaseClient) -> None:
     {"prefix": "bad", "appliedFor": []},
     {"prefix": "bad", "appliedFor": ["REPLICATION"], "repositoryPolicy": "{not json"},
     {"prefix": "bad", "appliedFor": ["REPLICATION"], "lifecyclePolicy": "[]"},
+    {"prefix": "bad", "appliedFor": ["REPLICATION"], "lifecyclePolicy": json.dumps({"rules": [{  # no countNumber
+        "rulePriority": 1, "selection": {"tagStatus": "any", "countType": "imageCountMoreThan"},
+        "action": {"type": "expire"}}]})},
     {"prefix": "bad", "appliedFor": ["REPLICATION"], "imageTagMutability": "IMMUTABLE_WITH_EXCLUSION"},
     {"prefix": "bad", "appliedFor": ["REPLICATION"], "resourceTags": [{"Key": "aws:x", "Value": "v"}]},
     {"prefix": "Bad/Upper", "appliedFor": ["REPLICATION"]},
@@ -107,6 +110,7 @@ def test_create_on_push_takes_the_longest_prefix(ecr: BaseClient, server: BerthS
                                             resourceTags=[{"Key": "level", "Value": "root"}])
     ecr.create_repository_creation_template(prefix="team", appliedFor=["CREATE_ON_PUSH"],
                                             imageTagMutability="IMMUTABLE", repositoryPolicy=POLICY,
+                                            lifecyclePolicy=LIFECYCLE,
                                             resourceTags=[{"Key": "level", "Value": "team"}])
     ecr.create_repository_creation_template(prefix="team/sub", appliedFor=["CREATE_ON_PUSH"],
                                             encryptionConfiguration={"encryptionType": "KMS_DSSE"},
@@ -127,6 +131,10 @@ def test_create_on_push_takes_the_longest_prefix(ecr: BaseClient, server: BerthS
     assert json.loads(ecr.get_repository_policy(repositoryName="team/app")["policyText"]) == json.loads(POLICY)
     assert aws.call(ecr, "GetRepositoryPolicy", {"repositoryName": "elsewhere/app"}).code \
         == "RepositoryPolicyNotFoundException"
+    assert json.loads(ecr.get_lifecycle_policy(repositoryName="team/app")["lifecyclePolicyText"]) \
+        == json.loads(LIFECYCLE)  # the template's lifecycle policy came with it
+    assert aws.call(ecr, "GetLifecyclePolicy", {"repositoryName": "elsewhere/app"}).code \
+        == "LifecyclePolicyNotFoundException"
     with OciClient(server.url) as oci:  # the template's immutability holds on the new repository
         img = random_image()
         for blob in img.blobs:
