@@ -60,7 +60,7 @@ from berth.replication.pullthrough_rules import PullThroughRules
 from berth.replication.service import ReplicationService, Replicator
 from berth.scanning.service import ScanService
 from berth.scanning.signing import SigningService
-from berth.secrets.box import KeyFileBox
+from berth.secrets.box import MasterKeyBox
 from berth.secrets.service import Secrets
 from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
@@ -130,7 +130,7 @@ class BerthApp:
                                    refresh_after=s.gc_grace_seconds / 2)
         templates = Templates(self.db)
         registry.templates = templates
-        secrets = Secrets(self.db, KeyFileBox(s.data_dir / "secrets.key"))
+        secrets = Secrets(self.db, MasterKeyBox(master))
         insecure = [h.strip() for h in s.pull_through_insecure.split(",") if h.strip()]
         rules = PullThroughRules(self.db, secrets, insecure)
         self.pull_through = PullThroughCache(registry, rules, templates, s.data_dir / "pullthrough-spool",

@@ -48,6 +48,7 @@ class Sealed:
 SEALED: list[Sealed] = [
     Sealed("access_keys", "id", "secret"),
     Sealed("signing_keys", "id", "secret"),
+    Sealed("secrets", "arn", "sealed"),  # Secrets Manager values (berth/secrets/box.py)
 ]
 
 

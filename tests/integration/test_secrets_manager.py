@@ -5,7 +5,6 @@ Manager's shapes and errors; values are encrypted at rest; IAM decides who may r
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -115,8 +114,8 @@ def test_values_are_encrypted_at_rest(sm: BaseClient, server: BerthServer) -> No
         assert PLAINTEXT.encode() not in raw
         with sqlite3.connect(server.data_dir / "berth.db") as conn:
             sealed = conn.execute("SELECT sealed FROM secrets WHERE name = 'at-rest'").fetchone()[0]
-    assert sealed.startswith("v1:") and PLAINTEXT not in base64.b64decode(sealed[3:]).decode("latin-1")
-    key = server.data_dir / "secrets.key"
+    assert sealed.startswith("enc1:") and PLAINTEXT not in sealed  # sealed with the master key (berth/keys)
+    key = Path(server.extra_env.get("BERTH_MASTER_KEY_FILE") or server.data_dir / "keys" / "master.key")
     assert key.stat().st_mode & 0o777 == 0o600
 
 
