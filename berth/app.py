@@ -304,7 +304,8 @@ def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None
     handlers.register(PULL_TIME_JOB, tasks.record_pull_time(db))
     registry = RegistryService(db, uploads.blobs, uploads)
     registry.templates = Templates(db)  # repositories created by replication take REPLICATION templates
-    replicator = Replicator(db, registry, s.served_regions, peers=PeerDirectory(db, registry).target)
+    replicator = Replicator(db, registry, s.served_regions,
+                            peers=PeerDirectory(db, registry, keys=uploads.master_key).target)
     for kind, run in ((replication_outbox.COPY_JOB, replicator.run_copy),
                       (replication_outbox.DELETE_JOB, replicator.run_delete),
                       (replication_outbox.BACKFILL_JOB, replicator.run_backfill)):

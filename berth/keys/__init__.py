@@ -49,6 +49,7 @@ SEALED: list[Sealed] = [
     Sealed("access_keys", "id", "secret"),
     Sealed("signing_keys", "id", "secret"),
     Sealed("secrets", "arn", "sealed"),  # Secrets Manager values (berth/secrets/box.py)
+    Sealed("replication_peers", "name", "secret_access_key"),  # peers' credentials (berth/replication/peers.py)
 ]
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from berth.db import replication as q
 from berth.db.store import Backend
+from berth.keys import MasterKey
 
 peers_cli = typer.Typer(no_args_is_help=True, help="Peer deployments: replication destinations served by "
                         "another Berth.")
@@ -23,17 +24,24 @@ _REGION = re.compile(r"[0-9a-z-]{2,25}")
 _ACCOUNT = re.compile(r"[0-9]{12}")
 
 
-def _run(fn: object, data_dir: Path | None, database_url: str | None, *args: object) -> None:
+def _run(fn: object, data_dir: Path | None, database_url: str | None, *args: object, sealing: bool = False) -> None:
     from berth.cli import _migrate, _run_jobs_cli, _settings
+    from berth.keys.files import prepare_data_dir
 
     s = _settings(data_dir=data_dir, database_url=database_url)
     _migrate(s)
+    if sealing:  # the peer's secret is sealed with the deployment's master key before it is stored
+        master, _ = prepare_data_dir(s)
+        args = (master, *args)
     _run_jobs_cli(fn, s, *args)  # type: ignore[arg-type]
 
 
-async def _add(db: Backend, name: str, endpoint: str, key: str, secret: str, regions: list[str],
+async def _add(db: Backend, keys: MasterKey, name: str, endpoint: str, key: str, secret: str, regions: list[str],
                accounts: list[str]) -> int:
-    new = await db.write(q.add_peer, name, endpoint, key, secret, regions, accounts, time.time())
+    from berth.replication.peers import PEER_SECRETS
+
+    sealed = keys.seal(secret, PEER_SECRETS.context(name))
+    new = await db.write(q.add_peer, name, endpoint, key, sealed, regions, accounts, time.time())
     typer.echo(f"peer {name} {'added' if new else 'replaced'}: {endpoint}, regions {', '.join(regions)}, "
                f"accounts {', '.join(accounts) or 'any'}")
     return 0
@@ -82,7 +90,7 @@ def add(
         if not _ACCOUNT.fullmatch(a):
             raise typer.BadParameter(f"{a!r} is not a 12-digit account id", param_hint="--account")
     _run(_add, data_dir, database_url, name, endpoint.rstrip("/"), access_key_id, secret_access_key,
-         list(dict.fromkeys(region)), list(dict.fromkeys(account)))
+         list(dict.fromkeys(region)), list(dict.fromkeys(account)), sealing=True)
 
 
 @peers_cli.command("list")

@@ -14,6 +14,7 @@ import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ import httpx
 
 from berth.db import replication as q
 from berth.db.store import Backend
+from berth.keys import MasterKey, Sealed
 from berth.registry.model import Repository
 from berth.registry.service import RegistryService
 from berth.replication.rules import Destination
@@ -195,20 +197,25 @@ async def create_repository_at_peer(client: PeerClient, dest: Destination, name:
     await client.aws(dest.region, "create_repository", registryId=dest.registry_id, repositoryName=name)
 
 
+PEER_SECRETS = Sealed("replication_peers", "name", "secret_access_key")  # listed in berth.keys.SEALED
+
+
 class PeerDirectory:
     """The peers stored in the database, re-read every few seconds; one PeerClient each."""
 
-    def __init__(self, db: Backend, registry: RegistryService, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, db: Backend, registry: RegistryService, clock: Callable[[], float] = time.monotonic,
+                 keys: MasterKey | None = None) -> None:
         self.db = db
         self.registry = registry
         self.clock = clock
+        self.keys = keys  # opens the peers' sealed secrets (None: plain-text ones only, in tests)
         self._peers: list[q.PeerRow] = []
         self._read_at = -PEERS_TTL
         self._clients: dict[q.PeerRow, PeerClient] = {}
 
     async def target(self, source_account: str, dest: Destination) -> PeerTarget | None:
         if self.clock() - self._read_at >= PEERS_TTL:
-            self._peers = await self.db.read(q.list_peers)
+            self._peers = [self._opened(p) for p in await self.db.read(q.list_peers)]
             self._read_at = self.clock()
         for peer in self._peers:
             if peer.serves(dest.registry_id, dest.region):
@@ -217,6 +224,11 @@ class PeerDirectory:
                     client = self._clients[peer] = PeerClient(peer)
                 return PeerTarget(client, self.registry, self.db, dest)
         return None
+
+    def _opened(self, peer: q.PeerRow) -> q.PeerRow:
+        if self.keys is None:
+            return peer
+        return replace(peer, secret_access_key=self.keys.open(peer.secret_access_key, PEER_SECRETS.context(peer.name)))
 
     async def close(self) -> None:
         for client in self._clients.values():

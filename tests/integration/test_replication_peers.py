@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -48,7 +49,8 @@ def berth_cli(server: BerthServer, *args: str) -> str:
     cmd = [sys.executable, "-m", "berth", *args, "--data-dir", str(server.data_dir)]
     if server.database_url:
         cmd += ["--database-url", server.database_url]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    # the server's own settings (its master key file among them), as an operator's shell would have them
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **server.extra_env})
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -117,10 +119,22 @@ def img_bytes(images: UmociImages, digest: str) -> int:
     return int(doc["config"]["size"]) + sum(int(layer["size"]) for layer in doc["layers"])
 
 
+async def _stored_peer_secret(url: str, name: str) -> str:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return str(await conn.fetchval("SELECT secret_access_key FROM replication_peers WHERE name = $1", name))
+    finally:
+        await conn.close()
+
+
 def test_peers_cli_lists_and_removes(three: Three) -> None:
     listed = berth_cli(three.source, "peers", "list")
     assert "west" in listed and "eu" in listed and three.west.url in listed
     assert SECRET not in listed  # never shown
+    stored = asyncio.run(_stored_peer_secret(three.source.database_url, "west"))
+    assert stored.startswith("enc1:") and SECRET not in stored  # sealed with the master key at rest
     # the rest on a SQLite deployment (the CLI migrates a PostgreSQL database on every call: slower)
     berth_cli(three.west, "peers", "add", "spare", "--endpoint", "http://127.0.0.1:9", "--access-key-id",
               "AKIASPARE00000000000", "--secret-access-key", "x", "--region", "ap-south-1")
