@@ -156,7 +156,7 @@ class BerthApp:
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
                             Images(registry), RepositoryAdmin(self.db), LifecycleService(self.db),
                             ReplicationService(self.db), templates, rules, ScanService(self.db, blobs),
-                            SigningService(self.db), default_account=s.default_account,
+                            SigningService(self.db, keys=master), default_account=s.default_account,
                             default_region=s.default_region)
         trail = AuditTrail(self.db, s.default_account) if s.audit else None
         if trail is not None:
@@ -316,7 +316,7 @@ def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None
         handlers.register(SCAN_JOB, scans.run_scan, max_attempts=3)
         handlers.register(REMATCH_JOB, scans.rematch_job, max_attempts=3)
         # managed signing: the signature is pushed through the registry's own rules, as any push
-        signer = SigningService(db, RegistryService(db, blobs, uploads), f"{s.host}:{s.port}")
+        signer = SigningService(db, RegistryService(db, blobs, uploads), f"{s.host}:{s.port}", keys=uploads.master_key)
         handlers.register(SIGN_JOB, signer.run_sign, max_attempts=5)
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))

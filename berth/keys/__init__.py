@@ -50,7 +50,13 @@ SEALED: list[Sealed] = [
     Sealed("signing_keys", "id", "secret"),
     Sealed("secrets", "arn", "sealed"),  # Secrets Manager values (berth/secrets/box.py)
     Sealed("replication_peers", "name", "secret_access_key"),  # peers' credentials (berth/replication/peers.py)
+    Sealed("signing_profiles", "account_id || '/' || name", "private_key"),  # berth/scanning/signing.py
 ]
+
+
+def sealed_column(table: str) -> Sealed:
+    """The sealed column of `table`, as SEALED lists it (its sealing code and rotation share one definition)."""
+    return next(c for c in SEALED if c.table == table)
 
 
 def is_sealed(value: str) -> bool:

@@ -22,7 +22,7 @@ import httpx
 
 from berth.db import replication as q
 from berth.db.store import Backend
-from berth.keys import MasterKey, Sealed
+from berth.keys import MasterKey, sealed_column
 from berth.registry.model import Repository
 from berth.registry.service import RegistryService
 from berth.replication.rules import Destination
@@ -197,7 +197,7 @@ async def create_repository_at_peer(client: PeerClient, dest: Destination, name:
     await client.aws(dest.region, "create_repository", registryId=dest.registry_id, repositoryName=name)
 
 
-PEER_SECRETS = Sealed("replication_peers", "name", "secret_access_key")  # listed in berth.keys.SEALED
+PEER_SECRETS = sealed_column("replication_peers")  # the peers' secret access keys, sealed with the master key
 
 
 class PeerDirectory:

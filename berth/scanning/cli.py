@@ -185,9 +185,14 @@ def signing_import_key(profile: str = typer.Argument(..., help="Signing profile 
         typer.echo(f"berth: {e}", err=True)
         raise typer.Exit(1) from None
 
+    from berth.keys.files import prepare_data_dir
+
+    master, _ = prepare_data_dir(s)  # the private key is sealed with the deployment's master key
+
     async def run(db: Any) -> int:
         try:
-            public = await SigningService(db).import_key(account or s.default_account, profile_name(profile), pem)
+            signer = SigningService(db, keys=master)
+            public = await signer.import_key(account or s.default_account, profile_name(profile), pem)
         except (ValueError, TypeError) as e:
             typer.echo(f"berth: {key}: not a usable private key ({e})", err=True)
             return 1

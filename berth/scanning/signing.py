@@ -21,6 +21,7 @@ from berth.db import registry as qr
 from berth.db import scanning as qs
 from berth.db.jobs import Job
 from berth.db.store import Backend
+from berth.keys import MasterKey, sealed_column
 from berth.registry.model import Repository
 from berth.registry.service import RegistryService
 from berth.scanning.errors import ScanError
@@ -112,13 +113,23 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
+PRIVATE_KEYS = sealed_column("signing_profiles")  # the profiles' private keys, sealed with the master key
+
+
 class SigningService:
     def __init__(self, db: Backend, registry: RegistryService | None = None, reference_host: str = "",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, keys: MasterKey | None = None) -> None:
         self.db = db
         self.registry = registry
         self.reference_host = reference_host  # the host:port clients name images by, in the signed reference
         self.clock = clock
+        self.keys = keys  # seals and opens the private keys (None: plain text, in unit tests only)
+
+    def _seal(self, account: str, name: str, private: str) -> str:
+        return private if self.keys is None else self.keys.seal(private, PRIVATE_KEYS.context(f"{account}/{name}"))
+
+    def _open(self, account: str, name: str, stored: str) -> str:
+        return stored if self.keys is None else self.keys.open(stored, PRIVATE_KEYS.context(f"{account}/{name}"))
 
     async def config(self, account: str, region: str) -> list[dict[str, Any]]:
         rules = await self.db.read(qs.get_signing_config, account, region)
@@ -150,14 +161,16 @@ class SigningService:
         got = await self.db.read(qs.get_profile_key, account, name)
         if got is None:
             private, public = new_key()
-            await self.db.write(qs.put_profile_key, account, name, private, public, self.clock(), False)
+            await self.db.write(qs.put_profile_key, account, name, self._seal(account, name, private), public,
+                                self.clock(), False)
             got = await self.db.read(qs.get_profile_key, account, name)
             assert got is not None
         return got[1]
 
     async def import_key(self, account: str, name: str, pem: bytes, password: bytes | None = None) -> str:
         private, public = load_key(pem, password)
-        await self.db.write(qs.put_profile_key, account, name, private, public, self.clock(), True)
+        await self.db.write(qs.put_profile_key, account, name, self._seal(account, name, private), public,
+                            self.clock(), True)
         return public
 
     async def public_key(self, account: str, name: str) -> str | None:
@@ -174,7 +187,8 @@ class SigningService:
         m = await self.db.read(qr.manifest_by_digest, repo_id, digest)
         if m is None:
             return
-        key = await self.db.read(qs.get_profile_key, account, profile_name(arn))
+        profile = profile_name(arn)
+        key = await self.db.read(qs.get_profile_key, account, profile)
         if key is None:
             await self.db.write(qs.finish_signing, repo_id, digest, arn, "FAILED", "SIGNING_PROFILE_NOT_FOUND",
                                 f"No key for signing profile {arn}", None, self.clock())
@@ -183,7 +197,7 @@ class SigningService:
         repo = await self.registry.repository(account, region, name)
         reference = f"{self.reference_host}/{name}" if self.reference_host else name
         body = payload(reference, digest)
-        config, manifest = signature_manifest(body, sign(key[0], body))
+        config, manifest = signature_manifest(body, sign(self._open(account, profile, key[0]), body))
         for blob in (config, body):
             d = "sha256:" + hashlib.sha256(blob).hexdigest()
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from berth.keys import KeyError_, MasterKey, Sealed
+from berth.keys import KeyError_, MasterKey, sealed_column
 
-COLUMN = Sealed("secrets", "arn", "sealed")  # listed in berth.keys.SEALED
+COLUMN = sealed_column("secrets")
 
 
 class CannotDecrypt(Exception):

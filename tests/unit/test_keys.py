@@ -106,12 +106,19 @@ def test_migration_seals_plain_rows(backend: str, tmp_path: Path, request: pytes
             assert found is not None
             secret = found[1]
             tokens_ok = identity._token_keys["k1"]
+            from berth.scanning.signing import SigningService
+
+            await SigningService(db, keys=master).ensure_key("123456789012", "release")  # a sealed private key
             # rotation: every value sealed again under a new key, still opening to the same plain text
             old_copy = tmp_path / "old.key"
             old_copy.write_bytes((data / "keys" / "master.key").read_bytes())
             old_ids, new_id, n = await rotate_master_key(db, master.path)  # type: ignore[arg-type]
-            assert n == 2 and new_id not in old_ids
-            rotated = IdentityService(db, keys=MasterKey.load(data / "keys" / "master.key"))
+            assert n == 3 and new_id not in old_ids
+            new_master = MasterKey.load(data / "keys" / "master.key")
+            (_, private), = await db.read(qs.values, "signing_profiles", "account_id || '/' || name", "private_key")
+            assert is_sealed(private)
+            assert "PRIVATE KEY" in SigningService(db, keys=new_master)._open("123456789012", "release", private)
+            rotated = IdentityService(db, keys=new_master)
             await rotated.ensure_signing_key()
             again = await rotated.key_principal("AKIAOLDPLAINTEXT01")
             assert again is not None and again[1] == secret

@@ -5,6 +5,7 @@ to a manifest signed by no one. Both metadata backends."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -50,6 +51,22 @@ def trixie_skopeo(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         raise
 
 
+async def _stored_private_key(server: BerthServer) -> str:
+    sql = "SELECT private_key FROM signing_profiles"
+    if server.database_url:
+        import asyncpg
+
+        conn = await asyncpg.connect(server.database_url)
+        try:
+            return str(await conn.fetchval(sql))
+        finally:
+            await conn.close()
+    import sqlite3
+
+    with sqlite3.connect(server.data_dir / "berth.db") as db:
+        return str(db.execute(sql).fetchone()[0])
+
+
 def test_signed_pull_unsigned_refused_moved_tag_refused(server: BerthServer, umoci_images: UmociImages,
                                                         trixie_skopeo: list[str], tmp_path: Path) -> None:
     ecr: BaseClient = boto3.client("ecr", endpoint_url=server.url, region_name=REGION, aws_access_key_id=KEY,
@@ -61,6 +78,8 @@ def test_signed_pull_unsigned_refused_moved_tag_refused(server: BerthServer, umo
               "repositoryFilters": [{"filter": "signed-*", "filterType": "WILDCARD_MATCH"}]}]
     put = ecr.put_signing_configuration(signingConfiguration={"rules": rules})
     assert put["signingConfiguration"]["rules"] == rules
+    stored = asyncio.run(_stored_private_key(server))
+    assert stored.startswith("enc1:") and "PRIVATE KEY" not in stored  # sealed with the master key at rest
     assert ecr.get_signing_configuration()["signingConfiguration"]["rules"] == rules
     signed, plain = f"signed-{uuid.uuid4().hex[:6]}", f"plain-{uuid.uuid4().hex[:6]}"
     token = base64.b64decode(ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]).decode()
