@@ -204,6 +204,9 @@ def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, bas
                    "imageStatus=ARCHIVED")["imageDetails"]
     assert [(d["imageDigest"], d["imageStatus"]) for d in archived] == [(digest, "ARCHIVED")]
     assert archived[0]["lastArchivedAt"]
+    with pytest.raises(ClientError) as scan:  # an archived image cannot be scanned
+        ecr.start_image_scan(repositoryName=repo, imageId={"imageDigest": digest})
+    assert scan.value.response["Error"]["Code"] == "ImageArchivedException"
 
     restored = ecr.update_image_storage_class(repositoryName=repo, imageId={"imageDigest": digest},
                                               targetStorageClass="STANDARD")

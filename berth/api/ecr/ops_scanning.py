@@ -91,6 +91,11 @@ def scan_status(row: ScanRow) -> dict[str, str]:
 async def start_image_scan(c: EcrCall) -> dict[str, Any]:
     repo = await repository(c)
     view, wire = await _image(c, repo)
+    if view.status != "ACTIVE":  # ARCHIVED, or ACTIVATING on its way back: its layers are not readable
+        raise EcrError("ImageArchivedException",
+                       f"The image with imageId {{imageDigest:'{view.digest}'}} in the repository with name "
+                       f"'{repo.name}' in the registry with id '{c.registry_id}' is archived ({view.status}); "
+                       "restore it with UpdateImageStorageClass to scan it")
     try:
         row = await _service(c).start(repo, view.digest, view.media_type)
     except ScanError as e:
