@@ -47,7 +47,9 @@ def check_data_dir(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise StartupError(f"data dir {path} is not a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.exists():  # made private whatever the umask: it will hold the database and the master key
+            path.mkdir(parents=True, mode=0o700, exist_ok=True)
+            os.chmod(path, 0o700)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".berth-write-check-"):
             pass
     except OSError as e:

@@ -900,6 +900,29 @@ def _with_backfill(w: World, s: Staged) -> dict[str, Any]:
     return {"replicationBackfillId": listed["backfills"][0]["replicationBackfillId"]}
 
 
+# scanning and managed signing (berth/api/ecr/ops_scanning.py)
+
+def _image_id(s: Staged) -> dict[str, Any]:
+    return {"repositoryName": s.repo, "imageId": {"imageDigest": s.image.digest}}
+
+
+def _with_scan(w: World, s: Staged) -> dict[str, Any]:
+    out = call(w.admin_a, "StartImageScan", {"registryId": A, **_image_id(s)})
+    assert out.output is not None or out.code == "LimitExceededException", out  # staged before
+    return _image_id(s)
+
+
+def _signing_rules(s: Staged) -> dict[str, Any]:
+    return {"signingConfiguration": {"rules": [
+        {"signingProfileArn": f"arn:aws:signer:us-east-1:{s.acting}:/signing-profiles/matrix"}]}}
+
+
+def _with_signing(w: World, s: Staged) -> dict[str, Any]:
+    out = call(_acting_admin(w, s), "PutSigningConfiguration", _signing_rules(s))
+    assert out.output is not None, f"setup PutSigningConfiguration: {out.code}: {out.message}"
+    return {}
+
+
 def _with_lifecycle_policy(w: World, s: Staged) -> dict[str, Any]:
     w.admin("PutLifecyclePolicy", registryId=A, repositoryName=s.repo, lifecyclePolicyText=LIFECYCLE_POLICY)
     return {"repositoryName": s.repo}
@@ -1034,6 +1057,21 @@ ECR_OPS: dict[str, EcrOp] = {
     "StopReplicationBackfill": EcrOp(OWN, _with_backfill, authorized=("ReplicationBackfillInvalidStatusException",)),
     "ListReplicationBackfills": EcrOp(OWN, lambda w, s: {}),
     "DescribeReplicationBackfillResults": EcrOp(OWN, _with_backfill),
+    "PutRegistryScanningConfiguration": EcrOp(OWN, lambda w, s: {"scanType": "BASIC", "rules": []},
+                                              _nonempty("registryScanningConfiguration")),
+    "GetRegistryScanningConfiguration": EcrOp(OWN, lambda w, s: {}, _registry_is_callers),
+    # no registryId in its input: it reads the caller's own registry (another account's repository is
+    # REPOSITORY_NOT_FOUND there), each named repository authorized on its own ARN
+    "BatchGetRepositoryScanningConfiguration": EcrOp(OWN, lambda w, s: {"repositoryNames": [s.repo]}),
+    # a basic scan is allowed once per image per 24 h: a cell whose image a setup already scanned is past
+    # authorization when it hears LimitExceededException
+    "StartImageScan": EcrOp(REPO, lambda w, s: _image_id(s), authorized=("LimitExceededException",)),
+    "DescribeImageScanFindings": EcrOp(REPO, _with_scan, _nonempty("imageScanStatus")),
+    "PutSigningConfiguration": EcrOp(OWN, lambda w, s: _signing_rules(s), _nonempty("signingConfiguration")),
+    "GetSigningConfiguration": EcrOp(OWN, _with_signing, _registry_is_callers),
+    "DeleteSigningConfiguration": EcrOp(OWN, _with_signing, _registry_is_callers),
+    "DescribeImageSigningStatus": EcrOp(REPO, lambda w, s: _image_id(s),
+                                        lambda out, s: _eq("registryId", out.get("registryId"), A)),
     "CreateRepositoryCreationTemplate": EcrOp(OWN, lambda w, s: {"prefix": _prefix(s, "t"), **_TEMPLATE},
                                               _registry_is_callers),
     "DescribeRepositoryCreationTemplates": EcrOp(OWN, lambda w, s: {}, _registry_is_callers),

@@ -476,7 +476,8 @@ def test_immutable_with_exclusion_on_push(ecr: BaseClient, registry: Registry) -
 
 def test_registry_id_selects_the_account(server: BerthServer, ecr: BaseClient) -> None:
     # a second account with its administrator, in the server's store (what `berth admin create-account` does)
-    settings = Settings(data_dir=server.data_dir, database_url=server.database_url)
+    settings = Settings(data_dir=server.data_dir, database_url=server.database_url,
+                        master_key_file=server.extra_env.get("BERTH_MASTER_KEY_FILE", ""))  # the server's key
     assert asyncio.run(bootstrap_account(settings, OTHER_ACCOUNT, OTHER_KEY, OTHER_SECRET)) is not None
     other = client(server, OTHER_KEY, OTHER_SECRET)
 

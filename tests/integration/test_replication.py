@@ -9,6 +9,7 @@ status is read with DescribeImageReplicationStatus.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -51,7 +52,8 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     try:
         cmd = [sys.executable, "-m", "berth", "admin", "create-account", B, "--access-key-id", B_KEY,
                "--secret-access-key", B_SECRET, "--data-dir", str(data)] + (["--database-url", url] if url else [])
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **server.extra_env})  # the server's master key file too
         assert done.returncode == 0, done.stdout + done.stderr
         keys = {A: (A_KEY, A_SECRET), B: (B_KEY, B_SECRET)}
         ecr = {(acct, region): client("ecr", server.url, *keys[acct], region=region)

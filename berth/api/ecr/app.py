@@ -102,10 +102,12 @@ def default_resource(call: EcrCall) -> str:
 
 
 def default_resources(call: EcrCall) -> list[str]:
-    """Every resource the operation must be allowed on: each named repository of DescribeRepositories
-    (so their repository policies grant and deny, as in AWS), else the one default resource."""
+    """Every resource the operation must be allowed on: each named repository of DescribeRepositories and
+    BatchGetRepositoryScanningConfiguration (so their repository policies grant and deny, as in AWS), else the
+    one default resource."""
     names = call.params.get("repositoryNames")
-    if call.op == "DescribeRepositories" and isinstance(names, list) and names:
+    if call.op in ("DescribeRepositories", "BatchGetRepositoryScanningConfiguration") and isinstance(names, list) \
+            and names:
         return [call.repo_arn(str(n)) for n in dict.fromkeys(names)]
     return [default_resource(call)]
 
