@@ -70,7 +70,7 @@ class Server(abc.ABC):
         self.peak_pss_kib = 0  # sampled by a thread while the server runs
         self._watch: threading.Thread | None = None
         self.headers: dict[str, str] = {}  # sent with every request (a registry token under --berth-auth iam)
-        self.data.mkdir()
+        self.data.mkdir(mode=0o700)  # Berth warns about a data dir others can read
 
     @abc.abstractmethod
     def command(self) -> tuple[list[str], dict[str, str]]:
@@ -235,8 +235,9 @@ class Berth(Server):
                "--data-dir", str(self.data), "--workers", str(self.workers)]
         env = {"BERTH_CREATE_ON_PUSH": "1", "BERTH_AUTH": self.auth,
                "BERTH_ADMIN_ACCESS_KEY_ID": self.KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": self.SECRET}
-        if self.database is not None:
+        if self.database is not None:  # and the master key its secrets were sealed with
             cmd += ["--database-url", f"sqlite:///{self.database}"]
+            env["BERTH_MASTER_KEY_FILE"] = str(self.database.parent / "keys" / "master.key")
         if self.s3 is not None:
             t = self.s3
             cmd += ["--storage-url", f"s3://{t.bucket}/registry?endpoint={t.endpoint}&region=us-east-1"]
