@@ -50,6 +50,13 @@ def ensure_account(account: str, now: float) -> Txn[bool]:
     return bool(n)
 
 
+def lock_account(account: str) -> Txn[None]:
+    """Lock the account's row for the rest of the transaction: registry-wide quotas (templates, pull-through
+    rules, pull-time exclusions) count their rows after it, so on PostgreSQL the count sees every create
+    committed before (READ COMMITTED takes a new snapshot per statement); SQLite's writer lock already does."""
+    yield Q("SELECT id FROM accounts WHERE id = ?", (account,), "one", lock="UPDATE")
+
+
 def account_exists(account: str) -> Txn[bool]:
     row = yield Q("SELECT 1 FROM accounts WHERE id = ?", (account,), "one")
     return row is not None

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from berth.db.iam import lock_account
 from berth.db.store import Q, Txn
 
 IN_PROGRESS, COMPLETE, FAILED = "IN_PROGRESS", "COMPLETE", "FAILED"
@@ -234,7 +235,7 @@ def history(account: str | None, region: str | None, repository: str | None, lim
 
 def add_exclusion(account: str, principal: str, now: float, limit: int) -> Txn[str]:
     """'added', 'exists' or 'full' (already `limit` principals)."""
-    yield Q("SELECT id FROM accounts WHERE id = ?", (account,), "one", lock="UPDATE")  # serialises the count
+    yield from lock_account(account)  # serialises the count
     row = yield Q("SELECT 1 FROM pull_time_exclusions WHERE account_id = ? AND principal_arn = ?",
                   (account, principal), "one")
     if row is not None:

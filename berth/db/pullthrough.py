@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from berth.db.iam import lock_account
 from berth.db.store import Q, Txn
 
 COLUMNS = ("prefix, upstream_url, upstream_registry, upstream_prefix, credential_arn, custom_role_arn, "
@@ -29,7 +30,8 @@ def _row(r: Any) -> RuleRow | None:
 
 
 def create_rule(account: str, region: str, r: RuleRow, limit: int) -> Txn[str]:
-    """"created", "exists" or "limit" (nothing written)."""
+    """"created", "exists" or "limit" (nothing written); counted under the account's row lock."""
+    yield from lock_account(account)
     row = yield Q("SELECT COUNT(*) FROM pull_through_rules WHERE account_id = ? AND region = ?",
                   (account, region), "one")
     if int(row[0]) >= limit:

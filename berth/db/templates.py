@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from berth.db.iam import lock_account
 from berth.db.store import Q, Txn
 
 COLUMNS = ("prefix, description, applied_for, tag_mutability, tag_mutability_filters, encryption, resource_tags, "
@@ -35,8 +36,8 @@ def _row(r: Any) -> TemplateRow | None:
 
 
 def create_template(account: str, region: str, t: TemplateRow, limit: int) -> Txn[str]:
-    """"created", "exists" or "limit" (nothing written). SQLite's writer lock serialises the count and the
-    insert; on PostgreSQL two creates at the limit may both pass (the quota is advisory there)."""
+    """"created", "exists" or "limit" (nothing written); counted under the account's row lock."""
+    yield from lock_account(account)
     count = yield from count_templates(account, region)
     if count >= limit:
         return "limit"

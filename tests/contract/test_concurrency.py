@@ -476,3 +476,37 @@ def test_pushes_of_one_manifest_under_many_tags_all_land(db: Harness, tmp_path: 
         await every_round(one_round)
 
     run_many(db, tmp_path, body)
+
+
+def test_never_more_templates_or_pull_through_rules_than_the_quota(db: Harness, tmp_path: Path) -> None:
+    """CreateRepositoryCreationTemplate and CreatePullThroughCacheRule count, then insert: the account's row
+    lock makes the count see every create committed before it (a quota of 3 here, 8 creators at once)."""
+    from berth.db import pullthrough as qpt
+    from berth.db import templates as qt
+
+    quota = 3
+
+    def template(prefix: str) -> qt.TemplateRow:
+        return qt.TemplateRow(prefix, "", '["REPLICATION"]', "MUTABLE", "[]", '{"encryptionType": "AES256"}',
+                              "[]", None, None, None, 0.0, 0.0)
+
+    def rule(prefix: str) -> qpt.RuleRow:
+        return qpt.RuleRow(prefix, "127.0.0.1:9", None, "", None, None, 0.0, 0.0)
+
+    async def body(ws: list[World]) -> None:
+        await ws[0].identity.ensure_account(ACCOUNT)
+
+        async def one_round(r: int) -> None:
+            region = f"us-test-{r}"  # a registry of its own each round
+            made = await at_once([w.db.write(qt.create_template, ACCOUNT, region, template(f"t{r}x{i}"), quota)
+                                  for i, w in enumerate(ws)])
+            stored = await ws[0].db.read(qt.count_templates, ACCOUNT, region)
+            assert made.count("created") == stored <= quota, (made, stored)
+            made = await at_once([w.db.write(qpt.create_rule, ACCOUNT, region, rule(f"p{r}x{i}"), quota)
+                                  for i, w in enumerate(ws)])
+            rules = await ws[0].db.read(qpt.list_rules, ACCOUNT, region)
+            assert made.count("created") == len(rules) <= quota, (made, len(rules))
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
