@@ -135,6 +135,9 @@ class Worker:
 
     async def _run(self, job: Job) -> None:
         kind = self.handlers.get(job.kind)
+        # the run's lease record, for an operator (and the cluster test) at log level debug: who ran which attempt when
+        log.debug("job %d (%s) attempt %d: started by %s at %.6f", job.id, job.kind, job.attempts, self.owner,
+                  self.clock())
         try:
             if kind is None:  # claimed only for registered kinds; a guard, not a path
                 raise LookupError(f"no handler for job kind {job.kind!r}")
@@ -144,6 +147,8 @@ class Worker:
         except Exception as e:
             await self._fail(job, f"{type(e).__name__}: {e}")
         else:
+            log.debug("job %d (%s) attempt %d: finished by %s at %.6f", job.id, job.kind, job.attempts, self.owner,
+                      self.clock())
             self._done.append(job.id)
             self._flush_wake.set()
         finally:
