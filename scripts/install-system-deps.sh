@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(skopeo umoci podman buildah uidmap docker-registry postgresql wrk radosgw ceph-mon ceph-osd libfaketime
       amazon-ecr-credential-helper golang-go libcommons-io-java rpm  # scanner tests: a Go binary, a jar, an rpmdb
-      debootstrap)  # the container image test builds its base root
+      debootstrap  # the container image test builds its base root
+      docker-compose)  # `docker-compose config` validates compose.yaml (no engine needed)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
