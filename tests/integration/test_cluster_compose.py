@@ -150,3 +150,25 @@ def test_ports_healthchecks_and_start_order(resolved: dict[str, Any]) -> None:
         assert deps["bucket"]["condition"] == "service_completed_successfully", name
         assert services[name]["restart"] == "unless-stopped", name
     assert "minio" in services["bucket"]["depends_on"]
+
+
+def test_every_kubernetes_pod_mounts_the_one_master_key_secret() -> None:
+    """The same check for deploy/k8s (no tool: the documents are validated in tests/unit/test_deploy_files.py):
+    nodes and workers read BERTH_MASTER_KEY_FILE from one Secret, which the manifests never create (so that
+    `kubectl apply -k` cannot replace a deployment's key)."""
+    docs = [d for p in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())
+            if d is not None and p.name != "kustomization.yaml"]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    key = Path(config["BERTH_MASTER_KEY_FILE"])
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for d in deployments:
+        spec = d["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        container = spec["containers"][0]
+        assert any(ref.get("configMapRef", {}).get("name") == d2["metadata"]["name"]
+                   for ref in container["envFrom"] for d2 in docs if d2["kind"] == "ConfigMap")
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(key.parent))
+        assert mount.get("readOnly") is True
+        assert volumes[mount["name"]]["secret"]["secretName"] == "berth-master-key", d["metadata"]["name"]
+    assert not any(d["kind"] == "Secret" and d["metadata"]["name"] == "berth-master-key" for d in docs)
