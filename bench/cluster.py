@@ -78,7 +78,9 @@ def start_berth(tmp: Path, i: int, database: str, s3: S3Target) -> Node:
            str(tmp / f"node{i}-{port}"), "--database-url", database, "--auth", "none", "--workers", "1",
            "--storage-url", f"s3://{s3.bucket}/registry?endpoint={s3.endpoint}&region=us-east-1"]
     env = {**os.environ, "BERTH_CREATE_ON_PUSH": "1", "AWS_ACCESS_KEY_ID": s3.key, "AWS_SECRET_ACCESS_KEY": s3.secret,
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT),
+           # the nodes of one database share its master key (each making its own: the second refuses to start)
+           "BERTH_MASTER_KEY_FILE": str(tmp / f"master-{hashlib.sha256(database.encode()).hexdigest()[:12]}.key")}
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     return Node(port, proc, log)

@@ -50,6 +50,7 @@ RUN = re.compile(r"job (\d+) \((\S+)\) attempt (\d+): (started|finished) by (\S+
 OS_RELEASE = b'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n' \
              b'VERSION="12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\n'
 
+
 @dataclass
 class Deployment:
     nodes: list[BerthServer]
@@ -68,9 +69,16 @@ class Deployment:
         return rr
 
     def worker(self, name: str) -> Worker:
+        """A `berth worker` started and claiming (its log says so at level info)."""
         w = Worker(self.base / name, self.database, env=self.worker_env, args=["--storage-url", self.storage])
         self.workers.append(w.start())
+        deadline = time.monotonic() + 60
+        while "at a time, kinds" not in (w.log.read_text(errors="replace") if w.log.exists() else ""):
+            assert w.proc is not None and w.proc.poll() is None and time.monotonic() < deadline, \
+                w.log.read_text(errors="replace")[-2000:] if w.log.exists() else "no log"
+            time.sleep(0.05)
         return w
+
 
 @pytest.fixture(scope="module")
 def deployment(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
@@ -99,6 +107,7 @@ def deployment(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFacto
         stop_all(d.workers if d else [])
         stop_all(nodes)
 
+
 def debian_image(i: int) -> Image:
     """A one-layer image the BASIC scan completes on: Debian's os-release and a real dpkg status, plus a file of
     its own (every digest unique)."""
@@ -115,6 +124,7 @@ def debian_image(i: int) -> Image:
     doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": descriptor(OCI_CONFIG, config),
            "layers": [descriptor(OCI_LAYER, layer)]}
     return Image(config, [layer], OCI_MANIFEST, dumps(doc), [OCI_CONFIG, OCI_LAYER])
+
 
 def push_round(d: Deployment, first: int, pushers: int = 3) -> list[str]:
     """PER_ROUND images, `pushers` clients at once, each request to the next node; their digests."""
@@ -142,6 +152,7 @@ def push_round(d: Deployment, first: int, pushers: int = 3) -> list[str]:
     assert errors == [], errors[:5]
     return digests
 
+
 def settle(d: Deployment, timeout: float = 60.0) -> None:
     """Every scan and copy job done (or dead: the assertions say which)."""
     deadline = time.monotonic() + timeout
@@ -151,6 +162,7 @@ def settle(d: Deployment, timeout: float = 60.0) -> None:
                                                               "WHERE state IN ('queued', 'running')")
         time.sleep(0.1)
 
+
 @dataclass
 class Run:
     job: int
@@ -159,6 +171,7 @@ class Run:
     owner: str
     start: float
     end: float | None  # None: never finished (its worker was killed)
+
 
 def runs(d: Deployment) -> dict[int, list[Run]]:
     """Every run of a scan or copy job, from the workers' lease records, by job id, in start order."""
@@ -179,6 +192,7 @@ def runs(d: Deployment) -> dict[int, list[Run]]:
         rs.sort(key=lambda r: r.start)
     return out
 
+
 def jobs_of(d: Deployment, digests: list[str]) -> dict[tuple[str, str], Any]:
     """(kind, digest) -> the one job row of that image (asserted: exactly one)."""
     rows = query(d.database, "SELECT id, kind, payload::json->>'digest' AS digest, state, attempts, last_error "
@@ -191,6 +205,7 @@ def jobs_of(d: Deployment, digests: list[str]) -> dict[tuple[str, str], Any]:
     assert many == {}, many
     assert set(by) == {(k, dg) for k in (SCAN, COPY) for dg in digests}, "an image without its scan or copy job"
     return {k: v[0] for k, v in by.items()}
+
 
 def outcomes(d: Deployment, digests: list[str]) -> tuple[dict[str, int], dict[str, Any], dict[str, Any]]:
     """Per digest: IMAGE_SCANNED events, the scan row, the replication status row."""
@@ -205,6 +220,7 @@ def outcomes(d: Deployment, digests: list[str]) -> tuple[dict[str, int], dict[st
                     "AND dest_region = $3 AND digest = ANY($4)", REPO, EAST, WEST, digests)}
     return events, scans, copies
 
+
 def assert_no_overlap(all_runs: dict[int, list[Run]], killed_at: float | None = None) -> None:
     """No two runs of one job at once: each run starts after the previous one ended (a killed worker's run
     ends when it was killed)."""
@@ -214,10 +230,12 @@ def assert_no_overlap(all_runs: dict[int, list[Run]], killed_at: float | None = 
             assert end is not None, f"job {job}: a run that never finished, and no worker was killed: {rs}"
             assert b.start >= end, f"job {job} ran twice at once: {a} and {b}"
 
+
 def destination_digests(d: Deployment) -> set[str]:
     return {r["digest"] for r in query(d.database, "SELECT m.digest FROM manifests m JOIN repositories r ON "
                                                    "r.id = m.repository_id WHERE r.name = $1 AND r.region = $2",
                                        REPO, WEST)}
+
 
 def test_every_push_through_three_nodes_gets_one_scan_run_and_one_replication_run(deployment: Deployment) -> None:
     d = deployment
@@ -243,6 +261,7 @@ def test_every_push_through_three_nodes_gets_one_scan_run_and_one_replication_ru
     total = query(d.database, "SELECT count(*) AS n FROM jobs WHERE kind = $1", SCAN)[0]["n"]
     assert total == len(digests)  # the copies in us-west-2 are not scanned again (that region scans manually)
 
+
 def test_a_worker_killed_mid_run_leaves_every_job_run_once_to_completion(deployment: Deployment) -> None:
     """While a round is pushed, worker 0 is SIGKILLed as soon as it holds running jobs. Those stay `running`
     under its lease until the lease expires; worker 1 then claims them (attempt 2, the reaper's note in
@@ -254,33 +273,40 @@ def test_a_worker_killed_mid_run_leaves_every_job_run_once_to_completion(deploym
     assert victim.proc is not None
     pid = victim.proc.pid
     pushed: list[str] = []
-    pushing = threading.Thread(target=lambda: pushed.extend(push_round(d, 1000)))
+    caught = threading.Event()
+
+    def pusher() -> None:  # rounds until the kill caught the victim mid-run (one round, nearly always)
+        for r in range(4):
+            pushed.extend(push_round(d, 1000 + 100 * r))
+            if caught.is_set():
+                return
+
+    pushing = threading.Thread(target=pusher)
     pushing.start()
     held: list[Any] = []
     killed_at = 0.0
-    deadline = time.monotonic() + 60
     try:
         while not held:
-            assert time.monotonic() < deadline and pushing.is_alive(), "worker 0 never held a running job"
+            assert pushing.is_alive(), "worker 0 never held a running job while images were pushed"
             if query(d.database, "SELECT 1 FROM jobs WHERE state = 'running' AND lease_owner LIKE $1 AND "
                                  "kind = ANY($2) LIMIT 1", f"%:{pid}:%", [SCAN, COPY]):
                 victim.proc.kill()  # SIGKILL, now: mid-run
                 killed_at = time.time()
                 victim.proc.wait(10)
+                victim.proc = None
                 held = query(d.database, "SELECT id, lease_until FROM jobs WHERE state = 'running' AND "
                                          "lease_owner LIKE $1 AND kind = ANY($2)", f"%:{pid}:%", [SCAN, COPY])
-                if not held:  # it finished them between the look and the kill: start it again and retry
-                    victim.proc = None
-                    d.workers.remove(victim)
-                    victim = d.worker(f"w0-{len(d.workers)}")
+                if not held:  # it finished them between the look and the kill: a new worker 0, and again
+                    victim = d.worker(f"w0-{len(d.workers)}")  # (the dead one's log still counts)
                     assert victim.proc is not None
                     pid = victim.proc.pid
             else:
                 time.sleep(0.005)
+        caught.set()
     finally:
+        caught.set()
         pushing.join(300)
-    victim.proc = None
-    assert len(set(pushed)) == PER_ROUND
+    assert len(set(pushed)) == len(pushed) and len(pushed) % PER_ROUND == 0
     settle(d, 60 + LEASE)
     jobs = jobs_of(d, pushed)
     assert {k: r["state"] for k, r in jobs.items()} == {k: "done" for k in jobs}
