@@ -4,7 +4,7 @@ registry scanning configuration, and one row per scanned image, as Txn generator
 Atomicity: `upsert_records` reads the stored `modified` of its batch and writes only newer records in the
 same transaction; the single `vulndb_state` row is bumped (and locked FOR UPDATE on PostgreSQL) whenever
 anything changed, so two concurrent imports serialise on it. `request_scan` decides the basic-scan quota
-on the image's locked scan row.
+under the image's manifest row lock (the scan row may not exist yet).
 """
 
 from __future__ import annotations
@@ -215,7 +215,10 @@ def scan_summaries(repo_id: int, digests: Sequence[str]) -> Txn[dict[str, ScanRo
 def request_scan(repo_id: int, account: str, region: str, name: str, digest: str, scan_type: str,
                  continuous: bool, now: float, quota_seconds: float | None) -> Txn[ScanRow | None]:
     """Mark the image IN_PROGRESS and queue its scan job; None (nothing written) when a scan of it was
-    requested less than `quota_seconds` ago (ECR's basic-scan quota)."""
+    requested less than `quota_seconds` ago (ECR's basic-scan quota). The image's manifest row is locked
+    first: before its first scan there is no scan row to lock, and two first requests would both pass."""
+    yield Q("SELECT digest FROM manifests WHERE repository_id = ? AND digest = ?", (repo_id, digest), "one",
+            lock="UPDATE")
     row = yield Q(f"SELECT {_SCAN_COLUMNS.replace('inventory, findings', 'NULL, NULL')} FROM image_scans "
                   "WHERE repository_id = ? AND digest = ?", (repo_id, digest), "one", lock="UPDATE")
     if row is not None and quota_seconds is not None and now - float(row[5]) < quota_seconds:
