@@ -12,10 +12,10 @@ build-id note are streamed at all (see is_go_elf), so a C binary or library cost
 
 from __future__ import annotations
 
-import tarfile
 from typing import IO
 
 from berth.scanning.model import Package
+from berth.scanning.tar import Member
 
 MAGIC = b"\xff Go buildinf:"
 HEADER = 32
@@ -122,7 +122,7 @@ def scan(f: IO[bytes]) -> tuple[str, str] | None:
 class Reader:
     name = "go"
 
-    def wants(self, path: str, member: tarfile.TarInfo) -> bool:
+    def wants(self, path: str, member: Member) -> bool:
         return member.size >= MIN_SIZE and bool(member.mode & 0o111)
 
     def read(self, path: str, f: IO[bytes], size: int) -> list[Package] | None:
