@@ -249,8 +249,10 @@ def finish_scan(repo_id: int, digest: str, status: str, description: str, now: f
 
 def update_findings(repo_id: int, digest: str, generation: int, findings: list[dict[str, Any]],
                     now: float) -> Txn[None]:
-    yield Q("UPDATE image_scans SET findings = ?, generation = ?, completed_at = ? "
-            "WHERE repository_id = ? AND digest = ? AND status = 'COMPLETE'",
+    """New findings of a stored inventory; a FINDINGS_UNAVAILABLE scan becomes COMPLETE."""
+    yield Q("UPDATE image_scans SET findings = ?, generation = ?, completed_at = ?, status = 'COMPLETE', "
+            "description = 'The scan was completed successfully.' "
+            "WHERE repository_id = ? AND digest = ? AND status IN ('COMPLETE', 'FINDINGS_UNAVAILABLE')",
             (_dumps(findings), generation, now, repo_id, digest))
 
 
@@ -266,10 +268,12 @@ class Stored:
 
 
 def continuous_scans(before_generation: int, after: tuple[int, str], limit: int) -> Txn[list[Stored]]:
-    """COMPLETE, continuously scanned images matched against an older vulndb generation, in key order."""
+    """Images matched against an older vulndb generation, in key order: COMPLETE continuously scanned ones, and
+    FINDINGS_UNAVAILABLE ones (scanned before any vulnerability data existed), continuous or not."""
     rows = yield Q("SELECT s.repository_id, r.account_id, r.region, r.name, s.digest, s.scan_type, s.generation "
                    "FROM image_scans s JOIN repositories r ON r.id = s.repository_id "
-                   "WHERE s.status = 'COMPLETE' AND s.continuous = 1 AND s.generation < ? "
+                   "WHERE ((s.status = 'COMPLETE' AND s.continuous = 1) OR s.status = 'FINDINGS_UNAVAILABLE') "
+                   "AND s.generation < ? "
                    "AND (s.repository_id > ? OR (s.repository_id = ? AND s.digest > ?)) "
                    "ORDER BY s.repository_id, s.digest LIMIT ?",
                    (before_generation, after[0], after[0], after[1], limit), "all")

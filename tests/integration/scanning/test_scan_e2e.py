@@ -87,9 +87,27 @@ def names(findings: list[dict], key: str = "name") -> set[tuple[str, str]]:
 
 def test_scan_on_push_basic_then_enhanced_continuous(server: BerthServer, ecr: BaseClient, scan_image: ScanImage,
                                                      tmp_path: Path) -> None:
+    # before any vulnerability data: the image is read, its findings are FINDINGS_UNAVAILABLE (not an empty
+    # COMPLETE), and the first import completes it without a re-scan
+    early = f"scan-early-{uuid.uuid4().hex[:6]}"
+    ecr.create_repository(repositoryName=early, imageScanningConfiguration={"scanOnPush": True})
+    push(server, ecr, scan_image, early, "v1")
+    deadline = time.monotonic() + 120
+    while (out := ecr.describe_image_scan_findings(repositoryName=early, imageId={"imageTag": "v1"})
+           )["imageScanStatus"]["status"] == "IN_PROGRESS":
+        assert time.monotonic() < deadline, "the scan never finished"
+        time.sleep(0.3)
+    assert out["imageScanStatus"]["status"] == "FINDINGS_UNAVAILABLE", out["imageScanStatus"]
+    assert "berth vulndb import" in out["imageScanStatus"]["description"] and "imageScanFindings" not in out
+    detail = ecr.describe_images(repositoryName=early, imageIds=[{"imageTag": "v1"}])["imageDetails"][0]
+    assert detail["imageScanStatus"]["status"] == "FINDINGS_UNAVAILABLE" and "imageScanFindingsSummary" not in detail
+
     osv = fx.write_tree(tmp_path / "osv")
     imported = berth_cli(server, "vulndb", "import", "--no-progress", str(osv))
     assert imported.returncode == 0, imported.stderr
+    aws_wait(server, tmp_path, early, "v1")  # COMPLETE now, by the import's re-match
+    out = ecr.describe_image_scan_findings(repositoryName=early, imageId={"imageTag": "v1"})
+    assert names(out["imageScanFindings"]["findings"]) == fx.EXPECTED_OS
     assert "broken.json" in imported.stderr and "no-id.json" in imported.stderr  # named, skipped
     status = berth_cli(server, "vulndb", "status")
     assert "records: 15" in status.stdout and "Debian:12" in status.stdout, status.stdout
