@@ -276,7 +276,7 @@ def _read_tar(tree: Tree, layer: int, digest: str, tar: TarStream, collectors: l
         tree.files_seen += 1
         for c in collectors:
             if c.wants(path, member):
-                result = c.read(path, cast(IO[bytes], Body(tar, end)), member.size)
+                result = c.read(path, cast(IO[bytes], Body(tar, end, member.size)), member.size)
                 if result is not None:
                     entry = Entry(layer, digest, c.name, result)
                     tree.add(path, entry)

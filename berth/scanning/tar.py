@@ -139,6 +139,29 @@ class TarStream:
                 return
             self._buf, self._pos = chunk, 0
 
+    def skip_keep(self, end: int, n: int, keep: int) -> list[tuple[int, memoryview]]:
+        """Skip up to n bytes of the current member (ending at `end`); the last `keep` of them are returned as
+        (offset, view) pieces of the decompressed chunks, without a copy (ELF sections before a table)."""
+        n = min(n, end - self.offset)
+        keep_from = self.offset + n - keep
+        out: list[tuple[int, memoryview]] = []
+        while n > 0:
+            left = len(self._buf) - self._pos
+            if left == 0:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    raise TarError("unexpected end of data")
+                self._buf, self._pos = chunk, 0
+                continue
+            step = min(left, n)
+            if self.offset + step > keep_from:
+                a = max(0, keep_from - self.offset)
+                out.append((self.offset + a, memoryview(self._buf)[self._pos + a:self._pos + step]))
+            self._pos += step
+            self.offset += step
+            n -= step
+        return out
+
     def read_body(self, end: int, n: int) -> bytes:
         """Up to n bytes of the current member, whose data ends at offset `end`."""
         n = min(n, end - self.offset)
@@ -232,9 +255,17 @@ class TarStream:
 class Body:
     """A member's data as a read-only file object (what the inventory readers are given)."""
 
-    def __init__(self, stream: TarStream, end: int) -> None:
+    def __init__(self, stream: TarStream, end: int, size: int) -> None:
         self._stream = stream
         self._end = end
+        self._start = end - size
+
+    def tell(self) -> int:
+        return self._stream.offset - self._start
+
+    def skip_keep(self, n: int, keep: int) -> list[tuple[int, memoryview]]:
+        """Skip n bytes forward; the last `keep` of them as (offset in the file, view) pieces, not copied."""
+        return [(o - self._start, v) for o, v in self._stream.skip_keep(self._end, n, keep)]
 
     def readable(self) -> bool:
         return True

@@ -26,7 +26,7 @@ NOW = 1_700_000_000.0
 
 def test_import_is_idempotent_and_newer_replaces(db: Harness, tmp_path: Path) -> None:
     root = fx.write_tree(tmp_path / "osv")
-    total = len(fx.DEBIAN) + len(fx.PYPI) + len(fx.NPM) + len(fx.GO) + len(fx.MAVEN)
+    total = len(fx.DEBIAN) + len(fx.PYPI) + len(fx.NPM) + len(fx.GO) + len(fx.MAVEN) + len(fx.CRATES)
 
     async def body(b: Backend) -> None:
         first = await import_paths(b, [root], clock=lambda: NOW)

@@ -110,7 +110,7 @@ def test_scan_on_push_basic_then_enhanced_continuous(server: BerthServer, ecr: B
     assert names(out["imageScanFindings"]["findings"]) == fx.EXPECTED_OS
     assert "broken.json" in imported.stderr and "no-id.json" in imported.stderr  # named, skipped
     status = berth_cli(server, "vulndb", "status")
-    assert "records: 15" in status.stdout and "Debian:12" in status.stdout, status.stdout
+    assert "records: 19" in status.stdout and "Debian:12" in status.stdout, status.stdout
 
     repo = f"scan-basic-{uuid.uuid4().hex[:6]}"
     ecr.create_repository(repositoryName=repo, imageScanningConfiguration={"scanOnPush": True})
@@ -163,6 +163,11 @@ def test_scan_on_push_basic_then_enhanced_continuous(server: BerthServer, ecr: B
     pkg = go["packageVulnerabilityDetails"]["vulnerablePackages"][0]
     assert pkg["filePath"] == "/" + scan_image.go_binary and pkg["fixedInVersion"] == "0.3.8"
     assert pkg["sourceLayerHash"] == scan_image.layers()[1] and pkg["packageManager"] == "GOBINARY"
+    crate = next(f for f in enhanced if f["packageVulnerabilityDetails"]["vulnerabilityId"] == "CVE-2021-25900")
+    pkg = crate["packageVulnerabilityDetails"]["vulnerablePackages"][0]
+    assert (pkg["name"], pkg["version"], pkg["packageManager"], pkg["fixedInVersion"]) == ("smallvec", "1.6.0",
+                                                                                          "CARGO", "1.6.1")
+    assert pkg["filePath"] == "/usr/local/bin/rusthello" and pkg["sourceLayerHash"] == scan_image.layers()[1]
     req = [f for f in enhanced if f["packageVulnerabilityDetails"]["vulnerablePackages"][0]["name"] == "requests"]
     assert sorted(f["packageVulnerabilityDetails"]["vulnerabilityId"] for f in req) == ["CVE-2018-18074",
                                                                                        "CVE-2023-32681"]

@@ -35,7 +35,7 @@ def ours(data: bytes, size: int = 7919) -> list[tuple[str, int, int, str, str, b
         kind = kind_of(m)
         body = b""
         if m.isreg():
-            b = Body(stream, end)
+            b = Body(stream, end, m.size)
             while piece := b.read(1000):
                 body += piece
         out.append((m.name.rstrip("/"), m.size, m.mode & 0o7777, kind, m.linkname, body))
