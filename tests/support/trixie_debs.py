@@ -1,4 +1,4 @@
-"""Debian 13 packages fetched and unpacked for a test, as tests/support/trixie_skopeo.py does: private apt
+"""Debian 13 (or unstable) packages fetched and unpacked for a test, as tests/support/trixie_skopeo.py does: private apt
 sources, lists and cache (the machine's apt state is not touched), `apt-get download`, `dpkg-deb -x`."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 from tests.support.trixie_skopeo import archive_uri
 
 
-def unpack(root: Path, packages: tuple[str, ...]) -> Path:
-    """`root` with the packages unpacked into it (once; reused while root exists)."""
+def unpack(root: Path, packages: tuple[str, ...], suite: str = "trixie") -> Path:
+    """`root` with the packages of Debian `suite` unpacked into it (once; reused while root exists)."""
     done = root / ".unpacked"
     if done.exists():
         return root
@@ -18,7 +18,7 @@ def unpack(root: Path, packages: tuple[str, ...]) -> Path:
     for d in ("lists/partial", "cache/archives/partial", "debs"):
         (apt / d).mkdir(parents=True, exist_ok=True)
     (apt / "sources.list").write_text(f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-                                      f"{archive_uri()} trixie main\n")
+                                      f"{archive_uri()} {suite} main\n")
     opts = ["-o", f"Dir::Etc::sourcelist={apt / 'sources.list'}", "-o", "Dir::Etc::sourceparts=/nonexistent",
             "-o", f"Dir::State::lists={apt / 'lists'}", "-o", f"Dir::Cache={apt / 'cache'}",
             "-o", "APT::Get::List-Cleanup=0", "-o", "Debug::NoLocking=1"]
