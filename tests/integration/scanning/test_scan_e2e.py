@@ -50,7 +50,8 @@ def berth_cli(server: BerthServer, *args: str) -> subprocess.CompletedProcess[st
     cmd = [sys.executable, "-m", "berth", *args, "--data-dir", str(server.data_dir)]
     if server.database_url:
         cmd += ["--database-url", server.database_url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **server.extra_env})  # the server's master key file
 
 
 def push(server: BerthServer, ecr: BaseClient, image: ScanImage, repo: str, tag: str) -> None:
