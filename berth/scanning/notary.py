@@ -62,6 +62,18 @@ def certificate_pem(private_pem: str, profile: str) -> str:
     return f"-----BEGIN CERTIFICATE-----\n{der}-----END CERTIFICATE-----\n"
 
 
+def _alg(private_pem: str) -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = serialization.load_pem_private_key(private_pem.encode(), None)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if key.curve.key_size not in (256, 384):
+            raise ValueError("Notary Project signatures take ECDSA P-256 or P-384 keys")
+        return "ES256" if key.curve.key_size == 256 else "ES384"
+    return "PS256"
+
+
 def _sign(private_pem: str, data: bytes) -> tuple[str, bytes]:
     """(JWS alg, signature) with the profile's key: ES256/ES384 as r||s, or PS256 for RSA (Notary's choices)."""
     from cryptography.hazmat.primitives import hashes, serialization
@@ -86,8 +98,7 @@ def envelope(private_pem: str, profile: str, target: dict[str, Any], now: float)
     signed_at = datetime.datetime.fromtimestamp(int(now), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = json.dumps({"targetArtifact": target}, separators=(",", ":")).encode()
     cert = certificate(private_pem, profile)
-    alg, _ = _sign(private_pem, b"")  # the algorithm only
-    protected = json.dumps({"alg": alg, "crit": ["io.cncf.notary.signingScheme"], "cty": PAYLOAD_TYPE,
+    protected = json.dumps({"alg": _alg(private_pem), "crit": ["io.cncf.notary.signingScheme"], "cty": PAYLOAD_TYPE,
                             "io.cncf.notary.signingScheme": "notary.x509", "io.cncf.notary.signingTime": signed_at},
                            separators=(",", ":")).encode()
     signing_input = f"{_b64url(protected)}.{_b64url(body)}".encode()
