@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -27,6 +28,8 @@ from berth.registry.model import Repository
 from berth.registry.service import RegistryService
 from berth.scanning import notary
 from berth.scanning.errors import ScanError
+
+log = logging.getLogger(__name__)
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -229,6 +232,9 @@ class SigningService:
             await self.registry.uploads.put(rid, d, _once(blob), len(blob))
         tag = "sha256-" + digest.split(":", 1)[1] + ".sig"
         sig = await self.registry.put_manifest(repo, tag, manifest, OCI_MANIFEST)
-        await self._notary(repo, profile, self._open(account, profile, key[0]),
-                           {"mediaType": m.media_type, "digest": digest, "size": len(m.body)})
+        try:
+            await self._notary(repo, profile, self._open(account, profile, key[0]),
+                               {"mediaType": m.media_type, "digest": digest, "size": len(m.body)})
+        except ValueError as e:  # a key Notary has no algorithm for (e.g. P-521): the cosign signature stands
+            log.warning("no Notary Project signature for %s@%s: %s", name, digest, e)
         await self.db.write(qs.finish_signing, repo_id, digest, arn, "COMPLETE", None, None, sig.digest, self.clock())
