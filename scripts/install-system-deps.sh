@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(skopeo umoci podman buildah uidmap docker-registry postgresql wrk radosgw ceph-mon ceph-osd libfaketime
       amazon-ecr-credential-helper golang-go libcommons-io-java rpm  # scanner tests: a Go binary, a jar, an rpmdb
+      rustc binutils  # scanner tests: a Rust binary with cargo-auditable's section (rustc, and as to make it)
       debootstrap  # the container image test builds its base root
       docker-compose)  # `docker-compose config` validates compose.yaml (no engine needed)
 missing=()

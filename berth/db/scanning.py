@@ -4,7 +4,7 @@ registry scanning configuration, and one row per scanned image, as Txn generator
 Atomicity: `upsert_records` reads the stored `modified` of its batch and writes only newer records in the
 same transaction; the single `vulndb_state` row is bumped (and locked FOR UPDATE on PostgreSQL) whenever
 anything changed, so two concurrent imports serialise on it. `request_scan` decides the basic-scan quota
-on the image's locked scan row.
+under the image's manifest row lock (the scan row may not exist yet).
 """
 
 from __future__ import annotations
@@ -215,7 +215,10 @@ def scan_summaries(repo_id: int, digests: Sequence[str]) -> Txn[dict[str, ScanRo
 def request_scan(repo_id: int, account: str, region: str, name: str, digest: str, scan_type: str,
                  continuous: bool, now: float, quota_seconds: float | None) -> Txn[ScanRow | None]:
     """Mark the image IN_PROGRESS and queue its scan job; None (nothing written) when a scan of it was
-    requested less than `quota_seconds` ago (ECR's basic-scan quota)."""
+    requested less than `quota_seconds` ago (ECR's basic-scan quota). The image's manifest row is locked
+    first: before its first scan there is no scan row to lock, and two first requests would both pass."""
+    yield Q("SELECT digest FROM manifests WHERE repository_id = ? AND digest = ?", (repo_id, digest), "one",
+            lock="UPDATE")
     row = yield Q(f"SELECT {_SCAN_COLUMNS.replace('inventory, findings', 'NULL, NULL')} FROM image_scans "
                   "WHERE repository_id = ? AND digest = ?", (repo_id, digest), "one", lock="UPDATE")
     if row is not None and quota_seconds is not None and now - float(row[5]) < quota_seconds:
@@ -246,8 +249,10 @@ def finish_scan(repo_id: int, digest: str, status: str, description: str, now: f
 
 def update_findings(repo_id: int, digest: str, generation: int, findings: list[dict[str, Any]],
                     now: float) -> Txn[None]:
-    yield Q("UPDATE image_scans SET findings = ?, generation = ?, completed_at = ? "
-            "WHERE repository_id = ? AND digest = ? AND status = 'COMPLETE'",
+    """New findings of a stored inventory; a FINDINGS_UNAVAILABLE scan becomes COMPLETE."""
+    yield Q("UPDATE image_scans SET findings = ?, generation = ?, completed_at = ?, status = 'COMPLETE', "
+            "description = 'The scan was completed successfully.' "
+            "WHERE repository_id = ? AND digest = ? AND status IN ('COMPLETE', 'FINDINGS_UNAVAILABLE')",
             (_dumps(findings), generation, now, repo_id, digest))
 
 
@@ -263,10 +268,12 @@ class Stored:
 
 
 def continuous_scans(before_generation: int, after: tuple[int, str], limit: int) -> Txn[list[Stored]]:
-    """COMPLETE, continuously scanned images matched against an older vulndb generation, in key order."""
+    """Images matched against an older vulndb generation, in key order: COMPLETE continuously scanned ones, and
+    FINDINGS_UNAVAILABLE ones (scanned before any vulnerability data existed), continuous or not."""
     rows = yield Q("SELECT s.repository_id, r.account_id, r.region, r.name, s.digest, s.scan_type, s.generation "
                    "FROM image_scans s JOIN repositories r ON r.id = s.repository_id "
-                   "WHERE s.status = 'COMPLETE' AND s.continuous = 1 AND s.generation < ? "
+                   "WHERE ((s.status = 'COMPLETE' AND s.continuous = 1) OR s.status = 'FINDINGS_UNAVAILABLE') "
+                   "AND s.generation < ? "
                    "AND (s.repository_id > ? OR (s.repository_id = ? AND s.digest > ?)) "
                    "ORDER BY s.repository_id, s.digest LIMIT ?",
                    (before_generation, after[0], after[0], after[1], limit), "all")

@@ -170,6 +170,28 @@ def signing_public_key(profile: str = typer.Argument(..., help="Signing profile 
     _run(s, run)
 
 
+@signing_cli.command("certificate")
+def signing_certificate(profile: str = typer.Argument(..., help="Signing profile name (or its ARN)."),
+                        account: str = typer.Option(None, "--account", help="Account id; default: the default."),
+                        data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
+    """Print the profile's certificate (PEM) for Notary Project signatures, for notation's trust store."""
+    from berth.keys.files import prepare_data_dir
+    from berth.scanning.signing import SigningService, profile_name
+
+    s = _settings(data_dir=data_dir, database_url=database_url)
+    master, _ = prepare_data_dir(s)  # the certificate is signed with the profile's sealed private key
+
+    async def run(db: Any) -> int:
+        pem = await SigningService(db, keys=master).certificate(account or s.default_account, profile_name(profile))
+        if pem is None:
+            typer.echo(f"berth: no key for signing profile {profile!r}", err=True)
+            return 1
+        typer.echo(pem, nl=False)
+        return 0
+
+    _run(s, run)
+
+
 @signing_cli.command("import-key")
 def signing_import_key(profile: str = typer.Argument(..., help="Signing profile name (or its ARN)."),
                        key: Path = typer.Argument(..., help="PEM private key (ECDSA or RSA)."),

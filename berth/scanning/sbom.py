@@ -36,6 +36,8 @@ def purl(p: Package, os: OsRelease | None) -> PackageURL:
     if p.kind == "go":
         ns, _, name = p.name.rpartition("/")
         return PackageURL("golang", ns or None, name, p.version)
+    if p.kind == "cargo":
+        return PackageURL("cargo", None, p.name, p.version)
     return PackageURL("generic", None, p.name, p.version)
 
 

@@ -67,6 +67,8 @@ def _rematched(s: qs.Stored, generation: int, findings: list[dict[str, Any]], ad
                                 payload={"added": added, "removed": removed, "generation": generation})
 
 
+NO_VULNDB = ("The image's packages were read, but no vulnerability data has been imported into this registry "
+             "(berth vulndb import), so its findings are unavailable. They are matched when data is imported.")
 SBOM_TAG = "berth:sbom"  # a repository resource tag: "push" attaches each scanned image's SBOM as a referrer
 SBOM_ARTIFACT = "application/vnd.cyclonedx+json"
 
@@ -189,9 +191,16 @@ class ScanService:
             await done("FAILED", f"The scan failed: {type(e).__name__}")
             return
         generation = await self.db.read(qs.generation)
+        unsupported = not enhanced and (inv.os is None or inv.os.id not in SUPPORTED_OS)
+        if generation == 0 and not unsupported:
+            # ECR's FINDINGS_UNAVAILABLE: the image was read, but there is nothing to match it against (an
+            # air-gapped registry before its first `berth vulndb import`); that import's re-match completes it
+            await done("FINDINGS_UNAVAILABLE", NO_VULNDB, inv, None, generation)
+            await self._push_sbom(account, region, name, digest, m.media_type, len(m.body), inv)
+            return
         rows = await self.db.read(qs.affected_for, matching.pairs(inv, True))
         found = matching.find(inv, rows, enhanced=True)  # all kept; BASIC shows only the OS findings
-        if not enhanced and (inv.os is None or inv.os.id not in SUPPORTED_OS):
+        if unsupported:
             await done("UNSUPPORTED_IMAGE", "UnsupportedImageError: The operating system and/or package manager "
                                             "are not supported.", inv, found, generation)
             return
@@ -205,7 +214,8 @@ class ScanService:
 
     async def rematch(self) -> int:
         """CONTINUOUS_SCAN: match every stored inventory behind the current vulndb generation again (no layer is
-        read); findings that appear or disappear are events. Returns the number of images whose findings changed."""
+        read), and every FINDINGS_UNAVAILABLE one (read before any data was imported) for the first time;
+        findings that appear or disappear are events. Returns the number of images whose findings changed."""
         generation = await self.db.read(qs.generation)
         after: tuple[int, str] = (0, "")
         changed = 0

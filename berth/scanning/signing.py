@@ -6,13 +6,15 @@ Signatures are stored in the sigstore/cosign format that skopeo and podman verif
 policy: an OCI image manifest tagged `sha256-<hex>.sig` in the image's repository, whose one layer is the
 "simple signing" payload (application/vnd.dev.cosign.simplesigning.v1+json) naming the image's digest
 and reference, with the base64 ECDSA signature of that payload in the layer's
-`dev.cosignproject.cosign/signature` annotation."""
+`dev.cosignproject.cosign/signature` annotation. Beside it, a Notary Project signature (berth/scanning/notary.py),
+as a referrer of the image, which `notation verify` checks with the profile's certificate."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -24,7 +26,10 @@ from berth.db.store import Backend
 from berth.keys import MasterKey, sealed_column
 from berth.registry.model import Repository
 from berth.registry.service import RegistryService
+from berth.scanning import notary
 from berth.scanning.errors import ScanError
+
+log = logging.getLogger(__name__)
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -177,6 +182,26 @@ class SigningService:
         got = await self.db.read(qs.get_profile_key, account, name)
         return None if got is None else got[1]
 
+    async def certificate(self, account: str, name: str) -> str | None:
+        """The profile's Notary Project certificate (PEM), for notation's trust store."""
+        got = await self.db.read(qs.get_profile_key, account, name)
+        return None if got is None else notary.certificate_pem(self._open(account, name, got[0]), name)
+
+    async def _notary(self, repo: Repository, profile: str, private: str, target: dict[str, Any]) -> None:
+        """The Notary Project signature of `target`, as a referrer (pushed by digest, no tag)."""
+        assert self.registry is not None
+        now = self.clock()
+        jws = notary.envelope(private, profile, target, now)
+        body = notary.signature_manifest(jws, notary.certificate(private, profile), target, now)
+        for blob in (jws, b"{}"):
+            d = "sha256:" + hashlib.sha256(blob).hexdigest()
+
+            async def rid(repo: Repository = repo) -> int:
+                return repo.id
+
+            await self.registry.uploads.put(rid, d, _once(blob), len(blob))
+        await self.registry.put_manifest(repo, "sha256:" + hashlib.sha256(body).hexdigest(), body, OCI_MANIFEST)
+
     async def statuses(self, repo: Repository, digest: str) -> list[tuple[str, str, str | None, str | None]]:
         return await self.db.read(qs.signing_statuses, repo.id, digest)
 
@@ -207,4 +232,9 @@ class SigningService:
             await self.registry.uploads.put(rid, d, _once(blob), len(blob))
         tag = "sha256-" + digest.split(":", 1)[1] + ".sig"
         sig = await self.registry.put_manifest(repo, tag, manifest, OCI_MANIFEST)
+        try:
+            await self._notary(repo, profile, self._open(account, profile, key[0]),
+                               {"mediaType": m.media_type, "digest": digest, "size": len(m.body)})
+        except ValueError as e:  # a key Notary has no algorithm for (e.g. P-521): the cosign signature stands
+            log.warning("no Notary Project signature for %s@%s: %s", name, digest, e)
         await self.db.write(qs.finish_signing, repo_id, digest, arn, "COMPLETE", None, None, sig.digest, self.clock())

@@ -26,7 +26,7 @@ NOW = 1_700_000_000.0
 
 def test_import_is_idempotent_and_newer_replaces(db: Harness, tmp_path: Path) -> None:
     root = fx.write_tree(tmp_path / "osv")
-    total = len(fx.DEBIAN) + len(fx.PYPI) + len(fx.NPM) + len(fx.GO) + len(fx.MAVEN)
+    total = len(fx.DEBIAN) + len(fx.PYPI) + len(fx.NPM) + len(fx.GO) + len(fx.MAVEN) + len(fx.CRATES)
 
     async def body(b: Backend) -> None:
         first = await import_paths(b, [root], clock=lambda: NOW)
@@ -110,3 +110,27 @@ def _manifest(repo_id: int, digest: str) -> Any:
     yield Q("INSERT INTO manifests (repository_id, digest, media_type, body, image_size, pushed_at) "
             "VALUES (?, ?, ?, ?, ?, ?)", (repo_id, digest, "application/vnd.oci.image.manifest.v1+json", b"{}", 2,
                                           NOW))
+
+
+def test_one_first_basic_scan_per_image_under_concurrent_starts(db: Harness, tmp_path: Path) -> None:
+    """StartImageScan decides the once-per-24-h quota on the image's locked row: of 8 first starts of one
+    image at once, exactly one is accepted (each caller on its own backend, 20 rounds)."""
+    from berth.scanning.errors import ScanQuotaExceeded
+    from tests.contract import test_concurrency as cc
+
+    async def body(ws: list[cc.World]) -> None:
+        repo = await ws[0].repos.create(cc.ACCOUNT, cc.REGION, "scanned")
+        config = cc.digest_of(b"config")
+        await cc.link(ws[0], repo.id, config)
+        services = [ScanService(w.db, None, clock=lambda: NOW) for w in ws]  # type: ignore[arg-type]
+
+        async def one_round(r: int) -> None:
+            m = await ws[0].registry.put_manifest(repo, f"v{r}", cc.image_manifest(str(r), config), cc.OCI_MANIFEST)
+            results = await cc.at_once([s.start(repo, m.digest, cc.OCI_MANIFEST) for s in services])
+            assert not cc.unexpected(results, ScanQuotaExceeded), results
+            accepted = [x for x in results if not isinstance(x, BaseException)]
+            assert len(accepted) == 1, f"{len(accepted)} of {cc.N} first scans of one image accepted"
+
+        await cc.every_round(one_round)
+
+    cc.run_many(db, tmp_path, body)

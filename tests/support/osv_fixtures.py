@@ -12,6 +12,7 @@ from typing import Any
 MOD = "2024-06-01T00:00:00Z"
 CRIT = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"  # 9.8
 HIGH = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N"  # 7.5
+SEMVER = ("npm", "Go", "crates.io")  # the ecosystems whose OSV ranges are SEMVER
 
 
 def rec(id: str, eco: str, name: str, events: list[dict[str, str]], aliases: list[str] = (),  # type: ignore[assignment]
@@ -19,7 +20,7 @@ def rec(id: str, eco: str, name: str, events: list[dict[str, str]], aliases: lis
     doc: dict[str, Any] = {"schema_version": "1.6.0", "id": id, "modified": modified, "aliases": list(aliases),
                            "summary": summary or f"{id} in {name}",
                            "affected": [{"package": {"ecosystem": eco, "name": name},
-                                         "ranges": [{"type": "ECOSYSTEM" if eco not in ("npm", "Go") else "SEMVER",
+                                         "ranges": [{"type": "SEMVER" if eco in SEMVER else "ECOSYSTEM",
                                                      "events": events}]}],
                            "references": [{"type": "ADVISORY", "url": f"https://osv.dev/vulnerability/{id}"}]}
     if vector:
@@ -75,12 +76,26 @@ GO = [
     rec("GO-2023-1840", "Go", "stdlib", [{"introduced": "0"}, {"fixed": "1.19.10"}, {"introduced": "1.20.0-0"},
                                          {"fixed": "1.20.5"}], ["CVE-2023-29403"]),
 ]
+# crates.io (RustSec): smallvec 1.6.0 and time 0.1.44 are in the Rust binary's cargo-auditable data; the 2018
+# smallvec advisory is fixed in 0.6.3 (no finding for 1.6.0); cc is only a build dependency (not linked in)
+CRATES = [
+    rec("RUSTSEC-2021-0003", "crates.io", "smallvec", [{"introduced": "0.6.3"}, {"fixed": "0.6.14"},
+                                                         {"introduced": "1.0.0"}, {"fixed": "1.6.1"}],
+        ["CVE-2021-25900", "GHSA-43w2-9j62-hq99"], CRIT),
+    rec("RUSTSEC-2020-0071", "crates.io", "time", [{"introduced": "0.0.0-0"}, {"fixed": "0.2.0"},
+                                                     {"introduced": "0.2.7"}, {"fixed": "0.2.23"}],
+        ["CVE-2020-26235", "GHSA-wcg3-cvx6-7396"], "CVSS:3.1/AV:L/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"),
+    rec("RUSTSEC-2018-0003", "crates.io", "smallvec", [{"introduced": "0.3.0"}, {"fixed": "0.6.3"}],
+        ["CVE-2018-20991"]),
+    rec("BERTH-TEST-0004", "crates.io", "cc", [{"introduced": "0"}]),
+]
 
 # What the test image must show, by finding name (ECR names by CVE): BASIC (OS) and ENHANCED (all).
 EXPECTED_OS = {("CVE-2023-45853", "zlib1g")}
 EXPECTED_LANG = {("CVE-2018-18074", "requests"), ("CVE-2023-32681", "requests"), ("CVE-2019-10906", "jinja2"),
                  ("CVE-2021-44906", "minimist"), ("CVE-2022-32149", "golang.org/x/text"),
-                 ("CVE-2023-29403", "stdlib"), ("CVE-2024-47554", "commons-io:commons-io")}
+                 ("CVE-2023-29403", "stdlib"), ("CVE-2024-47554", "commons-io:commons-io"),
+                 ("CVE-2021-25900", "smallvec"), ("CVE-2020-26235", "time")}
 
 
 def write_tree(root: Path) -> Path:
@@ -95,7 +110,7 @@ def write_tree(root: Path) -> Path:
         (pypi / f"{r['id']}.json").write_text(json.dumps(r))
     (pypi / "broken.json").write_text('{"id": "PYSEC-BROKEN", "modified": ')
     (pypi / "no-id.json").write_text('{"modified": "2024-01-01T00:00:00Z"}')
-    for eco, records in (("npm", NPM), ("Go", GO), ("Maven", MAVEN)):
+    for eco, records in (("npm", NPM), ("Go", GO), ("Maven", MAVEN), ("crates.io", CRATES)):
         with zipfile.ZipFile(root / f"{eco}-all.zip", "w") as z:
             for r in records:
                 z.writestr(f"{r['id']}.json", json.dumps(r))

@@ -1,6 +1,7 @@
 """Real package data for the scanner's tests, built once per session: this machine's dpkg status (trimmed),
 old Python releases installed with `pip install --target`, npm packages installed with `npm install`,
-and a Go binary built here by the real toolchain, put in an image with umoci (whiteouts included)."""
+a Go binary and a Rust binary (with cargo-auditable's section) built here by the real toolchains, put in an
+image with umoci (whiteouts included)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,17 @@ DPKG_KEEP = ("libc6", "zlib1g", "tar", "openssl", "libssl3", "bash", "coreutils"
              "perl-base", "libsystemd0", "libudev1", "curl", "libcurl4")
 JAR = Path("/usr/share/java/commons-io-2.11.0.jar")  # Debian's libcommons-io-java: a real Maven jar
 GO_TEXT_VERSION = "v0.3.7"  # golang.org/x/text before 0.3.8: GO-2022-1059 / CVE-2022-32149
+# The dependency list a cargo-auditable build of a program using smallvec 1.6.0 and time 0.1.44 embeds, in
+# auditable-serde's format: the root (local), two crates.io runtime dependencies with advisories
+# (RUSTSEC-2021-0003, RUSTSEC-2020-0071), a build-only dependency (not linked in) and a git one.
+RUST_AUDIT = {"packages": [
+    {"name": "hello", "version": "0.1.0", "source": "local", "dependencies": [1, 2, 3, 4], "root": True},
+    {"name": "smallvec", "version": "1.6.0", "source": "crates.io"},
+    {"name": "time", "version": "0.1.44", "source": "crates.io", "dependencies": [5]},
+    {"name": "cc", "version": "1.0.83", "source": "crates.io", "kind": "build"},
+    {"name": "forked", "version": "0.2.0", "source": "git"},
+    {"name": "libc", "version": "0.2.150", "source": "crates.io"},
+]}
 
 
 def trimmed_status(keep: tuple[str, ...] = DPKG_KEEP) -> bytes:
@@ -113,6 +125,32 @@ def go_binary(work: Path) -> Path:
     return out
 
 
+def rust_binary(work: Path) -> Path:
+    """A Rust program built here with the real rustc, carrying cargo-auditable's data as cargo-auditable links
+    it (cargo-auditable itself is neither in Debian nor reachable on crates.io here): an object file whose
+    non-allocated (sh_flags 0) section `.dep-v0` holds the zlib-compressed JSON under the global symbol
+    AUDITABLE_VERSION_INFO, passed to the linker with `--undefined=AUDITABLE_VERSION_INFO` so that it is kept."""
+    import json
+    import zlib
+
+    require_tool("rustc", "as")
+    out = work / "rusthello"
+    if out.exists():
+        return out
+    src = work / "rustsrc"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "audit.z").write_bytes(zlib.compress(json.dumps(RUST_AUDIT, separators=(",", ":")).encode(), 7))
+    (src / "dep.s").write_text(f'\t.section .dep-v0,"",@progbits\n\t.globl AUDITABLE_VERSION_INFO\n'
+                               f'\t.type AUDITABLE_VERSION_INFO,@object\nAUDITABLE_VERSION_INFO:\n'
+                               f'\t.incbin "{src / "audit.z"}"\n'
+                               f'\t.size AUDITABLE_VERSION_INFO, .-AUDITABLE_VERSION_INFO\n')
+    (src / "main.rs").write_text('fn main() { println!("hello from an audited binary"); }\n')
+    run(["as", "-o", src / "dep.o", src / "dep.s"])
+    run(["rustc", "-O", "-C", f"link-arg={src / 'dep.o'}", "-C", "link-arg=-Wl,--undefined=AUDITABLE_VERSION_INFO",
+         "-o", out, src / "main.rs"], timeout=300)
+    return out
+
+
 @dataclass
 class ScanImage:
     layout: OciLayout
@@ -139,6 +177,7 @@ def build_scan_image(layout: Path, work: Path, tag: str = "scan") -> ScanImage:
     lang = {**tree(site, "usr/local/lib/python3.11/site-packages"), **tree(npm_tree(work), "srv/app/node_modules")}
     lang = {k: v for k, v in lang.items() if ".dist-info/" in k or k.endswith("package.json")}
     lang["usr/local/bin/gohello"] = go_binary(work).read_bytes()
+    lang["usr/local/bin/rusthello"] = rust_binary(work).read_bytes()
     if not JAR.exists():
         unavailable(f"{JAR} (Debian package libcommons-io-java)")
     lang["opt/app/lib/commons-io-2.11.0.jar"] = JAR.read_bytes()
@@ -146,7 +185,7 @@ def build_scan_image(layout: Path, work: Path, tag: str = "scan") -> ScanImage:
     meta = next(k for k in lang if "urllib3-1.24.1.dist-info/METADATA" in k)
     lodash = "srv/app/node_modules/lodash/package.json"
     digest = umoci_image(layout, work, tag, [os_layer, lang, {meta: None, lodash: None}],
-                         executables={"usr/local/bin/gohello"})
+                         executables={"usr/local/bin/gohello", "usr/local/bin/rusthello"})
     return ScanImage(OciLayout(layout), tag, digest, dpkg_versions(status), "usr/local/bin/gohello",
                      (meta, lodash))
 

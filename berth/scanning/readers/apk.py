@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tarfile
 from typing import IO
 
 from berth.scanning.model import Package, read_capped
+from berth.scanning.tar import Member
 
 PATH = "lib/apk/db/installed"
 CAP = 64 * 1024 * 1024
@@ -33,7 +33,7 @@ def parse(text: str, path: str) -> list[Package]:
 class Reader:
     name = "apk"
 
-    def wants(self, path: str, member: tarfile.TarInfo) -> bool:
+    def wants(self, path: str, member: Member) -> bool:
         return path == PATH
 
     def read(self, path: str, f: IO[bytes], size: int) -> list[Package] | None:

@@ -7,15 +7,17 @@ info. The module info is framed by 16 sentinel bytes each side and holds tab-sep
 Binaries from before Go 1.18 keep pointers instead of inline strings; they are reported as unreadable
 (nothing is found) rather than guessed. Only executables that start with an ELF header are searched,
 and at most MODINFO_CAP bytes after the magic are kept; only ELF files whose first 64 KiB hold the Go
-build-id note are streamed at all (see is_go_elf), so a C binary or library costs one 64 KiB read.
+build-id note are streamed at all (see is_go_elf), so a C binary or library costs one 64 KiB read (and a
+look at its section headers for Rust's cargo-auditable data: readers/rust.py).
 """
 
 from __future__ import annotations
 
-import tarfile
 from typing import IO
 
 from berth.scanning.model import Package
+from berth.scanning.readers import rust
+from berth.scanning.tar import Member
 
 MAGIC = b"\xff Go buildinf:"
 HEADER = 32
@@ -89,9 +91,10 @@ def is_go_elf(head: bytes) -> bool:
     return head[:4] == b"\x7fELF" and GO_NOTE in head
 
 
-def scan(f: IO[bytes]) -> tuple[str, str] | None:
-    """Stream a file for the build info; (go version, modinfo) or None."""
-    head = f.read(HEAD)
+def scan(f: IO[bytes], head: bytes | None = None) -> tuple[str, str] | None:
+    """Stream a file for the build info; (go version, modinfo) or None. `head`: its first bytes, if read."""
+    if head is None:
+        head = f.read(HEAD)
     if not is_go_elf(head):
         return None
     tail = b""
@@ -122,9 +125,12 @@ def scan(f: IO[bytes]) -> tuple[str, str] | None:
 class Reader:
     name = "go"
 
-    def wants(self, path: str, member: tarfile.TarInfo) -> bool:
+    def wants(self, path: str, member: Member) -> bool:
         return member.size >= MIN_SIZE and bool(member.mode & 0o111)
 
     def read(self, path: str, f: IO[bytes], size: int) -> list[Package] | None:
-        found = scan(f)
+        head = f.read(HEAD)
+        if not is_go_elf(head):
+            return rust.read(head, f, size, path)  # any other ELF executable: cargo-auditable's section?
+        found = scan(f, head)
         return None if found is None else (packages(found[0], found[1], path) or None)

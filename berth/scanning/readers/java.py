@@ -5,11 +5,11 @@ down and more. A zip needs random access, so one archive at a time is held in me
 from __future__ import annotations
 
 import io
-import tarfile
 import zipfile
 from typing import IO
 
 from berth.scanning.model import Package, read_capped
+from berth.scanning.tar import Member
 
 CAP = 64 * 1024 * 1024  # one archive in memory; larger ones are skipped
 NESTED_CAP = 32 * 1024 * 1024
@@ -80,7 +80,7 @@ def parse(data: bytes, path: str, depth: int = 0) -> list[Package]:
 class Reader:
     name = "java"
 
-    def wants(self, path: str, member: tarfile.TarInfo) -> bool:
+    def wants(self, path: str, member: Member) -> bool:
         return path.endswith(SUFFIXES)
 
     def read(self, path: str, f: IO[bytes], size: int) -> list[Package] | None:

@@ -5,10 +5,10 @@ locked but not installed in the image (the inventory drops lock entries whose pa
 from __future__ import annotations
 
 import json
-import tarfile
 from typing import IO
 
 from berth.scanning.model import Package, read_capped
+from berth.scanning.tar import Member
 
 CAP = 4 * 1024 * 1024
 
@@ -76,7 +76,7 @@ def parse_lock(data: bytes, path: str) -> list[Package]:
 class Reader:
     name = "npm"
 
-    def wants(self, path: str, member: tarfile.TarInfo) -> bool:
+    def wants(self, path: str, member: Member) -> bool:
         if path.rsplit("/", 1)[-1] in LOCKS:
             return "node_modules/" not in path  # a project's lock, not one shipped inside a dependency
         return "node_modules/" in path and package_dir(path)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shlex
-import tarfile
 from typing import IO
 
 from berth.scanning.model import OsRelease, read_capped
+from berth.scanning.tar import Member
 
 PATHS = ("etc/os-release", "usr/lib/os-release")
 CAP = 64 * 1024
@@ -33,7 +33,7 @@ def parse(text: str) -> OsRelease | None:
 class Reader:
     name = "os-release"
 
-    def wants(self, path: str, member: tarfile.TarInfo) -> bool:
+    def wants(self, path: str, member: Member) -> bool:
         return path in PATHS
 
     def read(self, path: str, f: IO[bytes], size: int) -> OsRelease | None:

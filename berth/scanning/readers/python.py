@@ -5,10 +5,10 @@ Only the header block is read (Name, Version); the description after it is never
 from __future__ import annotations
 
 import re
-import tarfile
 from typing import IO
 
 from berth.scanning.model import Package
+from berth.scanning.tar import Member
 
 HEADER_CAP = 256 * 1024
 
@@ -36,7 +36,7 @@ def parse(data: bytes, path: str) -> list[Package]:
 class Reader:
     name = "python"
 
-    def wants(self, path: str, member: tarfile.TarInfo) -> bool:
+    def wants(self, path: str, member: Member) -> bool:
         return (path.endswith(".dist-info/METADATA") or path.endswith(".egg-info/PKG-INFO")
                 or (path.endswith(".egg-info") and member.isreg()))
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import struct
-import tarfile
 from typing import IO
 
 from berth.scanning.model import Package, read_capped
+from berth.scanning.tar import Member
 
 PATHS = ("var/lib/rpm/rpmdb.sqlite", "usr/lib/sysimage/rpm/rpmdb.sqlite")
 CAP = 128 * 1024 * 1024
@@ -78,7 +78,7 @@ def parse(db: bytes, path: str) -> list[Package]:
 class Reader:
     name = "rpm"
 
-    def wants(self, path: str, member: tarfile.TarInfo) -> bool:
+    def wants(self, path: str, member: Member) -> bool:
         return path in PATHS
 
     def read(self, path: str, f: IO[bytes], size: int) -> list[Package] | None:

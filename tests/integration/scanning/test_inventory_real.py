@@ -1,5 +1,5 @@
 """The readers on real package data: this machine's dpkg status, pip- and npm-installed trees, a Go binary
-built here; umoci layers with whiteouts."""
+and a Rust binary (cargo-auditable's section) built here; umoci layers with whiteouts."""
 
 from __future__ import annotations
 
@@ -20,9 +20,12 @@ def test_real_image_inventory(scan_image: ScanImage) -> None:
     go = {(p.name, p.version, p.path) for p in inv.packages if p.kind == "go"}
     assert ("golang.org/x/text", GO_TEXT_VERSION, scan_image.go_binary) in go
     assert any(n == "stdlib" for n, _, _ in go)
+    cargo = sorted((p.name, p.version, p.path) for p in inv.packages if p.kind == "cargo")
+    assert cargo == [("libc", "0.2.150", "usr/local/bin/rusthello"), ("smallvec", "1.6.0", "usr/local/bin/rusthello"),
+                     ("time", "0.1.44", "usr/local/bin/rusthello")]  # crates.io runtime ones: not cc, not git
     java = sorted((p.name, p.version, p.path) for p in inv.packages if p.kind == "maven")
     assert java == [("commons-io:commons-io", "2.11.0", "opt/app/app.jar!/BOOT-INF/lib/commons-io-2.11.0.jar"),
                     ("commons-io:commons-io", "2.11.0", "opt/app/lib/commons-io-2.11.0.jar")]
     layers = scan_image.layers()
     assert {p.layer for p in inv.packages if p.kind == "dpkg"} == {layers[0]}
-    assert {p.layer for p in inv.packages if p.kind in ("python", "npm", "go", "maven")} == {layers[1]}
+    assert {p.layer for p in inv.packages if p.kind in ("python", "npm", "go", "maven", "cargo")} == {layers[1]}

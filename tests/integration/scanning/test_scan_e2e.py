@@ -50,7 +50,8 @@ def berth_cli(server: BerthServer, *args: str) -> subprocess.CompletedProcess[st
     cmd = [sys.executable, "-m", "berth", *args, "--data-dir", str(server.data_dir)]
     if server.database_url:
         cmd += ["--database-url", server.database_url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **server.extra_env})  # the server's master key file
 
 
 def push(server: BerthServer, ecr: BaseClient, image: ScanImage, repo: str, tag: str) -> None:
@@ -87,12 +88,30 @@ def names(findings: list[dict], key: str = "name") -> set[tuple[str, str]]:
 
 def test_scan_on_push_basic_then_enhanced_continuous(server: BerthServer, ecr: BaseClient, scan_image: ScanImage,
                                                      tmp_path: Path) -> None:
+    # before any vulnerability data: the image is read, its findings are FINDINGS_UNAVAILABLE (not an empty
+    # COMPLETE), and the first import completes it without a re-scan
+    early = f"scan-early-{uuid.uuid4().hex[:6]}"
+    ecr.create_repository(repositoryName=early, imageScanningConfiguration={"scanOnPush": True})
+    push(server, ecr, scan_image, early, "v1")
+    deadline = time.monotonic() + 120
+    while (out := ecr.describe_image_scan_findings(repositoryName=early, imageId={"imageTag": "v1"})
+           )["imageScanStatus"]["status"] == "IN_PROGRESS":
+        assert time.monotonic() < deadline, "the scan never finished"
+        time.sleep(0.3)
+    assert out["imageScanStatus"]["status"] == "FINDINGS_UNAVAILABLE", out["imageScanStatus"]
+    assert "berth vulndb import" in out["imageScanStatus"]["description"] and "imageScanFindings" not in out
+    detail = ecr.describe_images(repositoryName=early, imageIds=[{"imageTag": "v1"}])["imageDetails"][0]
+    assert detail["imageScanStatus"]["status"] == "FINDINGS_UNAVAILABLE" and "imageScanFindingsSummary" not in detail
+
     osv = fx.write_tree(tmp_path / "osv")
     imported = berth_cli(server, "vulndb", "import", "--no-progress", str(osv))
     assert imported.returncode == 0, imported.stderr
+    aws_wait(server, tmp_path, early, "v1")  # COMPLETE now, by the import's re-match
+    out = ecr.describe_image_scan_findings(repositoryName=early, imageId={"imageTag": "v1"})
+    assert names(out["imageScanFindings"]["findings"]) == fx.EXPECTED_OS
     assert "broken.json" in imported.stderr and "no-id.json" in imported.stderr  # named, skipped
     status = berth_cli(server, "vulndb", "status")
-    assert "records: 15" in status.stdout and "Debian:12" in status.stdout, status.stdout
+    assert "records: 19" in status.stdout and "Debian:12" in status.stdout, status.stdout
 
     repo = f"scan-basic-{uuid.uuid4().hex[:6]}"
     ecr.create_repository(repositoryName=repo, imageScanningConfiguration={"scanOnPush": True})
@@ -145,6 +164,11 @@ def test_scan_on_push_basic_then_enhanced_continuous(server: BerthServer, ecr: B
     pkg = go["packageVulnerabilityDetails"]["vulnerablePackages"][0]
     assert pkg["filePath"] == "/" + scan_image.go_binary and pkg["fixedInVersion"] == "0.3.8"
     assert pkg["sourceLayerHash"] == scan_image.layers()[1] and pkg["packageManager"] == "GOBINARY"
+    crate = next(f for f in enhanced if f["packageVulnerabilityDetails"]["vulnerabilityId"] == "CVE-2021-25900")
+    pkg = crate["packageVulnerabilityDetails"]["vulnerablePackages"][0]
+    assert (pkg["name"], pkg["version"], pkg["packageManager"], pkg["fixedInVersion"]) == ("smallvec", "1.6.0",
+                                                                                          "CARGO", "1.6.1")
+    assert pkg["filePath"] == "/usr/local/bin/rusthello" and pkg["sourceLayerHash"] == scan_image.layers()[1]
     req = [f for f in enhanced if f["packageVulnerabilityDetails"]["vulnerablePackages"][0]["name"] == "requests"]
     assert sorted(f["packageVulnerabilityDetails"]["vulnerabilityId"] for f in req) == ["CVE-2018-18074",
                                                                                        "CVE-2023-32681"]

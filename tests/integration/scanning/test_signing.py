@@ -1,7 +1,8 @@
 """Managed signing, end to end: PutSigningConfiguration selects repositories, Berth signs each push there (a
 job) in the sigstore/cosign format, and Debian 13's skopeo, with a `sigstoreSigned` policy holding the key
 `berth signing public-key` prints, pulls a signed image, refuses an unsigned one, and refuses a tag moved
-to a manifest signed by no one. Both metadata backends."""
+to a manifest signed by no one; the Notary Project signature beside it is verified by the real `notation`
+CLI (Debian unstable's) with the certificate `berth signing certificate` prints. Both metadata backends."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from tests.integration.scanning.test_scan_e2e import KEY, REGION, SECRET, berth_cli
+from tests.support import trixie_debs
 from tests.support.images import UmociImages
 from tests.support.servers import BerthServer, require_tool, unavailable
 from tests.support.trixie_skopeo import unpack
@@ -39,6 +41,19 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def notation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Notary Project's `notation` CLI: Debian unstable's package (1.3.2; in no stable release), unpacked.
+    Its only dependency is libc6 >= 2.34, so it runs on Debian 12 as it is."""
+    require_tool("apt-get", "dpkg-deb")
+    try:
+        root = trixie_debs.unpack(tmp_path_factory.mktemp("notation") / "root", ("notation",), suite="sid")
+    except (subprocess.SubprocessError, OSError) as e:
+        unavailable(f"Debian unstable's notation could not be fetched: {e}")
+        raise
+    return root / "usr/bin/notation"
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +83,8 @@ async def _stored_private_key(server: BerthServer) -> str:
 
 
 def test_signed_pull_unsigned_refused_moved_tag_refused(server: BerthServer, umoci_images: UmociImages,
-                                                        trixie_skopeo: list[str], tmp_path: Path) -> None:
+                                                        trixie_skopeo: list[str], notation: Path,
+                                                        tmp_path: Path) -> None:
     ecr: BaseClient = boto3.client("ecr", endpoint_url=server.url, region_name=REGION, aws_access_key_id=KEY,
                                    aws_secret_access_key=SECRET)
     with pytest.raises(ClientError) as e:
@@ -130,12 +146,37 @@ def test_signed_pull_unsigned_refused_moved_tag_refused(server: BerthServer, umo
     refused = pull(plain, "v1")
     assert refused.returncode != 0 and "signature" in refused.stderr.lower(), refused.stderr
 
+    # the Notary Project signature beside it, a referrer: notation verifies it with the profile's certificate
+    cert = berth_cli(server, "signing", "certificate", PROFILE)
+    assert cert.returncode == 0 and "BEGIN CERTIFICATE" in cert.stdout, cert.stderr
+    assert berth_cli(server, "signing", "certificate", PROFILE).stdout == cert.stdout  # the same, every time
+    conf = tmp_path / "xdg"
+    store = conf / "notation" / "truststore" / "x509" / "ca" / "berth"
+    store.mkdir(parents=True)
+    (store / "berth.crt").write_text(cert.stdout)
+    (conf / "notation" / "trustpolicy.json").write_text(json.dumps({"version": "1.0", "trustPolicies": [
+        {"name": "berth", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
+         "trustStores": ["ca:berth"], "trustedIdentities": ["*"]}]}))
+    user, password = token.split(":", 1)
+
+    def verify(repo: str, digest: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(notation), "verify", "--insecure-registry", "-u", user, "-p", password,
+                               f"{server.host}/{repo}@{digest}"], capture_output=True, text=True, timeout=300,
+                              env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(conf)})
+
+    good = verify(signed, umoci_images.app.digest)
+    assert good.returncode == 0 and "Successfully verified" in good.stdout, good.stdout + good.stderr
+    unsigned = verify(plain, umoci_images.app.digest)
+    assert unsigned.returncode != 0 and "no signature" in (unsigned.stdout + unsigned.stderr).lower(), unsigned.stderr
+
     # the tag moved to a manifest nobody signed (signing off while it was pushed): refused
     ecr.delete_signing_configuration()
     push(umoci_images.amd64.tag, signed, "v1")
     assert status(signed, "v1") == []
     moved = pull(signed, "v1")
     assert moved.returncode != 0 and "signature" in moved.stderr.lower(), moved.stderr
+    moved_n = verify(signed, umoci_images.amd64.digest)
+    assert moved_n.returncode != 0, moved_n.stdout
     with pytest.raises(ClientError) as e:
         ecr.delete_signing_configuration()
     assert e.value.response["Error"]["Code"] == "SigningConfigurationNotFoundException"

@@ -193,3 +193,14 @@ def test_npm_lock_files_report_what_is_not_installed() -> None:
                    ("minimist", "1.2.5", "srv/app/package-lock.json"),
                    ("qs", "6.5.1", "srv/old/npm-shrinkwrap.json"),
                    ("side", "0.1.0", "srv/old/npm-shrinkwrap.json")]
+
+
+def test_concatenated_gzip_members_across_read_boundaries() -> None:
+    import os
+
+    from berth.scanning.layers import READ_SIZE, inflated
+
+    for n in range(READ_SIZE - 3000, READ_SIZE + 3000, 997):  # the first member ends at, before or after a read
+        first = gzip.compress(os.urandom(n), compresslevel=1)
+        out = b"".join(inflated(io.BytesIO(first + gzip.compress(b"tail" * 1000))))
+        assert len(out) == n + 4000 and out.endswith(b"tail" * 1000), n
