@@ -195,6 +195,7 @@ def bury(digests: Sequence[str]) -> Txn[int]:
             continue
         marks = _marks(len(doomed))
         yield Q(f"DELETE FROM repository_blobs WHERE digest IN ({marks})", doomed)
+        yield Q(f"DELETE FROM archived_blobs WHERE digest IN ({marks})", doomed)  # its bytes are gone from both stores
         yield Q(f"DELETE FROM blobs WHERE digest IN ({marks})", doomed)
         n += yield Q(f"DELETE FROM blob_gc WHERE digest IN ({marks})", doomed)
     return n
