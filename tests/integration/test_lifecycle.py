@@ -46,7 +46,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
     srv = BerthServer(base / "data", database_url=url,
                       env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET},
-                      args=["--auth", "iam"]).start()
+                      args=["--auth", "iam", "--archive-storage-url", f"file://{base / 'archive'}"]).start()
     try:
         yield srv
     finally:
@@ -182,6 +182,18 @@ def test_put_preview_wait_run_list_pull(server: BerthServer, ecr: BaseClient, oc
     assert e.value.response["Error"]["Code"] == "LifecyclePolicyNotFoundException"
 
 
+def stored(root: Path, data: bytes) -> Path:
+    hexdigest = sha256(data).split(":", 1)[1]
+    return root / "blobs" / "sha256" / hexdigest[:2] / hexdigest
+
+
+def wait_for(condition: Any, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
 def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, basic: str, tmp_path: Path) -> None:
     require_tool("skopeo")
     repo = "team/archive"
@@ -195,6 +207,10 @@ def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, bas
                    "imageStatus": "ARCHIVED"}
     assert oci.get(repo, "v1").status_code == 404
     assert oci.get(repo, digest).status_code == 404
+    main = stored(server.data_dir, image.layers[0])
+    archive = stored(server.data_dir.parent / "archive", image.layers[0])
+    wait_for(lambda: archive.exists() and not main.exists())  # its placement job moved it to the archive store
+    assert archive.read_bytes() == image.layers[0]
     layer = f"/v2/{repo}/blobs/{sha256(image.layers[0])}"
     assert oci.client.get(layer).status_code == 404  # its layers too
     got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])
@@ -216,6 +232,7 @@ def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, bas
         time.sleep(0.2)
     [detail] = ecr.describe_images(repositoryName=repo)["imageDetails"]
     assert detail["imageStatus"] == "ACTIVE" and "lastActivatedAt" in detail
+    assert main.read_bytes() == image.layers[0] and not archive.exists()  # back before it was ACTIVE
     skopeo("copy", "--src-tls-verify=false", "--src-creds", base64.b64decode(basic).decode(),
            f"docker://{server.host}/{repo}:v1", f"oci:{tmp_path / 'v1'}:v1")
     assert oci.client.get(layer).content == image.layers[0]
