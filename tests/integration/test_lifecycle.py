@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from tests.integration.test_ecr_images import Img, Oci, make_image, make_index
 from tests.support.aws import aws_cli
@@ -249,3 +249,37 @@ def test_pull_time_exclusions(server: BerthServer, tmp_path: Path) -> None:
     assert cli(server, tmp_path, "list-pull-time-update-exclusions")["pullTimeUpdateExclusions"] == [arn]
     cli(server, tmp_path, "deregister-pull-time-update-exclusion", "--principal-arn", arn)
     assert cli(server, tmp_path, "list-pull-time-update-exclusions")["pullTimeUpdateExclusions"] == []
+
+
+@pytest.fixture()
+def brief_previews(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaseClient]:
+    """A server whose COMPLETE previews expire after 3 s (BERTH_LIFECYCLE_PREVIEW_RETENTION_SECONDS); on the
+    embedded store only: the statuses are decided the same way on both (tests/contract/test_lifecycle.py)."""
+    base = tmp_path_factory.mktemp("previews")
+    srv = BerthServer(base / "data",
+                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET,
+                           "BERTH_LIFECYCLE_PREVIEW_RETENTION_SECONDS": "3"}, args=["--auth", "iam"]).start()
+    try:
+        yield boto3.client("ecr", endpoint_url=srv.url, region_name=REGION, aws_access_key_id=KEY,
+                           aws_secret_access_key=SECRET)
+    finally:
+        srv.stop()
+
+
+def test_a_complete_preview_expires(brief_previews: BaseClient) -> None:
+    ecr, repo = brief_previews, "team/expiring"
+    ecr.create_repository(repositoryName=repo)
+    ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=json.dumps(POLICY))
+    ecr.start_lifecycle_policy_preview(repositoryName=repo)
+    ecr.get_waiter("lifecycle_policy_preview_complete").wait(repositoryName=repo,
+                                                             WaiterConfig={"Delay": 0.5, "MaxAttempts": 40})
+    complete = ecr.get_lifecycle_policy_preview(repositoryName=repo)
+    assert complete["status"] in ("COMPLETE", "EXPIRED")
+    wait_for(lambda: ecr.get_lifecycle_policy_preview(repositoryName=repo)["status"] == "EXPIRED", 15)
+    expired = ecr.get_lifecycle_policy_preview(repositoryName=repo)
+    assert expired["previewResults"] == [] and "summary" not in expired
+    with pytest.raises(WaiterError) as e:  # an expired preview is not a complete one for the waiter
+        ecr.get_waiter("lifecycle_policy_preview_complete").wait(repositoryName=repo,
+                                                                 WaiterConfig={"Delay": 0.2, "MaxAttempts": 2})
+    assert "Max attempts exceeded" in str(e.value)
+    assert ecr.start_lifecycle_policy_preview(repositoryName=repo)["status"] == "IN_PROGRESS"  # a new one starts
