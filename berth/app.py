@@ -32,6 +32,7 @@ from berth.api.registry_audit import AuditedWrites
 from berth.api.secrets.app import SecretsApi
 from berth.audit import AuditTrail
 from berth.config import Settings
+from berth.db import archive as qa
 from berth.db.migrate import BOOTSTRAP_LOCK
 from berth.db.observe import store_counts
 from berth.db.scanning import REMATCH_JOB, SCAN_JOB, SIGN_JOB
@@ -141,6 +142,9 @@ class BerthApp:
         registry.templates = templates
         lifecycle = LifecycleService(self.db, preview_retention=s.lifecycle_preview_retention_seconds,
                                      archive_store=isinstance(blobs, TieredBlobStore))
+        if not isinstance(blobs, TieredBlobStore) and (archived := (await self.db.read(qa.archived_total))[0]):
+            log.error("%d blobs live in the archive store, but no BERTH_ARCHIVE_STORAGE_URL is set: images that use "
+                      "them cannot be restored or pulled", archived)
         secrets = Secrets(self.db, MasterKeyBox(master))
         insecure = [h.strip() for h in s.pull_through_insecure.split(",") if h.strip()]
         rules = PullThroughRules(self.db, secrets, insecure)
