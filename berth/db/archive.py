@@ -15,6 +15,7 @@ from berth.db.jobs import enqueue
 from berth.db.store import Q, Txn
 
 PLACE_JOB = "archive.place"  # berth/lifecycle/archive.py: one blob moved to the store where it belongs
+MOVE_STALE = 6 * 3600.0  # a placement's hold this old was left by one that died: taken over (and collectable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +25,12 @@ class Claim:
 
 
 def claim(digest: str, now: float, stale_before: float) -> Txn[Claim | None]:
-    """Hold `digest` for one placement (stamped `now`); None when another placement holds it."""
+    """Hold `digest` for one placement (stamped `now`); None when another placement holds it. The blob_gc row
+    is locked first (gc's lock order): a collection that condemned the digest has committed, and then nothing
+    is held (size None: nothing to move); one that has not yet waits, and then spares a held digest (`condemn`)."""
+    gc = yield Q("SELECT condemned_at FROM blob_gc WHERE digest = ?", (digest,), "one", lock="UPDATE")
+    if gc is None or gc[0] is not None:
+        return Claim(False, None)
     row = yield Q("INSERT INTO archived_blobs (digest, in_archive, moving_since) VALUES (?, 0, ?) "
                   "ON CONFLICT (digest) DO UPDATE SET moving_since = excluded.moving_since "
                   "WHERE archived_blobs.moving_since IS NULL OR archived_blobs.moving_since < ? "
@@ -35,21 +41,27 @@ def claim(digest: str, now: float, stale_before: float) -> Txn[Claim | None]:
 
 
 def _size(digest: str) -> Txn[int | None]:
-    row = yield Q("SELECT b.size FROM blobs b LEFT JOIN blob_gc g ON g.digest = b.digest WHERE b.digest = ? "
-                  "AND (g.condemned_at IS NULL)", (digest,), "one")
+    row = yield Q("SELECT size FROM blobs WHERE digest = ?", (digest,), "one")
     return None if row is None else int(row[0])
 
 
-def archivable(digest: str) -> Txn[bool]:
-    """Whether only archived images use the blob: every manifest that references it is ARCHIVED, and every
-    repository that links it has such a manifest (a link alone is pullable: a push may reference it next)."""
+def home(digest: str) -> Txn[bool | None]:
+    """Whether the blob belongs in the archive store: only archived images use it (every manifest that references
+    it is ARCHIVED, and every repository that links it has such a manifest: a link alone is pullable, a push may
+    reference it next). None when nothing references or links it (garbage collection's, wherever it is)."""
     refs = yield Q("SELECT DISTINCT r.repository_id, m.image_status FROM manifest_refs r JOIN manifests m "
                    "ON m.repository_id = r.repository_id AND m.digest = r.manifest_digest "
                    "WHERE r.child_digest = ? AND r.kind IN ('config', 'layer')", (digest,), "all")
-    if not refs or any(status != "ARCHIVED" for _, status in refs):
-        return False
     links = yield Q("SELECT repository_id FROM repository_blobs WHERE digest = ?", (digest,), "all")
+    if not refs:
+        return None if not links else False
+    if any(status != "ARCHIVED" for _, status in refs):
+        return False
     return {int(r[0]) for r in links} <= {int(r[0]) for r in refs}
+
+
+def archivable(digest: str) -> Txn[bool]:
+    return (yield from home(digest)) is True
 
 
 def settle(digest: str, stamp: float, in_archive: bool, now: float, archive: bool) -> Txn[str]:

@@ -10,7 +10,8 @@ A placement of one digest (`Archiver.place`):
 1. holds the digest (berth/db/archive.py `claim`: one placement at a time per digest, a stale hold is
    taken over after MOVE_STALE; a busy digest is retried by its job);
 2. decides where it belongs: the archive store when only ARCHIVED images reference it and every repository
-   linking it has such an image (`archivable`), else the main store;
+   linking it has such an image (`home`), else the main store (a blob nothing uses stays where it is, for
+   a collection to free);
 3. copies it there (unless already there), reads the copy back and verifies its digest and size;
 4. records the new home in one transaction (`settle`) that decides a move to the archive again, under
    gc's lock order: the blob_gc row, then the blob's links FOR UPDATE (a manifest push holding a link FOR
@@ -58,7 +59,7 @@ log = logging.getLogger("berth.archive")
 
 __all__ = ["PLACE_JOB", "Archiver", "PlacementBusy", "TieredBlobStore", "place_job"]
 
-MOVE_STALE = 6 * 3600.0  # a hold this old was left by a placement that died
+MOVE_STALE = qa.MOVE_STALE  # a hold this old was left by a placement that died
 CHUNK = 1 << 20
 
 
@@ -183,7 +184,8 @@ class Archiver:
         try:
             if held.size is None:  # gone, or a collection is deleting it: nothing to move
                 return "gone"
-            archive = not to_main and await self.db.read(qa.archivable, digest)
+            belongs = False if to_main else await self.db.read(qa.home, digest)
+            archive = held.in_archive if belongs is None else belongs  # unused: left for a collection, where it is
             if archive == held.in_archive:  # where it belongs; drop a copy a placement that died left behind
                 other = self.store.main if archive else self.store.archive
                 if await self._io(other.stat, digest) is not None:

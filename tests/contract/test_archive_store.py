@@ -228,3 +228,46 @@ def test_an_archive_on_s3(db: Harness, tmp_path: Path) -> None:
         assert a.where(LAYER_A) == (False, False)
 
     run(db, lambda: FilesystemBlobStore(tmp_path / "main"), lambda: _s3_store(tmp_path), body)
+
+
+def test_collections_and_placements_exclude_each_other(db: Harness, tmp_path: Path) -> None:
+    """A collection spares a digest a placement holds (the hold is taken under the blob_gc row's lock); a
+    placement takes no hold on a condemned digest. Then, at once over processes, placements and collections of
+    images archived and deleted: nothing is lost from images that remain, and nothing is left behind."""
+    async def body(*ps: Archive) -> None:
+        a = ps[0]
+        repo = await a.w.repo("gcrace")
+        digest = await a.w.push(repo, "held", [b'{"c": "held"}', b"held-layer"])
+        await a.w.images.delete(repo, [ImageId(digest=digest)])
+        stamp = a.w.registry.clock()
+        claim = await a.db.write(qa.claim, sha(b"held-layer"), stamp, stamp - qa.MOVE_STALE)
+        assert claim is not None and claim.size == len(b"held-layer")
+        spared = await a.later(2 * HOUR).gc.collect()
+        assert spared.freed["unreferenced"].objects == 1 and a.where(b"held-layer") == (True, False)  # the config
+        await a.db.write(qa.release, sha(b"held-layer"), stamp)
+        freed = await a.later(2 * HOUR).gc.collect()
+        assert freed.freed["unreferenced"].objects == 1 and a.where(b"held-layer") == (False, False)
+
+        for r in range(4):
+            kept_blobs = [f'{{"c": "k{r}"}}'.encode(), f"kept-{r}".encode() * 30]
+            gone_blobs = [f'{{"c": "g{r}"}}'.encode(), f"gone-{r}".encode() * 30]
+            kept = await a.w.push(repo, f"k{r}", kept_blobs)
+            gone = await a.w.push(repo, f"g{r}", gone_blobs)
+            for d in (kept, gone):
+                await a.life.update_storage_class(repo, d, "ARCHIVE")
+            await a.w.images.delete(repo, [ImageId(digest=gone)])
+            results = await at_once([*(p.archiver.place(sha(b)) for p, b in zip(ps, [*kept_blobs, *gone_blobs],
+                                                                              strict=False)),
+                                     ps[-1].later(2 * HOUR).gc.collect()])
+            assert not unexpected(results, PlacementBusy), results
+            await a.w.assert_pullable()
+        await a.run_jobs()  # the placements the archiving queued
+        await a.later(4 * HOUR).gc.collect()
+        for r in range(4):
+            assert a.where(f"gone-{r}".encode() * 30) == (False, False)
+            assert a.where(f"kept-{r}".encode() * 30) == (False, True)
+        assert await a.db.read(qa.archived_total) == (8, sum(len(f'{{"c": "k{r}"}}') + len(f"kept-{r}") * 30
+                                                               for r in range(4)))
+        assert await a.w.assert_pullable() == 8
+
+    run(db, *two_dirs(tmp_path), body, n=4)
