@@ -8,7 +8,9 @@ job, which makes the image ACTIVE only when none of them is in the archive store
 
 A placement of one digest (`Archiver.place`):
 1. holds the digest (berth/db/archive.py `claim`: one placement at a time per digest, a stale hold is
-   taken over after MOVE_STALE; a busy digest is retried by its job);
+   taken over after MOVE_STALE; a busy digest is retried by its job). The hold is taken under the digest's
+   blob_gc row lock and refused on a condemned digest, and a collection spares a held digest (berth/db/gc.py
+   `condemn`): a placement and a collection never work on one digest at once;
 2. decides where it belongs: the archive store when only ARCHIVED images reference it and every repository
    linking it has such an image (`home`), else the main store (a blob nothing uses stays where it is, for
    a collection to free);
@@ -22,10 +24,11 @@ A placement of one digest (`Archiver.place`):
 
 Why a push never finds a blob it cannot pull. The bytes are in at least one store at every moment while
 the metadata records the blob: the source copy is deleted only after the verified destination copy is
-recorded, by the one placement holding the digest; a refused move deletes only its archive copy (nothing
-else writes the archive store); a refused or lost bring-back deletes nothing (an upload may have written
-the same bytes to the main store meanwhile). And every read goes through TieredBlobStore, which opens the
-main store and, when the blob is not there, the archive store. So a push that references a blob being
+recorded, by the one placement holding the digest (no collection deletes it meanwhile); a refused move
+deletes only its archive copy (nothing else writes the archive store); a lost hold deletes nothing; a copy
+in the store the blob does not live in is a leftover, deleted under the hold (a re-upload's copy in the main
+store is one: the recorded archive copy stays readable). And every read goes through TieredBlobStore, which
+opens the main store and, when the blob is not there, the archive store. So a push that references a blob being
 moved or already in the archive is pullable as soon as it is acknowledged: a move not yet settled is
 refused (the push's link and reference are seen under the locks of step 4), a settled one is read from
 the archive store until a placement brings the blob back (the next archive or restore of an image using
