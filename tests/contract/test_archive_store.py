@@ -9,6 +9,7 @@ The placement and activation jobs are run here by calling their handlers, as a w
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,11 @@ class Archive:
 
     async def run_jobs(self) -> int:
         """Claim and run every queued placement and activation job; how many ran."""
-        n = 0
-        while jobs := await self.db.write(qj.claim, "test", self.w.registry.clock(), 60, 50, [PLACE_JOB, ACTIVATE_JOB]):
+        n, now = 0, self.w.registry.clock() + 100 * 86400  # also those queued by a clock days ahead
+        while jobs := await self.db.write(qj.claim, "test", now, 60, 50, [PLACE_JOB, ACTIVATE_JOB]):
             for job in jobs:
                 await (self.place if job.kind == PLACE_JOB else self.activate)(job)
-                await self.db.write(qj.complete, "test", [job.id], self.w.registry.clock())
+                await self.db.write(qj.complete, "test", [job.id], now)
                 n += 1
         return n
 
@@ -117,6 +118,22 @@ def test_archive_moves_unshared_blobs_and_restore_brings_them_back(db: Harness, 
         assert a.where(CONFIG_A) == a.where(LAYER_A) == (True, False)  # back before it was ACTIVE
         assert await a.db.read(qa.in_archive, [sha(CONFIG_A), sha(LAYER_A)]) == set()
         assert await a.w.assert_pullable() == 6
+
+    run(db, *two_dirs(tmp_path), body)
+
+
+def test_a_lifecycle_transition_moves_the_blobs_too(db: Harness, tmp_path: Path) -> None:
+    async def body(a: Archive) -> None:
+        repo = await a.w.repo("cold")
+        old = await a.w.push(repo, "v1", [CONFIG_A, LAYER_A])
+        life = LifecycleService(a.db, lambda: a.w.registry.clock() + 10 * 86400, archive_store=True)
+        await life.put_policy(repo, json.dumps({"rules": [
+            {"rulePriority": 1, "selection": {"tagStatus": "any", "countType": "sinceImagePushed",
+                                              "countUnit": "days", "countNumber": 5},
+             "action": {"type": "transition", "targetStorageClass": "archive"}}]}).ljust(100))
+        assert [(o.action.digest, o.result) for o in await life.run(repo)] == [(old, "transitioned")]
+        assert await a.run_jobs() == 2
+        assert a.where(CONFIG_A) == a.where(LAYER_A) == (False, True)
 
     run(db, *two_dirs(tmp_path), body)
 
