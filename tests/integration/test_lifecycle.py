@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -182,6 +183,19 @@ def test_put_preview_wait_run_list_pull(server: BerthServer, ecr: BaseClient, oc
     assert e.value.response["Error"]["Code"] == "LifecyclePolicyNotFoundException"
 
 
+def archive_root(server: BerthServer) -> Path:
+    return server.data_dir.parent / "archive"
+
+
+def berth_gc(server: BerthServer, *args: str) -> dict[str, Any]:
+    db = ["--database-url", server.database_url] if server.database_url else []
+    proc = subprocess.run([sys.executable, "-m", "berth", "gc", "--json", "--data-dir", str(server.data_dir), *db,
+                           *args], env={**os.environ, **server.extra_env}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
 def stored(root: Path, data: bytes) -> Path:
     hexdigest = sha256(data).split(":", 1)[1]
     return root / "blobs" / "sha256" / hexdigest[:2] / hexdigest
@@ -208,9 +222,11 @@ def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, bas
     assert oci.get(repo, "v1").status_code == 404
     assert oci.get(repo, digest).status_code == 404
     main = stored(server.data_dir, image.layers[0])
-    archive = stored(server.data_dir.parent / "archive", image.layers[0])
+    archive = stored(archive_root(server), image.layers[0])
     wait_for(lambda: archive.exists() and not main.exists())  # its placement job moved it to the archive store
     assert archive.read_bytes() == image.layers[0]
+    report = berth_gc(server, "--grace", "0", "--archive-storage-url", f"file://{archive_root(server)}")
+    assert report["walked"] >= 2 and archive.read_bytes() == image.layers[0]  # recorded there: kept
     layer = f"/v2/{repo}/blobs/{sha256(image.layers[0])}"
     assert oci.client.get(layer).status_code == 404  # its layers too
     got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])
