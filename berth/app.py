@@ -142,6 +142,7 @@ class BerthApp:
         registry.templates = templates
         lifecycle = LifecycleService(self.db, preview_retention=s.lifecycle_preview_retention_seconds,
                                      archive_store=isinstance(blobs, TieredBlobStore))
+        registry.archive_store = isinstance(blobs, TieredBlobStore)
         if not isinstance(blobs, TieredBlobStore) and (archived := (await self.db.read(qa.archived_total))[0]):
             log.error("%d blobs live in the archive store, but no BERTH_ARCHIVE_STORAGE_URL is set: images that use "
                       "them cannot be restored or pulled", archived)

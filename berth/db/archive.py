@@ -126,6 +126,11 @@ def queue_bring_back(now: float, limit: int = 10_000) -> Txn[int]:
                    "AND EXISTS (SELECT 1 FROM manifest_refs r JOIN manifests m ON m.repository_id = r.repository_id "
                    "AND m.digest = r.manifest_digest WHERE r.child_digest = a.digest AND m.image_status <> 'ARCHIVED') "
                    "ORDER BY a.digest LIMIT ?", (limit,), "all")
-    for r in rows:
-        yield from enqueue(PLACE_JOB, {"digest": r[0]}, now, key=f"archive-place/{r[0]}")
+    yield from queue_places([r[0] for r in rows], now)
     return len(rows)
+
+
+def queue_places(digests: Sequence[str], now: float) -> Txn[None]:
+    """A placement job per digest (coalesced with one already queued for it)."""
+    for d in digests:
+        yield from enqueue(PLACE_JOB, {"digest": d}, now, key=f"archive-place/{d}")

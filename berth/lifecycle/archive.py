@@ -31,8 +31,9 @@ store is one: the recorded archive copy stays readable). And every read goes thr
 opens the main store and, when the blob is not there, the archive store. So a push that references a blob being
 moved or already in the archive is pullable as soon as it is acknowledged: a move not yet settled is
 refused (the push's link and reference are seen under the locks of step 4), a settled one is read from
-the archive store until a placement brings the blob back (the next archive or restore of an image using
-it, or the periodic collection, which queues a placement for every archived blob an active image uses).
+the archive store until the placement its push queued brings the blob back (RegistryService.put_manifest;
+a periodic collection also queues one for every archived blob an image not archived uses, for pushes of a
+node without the archive setting, or a job that died).
 
 Garbage collection frees blobs in both stores: TieredBlobStore.delete deletes from both, a collection
 walks the archive store too for objects the metadata never recorded (an archive object whose digest has

@@ -210,8 +210,7 @@ def _archived(repo: Repository, digest: str, now: float, rule_priority: int | No
     yield from append_event(Event.IMAGE_ARCHIVED, repo.account_id, repo.region, repo.name, now, digest,
                             payload={"rulePriority": rule_priority} if rule_priority is not None else None)
     if place:
-        for blob in (yield from qa.image_blobs(repo.id, digest)):
-            yield from qj.enqueue(PLACE_JOB, {"digest": blob}, now, key=f"archive-place/{blob}")
+        yield from qa.queue_places((yield from qa.image_blobs(repo.id, digest)), now)
 
 
 def _activate(repo: Repository, digest: str, now: float, check_archive: bool = False) -> Txn[bool]:
