@@ -19,7 +19,7 @@ from berth.db import jobs as qj
 from berth.db.store import Backend
 from berth.lifecycle import jobs as lifecycle_jobs
 from berth.lifecycle.archive import PLACE_JOB, Archiver, PlacementBusy, TieredBlobStore, place_job
-from berth.lifecycle.service import ACTIVATE_JOB, LifecycleService
+from berth.lifecycle.service import ACTIVATE_JOB, BlobsInArchive, LifecycleService
 from berth.registry.images import ImageId
 from berth.registry.model import Repository
 from berth.storage import BlobStore
@@ -294,3 +294,35 @@ def test_collections_and_placements_exclude_each_other(db: Harness, tmp_path: Pa
         assert await a.w.assert_pullable() == 8
 
     run(db, *two_dirs(tmp_path), body, n=4)
+
+
+def test_a_restore_racing_the_move_ends_active_with_its_blobs_in_the_main_store(db: Harness, tmp_path: Path) -> None:
+    """Restore an image while its placements still run, over processes: it becomes ACTIVE only with none of
+    its blobs in the archive store (the activation is retried while a placement holds one)."""
+    async def body(*ps: Archive) -> None:
+        a = ps[0]
+        repo = await a.w.repo("flip")
+        for r in range(5):
+            blobs = [f'{{"c": "f{r}"}}'.encode(), f"flip-{r}".encode() * 40]
+            digest = await a.w.push(repo, f"f{r}", blobs)
+            await a.life.update_storage_class(repo, digest, "ARCHIVE")
+
+            async def restore(p: Archive, image: str, delay: float) -> str:
+                await asyncio.sleep(delay)
+                return await p.life.update_storage_class(repo, image, "STANDARD")
+
+            results = await at_once([*(p.archiver.place(sha(b)) for p, b in zip(ps[:2], blobs, strict=True)),
+                                     restore(ps[2], digest, r * 0.003)])
+            assert not unexpected(results, PlacementBusy), results
+            for _ in range(20):  # a worker retries an activation that found a blob held or still archived
+                try:
+                    await a.run_jobs()
+                    break
+                except (PlacementBusy, BlobsInArchive):  # the job's retry
+                    await a.db.write(qj.release, "test", a.w.registry.clock())
+            assert (await a.life.statuses(repo, [digest]))[digest][0] == "ACTIVE"
+            assert [a.where(b) for b in blobs] == [(True, False)] * 2, r
+            assert await a.db.read(qa.in_archive, [sha(b) for b in blobs]) == set()
+        await a.w.assert_pullable()
+
+    run(db, *two_dirs(tmp_path), body, n=3)
