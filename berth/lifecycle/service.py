@@ -307,7 +307,8 @@ class LifecycleService:
             raise PreviewNotFound(f"There is no lifecycle policy preview for the repository with name '{repo.name}' "
                                   f"in the registry with id '{repo.account_id}'")
         now = self.clock()
-        if row.status == ql.IN_PROGRESS and await self.db.write(_settle_preview, repo, row.started_at, now):
+        if row.status == ql.IN_PROGRESS and not await self.db.read(ql.job_live, PREVIEW_JOB, _preview_key(repo)) \
+                and await self.db.write(_settle_preview, repo, row.started_at, now):  # a write only when it died
             return PreviewView(row.text, ql.FAILED, None)
         if row.status == ql.COMPLETE and (row.finished_at or row.started_at) + self.preview_retention <= now:
             return PreviewView(row.text, ql.EXPIRED, None)
