@@ -225,13 +225,15 @@ def _activate(repo: Repository, digest: str, now: float, check_archive: bool = F
 
 
 def _restore(repo: Repository, digest: str, now: float) -> Txn[str | None]:
-    """ARCHIVED -> ACTIVATING (and the job that activates it); the status after, None if no such image."""
+    """ARCHIVED -> ACTIVATING (and the job that activates it); the status after, None if no such image. Asked
+    again while ACTIVATING, the job is queued again (coalesced with a live one; one that died is replaced)."""
     rows = yield from ql.statuses(repo.id, [digest])
     if digest not in rows:
         return None
     status = rows[digest][0]
-    if status == ARCHIVED:
-        yield from ql.set_status(repo.id, digest, ACTIVATING, now)
+    if status in (ARCHIVED, ACTIVATING):
+        if status == ARCHIVED:
+            yield from ql.set_status(repo.id, digest, ACTIVATING, now)
         yield from qj.enqueue(ACTIVATE_JOB, {"account": repo.account_id, "region": repo.region,
                                              "repository": repo.name, "digest": digest}, now,
                               key=f"lifecycle-activate/{repo.id}/{digest}")
