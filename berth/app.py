@@ -32,6 +32,7 @@ from berth.api.registry_audit import AuditedWrites
 from berth.api.secrets.app import SecretsApi
 from berth.audit import AuditTrail
 from berth.config import Settings
+from berth.db import archive as qa
 from berth.db.migrate import BOOTSTRAP_LOCK
 from berth.db.observe import store_counts
 from berth.db.scanning import REMATCH_JOB, SCAN_JOB, SIGN_JOB
@@ -44,6 +45,7 @@ from berth.jobs import Handlers, JobQueue, Worker, tasks
 from berth.keys.files import prepare_data_dir, secure_sqlite
 from berth.lifecycle import gc
 from berth.lifecycle import jobs as lifecycle_jobs
+from berth.lifecycle.archive import PLACE_JOB, Archiver, TieredBlobStore, place_job
 from berth.lifecycle.service import LifecycleService
 from berth.observe.access import Observe
 from berth.observe.metrics import Metrics
@@ -64,7 +66,7 @@ from berth.secrets.box import MasterKeyBox
 from berth.secrets.service import Secrets
 from berth.storage import BlobStore
 from berth.storage.filesystem import FilesystemBlobStore
-from berth.storage.urls import S3Storage
+from berth.storage.urls import FileStorage, S3Storage
 
 log = logging.getLogger("berth")
 METRICS_ACTION = "berth:GetMetrics"
@@ -83,8 +85,16 @@ async def open_backend(settings: Settings) -> Backend:
 
 
 async def open_blob_store(settings: Settings) -> BlobStore:
-    """The BlobStore the storage URL names; an S3 bucket is checked (exists, credentials work) first."""
-    storage = settings.storage
+    """The BlobStore the storage URL names; an S3 bucket is checked (exists, credentials work) first. With an
+    archive store (BERTH_ARCHIVE_STORAGE_URL), the two as one TieredBlobStore (berth/lifecycle/archive.py)."""
+    main = await open_store(settings.storage)
+    archive = settings.archive_storage
+    if archive is None:
+        return main
+    return TieredBlobStore(main, await open_store(archive))
+
+
+async def open_store(storage: FileStorage | S3Storage) -> BlobStore:
     if isinstance(storage, S3Storage):
         from berth.storage.s3 import S3BlobStore
 
@@ -130,6 +140,12 @@ class BerthApp:
                                    refresh_after=s.gc_grace_seconds / 2)
         templates = Templates(self.db)
         registry.templates = templates
+        lifecycle = LifecycleService(self.db, preview_retention=s.lifecycle_preview_retention_seconds,
+                                     archive_store=isinstance(blobs, TieredBlobStore))
+        registry.archive_store = isinstance(blobs, TieredBlobStore)
+        if not isinstance(blobs, TieredBlobStore) and (archived := (await self.db.read(qa.archived_total))[0]):
+            log.error("%d blobs live in the archive store, but no BERTH_ARCHIVE_STORAGE_URL is set: images that use "
+                      "them cannot be restored or pulled", archived)
         secrets = Secrets(self.db, MasterKeyBox(master))
         insecure = [h.strip() for h in s.pull_through_insecure.split(",") if h.strip()]
         rules = PullThroughRules(self.db, secrets, insecure)
@@ -154,7 +170,7 @@ class BerthApp:
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
                           blob_url=blobs.url_for if s.storage_redirect else None)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
-                            Images(registry), RepositoryAdmin(self.db), LifecycleService(self.db),
+                            Images(registry), RepositoryAdmin(self.db), lifecycle,
                             ReplicationService(self.db), templates, rules, ScanService(self.db, blobs),
                             SigningService(self.db, keys=master), default_account=s.default_account,
                             default_region=s.default_region)
@@ -320,10 +336,15 @@ def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None
         handlers.register(SIGN_JOB, signer.run_sign, max_attempts=5)
     handlers.periodic(tasks.PURGE_UPLOADS, tasks.PURGE_UPLOADS_EVERY, tasks.purge_uploads(uploads))
     handlers.periodic(tasks.PRUNE_JOBS, tasks.PRUNE_JOBS_EVERY, tasks.prune_jobs(JobQueue(db)))
-    lifecycle = LifecycleService(db)
+    tiered = uploads.blobs if isinstance(uploads.blobs, TieredBlobStore) else None
+    archiver = None if tiered is None else Archiver(db, tiered, uploads.pool)
+    lifecycle = LifecycleService(db, preview_retention=s.lifecycle_preview_retention_seconds,
+                                 archive_store=tiered is not None)
     handlers.register(lifecycle_jobs.PREVIEW_JOB, lifecycle_jobs.run_preview(db, lifecycle))
     handlers.register(lifecycle_jobs.RUN_JOB, lifecycle_jobs.run_repository(db, lifecycle))
-    handlers.register(lifecycle_jobs.ACTIVATE_JOB, lifecycle_jobs.activate(db, lifecycle))
+    handlers.register(lifecycle_jobs.ACTIVATE_JOB, lifecycle_jobs.activate(db, lifecycle, archiver))
+    if archiver is not None:  # the archive storage location: blobs moved between the two stores
+        handlers.register(PLACE_JOB, place_job(archiver))
     handlers.periodic(lifecycle_jobs.SCHEDULE_JOB, s.lifecycle_interval_hours * 3600,
                       lifecycle_jobs.schedule(lifecycle, JobQueue(db)))
     if settings is not None and s.gc_interval_seconds > 0:  # a collection needs the storage settings of serve
@@ -333,7 +354,9 @@ def job_handlers(db: Backend, uploads: Uploads, settings: Settings | None = None
 
 def collector(s: Settings, db: Backend, uploads: Uploads) -> gc.Collector:
     """The garbage collector of the periodic job and of `berth gc`."""
-    return gc.Collector(db, uploads.blobs, uploads, grace=s.gc_grace_seconds, pin_hold=s.gc_pin_hold_seconds)
+    archive = uploads.blobs.archive if isinstance(uploads.blobs, TieredBlobStore) else None
+    return gc.Collector(db, uploads.blobs, uploads, grace=s.gc_grace_seconds, pin_hold=s.gc_pin_hold_seconds,
+                        archive=archive)
 
 
 @asynccontextmanager

@@ -81,6 +81,8 @@ def serve(
                             "&addressing=path|virtual", shown="the data dir"),
     storage_redirect: bool = _opt("storage_redirect", "Answer blob GETs with 307 to a presigned storage URL when "
                                   "the storage has them (S3)", "--storage-redirect/--no-storage-redirect"),
+    archive_storage_url: str = _opt("archive_storage_url", "Where blobs only archived images use are moved, as "
+                                    "--storage-url", shown="none"),
     log_level: str = _opt("log_level", "debug | info | warning | error"),
     log_format: str = _opt("log_format", "Access and error log lines: json | text (common log format)"),
     access_log: bool = _opt("access_log", "One line per request on stderr", "--access-log/--no-access-log"),
@@ -95,7 +97,8 @@ def serve(
     s = _settings(config, host=host, port=port, data_dir=data_dir, database_url=database_url,
                   database_wait_seconds=database_wait_seconds, tls_cert=tls_cert, tls_key=tls_key, workers=workers,
                   auth=auth, job_workers=job_workers, storage_url=storage_url, storage_redirect=storage_redirect,
-                  log_level=log_level, log_format=log_format, access_log=access_log, metrics_public=metrics_public)
+                  archive_storage_url=archive_storage_url, log_level=log_level, log_format=log_format,
+                  access_log=access_log, metrics_public=metrics_public)
     try:
         startup.check_all(s.host, s.port, s.data_dir, s.tls_cert, s.tls_key)
         if s.uses_postgres:
@@ -148,13 +151,16 @@ def serve(
 @cli.command()
 def worker(data_dir: Path = DataDir, database_url: str = DatabaseUrl, job_workers: int = JobWorkers,
            storage_url: str = typer.Option(None, "--storage-url", help="Blob storage, as for serve "
-                                           "(env BERTH_STORAGE_URL).")) -> None:
+                                           "(env BERTH_STORAGE_URL)."),
+           archive_storage_url: str = typer.Option(None, "--archive-storage-url", help="The archive store, as "
+                                                   "for serve (env BERTH_ARCHIVE_STORAGE_URL).")) -> None:
     """Run the background job workers alone (for deployments that split them from `serve`)."""
     import asyncio
 
     from berth.app import run_worker
 
-    s = _settings(data_dir=data_dir, database_url=database_url, job_workers=job_workers, storage_url=storage_url)
+    s = _settings(data_dir=data_dir, database_url=database_url, job_workers=job_workers, storage_url=storage_url,
+                  archive_storage_url=archive_storage_url)
     _prepare(s)
     _migrate(s)
     import logging
@@ -193,6 +199,8 @@ def gc_command(
     data_dir: Path = DataDir,
     database_url: str = DatabaseUrl,
     storage_url: str = typer.Option(None, "--storage-url", help="Blob storage, as for serve (env BERTH_STORAGE_URL)."),
+    archive_storage_url: str = typer.Option(None, "--archive-storage-url", help="The archive store, as for serve "
+                                            "(env BERTH_ARCHIVE_STORAGE_URL): collected too."),
 ) -> None:
     """Garbage-collect now: unreferenced blobs, unrecorded objects, abandoned uploads (safe while serving)."""
     import asyncio
@@ -203,7 +211,8 @@ def gc_command(
     if grace is not None and grace < 0:
         typer.echo("berth: --grace must be 0 or more", err=True)
         raise typer.Exit(2)
-    s = _settings(data_dir=data_dir, database_url=database_url, storage_url=storage_url)
+    s = _settings(data_dir=data_dir, database_url=database_url, storage_url=storage_url,
+                  archive_storage_url=archive_storage_url)
     s.data_dir.mkdir(parents=True, exist_ok=True)
     _migrate(s)
     asyncio.run(gc_cli.run(open_collector(s), dry_run, grace, as_json))

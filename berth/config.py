@@ -51,6 +51,7 @@ class Settings:
     job_workers: int = 2  # jobs run at once by each serving process (and by `berth worker`); 0: none in serve
     job_lease_seconds: int = 30  # a job whose worker stops heartbeating is claimed again after this
     lifecycle_interval_hours: int = 24  # how often every repository's lifecycle policy is applied
+    lifecycle_preview_retention_seconds: int = 86400  # a COMPLETE preview is readable this long, then EXPIRED
     log_level: str = "warning"
     log_format: str = "json"  # the access log and Berth's own lines: json (one object a line) | text
     access_log: bool = True  # one line per request on stderr
@@ -60,6 +61,7 @@ class Settings:
     admin_secret_access_key: str = ""
     storage_url: str = ""  # empty: the filesystem under data_dir; file:///path or s3://bucket/prefix?…
     storage_redirect: bool = False  # blob GETs answer 307 to a presigned URL when the driver has one
+    archive_storage_url: str = ""  # empty: archived images' blobs stay where they are; else a second storage URL
     gc_grace_seconds: int = 3600  # garbage collection spares a blob linked (or read) this recently
     gc_interval_seconds: int = 21600  # the periodic collection's interval; 0: only `berth gc`
     gc_pin_hold_seconds: int = 900  # an upload's pin keeps its digest this long, whatever the grace
@@ -99,6 +101,8 @@ class Settings:
             raise ConfigError("BERTH_JOB_LEASE_SECONDS must be at least 1")
         if self.lifecycle_interval_hours <= 0:
             raise ConfigError("BERTH_LIFECYCLE_INTERVAL_HOURS must be positive")
+        if self.lifecycle_preview_retention_seconds < 1:
+            raise ConfigError("BERTH_LIFECYCLE_PREVIEW_RETENTION_SECONDS must be at least 1")
         if min(self.gc_grace_seconds, self.gc_interval_seconds, self.gc_pin_hold_seconds) < 0:
             raise ConfigError("BERTH_GC_GRACE_SECONDS, BERTH_GC_INTERVAL_SECONDS and BERTH_GC_PIN_HOLD_SECONDS "
                               "must be 0 or more")
@@ -112,6 +116,7 @@ class Settings:
         if self.db_connect_timeout < 1:
             raise ConfigError("BERTH_DB_CONNECT_TIMEOUT must be at least 1 (seconds)")
         self.storage  # noqa: B018 - an unknown scheme or a malformed storage URL fails here, at start-up
+        self.archive_storage  # noqa: B018 - and so does the archive's
         self._check_regions()
 
     @property
@@ -120,6 +125,19 @@ class Settings:
             return parse_storage_url(self.storage_url, self.data_dir)
         except StorageUrlError as e:
             raise ConfigError(str(e)) from None
+
+    @property
+    def archive_storage(self) -> FileStorage | S3Storage | None:
+        """Where blobs that only archived images use are moved (berth/lifecycle/archive.py); None: nowhere."""
+        if not self.archive_storage_url.strip():
+            return None
+        try:
+            archive = parse_storage_url(self.archive_storage_url, self.data_dir)
+        except StorageUrlError as e:
+            raise ConfigError(f"BERTH_ARCHIVE_STORAGE_URL: {e}") from None
+        if archive == self.storage:
+            raise ConfigError("BERTH_ARCHIVE_STORAGE_URL names the main storage itself")
+        return archive
 
     def _check_regions(self) -> None:
         for region in self.served_regions:
@@ -250,7 +268,7 @@ def effective(settings: Settings) -> dict[str, object]:
         v = getattr(settings, f.name)
         if f.name in SECRET_FIELDS and v:
             v = "***"
-        elif f.name in ("database_url", "storage_url") and v:
+        elif f.name in ("database_url", "storage_url", "archive_storage_url") and v:
             parts = urlsplit(str(v))
             if parts.password is not None:
                 parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}")

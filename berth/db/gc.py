@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from berth.db.archive import MOVE_STALE
 from berth.db.store import Q, Txn, lease
 
 UNREFERENCED = "unreferenced"  # a recorded blob that no manifest references
@@ -147,7 +148,10 @@ def condemn(digests: Sequence[str], cutoff: float, pin_cutoff: float, now: float
     marks = _marks(len(digests))
     rows = yield Q(f"SELECT g.digest FROM blob_gc g WHERE g.digest IN ({marks}) AND {_COLLECTABLE} "
                    "ORDER BY g.digest", (*digests, cutoff, pin_cutoff), "all", lock="UPDATE")
-    eligible = [r[0] for r in rows]
+    # A digest an archive placement holds is spared (it locked the blob_gc row to take the hold: berth/db/archive.py)
+    held = yield Q(f"SELECT digest FROM archived_blobs WHERE digest IN ({marks}) AND moving_since >= ?",
+                   (*digests, now - MOVE_STALE), "all")
+    eligible = [r[0] for r in rows if r[0] not in {h[0] for h in held}]
     if not eligible:
         return []
     marks = _marks(len(eligible))
@@ -195,6 +199,7 @@ def bury(digests: Sequence[str]) -> Txn[int]:
             continue
         marks = _marks(len(doomed))
         yield Q(f"DELETE FROM repository_blobs WHERE digest IN ({marks})", doomed)
+        yield Q(f"DELETE FROM archived_blobs WHERE digest IN ({marks})", doomed)  # its bytes are gone from both stores
         yield Q(f"DELETE FROM blobs WHERE digest IN ({marks})", doomed)
         n += yield Q(f"DELETE FROM blob_gc WHERE digest IN ({marks})", doomed)
     return n

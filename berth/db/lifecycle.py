@@ -15,7 +15,7 @@ from typing import Any
 from berth.db.iam import lock_account
 from berth.db.store import Q, Txn
 
-IN_PROGRESS, COMPLETE, FAILED = "IN_PROGRESS", "COMPLETE", "FAILED"
+IN_PROGRESS, COMPLETE, EXPIRED, FAILED = "IN_PROGRESS", "COMPLETE", "EXPIRED", "FAILED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +115,30 @@ def repositories_with_policies(name: str | None = None) -> Txn[list[PolicyRepo]]
 
 # previews
 
-def start_preview(repo_id: int, text: str, now: float, stale_before: float) -> Txn[bool]:
-    """Start a preview unless one is in progress (one that started before `stale_before` is abandoned and
-    replaced): one conditional upsert, so two starts cannot both win."""
-    n: int = yield Q(
-        "INSERT INTO lifecycle_previews (repository_id, policy_text, status, started_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (repository_id) DO UPDATE SET policy_text = excluded.policy_text, status = excluded.status, "
-        "started_at = excluded.started_at, finished_at = NULL, results = NULL, error = NULL "
-        "WHERE lifecycle_previews.status <> ? OR lifecycle_previews.started_at < ?",
-        (repo_id, text, IN_PROGRESS, now, IN_PROGRESS, stale_before))
-    return n > 0
+def start_preview(repo_id: int, text: str, now: float, job_kind: str, job_key: str) -> Txn[bool]:
+    """Start a preview unless one is in progress, one whose job (`job_kind`, `job_key`) is still queued or
+    running (one whose job died is replaced). The row is inserted, or else locked and then read in later
+    statements: on PostgreSQL READ COMMITTED a start that waited sees the winner's row and its job."""
+    row = yield Q("INSERT INTO lifecycle_previews (repository_id, policy_text, status, started_at) VALUES (?, ?, ?, ?) "
+                  "ON CONFLICT (repository_id) DO NOTHING RETURNING repository_id", (repo_id, text, IN_PROGRESS, now),
+                  "one")
+    if row is not None:
+        return True
+    row = yield Q("SELECT status FROM lifecycle_previews WHERE repository_id = ?", (repo_id,), "one", lock="UPDATE")
+    if row is None:
+        return False  # its repository is being deleted
+    if row[0] == IN_PROGRESS and (yield from job_live(job_kind, job_key)):
+        return False
+    yield Q("UPDATE lifecycle_previews SET policy_text = ?, status = ?, started_at = ?, finished_at = NULL, "
+            "results = NULL, error = NULL WHERE repository_id = ?", (text, IN_PROGRESS, now, repo_id))
+    return True
+
+
+def job_live(kind: str, key: str) -> Txn[bool]:
+    """Whether a job of `kind` with `key` is queued or running (a preview's job that has not ended)."""
+    row = yield Q("SELECT 1 FROM jobs WHERE kind = ? AND key = ? AND state IN ('queued', 'running') LIMIT 1",
+                  (kind, key), "one")
+    return row is not None
 
 
 def finish_preview(repo_id: int, started_at: float, status: str, results: list[dict[str, Any]] | None,

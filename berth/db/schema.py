@@ -638,3 +638,16 @@ audit_events = Table(
     Index("ix_audit_events_time", "event_time"),
     Index("ix_audit_events_account", "account_id", "event_time"),
 )
+
+
+# The archive storage location (berth/lifecycle/archive.py, migration 0014): a row per digest whose bytes
+# live in the archive store, or that a placement is moving (either way)
+
+archived_blobs = Table(
+    "archived_blobs",
+    metadata,
+    Column("digest", String(160), primary_key=True),
+    Column("in_archive", Integer, nullable=False),  # 1: the bytes' home is the archive store; 0: the main store
+    Column("moving_since", Float, nullable=True),  # a placement holds the digest (copying, deleting a copy)
+    Column("moved_at", Float, nullable=True),  # when in_archive last changed
+)

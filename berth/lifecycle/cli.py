@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from berth.config import Settings
 from berth.db.store import Backend
 from berth.lifecycle.service import LifecycleService
 
@@ -25,7 +26,8 @@ def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
 
 
-def _with_db(data_dir: Path | None, database_url: str | None, fn: Callable[[Backend], Awaitable[int]]) -> None:
+def _with_db(data_dir: Path | None, database_url: str | None,
+             fn: Callable[[Backend, Settings], Awaitable[int]]) -> None:
     from berth.app import open_backend
     from berth.cli import _migrate, _settings
 
@@ -36,7 +38,7 @@ def _with_db(data_dir: Path | None, database_url: str | None, fn: Callable[[Back
     async def main() -> int:
         db = await open_backend(s)
         try:
-            return await fn(db)
+            return await fn(db, s)
         finally:
             await db.close()
 
@@ -51,8 +53,10 @@ def run(repository: str = RepositoryName, dry_run: bool = typer.Option(False, "-
         data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
     """Evaluate every repository's lifecycle policy now and apply it; print what was done."""
 
-    async def main(db: Backend) -> int:
-        outcomes = await LifecycleService(db).run_all(repository, dry_run)
+    async def main(db: Backend, s: Settings) -> int:
+        # with an archive store, what it archives is moved by the placement jobs of serve's workers
+        life = LifecycleService(db, archive_store=s.archive_storage is not None)
+        outcomes = await life.run_all(repository, dry_run)
         table = Table("repository", "digest", "tags", "pushed (UTC)", "rule", "action", "result",
                       title=f"lifecycle {'dry run' if dry_run else 'run'}: {len(outcomes)} actions")
         for o in outcomes:
@@ -71,7 +75,7 @@ def history(repository: str = RepositoryName, limit: int = typer.Option(100, "--
             data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> None:
     """The actions lifecycle runs took, newest first."""
 
-    async def main(db: Backend) -> int:
+    async def main(db: Backend, s: Settings) -> int:
         rows = await LifecycleService(db).history(repository, limit)
         table = Table("when (UTC)", "repository", "digest", "tags", "rule", "action",
                       title=f"lifecycle history ({len(rows)} shown, newest first)")

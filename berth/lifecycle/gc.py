@@ -8,6 +8,9 @@ What a collection removes:
   and it is collected like an unreferenced blob once the grace period has passed since;
 - upload sessions abandoned longer than their maximum age, and upload storage no session owns
   (berth/registry/uploads.py `purge`).
+With an archive store (berth/lifecycle/archive.py) a collection deletes from both stores, walks both for
+unrecorded objects, and queues a placement for every blob in the archive store that an image not archived
+uses (a push or re-push referenced it: it is read from the archive store until it is back).
 Manifests are never collected: only a delete or a lifecycle policy removes one (their refs go with
 them, and what they alone used becomes collectable).
 
@@ -41,6 +44,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from berth.db import archive as qa
 from berth.db import gc as qg
 from berth.db import uploads as qu
 from berth.db.jobs import Job
@@ -84,6 +88,7 @@ class Report:
     walked: int = 0  # objects in storage
     candidates: int = 0  # digests past their grace period at the mark
     spared: int = 0  # candidates a push, link or read made live again before they were condemned
+    placements: int = 0  # blobs in the archive store that an image not archived uses: queued to come back
     seconds: float = 0.0
 
     @property
@@ -101,9 +106,11 @@ def _nothing(phase: str, done: int, total: int | None) -> None:
 
 class Collector:
     def __init__(self, db: Backend, blobs: BlobStore, uploads: Uploads, grace: float = GRACE,
-                 pin_hold: float = PIN_HOLD, clock: Callable[[], float] = time.time) -> None:
+                 pin_hold: float = PIN_HOLD, clock: Callable[[], float] = time.time,
+                 archive: BlobStore | None = None) -> None:
         self.db = db
-        self.blobs = blobs
+        self.blobs = blobs  # with an archive store, the TieredBlobStore: its delete deletes from both
+        self.archive = archive
         self.uploads = uploads
         self.grace = grace
         self.pin_hold = pin_hold
@@ -119,7 +126,11 @@ class Collector:
             report = Report(dry_run)
             if not dry_run:
                 await self._take_over(report)
-            await self._walk(report, dry_run, progress)
+            await self._walk(report, dry_run, progress, self.blobs)
+            if self.archive is not None:
+                await self._walk(report, dry_run, progress, self.archive)
+                if not dry_run:
+                    report.placements = await self.db.write(qa.queue_bring_back, self.clock())
             await self._sweep(report, dry_run, progress)
             await self._purge_uploads(report, dry_run)
             report.seconds = time.monotonic() - started
@@ -148,11 +159,12 @@ class Collector:
             log.warning("gc: finishing %d deletions a stopped collection left", len(taken))
             await self._delete(report, taken)
 
-    async def _walk(self, report: Report, dry_run: bool, progress: Progress) -> None:
-        """Find objects in storage that no blobs row records, and record them (first seen now)."""
+    async def _walk(self, report: Report, dry_run: bool, progress: Progress, store: BlobStore) -> None:
+        """Find objects in `store` (the main or the archive store) that no blobs row records, and record
+        them (first seen now); an object a blobs row records is kept, whichever store the row says."""
         after = ""
         while True:
-            page = await self._io(self.blobs.walk, after, PAGE)
+            page = await self._io(store.walk, after, PAGE)
             assert isinstance(page, list)
             if not page:
                 return

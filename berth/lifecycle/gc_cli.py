@@ -34,7 +34,8 @@ def report_json(r: Report, grace: float) -> str:
     return json.dumps({"dryRun": r.dry_run, "graceSeconds": grace, "seconds": round(r.seconds, 3),
                        "freed": {k: {"objects": f.objects, "bytes": f.bytes} for k, f in r.freed.items()},
                        "objects": r.objects, "bytes": r.bytes, "walked": r.walked, "candidates": r.candidates,
-                       "spared": r.spared, "newlyUnrecorded": r.newly_unrecorded, "pins": r.pins})
+                       "spared": r.spared, "newlyUnrecorded": r.newly_unrecorded, "pins": r.pins,
+                       "archivePlacements": r.placements})
 
 
 async def run(collectors: AbstractAsyncContextManager[Collector], dry_run: bool, grace: float | None,
@@ -62,4 +63,6 @@ async def run(collectors: AbstractAsyncContextManager[Collector], dry_run: bool,
                   f"{gc.grace:.0f} s, {report.spared} made live again meanwhile; {report.newly_unrecorded} "
                   f"unrecorded objects {'found' if dry_run else 'recorded (collected once that old)'}; "
                   f"{report.seconds:.1f} s")
+        if report.placements:
+            out.print(f"{report.placements} blobs in the archive store that active images use: queued to come back")
         return report

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from berth.db import archive as qa
 from berth.db import registry as q
 from berth.db.jobs import Job, NewJob
 from berth.db.store import Backend
 from berth.jobs.handlers import Handler
 from berth.jobs.queue import JobQueue
+from berth.lifecycle.archive import Archiver, PlacementBusy
 from berth.lifecycle.service import ACTIVATE_JOB, DEFAULT_INTERVAL, PREVIEW_JOB, RUN_JOB, SCHEDULE_JOB, LifecycleService
 from berth.registry.model import Repository
 
@@ -53,9 +55,17 @@ def schedule(service: LifecycleService, queue: JobQueue) -> Handler:
     return run
 
 
-def activate(db: Backend, service: LifecycleService) -> Handler:
+def activate(db: Backend, service: LifecycleService, archiver: Archiver | None = None) -> Handler:
+    """ACTIVATING -> ACTIVE; with an archive store, once the image's blobs are back in the main store (a blob
+    another placement holds: the job is retried)."""
     async def run(job: Job) -> None:
         repo = await _repository(db, job)
-        if repo is not None:
-            await service.activate(repo, str(job.payload["digest"]))
+        if repo is None:
+            return
+        digest = str(job.payload["digest"])
+        if archiver is not None:
+            status = (await service.statuses(repo, [digest])).get(digest, ("",))[0]
+            if status == "ACTIVATING" and not await archiver.restore(await db.read(qa.image_blobs, repo.id, digest)):
+                raise PlacementBusy(f"image {digest}: a blob is being moved; its restore is retried")
+        await service.activate(repo, digest)
     return run

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from berth.db import archive as qa
 from berth.db import jobs as qj
 from berth.db import lifecycle as ql
 from berth.db import registry as q
@@ -35,9 +36,16 @@ RUN_JOB = "lifecycle.run"  # one repository's run
 SCHEDULE_JOB = "lifecycle.schedule"  # periodic: a run job for every repository with a policy
 ACTIVATE_JOB = "lifecycle.activate"  # an image restored from the archive becomes ACTIVE
 DEFAULT_INTERVAL = 24 * 3600.0  # ECR evaluates policies about once a day
-PREVIEW_STALE = 3600.0  # a preview still IN_PROGRESS after this is abandoned (its job died)
+PREVIEW_RETENTION = 24 * 3600.0  # a COMPLETE preview's results are readable this long, then EXPIRED
 APPLY_BATCH = 100  # actions per transaction of a run: short enough not to hold other writers long
 MAX_EXCLUSIONS = 100
+
+
+PLACE_JOB = qa.PLACE_JOB  # berth/lifecycle/archive.py: one blob moved to the store where it belongs
+
+
+class BlobsInArchive(Exception):
+    """An image being restored still has blobs in the archive store: its activation is retried."""
 
 
 class LifecycleError(Exception):
@@ -132,7 +140,7 @@ def _wanted_status(a: Action) -> str:
     return ARCHIVED if a.storage_class == "ARCHIVE" else ACTIVE
 
 
-def _apply(repo: Repository, a: Action, now: float, cascaded: set[str]) -> Txn[str]:
+def _apply(repo: Repository, a: Action, now: float, cascaded: set[str], place: bool = False) -> Txn[str]:
     """One action, in one transaction, on the image as evaluated (else nothing: 'changed' or 'gone').
 
     Expiring a subject deletes its referrers with it (RegistryService's delete); their digests go into
@@ -156,54 +164,76 @@ def _apply(repo: Repository, a: Action, now: float, cascaded: set[str]) -> Txn[s
         cascaded.update(d.referrers)
         result = "expired"
     else:
-        yield from _archived(repo, a.digest, now, a.rule_priority)
+        yield from _archived(repo, a.digest, now, a.rule_priority, place)
         result = "transitioned"
     yield from ql.record_action(repo.account_id, repo.region, repo.name, a.digest, a.tags, a.rule_priority, a.kind,
                                 now)
     return result
 
 
-def _apply_many(repo: Repository, actions: list[Action], now: float,
-                cascaded: frozenset[str]) -> Txn[tuple[list[str], set[str]]]:
+def _apply_many(repo: Repository, actions: list[Action], now: float, cascaded: frozenset[str],
+                place: bool = False) -> Txn[tuple[list[str], set[str]]]:
     """Up to APPLY_BATCH actions in one transaction (one commit, one fsync), each re-checked as in _apply;
     with the referrers deleted with their subjects so far (a retried transaction starts from `cascaded` again)."""
     out, deleted = [], set(cascaded)
     for a in actions:
-        out.append((yield from _apply(repo, a, now, deleted)))
+        out.append((yield from _apply(repo, a, now, deleted, place)))
     return out, deleted
 
 
+def _preview_key(repo: Repository) -> str:
+    return f"lifecycle-preview/{repo.id}"
+
+
 def _start_preview(repo: Repository, text: str, now: float) -> Txn[bool]:
-    started = yield from ql.start_preview(repo.id, text, now, now - PREVIEW_STALE)
+    started = yield from ql.start_preview(repo.id, text, now, PREVIEW_JOB, _preview_key(repo))
     if started:
         yield from qj.enqueue(PREVIEW_JOB, {"account": repo.account_id, "region": repo.region,
-                                            "repository": repo.name}, now, key=f"lifecycle-preview/{repo.id}")
+                                            "repository": repo.name}, now, key=_preview_key(repo))
     return started
 
 
-def _archived(repo: Repository, digest: str, now: float, rule_priority: int | None = None) -> Txn[None]:
+def _settle_preview(repo: Repository, started_at: float, now: float) -> Txn[bool]:
+    """A preview still IN_PROGRESS whose job has ended (dead, or done without recording it) is FAILED."""
+    if (yield from ql.job_live(PREVIEW_JOB, _preview_key(repo))):
+        return False
+    done: bool = yield from ql.finish_preview(repo.id, started_at, ql.FAILED, None,
+                                              "the preview's job ended without a result", now)
+    return done
+
+
+def _archived(repo: Repository, digest: str, now: float, rule_priority: int | None = None,
+              place: bool = False) -> Txn[None]:
+    """ARCHIVED; with an archive store (`place`), a placement job per blob of the image (berth/lifecycle/archive.py
+    moves those that only archived images use)."""
     yield from ql.set_status(repo.id, digest, ARCHIVED, now)
     yield from append_event(Event.IMAGE_ARCHIVED, repo.account_id, repo.region, repo.name, now, digest,
                             payload={"rulePriority": rule_priority} if rule_priority is not None else None)
+    if place:
+        yield from qa.queue_places((yield from qa.image_blobs(repo.id, digest)), now)
 
 
-def _activate(repo: Repository, digest: str, now: float) -> Txn[bool]:
+def _activate(repo: Repository, digest: str, now: float, check_archive: bool = False) -> Txn[bool]:
     rows = yield from ql.statuses(repo.id, [digest])
     if rows.get(digest, ("",))[0] != ACTIVATING:
         return False
+    if check_archive and (yield from qa.in_archive((yield from qa.image_blobs(repo.id, digest)))):
+        raise BlobsInArchive(f"image {digest}: blobs still in the archive store")
     yield from ql.set_status(repo.id, digest, ACTIVE, now)
     yield from append_event(Event.IMAGE_ACTIVATED, repo.account_id, repo.region, repo.name, now, digest)
     return True
 
 
 def _restore(repo: Repository, digest: str, now: float) -> Txn[str | None]:
-    """ARCHIVED -> ACTIVATING (and the job that activates it); the status after, None if no such image."""
+    """ARCHIVED -> ACTIVATING (and the job that activates it); the status after, None if no such image. Asked
+    again while ACTIVATING, the job is queued again (coalesced with a live one; one that died is replaced)."""
     rows = yield from ql.statuses(repo.id, [digest])
     if digest not in rows:
         return None
     status = rows[digest][0]
-    if status == ARCHIVED:
-        yield from ql.set_status(repo.id, digest, ACTIVATING, now)
+    if status in (ARCHIVED, ACTIVATING):
+        if status == ARCHIVED:
+            yield from ql.set_status(repo.id, digest, ACTIVATING, now)
         yield from qj.enqueue(ACTIVATE_JOB, {"account": repo.account_id, "region": repo.region,
                                              "repository": repo.name, "digest": digest}, now,
                               key=f"lifecycle-activate/{repo.id}/{digest}")
@@ -211,21 +241,24 @@ def _restore(repo: Repository, digest: str, now: float) -> Txn[str | None]:
     return status
 
 
-def _archive(repo: Repository, digest: str, now: float) -> Txn[str | None]:
+def _archive(repo: Repository, digest: str, now: float, place: bool = False) -> Txn[str | None]:
     rows = yield from ql.statuses(repo.id, [digest])
     if digest not in rows:
         return None
     status = rows[digest][0]
     if status == ACTIVE:
-        yield from _archived(repo, digest, now)
+        yield from _archived(repo, digest, now, None, place)
         return ARCHIVED
     return status
 
 
 class LifecycleService:
-    def __init__(self, db: Backend, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Backend, clock: Callable[[], float] = time.time,
+                 preview_retention: float = PREVIEW_RETENTION, archive_store: bool = False) -> None:
         self.db = db
         self.clock = clock
+        self.preview_retention = preview_retention
+        self.archive_store = archive_store  # an archive store is configured: archiving moves blobs there
 
     # policies
 
@@ -268,15 +301,25 @@ class LifecycleService:
         return PreviewView(text, ql.IN_PROGRESS, None)
 
     async def preview(self, repo: Repository) -> PreviewView:
+        """The repository's preview, as ECR tells it: IN_PROGRESS; COMPLETE with its results for
+        `preview_retention` after it finished, then EXPIRED (no results); FAILED when its evaluation raised
+        or its job ended without a result (a dead job: its worker died on every attempt)."""
         row = await self.db.read(ql.get_preview, repo.id)
         if row is None:
             raise PreviewNotFound(f"There is no lifecycle policy preview for the repository with name '{repo.name}' "
                                   f"in the registry with id '{repo.account_id}'")
+        now = self.clock()
+        if row.status == ql.IN_PROGRESS and not await self.db.read(ql.job_live, PREVIEW_JOB, _preview_key(repo)) \
+                and await self.db.write(_settle_preview, repo, row.started_at, now):  # a write only when it died
+            return PreviewView(row.text, ql.FAILED, None)
+        if row.status == ql.COMPLETE and (row.finished_at or row.started_at) + self.preview_retention <= now:
+            return PreviewView(row.text, ql.EXPIRED, None)
         actions = None if row.results is None else [_action(d) for d in row.results]
         return PreviewView(row.text, row.status, actions)
 
     async def run_preview(self, repo: Repository) -> str | None:
-        """Evaluate the repository's preview in progress and record the result; its status, None if none."""
+        """Evaluate the repository's preview in progress and record the result; its status, None if none.
+        An evaluation that raises ends the preview FAILED (with the error), not retried: it would raise again."""
         row = await self.db.read(ql.get_preview, repo.id)
         if row is None or row.status != ql.IN_PROGRESS:
             return None
@@ -284,6 +327,11 @@ class LifecycleService:
             actions = await self.evaluate(repo, parse(row.text), self.clock())
         except PolicyInvalid as e:
             await self.db.write(ql.finish_preview, repo.id, row.started_at, ql.FAILED, None, e.reason, self.clock())
+            return ql.FAILED
+        except Exception as e:  # noqa: BLE001 - any failure of the evaluation is the preview's FAILED
+            log.exception("lifecycle preview of %s/%s/%s failed", repo.account_id, repo.region, repo.name)
+            await self.db.write(ql.finish_preview, repo.id, row.started_at, ql.FAILED, None,
+                                f"{type(e).__name__}: {e}"[:1000], self.clock())
             return ql.FAILED
         await self.db.write(ql.finish_preview, repo.id, row.started_at, ql.COMPLETE,
                             [_action_dict(a) for a in actions], None, self.clock())
@@ -307,7 +355,7 @@ class LifecycleService:
             retry = []
             for i in range(0, len(pending), APPLY_BATCH):
                 batch = pending[i:i + APPLY_BATCH]
-                applied, deleted = await self.db.write(_apply_many, repo, batch, now, cascaded)
+                applied, deleted = await self.db.write(_apply_many, repo, batch, now, cascaded, self.archive_store)
                 cascaded = frozenset(deleted)
                 for a, result in zip(batch, applied, strict=True):
                     results[a.digest] = result
@@ -346,8 +394,10 @@ class LifecycleService:
     async def update_storage_class(self, repo: Repository, digest: str, target: str) -> str:
         """UpdateImageStorageClass: ARCHIVE archives an active image; STANDARD restores an archived one
         (ACTIVATING, then ACTIVE once the activation job ran). The image's status after."""
-        fn = _archive if target == "ARCHIVE" else _restore
-        status = await self.db.write(fn, repo, digest, self.clock())
+        if target == "ARCHIVE":
+            status = await self.db.write(_archive, repo, digest, self.clock(), self.archive_store)
+        else:
+            status = await self.db.write(_restore, repo, digest, self.clock())
         if status is None:
             raise ImageNotFound(f"The image with imageId {{imageDigest:'{digest}'}} does not exist within the "
                                 f"repository with name '{repo.name}' in the registry with id '{repo.account_id}'")
@@ -358,7 +408,7 @@ class LifecycleService:
 
     async def activate(self, repo: Repository, digest: str) -> bool:
         """ACTIVATING -> ACTIVE (the activation job); False if the image is not being restored."""
-        return await self.db.write(_activate, repo, digest, self.clock())
+        return await self.db.write(_activate, repo, digest, self.clock(), self.archive_store)
 
     async def statuses(self, repo: Repository, digests: list[str]) -> dict[str, tuple[str, float | None, float | None]]:
         return await self.db.read(ql.statuses, repo.id, digests)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from berth.db import archive as qa
 from berth.db import gc as qg
 from berth.db import images as qi
 from berth.db import jobs as qj
@@ -93,6 +94,7 @@ class RegistryService:
         # set by app.py: creation templates (CREATE_ON_PUSH) and the pull-through cache (a pull that misses)
         self.templates: TemplateCreator | None = None
         self.pull_through: PullThrough | None = None
+        self.archive_store = False  # set by app.py: a push brings back its blobs in the archive store
         # Read caches for the hot paths, dropped whenever any writer commits (db.version(): SQLite's
         # data_version; on PostgreSQL the changes every node hears by LISTEN/NOTIFY). An entry is kept only
         # if no commit was heard while it was read, so a read racing a write never caches the old value.
@@ -355,6 +357,10 @@ class RegistryService:
             raise ImageAlreadyExists(f"Image with {what} already exists in the repository with name "
                                      f"'{repo.name}' in registry with id '{repo.account_id}'")
         self._pull_marks.pop((repo.account_id, repo.region, repo.name, digest), None)  # a re-push: record anew
+        if self.archive_store:  # its blobs in the archive store are read from there until a placement brings them back
+            blobs = [d for d, kind in row.refs if kind != "manifest"]
+            if blobs and (archived := await self.db.read(qa.in_archive, blobs)):
+                await self.db.write(qa.queue_places, sorted(archived), self.clock())
         return Manifest(digest, parsed.media_type, body, row.subject_digest)
 
     # deletion: one method per meaning, for both faces

@@ -176,6 +176,54 @@ def test_one_preview_at_a_time_and_it_equals_the_run(db: Harness, tmp_path: Path
     run_many(db, tmp_path, body, n=4)
 
 
+def test_preview_statuses_complete_expired_and_failed(db: Harness, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """COMPLETE for the retention, then EXPIRED (no results) and a new one may start; FAILED when the
+    evaluation raises, and when the preview's job ended dead (a worker that died on every attempt): at
+    once, not after an hour, and a new preview may start at once."""
+    async def body(w: World) -> None:
+        clock = Clock(NOW)
+        repo = await w.repos.create(ACCOUNT, REGION, "team/app")
+        await push(w, clock, repo, "old", None, 30)
+        life = LifecycleService(w.db, clock, preview_retention=600)
+        await life.put_policy(repo, text(untagged_older_than(14)))
+        await life.start_preview(repo, None)
+        assert await life.run_preview(repo) == "COMPLETE"
+        clock.t = NOW + 599
+        assert (await life.preview(repo)).status == "COMPLETE"
+        clock.t = NOW + 600
+        expired = await life.preview(repo)
+        assert (expired.status, expired.actions) == ("EXPIRED", None)
+        await life.start_preview(repo, None)  # an expired preview is replaced
+
+        async def broken(*args: Any) -> Any:
+            raise RuntimeError("disk on fire")
+
+        with monkeypatch.context() as m:  # fault injection: the evaluation raises
+            m.setattr(life, "evaluate", broken)
+            assert await life.run_preview(repo) == "FAILED"
+        failed = await life.preview(repo)
+        assert (failed.status, failed.actions) == ("FAILED", None)
+        row = await w.db.read(ql.get_preview, repo.id)
+        assert row is not None and row.error == "RuntimeError: disk on fire"
+
+        await life.start_preview(repo, None)  # its job is queued (the evaluation's one is done)
+        with pytest.raises(PreviewInProgress):
+            await life.start_preview(repo, None)
+        [job] = await w.db.write(qj.claim, "w1", clock.t, 30, 10, [PREVIEW_JOB])
+        assert (await life.preview(repo)).status == "IN_PROGRESS"  # running: in progress
+        assert await w.db.write(qj.fail, "w1", job.id, "killed", clock.t, clock.t, 1) == qj.DEAD
+        assert (await life.preview(repo)).status == "FAILED"  # its job is dead: FAILED now
+        await life.start_preview(repo, None)
+        [job] = await w.db.write(qj.claim, "w1", clock.t, 30, 10, [PREVIEW_JOB])
+        assert await w.db.write(qj.fail, "w1", job.id, "killed", clock.t, clock.t, 1) == qj.DEAD
+        await life.start_preview(repo, None)  # a preview whose job died is replaced at once, unread
+        assert await life.run_preview(repo) == "COMPLETE"
+        assert (await life.preview(repo)).status == "COMPLETE"
+
+    one(db, tmp_path, body)
+
+
 def test_a_run_leaves_an_image_changed_since_the_evaluation(db: Harness, tmp_path: Path) -> None:
     async def body(w: World) -> None:
         clock = Clock(NOW)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from tests.integration.test_ecr_images import Img, Oci, make_image, make_index
 from tests.support.aws import aws_cli
@@ -46,7 +47,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
     srv = BerthServer(base / "data", database_url=url,
                       env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET},
-                      args=["--auth", "iam"]).start()
+                      args=["--auth", "iam", "--archive-storage-url", f"file://{base / 'archive'}"]).start()
     try:
         yield srv
     finally:
@@ -182,6 +183,31 @@ def test_put_preview_wait_run_list_pull(server: BerthServer, ecr: BaseClient, oc
     assert e.value.response["Error"]["Code"] == "LifecyclePolicyNotFoundException"
 
 
+def archive_root(server: BerthServer) -> Path:
+    return server.data_dir.parent / "archive"
+
+
+def berth_gc(server: BerthServer, *args: str) -> dict[str, Any]:
+    db = ["--database-url", server.database_url] if server.database_url else []
+    proc = subprocess.run([sys.executable, "-m", "berth", "gc", "--json", "--data-dir", str(server.data_dir), *db,
+                           *args], env={**os.environ, **server.extra_env}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report
+
+
+def stored(root: Path, data: bytes) -> Path:
+    hexdigest = sha256(data).split(":", 1)[1]
+    return root / "blobs" / "sha256" / hexdigest[:2] / hexdigest
+
+
+def wait_for(condition: Any, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
 def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, basic: str, tmp_path: Path) -> None:
     require_tool("skopeo")
     repo = "team/archive"
@@ -195,6 +221,12 @@ def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, bas
                    "imageStatus": "ARCHIVED"}
     assert oci.get(repo, "v1").status_code == 404
     assert oci.get(repo, digest).status_code == 404
+    main = stored(server.data_dir, image.layers[0])
+    archive = stored(archive_root(server), image.layers[0])
+    wait_for(lambda: archive.exists() and not main.exists())  # its placement job moved it to the archive store
+    assert archive.read_bytes() == image.layers[0]
+    report = berth_gc(server, "--grace", "0", "--archive-storage-url", f"file://{archive_root(server)}")
+    assert report["walked"] >= 2 and archive.read_bytes() == image.layers[0]  # recorded there: kept
     layer = f"/v2/{repo}/blobs/{sha256(image.layers[0])}"
     assert oci.client.get(layer).status_code == 404  # its layers too
     got = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageTag": "v1"}])
@@ -216,6 +248,7 @@ def test_archive_and_restore(server: BerthServer, ecr: BaseClient, oci: Oci, bas
         time.sleep(0.2)
     [detail] = ecr.describe_images(repositoryName=repo)["imageDetails"]
     assert detail["imageStatus"] == "ACTIVE" and "lastActivatedAt" in detail
+    assert main.read_bytes() == image.layers[0] and not archive.exists()  # back before it was ACTIVE
     skopeo("copy", "--src-tls-verify=false", "--src-creds", base64.b64decode(basic).decode(),
            f"docker://{server.host}/{repo}:v1", f"oci:{tmp_path / 'v1'}:v1")
     assert oci.client.get(layer).content == image.layers[0]
@@ -232,3 +265,37 @@ def test_pull_time_exclusions(server: BerthServer, tmp_path: Path) -> None:
     assert cli(server, tmp_path, "list-pull-time-update-exclusions")["pullTimeUpdateExclusions"] == [arn]
     cli(server, tmp_path, "deregister-pull-time-update-exclusion", "--principal-arn", arn)
     assert cli(server, tmp_path, "list-pull-time-update-exclusions")["pullTimeUpdateExclusions"] == []
+
+
+@pytest.fixture()
+def brief_previews(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaseClient]:
+    """A server whose COMPLETE previews expire after 3 s (BERTH_LIFECYCLE_PREVIEW_RETENTION_SECONDS); on the
+    embedded store only: the statuses are decided the same way on both (tests/contract/test_lifecycle.py)."""
+    base = tmp_path_factory.mktemp("previews")
+    srv = BerthServer(base / "data",
+                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET,
+                           "BERTH_LIFECYCLE_PREVIEW_RETENTION_SECONDS": "3"}, args=["--auth", "iam"]).start()
+    try:
+        yield boto3.client("ecr", endpoint_url=srv.url, region_name=REGION, aws_access_key_id=KEY,
+                           aws_secret_access_key=SECRET)
+    finally:
+        srv.stop()
+
+
+def test_a_complete_preview_expires(brief_previews: BaseClient) -> None:
+    ecr, repo = brief_previews, "team/expiring"
+    ecr.create_repository(repositoryName=repo)
+    ecr.put_lifecycle_policy(repositoryName=repo, lifecyclePolicyText=json.dumps(POLICY))
+    ecr.start_lifecycle_policy_preview(repositoryName=repo)
+    ecr.get_waiter("lifecycle_policy_preview_complete").wait(repositoryName=repo,
+                                                             WaiterConfig={"Delay": 0.5, "MaxAttempts": 40})
+    complete = ecr.get_lifecycle_policy_preview(repositoryName=repo)
+    assert complete["status"] in ("COMPLETE", "EXPIRED")
+    wait_for(lambda: ecr.get_lifecycle_policy_preview(repositoryName=repo)["status"] == "EXPIRED", 15)
+    expired = ecr.get_lifecycle_policy_preview(repositoryName=repo)
+    assert expired["previewResults"] == [] and "summary" not in expired
+    with pytest.raises(WaiterError) as e:  # an expired preview is not a complete one for the waiter
+        ecr.get_waiter("lifecycle_policy_preview_complete").wait(repositoryName=repo,
+                                                                 WaiterConfig={"Delay": 0.2, "MaxAttempts": 2})
+    assert "Max attempts exceeded" in str(e.value)
+    assert ecr.start_lifecycle_policy_preview(repositoryName=repo)["status"] == "IN_PROGRESS"  # a new one starts

@@ -47,6 +47,8 @@ def test_every_field_from_the_environment() -> None:
         "BERTH_JOB_WORKERS": "0",
         "BERTH_JOB_LEASE_SECONDS": "5",
         "BERTH_LIFECYCLE_INTERVAL_HOURS": "12",
+        "BERTH_LIFECYCLE_PREVIEW_RETENTION_SECONDS": "60",
+        "BERTH_ARCHIVE_STORAGE_URL": "s3://K:S3CR3T@cold/berth?endpoint=http://127.0.0.1:7480",
         "BERTH_LOG_LEVEL": "debug",
         "BERTH_ADMIN_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
         "BERTH_ADMIN_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
@@ -92,6 +94,9 @@ def test_every_field_from_the_environment() -> None:
     assert s.storage_redirect is True
     assert (s.db_pool_min_size, s.db_pool_max_size, s.db_connect_timeout) == (2, 8, 3)
     assert s.storage == S3Storage("layers", "berth", "http://127.0.0.1:7480", "eu-west-1", "path")
+    assert s.archive_storage == S3Storage("cold", "berth", "http://127.0.0.1:7480", addressing="path", access_key="K",
+                                         secret_key="S3CR3T")
+    assert s.lifecycle_preview_retention_seconds == 60
     assert s.log_level == "debug"
     assert s.admin_access_key_id == "AKIAIOSFODNN7EXAMPLE"
     assert s.admin_secret_access_key == "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -145,6 +150,9 @@ def test_config_error_is_a_value_error() -> None:
     ({"BERTH_WORKERS": "-3"}, "at least 1"),
     ({"BERTH_JOB_WORKERS": "-1"}, "0 \\(off\\) or more"),
     ({"BERTH_JOB_LEASE_SECONDS": "0"}, "at least 1"),
+    ({"BERTH_LIFECYCLE_PREVIEW_RETENTION_SECONDS": "0"}, "at least 1"),
+    ({"BERTH_ARCHIVE_STORAGE_URL": "ftp://cold/x"}, "BERTH_ARCHIVE_STORAGE_URL: unknown storage URL scheme"),
+    ({"BERTH_ARCHIVE_STORAGE_URL": "file:///srv/blobs", "BERTH_STORAGE_URL": "file:///srv/blobs"}, "main storage"),
 ])
 def test_invalid_settings(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -59,10 +59,12 @@ def test_bad_files_are_one_clear_error(tmp_path: Path, text: str, words: str) ->
 
 def test_show_masks_secrets() -> None:
     s = Settings(admin_secret_access_key="s3cr3t", database_url="postgresql://berth:pw@db:5432/berth?sslmode=require",
-                 storage_url="s3://bucket/p?endpoint=http://rgw:8000&region=eu-west-1")
+                 storage_url="s3://bucket/p?endpoint=http://rgw:8000&region=eu-west-1",
+                 archive_storage_url="s3://AKIA:c0ldS3cret@cold/p?endpoint=http://rgw:8000")
     shown = effective(s)
     text = repr(shown)
-    assert "s3cr3t" not in text and "pw@" not in text
+    assert "s3cr3t" not in text and "pw@" not in text and "c0ldS3cret" not in text
+    assert shown["archive_storage_url"] == "s3://AKIA:***@cold/p?endpoint=http://rgw:8000"
     assert shown["admin_secret_access_key"] == "***"
     assert shown["database_url"] == "postgresql://berth:***@db:5432/berth?sslmode=require"
     assert shown["storage_url"] == "s3://bucket/p?endpoint=http://rgw:8000&region=eu-west-1"
