@@ -1,11 +1,15 @@
 """Berth and CNCF distribution side by side on 127.0.0.1: the same workloads, one table.
 
     python bench/run.py [--size-mib 1024] [--only distribution|berth] [--berth-workers 1] [--duration 10]
+                        [--rounds 3] [--workloads push_monolithic,pull] [--quick]
     python bench/run.py --storage s3     # both on one throwaway radosgw (tests/support/ceph.py)
 
 Both servers start on free ports with empty data dirs in one temporary directory and are stopped by
-process group at the end, even on error. Each workload runs on distribution, then on Berth (never both
-at once: the machine has two cores). A row whose correctness check fails reads FAILED, never a number.
+process group at the end, even on error. Each workload runs --rounds times, the servers alternating
+(distribution then Berth, then Berth then distribution, ...; never both at once: the machine has two
+cores); a cell is the median with the spread, a ratio the median of the rounds' ratios, and the load
+average is printed with them. A row whose correctness check fails reads FAILED, never a number.
+--quick (smaller blobs, fewer tags, 2 s of wrk) stays under two minutes.
 
 With --storage s3 both store blobs on the SAME radosgw (one bucket each): distribution through its
 `s3` driver (`regionendpoint` = the radosgw URL, path style), Berth through --storage-url s3://….
@@ -279,8 +283,8 @@ def with_digest(location: str, digest: str) -> str:
     return location + ("&" if "?" in location else "?") + "digest=" + digest
 
 
-def start_upload(c: http.client.HTTPConnection) -> str:
-    _, h, _ = request(c, "POST", f"/v2/{REPO}/blobs/uploads/", expect=(202,))
+def start_upload(c: http.client.HTTPConnection, repo: str = REPO) -> str:
+    _, h, _ = request(c, "POST", f"/v2/{repo}/blobs/uploads/", expect=(202,))
     if "location" not in h:
         raise Failed("POST blobs/uploads/ without Location")
     return relative(h["location"])
@@ -328,7 +332,7 @@ def get_raw(port: int, path: str, verify: str = "", headers: dict[str, str] | No
             head += chunk
         head, _, rest = head.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
-        if lines[0].split()[1] != "200":
+        if lines[0].split()[1] != ("206" if "Range" in (headers or {}) else "200"):
             raise Failed(f"GET {path}: {lines[0]}")
         length = [int(ln.split(":", 1)[1]) for ln in lines[1:] if ln.lower().startswith("content-length:")]
         if not length:
@@ -444,8 +448,13 @@ def make_image() -> tuple[list[tuple[str, bytes]], bytes, str]:
 
 # ---- workloads: each returns {row key: value} for one server ------------------------------------------
 
+def per_gib(s: Server, before: float, nbytes: int) -> float:
+    return (s.cpu_seconds() - before) / (nbytes / (1 << 30))
+
+
 def w_push_monolithic(s: Server, fx: dict) -> dict:
     c = s.conn()
+    before = s.cpu_seconds()
     t0 = time.perf_counter()
     location = start_upload(c)
     with open(fx["mono"], "rb") as f:
@@ -454,13 +463,15 @@ def w_push_monolithic(s: Server, fx: dict) -> dict:
     elapsed = time.perf_counter() - t0
     if r.status != 201:
         raise Failed(f"PUT monolithic -> {r.status}")
+    cpu = per_gib(s, before, fx["size"])
     check_response_digest({k.lower(): v for k, v in r.getheaders()}, fx["mono_digest"])
     check_blob(s, fx["mono_digest"], fx["size"])
-    return {"push_mono": fx["size"] / elapsed / 1e6}
+    return {"push_mono": fx["size"] / elapsed / 1e6, "push_mono_cpu": cpu}
 
 
 def w_push_chunked(s: Server, fx: dict) -> dict:
     c, size, chunk = s.conn(), fx["size"], 8 * MiB
+    before = s.cpu_seconds()
     t0 = time.perf_counter()
     location = start_upload(c)
     with open(fx["chunked"], "rb") as f:
@@ -475,22 +486,28 @@ def w_push_chunked(s: Server, fx: dict) -> dict:
             location = relative(r.getheader("Location"))
         r = send_file(c, "PUT", with_digest(location, fx["chunked_digest"]), f, 0, 0, {})
     elapsed = time.perf_counter() - t0
+    cpu = per_gib(s, before, size)
     if r.status != 201:
         raise Failed(f"closing PUT -> {r.status}")
     check_blob(s, fx["chunked_digest"], size)
-    return {"push_chunked": size / elapsed / 1e6}
+    return {"push_chunked": size / elapsed / 1e6, "push_chunked_cpu": cpu}
 
 
 def w_pull(s: Server, fx: dict) -> dict:
+    """One GET whose bytes the client hashes (checked), then two timed GETs that discard them (the
+    client's sha256, ~1.4 GB/s, would cap the rate); all of the blob, then bytes 1- of it (206)."""
     path = f"/v2/{REPO}/blobs/{fx['mono_digest']}"
     got, elapsed = get_raw(s.port, path, verify=fx["mono_digest"], headers=s.headers)
-    rates, cpu = [got / elapsed / 1e6], []
-    for _ in range(3):  # timed runs discard the bytes: the client's sha256 (~1.4 GB/s) would cap them
-        before = s.cpu_seconds()
-        got, elapsed = get_raw(s.port, path, headers=s.headers)
-        rates.append(got / elapsed / 1e6)
-        cpu.append((s.cpu_seconds() - before) / (got / (1 << 30)))
-    return {"pull_verified": rates[0], "pull": statistics.median(rates[1:]), "pull_cpu": statistics.median(cpu)}
+    out: dict[str, list[float]] = {"pull_verified": [got / elapsed / 1e6]}
+    for key, extra in (("pull", {}), ("pull_range", {"Range": "bytes=1-"})):
+        for _ in range(2):
+            before = s.cpu_seconds()
+            got, elapsed = get_raw(s.port, path, headers={**s.headers, **extra})
+            if got != fx["size"] - (1 if extra else 0):
+                raise Failed(f"GET {path} {extra}: {got} bytes")
+            out.setdefault(key, []).append(got / elapsed / 1e6)
+            out.setdefault(key + "_cpu", []).append(per_gib(s, before, got))
+    return out
 
 
 def w_pull_redirected(s: Server, fx: dict) -> dict:
@@ -513,10 +530,113 @@ def w_small_blobs(s: Server, fx: dict) -> dict:
                           headers={"Content-Type": OCTET}, expect=(201,))
         check_response_digest(h, item[0])
 
-    elapsed = run_clients(s, fx["small"], push)
-    for digest, data in fx["small"][:: max(1, len(fx["small"]) // 50)]:
+    small = [blob(os.urandom(len(data))) for _, data in fx["small"]]  # new bytes each round: never a re-push
+    before = s.cpu_seconds()
+    elapsed = run_clients(s, small, push)
+    cpu = (s.cpu_seconds() - before) / len(small) * 1e3
+    for digest, data in small[:: max(1, len(small) // 50)]:
         check_blob(s, digest, len(data))
-    return {"small": len(fx["small"]) / elapsed}
+    fx.setdefault("small_pushed", {})[s.name] = small
+    return {"small": len(small) / elapsed, "small_cpu": cpu}
+
+
+def w_small_pull(s: Server, fx: dict) -> dict:
+    """GETs of the small blobs just pushed (4-64 KiB), 16 clients on keep-alive connections, each
+    body checked against its digest."""
+    small = fx.get("small_pushed", {}).get(s.name)
+    if not small:
+        raise Failed("runs after small_blobs (it pulls what that pushed)")
+
+    def get(c: http.client.HTTPConnection, item: tuple[str, bytes]) -> None:
+        _, _, body = request(c, "GET", f"/v2/{REPO}/blobs/{item[0]}", expect=(200,))
+        if body != item[1]:
+            raise Failed(f"GET {item[0]}: other bytes")
+
+    items = small * 4
+    before = s.cpu_seconds()
+    elapsed = run_clients(s, items, get)
+    return {"small_pull": len(items) / elapsed, "small_pull_cpu": (s.cpu_seconds() - before) / len(items) * 1e3}
+
+
+def push_image(c: http.client.HTTPConnection, fx: dict, repo: str, tag: str) -> None:
+    for digest, data in fx["image_blobs"]:
+        request(c, "PUT", with_digest(start_upload(c, repo), digest), body=data, headers={"Content-Type": OCTET},
+                expect=(201,))
+    request(c, "PUT", f"/v2/{repo}/manifests/{tag}", body=fx["manifest"], headers={"Content-Type": MANIFEST},
+            expect=(201,))
+
+
+def w_concurrent(s: Server, fx: dict) -> dict:
+    """CONCURRENT monolithic pushes of different blobs at once, then CONCURRENT pulls of them while one
+    client GETs a manifest by tag over and over: the manifest's latency is whether the pulls starve
+    the server's other requests. Rates are the sum over the streams. A repository of its own."""
+    files, repo = fx["concurrent"], REPO + "-concurrent"
+    c = s.conn()
+    push_image(c, fx, repo, "probe")
+
+    def push(item: tuple[Path, str, int]) -> None:
+        path, digest, size = item
+        conn = s.conn()
+        with open(path, "rb") as f:
+            r = send_file(conn, "PUT", with_digest(start_upload(conn, repo), digest), f, 0, size,
+                          {"Content-Type": OCTET})
+        if r.status != 201:
+            raise Failed(f"concurrent PUT -> {r.status}")
+
+    def pull(item: tuple[Path, str, int]) -> None:
+        got, _ = get_raw(s.port, f"/v2/{repo}/blobs/{item[1]}", headers=s.headers)
+        if got != item[2]:
+            raise Failed(f"concurrent GET: {got} of {item[2]} bytes")
+
+    def at_once(fn) -> float:
+        errors: list[BaseException] = []
+
+        def run(item: tuple[Path, str, int]) -> None:
+            try:
+                fn(item)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(it,)) for it in files]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise Failed(f"{len(errors)} of {len(files)} streams failed, first: {errors[0]}")
+        return time.perf_counter() - t0
+
+    total = sum(size for _, _, size in files)
+    push_elapsed = at_once(push)
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        conn = s.conn(60)
+        while not done.is_set():
+            t0 = time.perf_counter()
+            _, _, body = request(conn, "GET", f"/v2/{repo}/manifests/probe", headers={"Accept": MANIFEST},
+                                 expect=(200,))
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            if body != fx["manifest"]:
+                latencies.clear()  # reported as too few below
+                return
+            time.sleep(0.005)
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    pull_elapsed = at_once(pull)
+    done.set()
+    prober.join(60)
+    if not latencies:
+        raise Failed("no manifest GET answered (with the right bytes) during the pulls")
+    if len(latencies) < 100:
+        fx["notes"].append(f"{s.name}: {len(latencies)} manifest GETs during a round of concurrent pulls "
+                           "(under 100: the p99 is nearly their maximum)")
+    latencies.sort()
+    return {"conc_push": total / push_elapsed / 1e6, "conc_pull": total / pull_elapsed / 1e6,
+            "conc_manifest_p99": latencies[int(len(latencies) * 0.99)]}
 
 
 def w_manifest_push(s: Server, fx: dict) -> dict:
@@ -600,40 +720,59 @@ def w_tags_list(s: Server, fx: dict) -> dict:
 
 
 # each workload with the rows it fills (all FAILED when it raises)
-WORKLOADS = [(w_push_monolithic, ["push_mono"]), (w_push_chunked, ["push_chunked"]),
-             (w_pull, ["pull", "pull_verified", "pull_cpu"]), (w_small_blobs, ["small"]),
+WORKLOADS = [(w_push_monolithic, ["push_mono", "push_mono_cpu"]),
+             (w_push_chunked, ["push_chunked", "push_chunked_cpu"]),
+             (w_pull, ["pull", "pull_cpu", "pull_range", "pull_range_cpu", "pull_verified"]),
+             (w_concurrent, ["conc_push", "conc_pull", "conc_manifest_p99"]),
+             (w_small_blobs, ["small", "small_cpu"]), (w_small_pull, ["small_pull", "small_pull_cpu"]),
              (w_manifest_push, ["manifest_push"]), (w_manifest_get, ["manifest_get", "manifest_get_p99"]),
              (w_tags_list, ["tags_first", "tags_full"])]
 
 # on S3 (--storage s3): the workloads the issue names, each ratio >= 1.0
-S3_WORKLOADS = [(w_push_monolithic, ["push_mono"]), (w_push_chunked, ["push_chunked"]),
-                (w_pull, ["pull", "pull_verified", "pull_cpu"]), (w_pull_redirected, ["pull_redirected"]),
+S3_WORKLOADS = [(w_push_monolithic, ["push_mono", "push_mono_cpu"]),
+                (w_push_chunked, ["push_chunked", "push_chunked_cpu"]),
+                (w_pull, ["pull", "pull_cpu", "pull_range", "pull_range_cpu", "pull_verified"]),
+                (w_pull_redirected, ["pull_redirected"]),
                 (w_manifest_push, ["manifest_push"]), (w_manifest_get, ["manifest_get", "manifest_get_p99"])]
 
-# key, label, number format, target: (kind, bound) with kind ratio-min | abs-min | abs-max | None
+# key, label, number format, target: (kind, bound) with kind ratio-min | ratio-max | abs-min | abs-max | None.
+# CPU rows (the server's user + system seconds) decide on a shared machine: rates swing with the load.
 ROWS = [
-    ("push_mono", "push {size} blob, monolithic (MB/s)", "{:.0f}", ("ratio-min", 2.0)),
-    ("push_chunked", "push {size} blob, 8 MiB chunks (MB/s)", "{:.0f}", ("ratio-min", 2.0)),
-    ("pull", "pull {size} blob (MB/s, median of 3)", "{:.0f}", ("ratio-min", 0.9)),
+    ("push_mono", "push {size} blob, monolithic (MB/s)", "{:.0f}", ("ratio-min", 3.0)),
+    ("push_mono_cpu", "push, monolithic: server CPU (s per GiB)", "{:.2f}", None),
+    ("push_chunked", "push {size} blob, 8 MiB chunks (MB/s)", "{:.0f}", ("ratio-min", 3.0)),
+    ("push_chunked_cpu", "push, chunked: server CPU (s per GiB)", "{:.2f}", None),
+    ("pull", "pull {size} blob (MB/s)", "{:.0f}", ("ratio-min", 1.5)),
+    ("pull_cpu", "pull: server CPU (s per GiB)", "{:.2f}", ("ratio-max", 1.0)),
+    ("pull_range", "pull {size} blob, Range bytes=1- (MB/s)", "{:.0f}", ("ratio-min", 1.5)),
+    ("pull_range_cpu", "pull, ranged: server CPU (s per GiB)", "{:.2f}", ("ratio-max", 1.0)),
     ("pull_verified", "pull {size} blob, client sha256 (MB/s)", "{:.0f}", None),
-    ("pull_cpu", "pull: the server's CPU time (s per GiB, median of 3)", "{:.2f}", None),
-    ("small", f"{SMALL_BLOBS} small blobs, {CLIENTS} clients (blobs/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("conc_push", "{conc} concurrent pushes of {csize} blobs (MB/s, sum)", "{:.0f}", ("ratio-min", 3.0)),
+    ("conc_pull", "{conc} concurrent pulls of {csize} blobs (MB/s, sum)", "{:.0f}", ("ratio-min", 1.5)),
+    ("conc_manifest_p99", "manifest GET during the {conc} pulls, p99 (ms)", "{:.1f}", ("abs-max", 20)),
+    ("small", "{small} small blobs pushed, 4-64 KiB, 16 clients (blobs/s)", "{:.0f}", ("ratio-min", 2.0)),
+    ("small_cpu", "small blob push: server CPU (ms per blob)", "{:.2f}", None),
+    ("small_pull", "small blob GETs, 16 clients (GET/s)", "{:.0f}", ("ratio-min", 2.0)),
+    ("small_pull_cpu", "small blob GET: server CPU (ms per GET)", "{:.2f}", None),
     ("manifest_push", "manifest PUT, {tags} tags, 16 clients (PUT/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("manifest_get", "manifest GET by tag, wrk 64 conns (req/s)", "{:.0f}", ("abs-min", 10_000)),
     ("manifest_get_p99", "manifest GET by tag, p99 (ms)", "{:.2f}", None),
     ("tags_first", "tags/list?n=100 of {tags} tags (ms)", "{:.1f}", None),
     ("tags_full", "tags/list, all {tags} tags (ms)", "{:.1f}", None),
     ("pss", "peak memory, summed PSS sampled every 50 ms (MiB)", "{:.0f}", ("abs-max", 150)),
-    ("rss", "peak RSS, sum of VmHWM, shared pages counted twice (MiB)", "{:.0f}", None),
+    ("rss", "peak RSS, sum of VmHWM, shared pages counted twice (MiB)", "{:.0f}", ("abs-max", 150)),
 ]
 
 S3_ROWS = [
     ("push_mono", "push {size} blob, monolithic (MB/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("push_mono_cpu", "push, monolithic: server CPU (s per GiB)", "{:.2f}", None),
     ("push_chunked", "push {size} blob, 8 MiB chunks (MB/s)", "{:.0f}", ("ratio-min", 1.0)),
-    ("pull", "pull {size} blob, streamed (MB/s, median of 3)", "{:.0f}", ("ratio-min", 1.0)),
-    ("pull_cpu", "pull, streamed: the server's CPU time (s per GiB, median of 3)", "{:.2f}", None),
-    ("pull_redirected", "pull {size} blob, 307 + GET from radosgw (MB/s, median of 3)", "{:.0f}",
-     ("ratio-min", 1.0)),
+    ("push_chunked_cpu", "push, chunked: server CPU (s per GiB)", "{:.2f}", None),
+    ("pull", "pull {size} blob, streamed (MB/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("pull_cpu", "pull, streamed: server CPU (s per GiB)", "{:.2f}", None),
+    ("pull_range", "pull {size} blob, streamed, Range bytes=1- (MB/s)", "{:.0f}", ("ratio-min", 1.0)),
+    ("pull_range_cpu", "pull, streamed, ranged: server CPU (s per GiB)", "{:.2f}", None),
+    ("pull_redirected", "pull {size} blob, 307 + GET from radosgw (MB/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("manifest_push", "manifest PUT, {tags} tags, 16 clients (PUT/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("manifest_get", "manifest GET by tag, wrk 64 conns (req/s)", "{:.0f}", ("ratio-min", 1.0)),
     ("manifest_get_p99", "manifest GET by tag, p99 (ms)", "{:.2f}", None),
@@ -643,32 +782,65 @@ S3_ROWS = [
      None),
 ]
 
+NAMES = ("distribution", "berth")
 
-def target_cell(target: tuple[str, float] | None, dist, berth) -> str:
+
+def median_of(values) -> float | str | None:
+    """The median of a row's values, "FAILED" if any round failed, None if it did not run."""
+    if values is None:
+        return None
+    if any(not isinstance(v, float | int) for v in values):
+        return "FAILED"
+    return statistics.median(values)
+
+
+def round_ratios(results: dict, key: str) -> list[float]:
+    """Berth / distribution per round: the two ran next to each other, so each ratio saw one load."""
+    d, b = results.get((key, "distribution")), results.get((key, "berth"))
+    if not d or not b or median_of(d) == "FAILED" or median_of(b) == "FAILED":
+        return []
+    return [y / x for x, y in zip(d, b, strict=False) if x]
+
+
+def target_cell(target: tuple[str, float] | None, ratio: float | None, berth) -> str:
     if target is None:
         return ""
     kind, bound = target
-    text = {"ratio-min": f"≥ {bound:g}×", "abs-min": f"≥ {bound:,.0f} (Berth)",
+    text = {"ratio-min": f"≥ {bound:g}×", "ratio-max": f"≤ {bound:g}×", "abs-min": f"≥ {bound:,.0f} (Berth)",
             "abs-max": f"< {bound:g} (Berth)"}[kind]
-    if not isinstance(berth, float) or (kind == "ratio-min" and not isinstance(dist, float)):
+    if not isinstance(berth, float | int) or (kind.startswith("ratio") and ratio is None):
         return text
-    ok = {"ratio-min": lambda: berth / dist >= bound, "abs-min": lambda: berth >= bound,
-          "abs-max": lambda: berth < bound}[kind]()
+    ok = {"ratio-min": lambda: ratio >= bound, "ratio-max": lambda: ratio <= bound,
+          "abs-min": lambda: berth >= bound, "abs-max": lambda: berth < bound}[kind]()
     return f"{text} {'met' if ok else 'MISSED'}"
 
 
+def cell(fmt: str, values) -> str:
+    m = median_of(values)
+    if m is None:
+        return "—"
+    if isinstance(m, str):
+        return m
+    if len(values) == 1:
+        return fmt.format(m)
+    return f"{fmt.format(m)} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+
+
 def table(results: dict, args: argparse.Namespace) -> str:
-    size = f"{args.size_mib} MiB" if args.size_mib % 1024 else f"{args.size_mib // 1024} GiB"
+    def mib(n: int) -> str:
+        return f"{n} MiB" if n % 1024 else f"{n // 1024} GiB"
+
     lines = ["| workload | distribution | berth | ratio (berth/dist) | target |", "|---|---:|---:|---:|---|"]
     for key, label, fmt, target in (S3_ROWS if args.storage == "s3" else ROWS):
-        cells = []
-        for name in ("distribution", "berth"):
-            v = results.get((key, name), "—")
-            cells.append(fmt.format(v) if isinstance(v, float) else v)
-        d, b = results.get((key, "distribution")), results.get((key, "berth"))
-        ratio = f"{b / d:.2f}×" if isinstance(d, float) and isinstance(b, float) and d else ""
-        lines.append(f"| {label.format(size=size, tags=f'{args.tags:,}')} | {cells[0]} | {cells[1]} | "
-                     f"{ratio} | {target_cell(target, d, b)} |")
+        cells = [cell(fmt, results.get((key, name))) for name in NAMES]
+        ratios = round_ratios(results, key)
+        ratio = statistics.median(ratios) if ratios else None
+        ratio_text = "" if ratio is None else f"{ratio:.2f}×" + (
+            f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else "")
+        name = label.format(size=mib(args.size_mib), tags=f"{args.tags:,}", conc=args.concurrent,
+                            csize=mib(args.concurrent_mib), small=args.small_blobs)
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {ratio_text} | "
+                     f"{target_cell(target, ratio, median_of(results.get((key, 'berth'))))} |")
     return "\n".join(lines)
 
 
@@ -686,11 +858,28 @@ def main() -> int:
                    "push_monolithic wrote, e.g. push_monolithic,pull")
     p.add_argument("--storage", choices=("filesystem", "s3"), default="filesystem",
                    help="where both keep blobs: their filesystem drivers, or one throwaway radosgw (s3)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of each workload; the two servers alternate, "
+                   "first one then the other, and the cells are medians with the spread (default 3)")
+    p.add_argument("--concurrent", type=int, default=8, help="streams of the concurrent workload (default 8)")
+    p.add_argument("--concurrent-mib", type=int, help="size of each concurrent stream's blob (default --size-mib)")
+    p.add_argument("--small-blobs", type=int, default=SMALL_BLOBS, help=f"small blobs (default {SMALL_BLOBS})")
+    p.add_argument("--quick", action="store_true", help="under two minutes: 128 MiB blobs, 8 x 32 MiB concurrent, "
+                   "100 small blobs, 200 tags, 2 s of wrk, 3 rounds")
     args = p.parse_args()
-    if args.storage == "s3" and "--tags" not in sys.argv:
+    given = {a.split("=", 1)[0] for a in sys.argv[1:]}
+    if args.quick:
+        for name, value in (("size_mib", 128), ("concurrent_mib", 32), ("small_blobs", 100), ("tags", 200),
+                            ("duration", 2)):
+            if "--" + name.replace("_", "-") not in given:
+                setattr(args, name, value)
+    if args.storage == "s3" and "--tags" not in given:
         args.tags = 500  # distribution writes each tag to S3: 10,000 would take minutes
-    if not 1 <= args.size_mib <= 16384 or not 1 <= args.duration <= 600 or not 100 <= args.tags <= 100_000:
-        p.error("--size-mib 1..16384, --duration 1..600, --tags 100..100000")
+    if args.concurrent_mib is None:
+        args.concurrent_mib = args.size_mib
+    if not 1 <= args.size_mib <= 16384 or not 1 <= args.duration <= 600 or not 100 <= args.tags <= 100_000 \
+            or not 1 <= args.rounds <= 20 or not 1 <= args.concurrent <= 64 or not 1 <= args.concurrent_mib <= 16384:
+        p.error("--size-mib 1..16384, --duration 1..600, --tags 100..100000, --rounds 1..20, --concurrent 1..64")
+    started = time.monotonic()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below on `kill` too
     load = os.getloadavg()[0]
@@ -700,16 +889,22 @@ def main() -> int:
     notes: list[str] = []
     cleanup: list = []
     try:
+        chosen = set(args.workloads.split(",")) if args.workloads else None
         print(f"generating two {args.size_mib} MiB blobs and fixtures in {tmp} ...", file=sys.stderr)
         size = args.size_mib * MiB
         rnd = random.Random(1)
         fx = {"size": size, "mono": tmp / "mono.bin", "chunked": tmp / "chunked.bin",
               "duration": args.duration,
-              "small": [blob(os.urandom(rnd.randint(4 * 1024, 64 * 1024))) for _ in range(SMALL_BLOBS)],
+              "small": [blob(os.urandom(rnd.randint(4 * 1024, 64 * 1024))) for _ in range(args.small_blobs)],
               "tags": [f"t{i:05d}" for i in range(args.tags)], "notes": notes}
         fx["mono_digest"] = make_file(fx["mono"], size)
         fx["chunked_digest"] = make_file(fx["chunked"], size)
         fx["image_blobs"], fx["manifest"], fx["manifest_digest"] = make_image()
+        fx["concurrent"] = []
+        if args.storage != "s3" and (chosen is None or "concurrent" in chosen):
+            for i in range(args.concurrent):
+                path = tmp / f"concurrent-{i}.bin"
+                fx["concurrent"].append((path, make_file(path, args.concurrent_mib * MiB), args.concurrent_mib * MiB))
 
         targets: dict[str, S3Target] = {}
         if args.storage == "s3":
@@ -754,30 +949,36 @@ def main() -> int:
                 notes.append(f"{name}: start FAILED: {e}")
                 server.stop()
                 for key, *_ in ROWS:
-                    results[key, name] = "FAILED"
+                    results[key, name] = ["FAILED"]
         running = [s for s in servers if s.proc is not None and s.name in ("distribution", "berth")]
 
-        chosen = set(args.workloads.split(",")) if args.workloads else None
+        loads: list[float] = []
         for workload, keys in (S3_WORKLOADS if args.storage == "s3" else WORKLOADS):
             name = workload.__name__[2:]
             if chosen is not None and name not in chosen:
                 continue
-            for s in running:
-                print(f"{name} on {s.name} ...", file=sys.stderr)
-                os.sync()  # start each run with no dirty pages left from the fixtures or the other server
-                try:
-                    results.update({(key, s.name): v for key, v in workload(s, fx).items()})
-                except Exception as e:  # noqa: BLE001 - a failed row, not a failed run
-                    results.update({(key, s.name): "FAILED" for key in keys})
-                    notes.append(f"{s.name}: {name} FAILED: {type(e).__name__}: {e}")
-                for other in running:
-                    other.sample_rss()
-                print(f"    peak PSS so far {s.peak_pss_kib / 1024:.0f} MiB, RSS {s.peak_rss_kib / 1024:.0f} MiB",
-                      file=sys.stderr)
+            for r in range(args.rounds):
+                for s in (running if r % 2 == 0 else running[::-1]):  # alternate who goes first
+                    loads.append(os.getloadavg()[0])
+                    print(f"{name} on {s.name}, round {r + 1} of {args.rounds} (load {loads[-1]:.1f}) ...",
+                          file=sys.stderr)
+                    os.sync()  # start each run with no dirty pages left from the fixtures or the other server
+                    t0 = time.monotonic()
+                    try:
+                        for key, v in workload(s, fx).items():
+                            results.setdefault((key, s.name), []).extend(v if isinstance(v, list) else [v])
+                    except Exception as e:  # noqa: BLE001 - a failed row, not a failed run
+                        for key in keys:
+                            results.setdefault((key, s.name), []).append("FAILED")
+                        notes.append(f"{s.name}: {name} round {r + 1} FAILED: {type(e).__name__}: {e}")
+                    for other in running:
+                        other.sample_rss()
+                    print(f"    {time.monotonic() - t0:.1f} s; peak PSS so far {s.peak_pss_kib / 1024:.0f} MiB, "
+                          f"RSS {s.peak_rss_kib / 1024:.0f} MiB", file=sys.stderr)
         for s in running:
             s.sample_rss()
-            results["rss", s.name] = s.peak_rss_kib / 1024
-            results["pss", s.name] = s.peak_pss_kib / 1024
+            results["rss", s.name] = [s.peak_rss_kib / 1024]
+            results["pss", s.name] = [s.peak_pss_kib / 1024]
             if s.proc is not None and s.proc.poll() is not None:
                 notes.append(f"{s.name} exited during the run ({s.proc.returncode}): {s.log_tail()}")
             elif any(n.startswith(s.name + ":") and "FAILED" in n for n in notes):
@@ -792,9 +993,14 @@ def main() -> int:
     rev = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip() or "unknown"
     header = (f"Berth ({rev}) vs CNCF distribution 2.8.2 on 127.0.0.1, {datetime.now():%Y-%m-%d %H:%M}, "
-              f"{os.cpu_count()} CPUs (load average {load:.1f} at start, {os.getloadavg()[0]:.1f} at end), "
-              f"berth --workers {args.berth_workers} --auth {args.berth_auth}, wrk -t2 -c64 -d{args.duration}s, "
-              f"storage {args.storage}")
+              f"{os.cpu_count()} CPUs, berth --workers {args.berth_workers} --auth {args.berth_auth}, "
+              f"wrk -t2 -c64 -d{args.duration}s, storage {args.storage}, {args.rounds} round(s) per workload "
+              f"alternating the servers{', --quick' if args.quick else ''}, {time.monotonic() - started:.0f} s\n\n"
+              f"Load average (1 min): {load:.1f} at start, {os.getloadavg()[0]:.1f} at end"
+              + (f", {min(loads):.1f}–{max(loads):.1f} (median {statistics.median(loads):.1f}) as each run began"
+                 if loads else "") + ". Cells: median (min–max) over the rounds; the ratio is the median of "
+              "each round's berth/distribution (the two ran one after the other, under one load). The CPU rows "
+              "(the server's user + system seconds) hold up on a busy machine; the rates do not.")
     out = header + "\n\n" + table(results, args) + "\n"
     if notes:
         out += "\nNotes:\n" + "".join(f"- {n}\n" for n in notes)
@@ -802,7 +1008,7 @@ def main() -> int:
     results_dir = Path(__file__).resolve().parent / "results"
     results_dir.mkdir(exist_ok=True)
     (results_dir / ("latest-s3.md" if args.storage == "s3" else "latest.md")).write_text(out)
-    return 1 if any(v == "FAILED" for v in results.values()) else 0
+    return 1 if any("FAILED" in v for v in results.values()) else 0
 
 
 if __name__ == "__main__":

@@ -269,6 +269,10 @@ class FilesystemBlobStore:
                         return out
         return out
 
+    def local_path(self, digest: str) -> str | None:
+        path = self._blob_path(digest)
+        return path if os.path.isfile(path) else None
+
     def url_for(self, digest: str, expires: int) -> str | None:
         self._blob_path(digest)
         return None

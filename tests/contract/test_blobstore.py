@@ -541,6 +541,20 @@ def test_url_for_is_none_or_fetches_the_blob(driver: BlobStore) -> None:
         assert r.read() == data
 
 
+def test_local_path_is_none_or_the_whole_blob(driver: BlobStore) -> None:
+    data = os.urandom(3000)
+    digest = put(driver, data)
+    path = driver.local_path(digest)
+    if path is not None:
+        with open(path, "rb") as f:
+            assert f.read() == data
+    assert driver.local_path(sha256(b"never stored")) is None
+    up = Upload(driver)  # an upload in progress is no blob yet
+    up.send(b"partial")
+    assert driver.local_path(sha256(b"partial")) is None
+    up.cancel()
+
+
 # refusing what could escape the root
 
 BAD_DIGESTS = [
@@ -583,6 +597,8 @@ def test_refuses_bad_digests(driver: BlobStore, digest: str) -> None:
         driver.create(digest)
     with pytest.raises(ValueError):
         driver.url_for(digest, 60)
+    with pytest.raises(ValueError):
+        driver.local_path(digest)
     up = Upload(driver)
     up.send(b"payload")
     w = driver.resume(up.id, up.state, up.size)

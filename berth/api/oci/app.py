@@ -23,6 +23,7 @@ from berth.api.oci.http import (
     read_body,
     respond,
     respond_encoded,
+    respond_file,
     respond_stream,
 )
 from berth.iam import tokens
@@ -62,6 +63,10 @@ def _not_allowed(method: str) -> EdgeError:
 
 
 REDIRECT_EXPIRES = 900  # seconds a presigned blob URL stays valid
+# Whole blobs larger than one read go by the server's pathsend: with 8 concurrent 256 MiB pulls at load 8-15
+# they ran 640-800 MB/s (summed) at 107-115 MiB peak PSS, against 270-300 MB/s at 154-166 MiB streamed (every
+# chunk copied on the event loop's thread). A range (206) is streamed: pathsend sends whole files only.
+PATHSEND_MIN = 1 << 20
 
 
 @dataclass(slots=True)
@@ -360,6 +365,11 @@ class OciApi:
             headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
         if head:
             return await respond(c.send, status, headers, head=True, length=end - start)
+        if status == 200 and size > PATHSEND_MIN and "http.response.pathsend" in c.scope.get("extensions", ()):
+            path = await self.registry.blob_file(digest)
+            if path is not None:  # granian reads and sends the file itself, off the event loop's thread
+                c.streaming = True
+                return await respond_file(c.send, status, headers, size, path)
         chunks = self.registry.read_blob(digest, start, end)
         first = await anext(chunks, b"")  # unreadable bytes fail here, before the status line: answerable
         c.streaming = True

@@ -70,6 +70,12 @@ async def respond_encoded(send: Send, status: int, headers: list[tuple[bytes, by
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
+async def respond_file(send: Send, status: int, headers: Iterable[tuple[str, str]], length: int, path: str) -> None:
+    """The whole file at `path` as the body, sent by the server itself (the ASGI pathsend extension)."""
+    await send({"type": "http.response.start", "status": status, "headers": encode_headers(headers, length)})
+    await send({"type": "http.response.pathsend", "path": path})
+
+
 async def respond_stream(send: Send, status: int, headers: Iterable[tuple[str, str]], length: int,
                          chunks: AsyncIterator[bytes], first: bytes = b"") -> None:
     """`first`, then the rest of `chunks`. Read `first` before calling: a body that cannot be read at all
