@@ -114,6 +114,10 @@ class TieredBlobStore:
     def walk(self, after: str = "", limit: int = 1000) -> list[BlobInfo]:
         return self.main.walk(after, limit)
 
+    def local_path(self, digest: str) -> str | None:
+        # a blob only in the archive store is streamed (open above), never sent as a file
+        return self.main.local_path(digest)
+
     def url_for(self, digest: str, expires: int) -> str | None:
         if self.main.stat(digest) is None and self.archive.stat(digest) is not None:
             return self.archive.url_for(digest, expires)
