@@ -91,7 +91,8 @@ class PolicyAuthorizer:
         identity policies must allow the action too); an explicit deny anywhere refuses."""
         ctx = {**self._context(principal, context), **extra}
         owner = role.split(":")[4]
-        request = AuthzRequest(principal.arn, principal.account, action, role, owner, ctx)
+        role_of = principal.base_arn if principal.role else ""
+        request = AuthzRequest(principal.arn, principal.account, action, role, owner, ctx, role_of)
         trust = parse_policy(trust_policy, "repository")
         if ":oidc-provider/" in principal.arn:  # web identity: only a trust statement naming the provider
             return evaluate(request, (), trust)
@@ -104,7 +105,7 @@ class PolicyAuthorizer:
         if evaluate(request, (), trust).allowed:  # named in the trust policy
             return full
         # named by account only: the caller's identity policies decide, as they do across accounts
-        as_foreign = AuthzRequest(principal.arn, principal.account, action, role, "000000000000", ctx)
+        as_foreign = AuthzRequest(principal.arn, principal.account, action, role, "000000000000", ctx, role_of)
         return evaluate(as_foreign, identity, trust)
 
     async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
@@ -131,7 +132,8 @@ class PolicyAuthorizer:
             for k, v in (await self.resource_tags(account, region, name)).items():
                 ctx[f"aws:ResourceTag/{k}"] = v
                 ctx[f"ecr:ResourceTag/{k}"] = v
-        request = AuthzRequest(principal.arn, principal.account, action, resource, account or principal.account, ctx)
+        request = AuthzRequest(principal.arn, principal.account, action, resource, account or principal.account, ctx,
+                               principal.base_arn if principal.role else "")
         identity = await self.identity.identity_policies(principal)
         decision = evaluate(request, identity, resource_policy, registry_policy)
         if decision.allowed and principal.session_policy:  # a session policy can only narrow the role

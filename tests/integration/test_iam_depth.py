@@ -467,3 +467,51 @@ def test_request_tags_on_create_repository_and_tag_resource(server: BerthServer,
         == "AccessDeniedException"
     assert call(user, "UntagResource", {"resourceArn": arn, "tagKeys": ["scratch"]}).code == "success"
     assert call(user, "UntagResource", {"resourceArn": arn, "tagKeys": ["team"]}).code == "AccessDeniedException"
+
+
+def test_a_resource_policy_naming_a_role_matches_its_sessions(
+        server: BerthServer, iam: BaseClient, admin_oci: OciClient, ecr: BaseClient, tmp_path: Path) -> None:
+    admin_oci.push_image("depth/by-role", random_image(layers=1), "v1")
+    iam.create_role(RoleName="puller", Path="/k8s/nodes/", AssumeRolePolicyDocument=trust(f"arn:aws:iam::{A}:root"))
+    iam.put_role_policy(RoleName="puller", PolicyName="login", PolicyDocument=doc(allow("ecr:GetAuthorizationToken")))
+    role_arn = f"arn:aws:iam::{A}:role/k8s/nodes/puller"
+    creds = cli(server, tmp_path, "sts", "assume-role", "--role-arn", role_arn,
+                "--role-session-name", "node-7")["Credentials"]
+    as_session = {"key": creds["AccessKeyId"], "secret": creds["SecretAccessKey"], "token": creds["SessionToken"]}
+    assert cli(server, tmp_path, "sts", "get-caller-identity", **as_session)["Arn"] == \
+        f"arn:aws:sts::{A}:assumed-role/puller/node-7"
+    done = subprocess.run([str(AWS_CLI), "--endpoint-url", server.url, "ecr", "get-login-password"], env={
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"], "AWS_SESSION_TOKEN": creds["SessionToken"],
+        "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": str(tmp_path / "none")},
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert pull_status(server, token, "depth/by-role") == 403  # the role itself may not pull
+    # Allow naming the role (with its path): every session of the role is named
+    ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+        {"Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": "ecr:BatchGetImage"}))
+    assert settled(server, lambda: pull_status(server, token, "depth/by-role"), 200) == 200
+    # ... and Deny naming it refuses them, over the role's own allow
+    iam.attach_role_policy(RoleName="puller", PolicyArn=READ_ONLY)
+    ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+        {"Effect": "Deny", "Principal": {"AWS": role_arn}, "Action": "ecr:BatchGetImage"}))
+    assert settled(server, lambda: pull_status(server, token, "depth/by-role"), 403) == 403
+    # aws:PrincipalArn of a session is its role's ARN
+    ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+        {"Effect": "Deny", "Principal": "*", "Action": "ecr:BatchGetImage",
+         "Condition": {"StringNotEquals": {"aws:PrincipalArn": role_arn}}}))
+    assert settled(server, lambda: pull_status(server, token, "depth/by-role"), 200) == 200
+    ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+        {"Effect": "Deny", "Principal": "*", "Action": "ecr:BatchGetImage",
+         "Condition": {"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{A}:role/k8s/*"}}}))
+    assert settled(server, lambda: pull_status(server, token, "depth/by-role"), 403) == 403
+    # NotPrincipal exempts a session only when its account, its role and the session are all listed
+    session_arn = f"arn:aws:sts::{A}:assumed-role/puller/node-7"
+    for exempt, expected in (([f"arn:aws:iam::{A}:root", role_arn], 403),
+                             ([f"arn:aws:iam::{A}:root", role_arn, session_arn], 200)):
+        ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+            {"Effect": "Deny", "NotPrincipal": {"AWS": exempt}, "Action": "ecr:BatchGetImage"}))
+        assert settled(server, lambda: pull_status(server, token, "depth/by-role"), expected) == expected
+    ecr.delete_repository_policy(repositoryName="depth/by-role")
+    iam.detach_role_policy(RoleName="puller", PolicyArn=READ_ONLY)
