@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -99,8 +99,10 @@ class Call:
 class OciApi:
     def __init__(self, registry: RegistryService, authenticator: Authenticator, authorizer: Authorizer,
                  default_account: str, default_region: str, domain: str,
-                 blob_url: Callable[[str, int], str | None] | None = None) -> None:
+                 blob_url: Callable[[str, int], str | None] | None = None,
+                 regions: Collection[str] = ()) -> None:
         self.registry = registry
+        self.regions = frozenset(regions) | {default_region}  # the regions served (BERTH_REGIONS)
         self.blob_url = blob_url  # set with --storage-redirect: a presigned storage URL for a blob GET
         self.authn = authenticator
         self.authz = authorizer
@@ -165,6 +167,9 @@ class OciApi:
         if host:
             m = _HOST.fullmatch(host)
             if m and m.group(3) == self.domain:
+                if m.group(2) not in self.regions:
+                    raise EdgeError("REGION_UNKNOWN", f"Credential should be scoped to a valid region, not "
+                                                      f"'{m.group(2)}': this deployment does not serve it.")
                 return m.group(1), m.group(2)
         return self.default
 
