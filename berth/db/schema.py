@@ -638,3 +638,18 @@ audit_events = Table(
     Index("ix_audit_events_time", "event_time"),
     Index("ix_audit_events_account", "account_id", "event_time"),
 )
+
+
+# Identity: the tags of IAM users and roles (migration 0017). IAM compares tag keys without case and
+# keeps the case they were given: key_lower is the key's identity, key what is shown.
+
+iam_tags = Table(
+    "iam_tags",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("kind", String(8), primary_key=True),  # "user" | "role"
+    Column("entity_name", String(128), primary_key=True),
+    Column("key_lower", String(512), primary_key=True),
+    Column("key", String(512), nullable=False),
+    Column("value", Text, nullable=False),
+)

@@ -63,7 +63,8 @@ class PolicyAuthorizer:
         return policy
 
     @staticmethod
-    def _context(principal: Principal, context: Context) -> dict[str, str | list[str]]:
+    def _context(principal: Principal, context: Context,
+                 own_tags: Mapping[str, str] | None = None) -> dict[str, str | list[str]]:
         now = datetime.now(UTC)
         ctx: dict[str, str | list[str]] = {
             "aws:SourceIp": context.source_ip,
@@ -79,7 +80,9 @@ class PolicyAuthorizer:
         ctx["aws:PrincipalType"] = principal.kind
         if principal.user:
             ctx["aws:username"] = principal.user
-        for tag, value in principal.session_tags:
+        for tag, value in (own_tags or {}).items():  # the user's or the role's own tags ...
+            ctx[f"aws:PrincipalTag/{tag}"] = value
+        for tag, value in principal.session_tags:  # ... and a session's tags win over its role's, as in AWS
             ctx[f"aws:PrincipalTag/{tag}"] = value
         ctx["aws:userid"] = f"{principal.role_id}:{principal.session}" if principal.role else \
             principal.user_id or principal.account
@@ -89,7 +92,7 @@ class PolicyAuthorizer:
                               context: Context, extra: Mapping[str, str]) -> Decision:
         """AssumeRole: the trust policy must name the caller (or its account, and then the caller's own
         identity policies must allow the action too); an explicit deny anywhere refuses."""
-        ctx = {**self._context(principal, context), **extra}
+        ctx = {**self._context(principal, context, await self.identity.entities.principal_tags(principal)), **extra}
         owner = role.split(":")[4]
         role_of = principal.base_arn if principal.role else ""
         request = AuthzRequest(principal.arn, principal.account, action, role, owner, ctx, role_of)
@@ -127,7 +130,7 @@ class PolicyAuthorizer:
         registry_policy = await self._policy((account, region), "registry") if account else None
         if registry_policy is not None and self._v1.get((account, region)) and action not in _V1_ACTIONS:
             registry_policy = None
-        ctx = self._context(principal, context)
+        ctx = self._context(principal, context, await self.identity.entities.principal_tags(principal))
         if name and self.resource_tags is not None:
             for k, v in (await self.resource_tags(account, region, name)).items():
                 ctx[f"aws:ResourceTag/{k}"] = v

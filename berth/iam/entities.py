@@ -27,6 +27,21 @@ from berth.iam.policy import parse_policy
 
 MAX_SESSION_DURATION = (3600, 43200)  # a role's MaxSessionDuration, as IAM bounds it
 KINDS = ("user", "group", "role")
+MAX_TAGS = 50  # per user or role, as IAM
+Tags = tuple[tuple[str, str], ...]
+
+
+def check_tags(tags: list[dict[str, str]]) -> Tags:
+    """A request's Tags (the model has checked each key's and value's length and characters, and the
+    count): what IAM checks beyond the model, as (key, value) pairs."""
+    pairs = tuple((t["Key"], t.get("Value", "")) for t in tags)
+    if len({k.lower() for k, _ in pairs}) != len(pairs):
+        raise InvalidInput("Duplicate tag keys found. Please note that Tag keys are case insensitive.")
+    for key, _ in pairs:
+        if key.lower().startswith("aws:"):
+            raise InvalidInput(f"Tag key {key} is invalid: tag keys may not start with 'aws:', a prefix reserved "
+                               "for AWS use.")
+    return pairs
 
 
 def _id(prefix: str) -> str:
@@ -111,13 +126,13 @@ class IamEntities:
     # roles
 
     async def create_role(self, account: str, name: str, trust: str, path: str = "/", description: str = "",
-                          max_session_duration: int = 3600) -> Role:
+                          max_session_duration: int = 3600, tags: Tags = ()) -> Role:
         check_trust_policy(trust)
         low, high = MAX_SESSION_DURATION
         if not low <= max_session_duration <= high:
             raise InvalidInput(f"MaxSessionDuration must be between {low} and {high} seconds")
         row = RoleRow(account, name, _id("AROA"), path, trust, description, max_session_duration, self.clock())
-        if not await self.db.write(q.create_role, row):
+        if not await self.db.write(q.create_role, row, tags):
             raise EntityAlreadyExists(f"Role with name {name} already exists.")
         return Role.from_row(row)
 
@@ -145,6 +160,36 @@ class IamEntities:
             raise NoSuchEntity(f"The role with name {name} cannot be found.")
         if result == "conflict":
             raise DeleteConflict("Cannot delete entity, must detach all policies first.")
+
+    # tags of users and roles
+
+    async def tags(self, account: str, kind: str, name: str) -> list[tuple[str, str]]:
+        await self._entity(account, kind, name)
+        return await self.db.read(q.tags, account, kind, name)
+
+    async def tag(self, account: str, kind: str, name: str, tags: Tags) -> None:
+        await self._entity(account, kind, name)
+        result = await self.db.write(q.tag, account, kind, name, tags, MAX_TAGS)
+        if result == "unknown":  # deleted meanwhile
+            raise NoSuchEntity(f"The {kind} with name {name} cannot be found.")
+        if result == "limit":
+            raise LimitExceeded(f"The number of tags has reached the maximum limit: a {kind} has at most "
+                                f"{MAX_TAGS} tags.")
+
+    async def untag(self, account: str, kind: str, name: str, keys: list[str]) -> None:
+        await self._entity(account, kind, name)
+        if not await self.db.write(q.untag, account, kind, name, keys):
+            raise NoSuchEntity(f"The {kind} with name {name} cannot be found.")
+
+    async def principal_tags(self, principal: Principal) -> dict[str, str]:
+        """aws:PrincipalTag: a user's own tags, a role session's role's (its session tags win over them)."""
+        if principal.role:
+            own = await self.db.read(q.tags, principal.account, "role", principal.role)
+        elif principal.user:
+            own = await self.db.read(q.tags, principal.account, "user", principal.user)
+        else:
+            return {}
+        return dict(own)
 
     # inline policies of groups and roles
 

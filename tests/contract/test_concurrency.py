@@ -23,6 +23,7 @@ from berth.db import iam_entities as qent
 from berth.db import images as qi
 from berth.db import registry as q
 from berth.db.store import Backend
+from berth.iam.entities import MAX_TAGS
 from berth.iam.errors import DeleteConflict, LimitExceeded, NoSuchEntity
 from berth.iam.service import MAX_KEYS_PER_USER, IdentityService
 from berth.registry.errors import (
@@ -568,6 +569,31 @@ def test_a_deleted_role_keeps_no_attachment_or_inline_policy(db: Harness, tmp_pa
                 inline = await ws[0].db.read(qent.inline_policies, ACCOUNT, "role", role)
                 assert not attached and not inline, \
                     f"deleted role {role} keeps {len(attached)} attachment(s) and {len(inline)} inline policy(ies)"
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_never_more_user_or_role_tags_than_the_limit(db: Harness, tmp_path: Path) -> None:
+    async def body(ws: list[World]) -> None:
+        await ws[0].identity.ensure_account(ACCOUNT)
+        entities = [w.identity.entities for w in ws]
+
+        async def one_round(r: int) -> None:
+            user = f"tagged-{r}"
+            await ws[0].identity.create_user(ACCOUNT, user)
+            calls: list[Awaitable[Any]] = [e.tag(ACCOUNT, "user", user, tuple((f"k{i}-{j}", "v") for j in range(10)))
+                                           for i, e in enumerate(entities[1:])]
+            calls.append(ws[0].identity.delete_user(ACCOUNT, user))
+            results = await at_once(calls)
+            assert not unexpected(results, LimitExceeded, NoSuchEntity), results
+            tags = await ws[0].db.read(qent.tags, ACCOUNT, "user", user)
+            if results[-1] is None:  # deleted
+                assert not tags, f"deleted user {user} keeps {len(tags)} tag(s)"
+            else:
+                assert len(tags) <= MAX_TAGS, f"{len(tags)} tags, limit {MAX_TAGS}"
+                assert len(tags) == 10 * len([x for x in results[:-1] if not isinstance(x, BaseException)])
 
         await every_round(one_round)
 

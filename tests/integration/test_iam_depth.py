@@ -515,3 +515,94 @@ def test_a_resource_policy_naming_a_role_matches_its_sessions(
         assert settled(server, lambda: pull_status(server, token, "depth/by-role"), expected) == expected
     ecr.delete_repository_policy(repositoryName="depth/by-role")
     iam.detach_role_policy(RoleName="puller", PolicyArn=READ_ONLY)
+
+
+# --- tags on users and roles -----------------------------------------------------------------------
+
+
+def test_tags_on_users_and_roles(server: BerthServer, iam: BaseClient, tmp_path: Path) -> None:
+    iam.create_user(UserName="tagged-user", Tags=[{"Key": "Team", "Value": "web"}, {"Key": "cost", "Value": ""}])
+    assert iam.get_user(UserName="tagged-user")["User"]["Tags"] == [
+        {"Key": "cost", "Value": ""}, {"Key": "Team", "Value": "web"}]
+    iam.tag_user(UserName="tagged-user", Tags=[{"Key": "team", "Value": "db"}, {"Key": "Env", "Value": "prod é:/=+-@"}])
+    # keys compare without case: 'team' overwrote 'Team' and kept the case it was given
+    assert iam.list_user_tags(UserName="tagged-user")["Tags"] == [
+        {"Key": "cost", "Value": ""}, {"Key": "Env", "Value": "prod é:/=+-@"}, {"Key": "team", "Value": "db"}]
+    page = iam.list_user_tags(UserName="tagged-user", MaxItems=2)
+    assert page["IsTruncated"] and len(page["Tags"]) == 2
+    assert iam.list_user_tags(UserName="tagged-user", Marker=page["Marker"])["Tags"] == [{"Key": "team", "Value": "db"}]
+    iam.untag_user(UserName="tagged-user", TagKeys=["COST", "absent"])
+    assert [t["Key"] for t in iam.list_user_tags(UserName="tagged-user")["Tags"]] == ["Env", "team"]
+    # the limits and errors of IAM's model
+    assert code(iam.tag_user, UserName="tagged-user", Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(49)]) \
+        == "LimitExceeded"
+    assert [t["Key"] for t in iam.list_user_tags(UserName="tagged-user")["Tags"]] == ["Env", "team"]  # nothing written
+    iam.tag_user(UserName="tagged-user", Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(48)])  # 50 in all
+    assert code(iam.tag_user, UserName="tagged-user", Tags=[{"Key": "team", "Value": "again"}]) == "success"
+    for bad, expected in (([{"Key": "a", "Value": "1"}, {"Key": "A", "Value": "2"}], "InvalidInput"),
+                          ([{"Key": "aws:team", "Value": "x"}], "InvalidInput"),
+                          ([{"Key": "x" * 129, "Value": "x"}], "ValidationError"),
+                          ([{"Key": "x", "Value": "v" * 257}], "ValidationError"),
+                          ([{"Key": "bad#key", "Value": "x"}], "ValidationError"),
+                          ([{"Key": "k", "Value": "bad!value"}], "ValidationError"),
+                          ([{"Key": f"n{i}", "Value": ""} for i in range(51)], "ValidationError")):
+        assert code(iam.create_user, UserName="never", Tags=bad) == expected, bad
+    assert code(iam.get_user, UserName="never") == "NoSuchEntity"
+    assert code(iam.tag_user, UserName="nobody", Tags=[{"Key": "a", "Value": "b"}]) == "NoSuchEntity"
+    assert code(iam.list_user_tags, UserName="nobody") == "NoSuchEntity"
+    # roles, through the real CLI
+    cli(server, tmp_path, "iam", "create-role", "--role-name", "tagged-role", "--assume-role-policy-document",
+        trust(f"arn:aws:iam::{A}:root"), "--tags", "Key=tier,Value=gold")
+    cli(server, tmp_path, "iam", "tag-role", "--role-name", "tagged-role", "--tags", "Key=owner,Value=ops")
+    assert cli(server, tmp_path, "iam", "list-role-tags", "--role-name", "tagged-role")["Tags"] == [
+        {"Key": "owner", "Value": "ops"}, {"Key": "tier", "Value": "gold"}]
+    cli(server, tmp_path, "iam", "untag-role", "--role-name", "tagged-role", "--tag-keys", "owner")
+    assert iam.get_role(RoleName="tagged-role")["Role"]["Tags"] == [{"Key": "tier", "Value": "gold"}]
+    assert "Tags" not in iam.list_roles()["Roles"][0]  # as IAM: only Get/Create return them
+    # a deleted user or role takes its tags along; one made again under the name starts bare
+    iam.delete_role(RoleName="tagged-role")
+    iam.create_role(RoleName="tagged-role", AssumeRolePolicyDocument=trust(f"arn:aws:iam::{A}:root"))
+    assert iam.list_role_tags(RoleName="tagged-role")["Tags"] == []
+    iam.delete_role(RoleName="tagged-role")
+    iam.delete_user(UserName="tagged-user")
+    iam.create_user(UserName="tagged-user")
+    assert "Tags" not in iam.get_user(UserName="tagged-user")["User"]
+    iam.delete_user(UserName="tagged-user")
+
+
+def test_principal_tags_are_the_users_or_roles_own(server: BerthServer, iam: BaseClient, admin_oci: OciClient) -> None:
+    admin_oci.push_image("depth/by-tag", random_image(layers=1), "v1")
+    by_team = doc({"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetAuthorizationToken"], "Resource": "*",
+                   "Condition": {"StringEquals": {"aws:PrincipalTag/team": "web"}}})
+    ids = {"repositoryName": "depth/by-tag", "imageIds": [{"imageTag": "v1"}]}
+    # a user's own tags
+    key, secret = user_with_key(iam, "tag-puller")
+    iam.put_user_policy(UserName="tag-puller", PolicyName="by-team", PolicyDocument=by_team)
+    user = client("ecr", server.url, key, secret)
+    assert settled(server, lambda: call(user, "BatchGetImage", ids).code, "AccessDeniedException") \
+        == "AccessDeniedException"
+    iam.tag_user(UserName="tag-puller", Tags=[{"Key": "Team", "Value": "web"}])  # keys match without case
+    assert settled(server, lambda: call(user, "BatchGetImage", ids).code, "success") == "success"
+    iam.tag_user(UserName="tag-puller", Tags=[{"Key": "team", "Value": "db"}])
+    assert settled(server, lambda: call(user, "BatchGetImage", ids).code, "AccessDeniedException") \
+        == "AccessDeniedException"
+    # a role's own tags, for its sessions; session tags win over them
+    base = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{A}:root"}}
+    iam.create_role(RoleName="team-role", Tags=[{"Key": "team", "Value": "web"}], AssumeRolePolicyDocument=doc(
+        {**base, "Action": ["sts:AssumeRole", "sts:TagSession"]}))
+    iam.put_role_policy(RoleName="team-role", PolicyName="by-team", PolicyDocument=by_team)
+    sts = client("sts", server.url, KEY, SECRET)
+    role_arn = f"arn:aws:iam::{A}:role/team-role"
+    plain = sts.assume_role(RoleArn=role_arn, RoleSessionName="plain")["Credentials"]
+    assert call(session_client(server, "ecr", plain), "BatchGetImage", ids).code == "success"
+    overridden = sts.assume_role(RoleArn=role_arn, RoleSessionName="db",
+                                 Tags=[{"Key": "team", "Value": "db"}])["Credentials"]
+    assert call(session_client(server, "ecr", overridden), "BatchGetImage", ids).code == "AccessDeniedException"
+    # aws:RequestTag and aws:TagKeys on the IAM face's own tagging
+    iam.put_user_policy(UserName="tag-puller", PolicyName="self-tag", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "iam:TagUser", "Resource": "*",
+         "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["project"]}}}))
+    own_iam = client("iam", server.url, key, secret)
+    assert settled(server, lambda: code(own_iam.tag_user, UserName="tag-puller",
+                                        Tags=[{"Key": "project", "Value": "x"}]), "success") == "success"
+    assert code(own_iam.tag_user, UserName="tag-puller", Tags=[{"Key": "team", "Value": "web"}]) == "AccessDenied"

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from berth.api.iam.app import IamCall, Operation, _op, _page, _user
+from berth.api.iam.app import IamCall, Operation, _op, _page, _user, tag_list
 from berth.api.iam.model import QueryError
 from berth.iam import oidc
 from berth.iam.authz import Principal, assumed_role_arn, role_arn
-from berth.iam.entities import check_identity_policy
+from berth.iam.entities import check_identity_policy, check_tags
 from berth.iam.errors import AccessDenied, InvalidIdentityToken, NoSuchEntity
 from berth.iam.model import Group, ManagedPolicy, PolicyVersion, Role
 from berth.iam.sessions import SessionClaims, new_access_key_id
@@ -129,14 +129,43 @@ put_role_policy, get_role_policy, list_role_policies, delete_role_policy = _inli
 
 async def create_role(call: IamCall) -> dict[str, Any]:
     p = call.params
+    tags = check_tags(p.get("Tags", []))
     r = await call.identity.entities.create_role(call.account, p["RoleName"], p["AssumeRolePolicyDocument"],
                                                  p.get("Path", "/"), p.get("Description", ""),
-                                                 p.get("MaxSessionDuration", 3600))
-    return {"Role": _role(call, r)}
+                                                 p.get("MaxSessionDuration", 3600), tags)
+    out = _role(call, r)
+    if tags:
+        out["Tags"] = tag_list(tags)
+    return {"Role": out}
 
 
 async def get_role(call: IamCall) -> dict[str, Any]:
-    return {"Role": _role(call, await call.identity.entities.get_role(call.account, call.params["RoleName"]))}
+    out = _role(call, await call.identity.entities.get_role(call.account, call.params["RoleName"]))
+    tags = await call.identity.entities.tags(call.account, "role", out["RoleName"])
+    if tags:
+        out["Tags"] = tag_list(tags)
+    return {"Role": out}
+
+
+# tags of users and roles
+
+def _tagging(kind: str, key: str) -> tuple[Any, Any, Any]:
+    async def tag(call: IamCall) -> None:
+        await call.identity.entities.tag(call.account, kind, call.params[key], check_tags(call.params["Tags"]))
+
+    async def untag(call: IamCall) -> None:
+        await call.identity.entities.untag(call.account, kind, call.params[key], call.params["TagKeys"])
+
+    async def list_(call: IamCall) -> dict[str, Any]:
+        tags = await call.identity.entities.tags(call.account, kind, call.params[key])
+        page, more = _page(call, tags, lambda t: t[0].lower())
+        return {"Tags": tag_list(page), **more}
+
+    return tag, untag, list_
+
+
+tag_user, untag_user, list_user_tags = _tagging("user", "UserName")
+tag_role, untag_role, list_role_tags = _tagging("role", "RoleName")
 
 
 async def list_roles(call: IamCall) -> dict[str, Any]:
@@ -412,7 +441,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("iam", "ListGroupPolicies"): _op(list_group_policies, "GroupName", *_PAGE),
     ("iam", "DeleteGroupPolicy"): _op(delete_group_policy, "GroupName", "PolicyName"),
     ("iam", "CreateRole"): _op(create_role, "RoleName", "Path", "AssumeRolePolicyDocument", "Description",
-                               "MaxSessionDuration"),
+                               "MaxSessionDuration", "Tags"),
+    ("iam", "TagUser"): _op(tag_user, "UserName", "Tags"),
+    ("iam", "UntagUser"): _op(untag_user, "UserName", "TagKeys"),
+    ("iam", "ListUserTags"): _op(list_user_tags, "UserName", *_PAGE),
+    ("iam", "TagRole"): _op(tag_role, "RoleName", "Tags"),
+    ("iam", "UntagRole"): _op(untag_role, "RoleName", "TagKeys"),
+    ("iam", "ListRoleTags"): _op(list_role_tags, "RoleName", *_PAGE),
     ("iam", "GetRole"): _op(get_role, "RoleName"),
     ("iam", "ListRoles"): _op(list_roles, "PathPrefix", *_PAGE),
     ("iam", "DeleteRole"): _op(delete_role, "RoleName"),

@@ -1,0 +1,29 @@
+"""the tags of IAM users and roles
+
+Revision ID: 0017
+Revises: 0011
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0017"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "iam_tags",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("kind", sa.String(8), primary_key=True),
+        sa.Column("entity_name", sa.String(128), primary_key=True),
+        sa.Column("key_lower", sa.String(512), primary_key=True),
+        sa.Column("key", sa.String(512), nullable=False),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("iam_tags")
