@@ -20,6 +20,7 @@ from berth.iam.errors import (
     LimitExceeded,
     MalformedPolicyDocument,
     NoSuchEntity,
+    PolicyNotAttachable,
 )
 from berth.iam.managed import AWS_MANAGED, AWS_POLICY_PREFIX
 from berth.iam.model import Group, ManagedPolicy, OidcProvider, PolicyVersion, Role
@@ -325,6 +326,8 @@ class IamEntities:
         await self._entity(account, kind, entity)
         if arn not in AWS_MANAGED and not arn.startswith(f"arn:aws:iam::{account}:policy/"):
             raise NoSuchEntity(f"Policy {arn} does not exist or is not attachable.")
+        if arn in AWS_MANAGED and not AWS_MANAGED[arn].attachable:
+            raise PolicyNotAttachable(f"Cannot attach a Service Role Policy to a Customer {kind.capitalize()}.")
         await self.get_policy(arn)
         if not await self.db.write(q.attach, account, kind, entity, arn):  # deleted meanwhile
             raise NoSuchEntity(f"The {kind} with name {entity} cannot be found.")

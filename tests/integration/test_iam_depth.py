@@ -35,6 +35,7 @@ READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
 POWER_USER = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser"
 FULL = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess"
 PULL_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly"
+PTC_ROLE = "arn:aws:iam::aws:policy/aws-service-role/AWSECRPullThroughCache_ServiceRolePolicy"
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
@@ -146,6 +147,16 @@ def test_aws_managed_ecr_policies_with_their_real_arns_and_documents(iam: BaseCl
     assert code(iam.delete_policy, PolicyArn=READ_ONLY) == "InvalidInput"
     assert code(iam.create_policy_version, PolicyArn=READ_ONLY, PolicyDocument=doc(allow("*"))) == "InvalidInput"
     assert code(iam.get_policy, PolicyArn="arn:aws:iam::aws:policy/NoSuchPolicy") == "NoSuchEntity"
+    # the pull-through cache's service-role policy: listed and readable, attachable to no user, group or role
+    policy = iam.get_policy(PolicyArn=PTC_ROLE)["Policy"]
+    assert (policy["Path"], policy["DefaultVersionId"], policy["IsAttachable"]) == ("/aws-service-role/", "v4", False)
+    document = iam.get_policy_version(PolicyArn=PTC_ROLE, VersionId="v4")["PolicyVersion"]["Document"]
+    assert document["Statement"][1]["Resource"] == "arn:aws:secretsmanager:*:*:secret:ecr-pullthroughcache/*"
+    assert PTC_ROLE in listed
+    iam.create_user(UserName="service-role-attacher")
+    assert code(iam.attach_user_policy, UserName="service-role-attacher", PolicyArn=PTC_ROLE) == "PolicyNotAttachable"
+    assert iam.list_attached_user_policies(UserName="service-role-attacher")["AttachedPolicies"] == []
+    iam.delete_user(UserName="service-role-attacher")
 
 
 def test_customer_managed_policy_versions(iam: BaseClient, tmp_path: Path, server: BerthServer) -> None:

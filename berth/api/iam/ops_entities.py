@@ -14,6 +14,7 @@ from berth.iam import oidc
 from berth.iam.authz import Principal, assumed_role_arn, role_arn
 from berth.iam.entities import check_identity_policy, check_tags
 from berth.iam.errors import AccessDenied, InvalidIdentityToken, NoSuchEntity
+from berth.iam.managed import AWS_MANAGED
 from berth.iam.model import Group, ManagedPolicy, PolicyVersion, Role
 from berth.iam.sessions import SessionClaims, new_access_key_id
 
@@ -44,7 +45,8 @@ async def _policy(call: IamCall, p: ManagedPolicy) -> dict[str, Any]:
     attachments = await call.identity.entities.attachment_count(p.arn)
     out = {"PolicyName": p.name, "PolicyId": p.policy_id, "Arn": p.arn, "Path": p.path,
            "DefaultVersionId": p.default_version, "AttachmentCount": attachments,
-           "PermissionsBoundaryUsageCount": 0, "IsAttachable": True, "CreateDate": p.created_at,
+           "PermissionsBoundaryUsageCount": 0,
+           "IsAttachable": p.arn not in AWS_MANAGED or AWS_MANAGED[p.arn].attachable, "CreateDate": p.created_at,
            "UpdateDate": p.updated_at}
     if p.description:
         out["Description"] = p.description
