@@ -72,6 +72,7 @@ class PolicyAuthorizer:
             "aws:CurrentTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "aws:EpochTime": str(int(now.timestamp())),
             "aws:MultiFactorAuthPresent": "false",
+            "aws:ViaAWSService": "false",  # true only for Berth's own calls on the caller's behalf (called_via)
             **context.extra,
         }
         # what the credentials say about the principal wins over anything else

@@ -617,3 +617,34 @@ def test_principal_tags_are_the_users_or_roles_own(server: BerthServer, iam: Bas
     assert settled(server, lambda: code(own_iam.tag_user, UserName="tag-puller",
                                         Tags=[{"Key": "project", "Value": "x"}]), "success") == "success"
     assert code(own_iam.tag_user, UserName="tag-puller", Tags=[{"Key": "team", "Value": "web"}]) == "AccessDenied"
+
+
+def test_called_via_names_berths_own_calls_for_a_user(server: BerthServer, iam: BaseClient) -> None:
+    push = ["ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload",
+            "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage"]
+    key, secret = user_with_key(iam, "via-pusher")
+    iam.put_user_policy(UserName="via-pusher", PolicyName="push", PolicyDocument=doc(
+        allow(push),
+        # a repository may be made for a push (create-on-push), never by a CreateRepository call of its own
+        {"Effect": "Allow", "Action": "ecr:CreateRepository", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"aws:CalledVia": ["ecr.amazonaws.com"]},
+                       "StringEquals": {"aws:CalledViaFirst": "ecr.amazonaws.com",
+                                        "aws:CalledViaLast": "ecr.amazonaws.com"},
+                       "Bool": {"aws:ViaAWSService": "true"}}}))
+    user = client("ecr", server.url, key, secret)
+    assert settled(server, lambda: call(user, "CreateRepository", {"repositoryName": "depth/via-direct"}).code,
+                   "AccessDeniedException") == "AccessDeniedException"
+    with OciClient(server.url) as oci:
+        oci.http.headers["Authorization"] = basic(registry_token(user))
+        assert oci.push_image("depth/via-push", random_image(layers=1), "v1").status_code == 201
+    assert call(user, "BatchGetImage", {"repositoryName": "depth/via-push", "imageIds": [{"imageTag": "v1"}]}).code \
+        == "success"
+    # and a Deny on it stops the create-on-push while a direct create stays allowed
+    iam.put_user_policy(UserName="via-pusher", PolicyName="push", PolicyDocument=doc(
+        allow(push + ["ecr:CreateRepository"]),
+        {"Effect": "Deny", "Action": "ecr:CreateRepository", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"aws:CalledVia": "ecr.amazonaws.com"}}}))
+    with OciClient(server.url) as oci:
+        oci.http.headers["Authorization"] = basic(registry_token(user))
+        assert settled(server, lambda: oci.push_blob("depth/via-denied", b"layer").status_code, 403) == 403
+    assert call(user, "CreateRepository", {"repositoryName": "depth/via-direct"}).code == "success"

@@ -26,7 +26,7 @@ from berth.api.oci.http import (
     respond_stream,
 )
 from berth.iam import tokens
-from berth.iam.authz import Authorizer, Context, Principal, repository_arn
+from berth.iam.authz import Authorizer, Context, Principal, called_via, repository_arn
 from berth.registry import manifests
 from berth.registry.errors import (
     BlobUnknown,
@@ -242,10 +242,13 @@ class OciApi:
 
     # authorization and repositories
 
-    async def _allow(self, c: Call, actions: tuple[str, ...], account: str, region: str, name: str) -> None:
+    async def _allow(self, c: Call, actions: tuple[str, ...], account: str, region: str, name: str,
+                     via: bool = False) -> None:
+        """`via`: Berth acts on the caller's behalf (aws:CalledVia ecr.amazonaws.com)."""
         resource = repository_arn(region, account, name)
+        context = called_via(c.context) if via else c.context
         for action in actions:
-            decision = await self.authz.authorize(c.principal, action, resource, c.context)
+            decision = await self.authz.authorize(c.principal, action, resource, context)
             if not decision.allowed:
                 note = c.scope.get("berth")
                 if note is not None:
@@ -255,7 +258,7 @@ class OciApi:
     async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> Repository:
         await self._allow(c, actions, c.account, c.region, name)
         async def may_create() -> None:
-            await self._allow(c, ("ecr:CreateRepository",), c.account, c.region, name)
+            await self._allow(c, ("ecr:CreateRepository",), c.account, c.region, name, via=True)
 
         return await self.registry.repository(c.account, c.region, name, for_push=for_push, may_create=may_create)
 
@@ -278,7 +281,7 @@ class OciApi:
 
         async def may_import(creating: bool) -> None:  # a pull-through cache miss (ECR's actions for it)
             actions = ("ecr:BatchImportUpstreamImage",) + (("ecr:CreateRepository",) if creating else ())
-            await self._allow(c, actions, c.account, c.region, name)
+            await self._allow(c, actions, c.account, c.region, name, via=True)
 
         try:
             m = await self.registry.pull_manifest(c.account, c.region, name, ref, record=c.method == "GET",
