@@ -407,3 +407,40 @@ def list_oidc_providers(account: str) -> Txn[list[OidcProviderRow]]:
 def delete_oidc_provider(account: str, url: str) -> Txn[bool]:
     n = yield Q("DELETE FROM oidc_providers WHERE account_id = ? AND url = ?", (account, url))
     return bool(n)
+
+
+# SAML identity providers
+
+@dataclass(frozen=True, slots=True)
+class SamlProviderRow:
+    account_id: str
+    name: str
+    provider_uuid: str
+    metadata_document: str
+    valid_until: float | None
+    created_at: float
+
+
+_SAML = "account_id, name, provider_uuid, metadata_document, valid_until, created_at"
+
+
+def create_saml_provider(row: SamlProviderRow) -> Txn[bool]:
+    n = yield Q(f"INSERT INTO saml_providers ({_SAML}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, name) "
+                "DO NOTHING", (row.account_id, row.name, row.provider_uuid, row.metadata_document, row.valid_until,
+                               row.created_at))
+    return bool(n)
+
+
+def get_saml_provider(account: str, name: str) -> Txn[SamlProviderRow | None]:
+    row = yield Q(f"SELECT {_SAML} FROM saml_providers WHERE account_id = ? AND name = ?", (account, name), "one")
+    return None if row is None else SamlProviderRow(*row)
+
+
+def list_saml_providers(account: str) -> Txn[list[SamlProviderRow]]:
+    rows = yield Q(f"SELECT {_SAML} FROM saml_providers WHERE account_id = ? ORDER BY name", (account,), "all")
+    return [SamlProviderRow(*r) for r in rows]
+
+
+def delete_saml_provider(account: str, name: str) -> Txn[bool]:
+    n = yield Q("DELETE FROM saml_providers WHERE account_id = ? AND name = ?", (account, name))
+    return bool(n)

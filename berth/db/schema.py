@@ -653,3 +653,16 @@ iam_tags = Table(
     Column("key", String(512), nullable=False),
     Column("value", Text, nullable=False),
 )
+
+# SAML 2.0 identity providers (migration 0017): the IdP's metadata as sent, for AssumeRoleWithSAML
+
+saml_providers = Table(
+    "saml_providers",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", Name(128), primary_key=True),
+    Column("provider_uuid", String(64), nullable=False),
+    Column("metadata_document", Text, nullable=False),
+    Column("valid_until", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)

@@ -98,7 +98,8 @@ class PolicyAuthorizer:
         role_of = principal.base_arn if principal.role else ""
         request = AuthzRequest(principal.arn, principal.account, action, role, owner, ctx, role_of)
         trust = parse_policy(trust_policy, "repository")
-        if ":oidc-provider/" in principal.arn:  # web identity: only a trust statement naming the provider
+        if ":oidc-provider/" in principal.arn or ":saml-provider/" in principal.arn:
+            # federation (web identity, SAML): only a trust statement naming the provider
             return evaluate(request, (), trust)
         if not await self.identity.principal_exists(principal):
             return Decision(False, f"the principal {principal.arn} no longer exists")

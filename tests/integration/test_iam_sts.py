@@ -402,7 +402,8 @@ def test_error_table_matches_botocore_models() -> None:
                 for s in (iam_model_.shape_for(n) for n in iam_model_.shape_names)
                 if s.metadata.get("exception") and "error" in s.metadata}
     for cls in (iam_errors.NoSuchEntity, iam_errors.EntityAlreadyExists, iam_errors.DeleteConflict,
-                iam_errors.LimitExceeded, iam_errors.MalformedPolicyDocument, iam_errors.InvalidInput):
+                iam_errors.LimitExceeded, iam_errors.MalformedPolicyDocument, iam_errors.InvalidInput,
+                iam_errors.PolicyNotAttachable):
         assert modelled[cls.code] == cls.status, cls.code
     assert modelled["ServiceFailure"] == iam_app.STATUS["ServiceFailure"]
     for (service, op), operation in iam_operations.OPERATIONS.items():

@@ -1,4 +1,4 @@
-"""the tags of IAM users and roles
+"""the tags of IAM users and roles, and SAML identity providers
 
 Revision ID: 0017
 Revises: 0011
@@ -23,7 +23,18 @@ def upgrade() -> None:
         sa.Column("key", sa.String(512), nullable=False),
         sa.Column("value", sa.Text, nullable=False),
     )
+    op.create_table(
+        "saml_providers",
+        sa.Column("account_id", sa.String(12), primary_key=True),
+        sa.Column("name", sa.String(128).with_variant(sa.String(128, collation="C"), "postgresql"),
+                  primary_key=True),
+        sa.Column("provider_uuid", sa.String(64), nullable=False),
+        sa.Column("metadata_document", sa.Text, nullable=False),
+        sa.Column("valid_until", sa.Float, nullable=True),
+        sa.Column("created_at", sa.Float, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("saml_providers")
     op.drop_table("iam_tags")
