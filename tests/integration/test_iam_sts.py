@@ -339,9 +339,10 @@ def test_boto3_validation(iam: BaseClient, server: BerthServer) -> None:
         with pytest.raises(ClientError) as info:
             call(**kwargs)
         assert text in error(info, "ValidationError", 400)
-    with pytest.raises(ClientError) as tags:  # refused, not silently dropped
-        raw.create_user(UserName="tagged", Tags=[{"Key": "team", "Value": "a"}])
-    assert "Tags" in error(tags, "ValidationError", 400)
+    with pytest.raises(ClientError) as boundary:  # a parameter Berth does not implement: refused, not dropped
+        raw.create_user(UserName="tagged",
+                        PermissionsBoundary="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+    assert "PermissionsBoundary" in error(boundary, "ValidationError", 400)
     with pytest.raises(ClientError) as unsupported:
         raw.create_instance_profile(InstanceProfileName="p")
     assert "CreateInstanceProfile" in error(unsupported, "InvalidAction", 400)
