@@ -524,10 +524,10 @@ def test_a_policy_always_keeps_a_stored_default_version(db: Harness, tmp_path: P
             policy = await entities[0].create_policy(ACCOUNT, f"d{r}", doc % "ListImages")
             for i in range(2, 6):
                 await entities[0].create_version(ACCOUNT, policy.arn, doc % f"Describe{i}", False)
-            # v2..v5: half of the callers make one the default, the other half delete one
+            # v2..v5: for each, one caller makes it the default while another deletes it
             calls: list[Awaitable[Any]] = []
             for i, e in enumerate(entities):
-                version = f"v{2 + i % 4}"
+                version = f"v{2 + (i // 2) % 4}"
                 calls.append(e.set_default_version(ACCOUNT, policy.arn, version) if i % 2 == 0
                              else e.delete_version(ACCOUNT, policy.arn, version))
             results = await at_once(calls)
