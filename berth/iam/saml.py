@@ -1,10 +1,11 @@
 """SAML 2.0 federation: an IdP's metadata (its entity id and signing certificates) and the checks of a
 SAML response that AssumeRoleWithSAML takes as its credential.
 
-The XML signature is verified by signxml (XML-DSig, exclusive c14n) against the certificates of the
-provider's metadata, and everything read afterwards comes from the element the signature covers (the
-signed Response or Assertion signxml hands back), never from the document as received, so a wrapped
-or injected assertion is never read. Parsing forbids entities, DTDs and network access.
+The XML signature is verified by signxml (XML-DSig, exclusive c14n; SHA-1 refused, signxml's default)
+against the certificates of the provider's metadata, and everything read afterwards comes from the
+element the signature covers (the signed Response or Assertion signxml hands back), never from the
+document as received, so a wrapped or injected assertion is never read; text is read whole, so a
+comment never truncates a NameID. Parsing forbids entities, DTDs and network access.
 """
 
 from __future__ import annotations
@@ -130,11 +131,16 @@ def name_qualifier(issuer: str, account: str, provider_name: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def _signed(root: etree._Element, certificates: tuple[str, ...]) -> etree._Element:
+def _text(element: etree._Element | None) -> str:
+    """All of an element's text, comments' neighbours joined (a comment never truncates a NameID)."""
+    return "" if element is None else "".join(element.itertext()).strip()
+
+
+def _signed(raw: bytes, certificates: tuple[str, ...]) -> etree._Element:
     last: Exception | None = None
-    for cert in certificates:
+    for cert in certificates:  # each attempt on the bytes as received: a failed one leaves nothing behind
         try:
-            result = XMLVerifier().verify(root, x509_cert=cert)
+            result = XMLVerifier().verify(raw, x509_cert=cert)
         except (InvalidSignature, SignxmlInvalidInput) as e:
             last = e
             continue
@@ -160,7 +166,7 @@ def verify_response(encoded: str, metadata: Metadata, now: datetime) -> SamlAsse
     status = root.find("samlp:Status/samlp:StatusCode", NS)
     if status is not None and status.get("Value") != SUCCESS:
         raise SamlError(f"the SAML response's status is {status.get('Value')}")
-    signed = _signed(root, metadata.certificates)
+    signed = _signed(raw, metadata.certificates)
     if signed.tag == f"{{{ASSERTION}}}Assertion":
         assertion = signed
     elif signed.tag == f"{{{PROTOCOL}}}Response":
@@ -170,7 +176,7 @@ def verify_response(encoded: str, metadata: Metadata, now: datetime) -> SamlAsse
         assertion = found[0]
     else:
         raise SamlError("the signature covers neither the response nor its assertion")
-    issuer = (assertion.findtext("saml:Issuer", None, NS) or "").strip()
+    issuer = _text(assertion.find("saml:Issuer", NS))
     if issuer != metadata.entity_id:
         raise SamlError(f"the assertion's issuer {issuer!r} is not the provider's entity id")
     conditions = assertion.find("saml:Conditions", NS)
@@ -178,13 +184,13 @@ def verify_response(encoded: str, metadata: Metadata, now: datetime) -> SamlAsse
     ends = _time(None if conditions is None else conditions.get("NotOnOrAfter"), "NotOnOrAfter")
     if not_before is not None and now + _SKEW < not_before:
         raise SamlError("the SAML assertion is not yet valid")
-    audiences = tuple(a.text.strip() for a in assertion.findall(
-        "saml:Conditions/saml:AudienceRestriction/saml:Audience", NS) if a.text)
+    audiences = tuple(_text(a) for a in assertion.findall("saml:Conditions/saml:AudienceRestriction/saml:Audience",
+                                                           NS))
     if not any(a in AUDIENCES for a in audiences):
         raise SamlError(f"the assertion's audience must be one of {', '.join(AUDIENCES)}")
     subject = assertion.find("saml:Subject", NS)
     name_id = None if subject is None else subject.find("saml:NameID", NS)
-    if name_id is None or not (name_id.text or "").strip():
+    if name_id is None or not _text(name_id):
         raise SamlError("the assertion has no Subject NameID")
     data = None if subject is None else subject.find(
         "saml:SubjectConfirmation[@Method='urn:oasis:names:tc:SAML:2.0:cm:bearer']/saml:SubjectConfirmationData", NS)
@@ -204,7 +210,7 @@ def verify_response(encoded: str, metadata: Metadata, now: datetime) -> SamlAsse
     attributes: dict[str, list[str]] = {}
     for attr in assertion.findall("saml:AttributeStatement/saml:Attribute", NS):
         attributes.setdefault(attr.get("Name", ""), []).extend(
-            (v.text or "").strip() for v in attr.findall("saml:AttributeValue", NS))
+            _text(v) for v in attr.findall("saml:AttributeValue", NS))
     roles = []
     for value in attributes.get(ROLE_ATTRIBUTE, []):
         parts = [p.strip() for p in value.split(",")]
@@ -218,5 +224,5 @@ def verify_response(encoded: str, metadata: Metadata, now: datetime) -> SamlAsse
         raise SamlError(f"the SessionDuration attribute is not a number: {duration!r}") from None
     fmt = name_id.get("Format", "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified")
     session = attributes.get(SESSION_NAME_ATTRIBUTE, [None])[0]
-    return SamlAssertion(issuer, (name_id.text or "").strip(), _SUB_TYPES.get(fmt, fmt), recipient, audiences,
+    return SamlAssertion(issuer, _text(name_id), _SUB_TYPES.get(fmt, fmt), recipient, audiences,
                          tuple(roles), session, seconds, deadline)
