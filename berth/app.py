@@ -168,7 +168,7 @@ class BerthApp:
         db = self.db
         self._metrics_sources = MetricsSources(lambda: db.read(store_counts), JobQueue(db).stats)
         self.oci = OciApi(registry, authn, authz, s.default_account, s.default_region, s.registry_domain,
-                          blob_url=blobs.url_for if s.storage_redirect else None)
+                          blob_url=blobs.url_for if s.storage_redirect else None, regions=s.served_regions)
         services = Services(registry, identity, ResourcePolicies(self.db), authz, s.registry_domain,
                             Images(registry), RepositoryAdmin(self.db), lifecycle,
                             ReplicationService(self.db), templates, rules, ScanService(self.db, blobs),

@@ -69,11 +69,17 @@ def get_user(account: str, name: str) -> Txn[UserRow | None]:
     return _user(row)
 
 
-def create_user(account: str, name: str, user_id: str, path: str, now: float) -> Txn[UserRow | None]:
-    """None when the user already exists."""
+def create_user(account: str, name: str, user_id: str, path: str, now: float,
+                tags: tuple[tuple[str, str], ...] = ()) -> Txn[UserRow | None]:
+    """None when the user already exists. `tags` are stored with it, in the same transaction."""
     n = yield Q("INSERT INTO iam_users (account_id, name, user_id, path, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (account_id, name) DO NOTHING", (account, name, user_id, path, now))
-    return UserRow(account, name, user_id, path, now) if n else None
+    if not n:
+        return None
+    for key, value in tags:
+        yield Q("INSERT INTO iam_tags (account_id, kind, entity_name, key_lower, key, value) "
+                "VALUES (?, 'user', ?, ?, ?, ?)", (account, name, key.lower(), key, value))
+    return UserRow(account, name, user_id, path, now)
 
 
 def list_users(account: str, after: str, limit: int) -> Txn[list[UserRow]]:
@@ -108,6 +114,7 @@ def delete_user(account: str, name: str) -> Txn[UserOutcome]:
                 "SELECT 1 FROM policy_attachments WHERE account_id = ? AND kind = 'user' AND entity_name = ? LIMIT 1"):
         if (yield Q(sql, (account, name), "one")) is not None:
             return UserOutcome.TIED
+    yield Q("DELETE FROM iam_tags WHERE account_id = ? AND kind = 'user' AND entity_name = ?", (account, name))
     yield Q("DELETE FROM iam_users WHERE account_id = ? AND name = ?", (account, name))
     return UserOutcome.DONE
 

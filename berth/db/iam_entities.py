@@ -139,12 +139,17 @@ def groups_for_user(account: str, user: str) -> Txn[list[GroupRow]]:
 
 # roles
 
-def create_role(row: RoleRow) -> Txn[bool]:
+def create_role(row: RoleRow, tags: tuple[tuple[str, str], ...] = ()) -> Txn[bool]:
     n = yield Q(f"INSERT INTO iam_roles ({_ROLE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (account_id, name) DO NOTHING",
                 (row.account_id, row.name, row.role_id, row.path, row.trust_policy, row.description,
                  row.max_session_duration, row.created_at))
-    return bool(n)
+    if not n:
+        return False
+    for key, value in tags:
+        yield Q("INSERT INTO iam_tags (account_id, kind, entity_name, key_lower, key, value) "
+                "VALUES (?, 'role', ?, ?, ?, ?)", (row.account_id, row.name, key.lower(), key, value))
+    return True
 
 
 def get_role(account: str, name: str) -> Txn[RoleRow | None]:
@@ -170,8 +175,43 @@ def delete_role(account: str, name: str) -> Txn[str]:
         found = yield Q(sql, (account, name), "one")
         if found is not None:
             return "conflict"
+    yield Q("DELETE FROM iam_tags WHERE account_id = ? AND kind = 'role' AND entity_name = ?", (account, name))
     n = yield Q("DELETE FROM iam_roles WHERE account_id = ? AND name = ?", (account, name))
     return "ok" if n else "unknown"
+
+
+# tags of users and roles (kind: "user" | "role"); keys compared without case, as IAM does
+
+def tags(account: str, kind: str, entity: str) -> Txn[list[tuple[str, str]]]:
+    rows = yield Q("SELECT key, value FROM iam_tags WHERE account_id = ? AND kind = ? AND entity_name = ? "
+                   "ORDER BY key_lower", (account, kind, entity), "all")
+    return [(r[0], r[1]) for r in rows]
+
+
+def tag(account: str, kind: str, entity: str, new: tuple[tuple[str, str], ...], limit: int) -> Txn[str]:
+    """Add or overwrite tags: "ok", "unknown" (the user or role is gone), or "limit" (more than `limit`
+    tags would result; nothing written). Under the entity's row lock, so concurrent calls cannot pass it."""
+    if not (yield from lock_entity(account, kind, entity, "NO KEY UPDATE")):
+        return "unknown"
+    rows = yield Q("SELECT key_lower FROM iam_tags WHERE account_id = ? AND kind = ? AND entity_name = ?",
+                   (account, kind, entity), "all")
+    if len({r[0] for r in rows} | {k.lower() for k, _ in new}) > limit:
+        return "limit"
+    for key, value in new:
+        yield Q("INSERT INTO iam_tags (account_id, kind, entity_name, key_lower, key, value) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (account_id, kind, entity_name, key_lower) DO UPDATE SET key = excluded.key, "
+                "value = excluded.value", (account, kind, entity, key.lower(), key, value))
+    return "ok"
+
+
+def untag(account: str, kind: str, entity: str, keys: list[str]) -> Txn[bool]:
+    """False when the user or role is gone; keys not present are ignored (as IAM)."""
+    if not (yield from lock_entity(account, kind, entity, "NO KEY UPDATE")):
+        return False
+    for key in keys:
+        yield Q("DELETE FROM iam_tags WHERE account_id = ? AND kind = ? AND entity_name = ? AND key_lower = ?",
+                (account, kind, entity, key.lower()))
+    return True
 
 
 # inline policies of groups and roles (kind: "group" | "role")
@@ -366,4 +406,41 @@ def list_oidc_providers(account: str) -> Txn[list[OidcProviderRow]]:
 
 def delete_oidc_provider(account: str, url: str) -> Txn[bool]:
     n = yield Q("DELETE FROM oidc_providers WHERE account_id = ? AND url = ?", (account, url))
+    return bool(n)
+
+
+# SAML identity providers
+
+@dataclass(frozen=True, slots=True)
+class SamlProviderRow:
+    account_id: str
+    name: str
+    provider_uuid: str
+    metadata_document: str
+    valid_until: float | None
+    created_at: float
+
+
+_SAML = "account_id, name, provider_uuid, metadata_document, valid_until, created_at"
+
+
+def create_saml_provider(row: SamlProviderRow) -> Txn[bool]:
+    n = yield Q(f"INSERT INTO saml_providers ({_SAML}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, name) "
+                "DO NOTHING", (row.account_id, row.name, row.provider_uuid, row.metadata_document, row.valid_until,
+                               row.created_at))
+    return bool(n)
+
+
+def get_saml_provider(account: str, name: str) -> Txn[SamlProviderRow | None]:
+    row = yield Q(f"SELECT {_SAML} FROM saml_providers WHERE account_id = ? AND name = ?", (account, name), "one")
+    return None if row is None else SamlProviderRow(*row)
+
+
+def list_saml_providers(account: str) -> Txn[list[SamlProviderRow]]:
+    rows = yield Q(f"SELECT {_SAML} FROM saml_providers WHERE account_id = ? ORDER BY name", (account,), "all")
+    return [SamlProviderRow(*r) for r in rows]
+
+
+def delete_saml_provider(account: str, name: str) -> Txn[bool]:
+    n = yield Q("DELETE FROM saml_providers WHERE account_id = ? AND name = ?", (account, name))
     return bool(n)

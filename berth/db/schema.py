@@ -640,6 +640,33 @@ audit_events = Table(
 )
 
 
+# Identity: the tags of IAM users and roles (migration 0017). IAM compares tag keys without case and
+# keeps the case they were given: key_lower is the key's identity, key what is shown.
+
+iam_tags = Table(
+    "iam_tags",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("kind", String(8), primary_key=True),  # "user" | "role"
+    Column("entity_name", String(128), primary_key=True),
+    Column("key_lower", String(512), primary_key=True),
+    Column("key", String(512), nullable=False),
+    Column("value", Text, nullable=False),
+)
+
+# SAML 2.0 identity providers (migration 0017): the IdP's metadata as sent, for AssumeRoleWithSAML
+
+saml_providers = Table(
+    "saml_providers",
+    metadata,
+    Column("account_id", String(12), primary_key=True),
+    Column("name", Name(128), primary_key=True),
+    Column("provider_uuid", String(64), nullable=False),
+    Column("metadata_document", Text, nullable=False),
+    Column("valid_until", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+)
+
 # The archive storage location (berth/lifecycle/archive.py, migration 0014): a row per digest whose bytes
 # live in the archive store, or that a placement is moving (either way)
 

@@ -63,7 +63,8 @@ class PolicyAuthorizer:
         return policy
 
     @staticmethod
-    def _context(principal: Principal, context: Context) -> dict[str, str | list[str]]:
+    def _context(principal: Principal, context: Context,
+                 own_tags: Mapping[str, str] | None = None) -> dict[str, str | list[str]]:
         now = datetime.now(UTC)
         ctx: dict[str, str | list[str]] = {
             "aws:SourceIp": context.source_ip,
@@ -71,6 +72,7 @@ class PolicyAuthorizer:
             "aws:CurrentTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "aws:EpochTime": str(int(now.timestamp())),
             "aws:MultiFactorAuthPresent": "false",
+            "aws:ViaAWSService": "false",  # true only for Berth's own calls on the caller's behalf (called_via)
             **context.extra,
         }
         # what the credentials say about the principal wins over anything else
@@ -79,7 +81,9 @@ class PolicyAuthorizer:
         ctx["aws:PrincipalType"] = principal.kind
         if principal.user:
             ctx["aws:username"] = principal.user
-        for tag, value in principal.session_tags:
+        for tag, value in (own_tags or {}).items():  # the user's or the role's own tags ...
+            ctx[f"aws:PrincipalTag/{tag}"] = value
+        for tag, value in principal.session_tags:  # ... and a session's tags win over its role's, as in AWS
             ctx[f"aws:PrincipalTag/{tag}"] = value
         ctx["aws:userid"] = f"{principal.role_id}:{principal.session}" if principal.role else \
             principal.user_id or principal.account
@@ -89,11 +93,13 @@ class PolicyAuthorizer:
                               context: Context, extra: Mapping[str, str]) -> Decision:
         """AssumeRole: the trust policy must name the caller (or its account, and then the caller's own
         identity policies must allow the action too); an explicit deny anywhere refuses."""
-        ctx = {**self._context(principal, context), **extra}
+        ctx = {**self._context(principal, context, await self.identity.entities.principal_tags(principal)), **extra}
         owner = role.split(":")[4]
-        request = AuthzRequest(principal.arn, principal.account, action, role, owner, ctx)
+        role_of = principal.base_arn if principal.role else ""
+        request = AuthzRequest(principal.arn, principal.account, action, role, owner, ctx, role_of)
         trust = parse_policy(trust_policy, "repository")
-        if ":oidc-provider/" in principal.arn:  # web identity: only a trust statement naming the provider
+        if ":oidc-provider/" in principal.arn or ":saml-provider/" in principal.arn:
+            # federation (web identity, SAML): only a trust statement naming the provider
             return evaluate(request, (), trust)
         if not await self.identity.principal_exists(principal):
             return Decision(False, f"the principal {principal.arn} no longer exists")
@@ -104,7 +110,7 @@ class PolicyAuthorizer:
         if evaluate(request, (), trust).allowed:  # named in the trust policy
             return full
         # named by account only: the caller's identity policies decide, as they do across accounts
-        as_foreign = AuthzRequest(principal.arn, principal.account, action, role, "000000000000", ctx)
+        as_foreign = AuthzRequest(principal.arn, principal.account, action, role, "000000000000", ctx, role_of)
         return evaluate(as_foreign, identity, trust)
 
     async def authorize(self, principal: Principal, action: str, resource: str, context: Context) -> Decision:
@@ -126,12 +132,13 @@ class PolicyAuthorizer:
         registry_policy = await self._policy((account, region), "registry") if account else None
         if registry_policy is not None and self._v1.get((account, region)) and action not in _V1_ACTIONS:
             registry_policy = None
-        ctx = self._context(principal, context)
+        ctx = self._context(principal, context, await self.identity.entities.principal_tags(principal))
         if name and self.resource_tags is not None:
             for k, v in (await self.resource_tags(account, region, name)).items():
                 ctx[f"aws:ResourceTag/{k}"] = v
                 ctx[f"ecr:ResourceTag/{k}"] = v
-        request = AuthzRequest(principal.arn, principal.account, action, resource, account or principal.account, ctx)
+        request = AuthzRequest(principal.arn, principal.account, action, resource, account or principal.account, ctx,
+                               principal.base_arn if principal.role else "")
         identity = await self.identity.identity_policies(principal)
         decision = evaluate(request, identity, resource_policy, registry_policy)
         if decision.allowed and principal.session_policy:  # a session policy can only narrow the role

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from berth.iam.policy import Decision
@@ -110,6 +110,18 @@ class Context:
     # Decide as if this repository policy text were stored in place of the repository's own:
     # SetRepositoryPolicy's "would the new policy lock the caller out" check, through the same seam.
     proposed_repository_policy: str | None = None
+
+
+ECR_SERVICE = "ecr.amazonaws.com"
+
+
+def called_via(context: Context, service: str = ECR_SERVICE) -> Context:
+    """The context of a call Berth makes itself on behalf of the request's principal (a repository made
+    for a push, an image imported for a pull-through cache miss): aws:CalledVia names the service, as AWS
+    names a service that acts with the caller's credentials, with aws:CalledViaFirst/Last and
+    aws:ViaAWSService true. One service deep: Berth's own calls never chain."""
+    return replace(context, extra={**context.extra, "aws:CalledVia": [service], "aws:CalledViaFirst": service,
+                                   "aws:CalledViaLast": service, "aws:ViaAWSService": "true"})
 
 
 def request_tag_context(params: Mapping[str, object]) -> dict[str, str | list[str]]:

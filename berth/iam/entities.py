@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from berth.db import iam as users_q
 from berth.db import iam_entities as q
-from berth.db.iam_entities import GroupRow, OidcProviderRow, PolicyRow, RoleRow
+from berth.db.iam_entities import GroupRow, OidcProviderRow, PolicyRow, RoleRow, SamlProviderRow
 from berth.db.store import Backend
 from berth.iam.authz import Principal
 from berth.iam.errors import (
@@ -20,6 +20,7 @@ from berth.iam.errors import (
     LimitExceeded,
     MalformedPolicyDocument,
     NoSuchEntity,
+    PolicyNotAttachable,
 )
 from berth.iam.managed import AWS_MANAGED, AWS_POLICY_PREFIX
 from berth.iam.model import Group, ManagedPolicy, OidcProvider, PolicyVersion, Role
@@ -27,6 +28,21 @@ from berth.iam.policy import parse_policy
 
 MAX_SESSION_DURATION = (3600, 43200)  # a role's MaxSessionDuration, as IAM bounds it
 KINDS = ("user", "group", "role")
+MAX_TAGS = 50  # per user or role, as IAM
+Tags = tuple[tuple[str, str], ...]
+
+
+def check_tags(tags: list[dict[str, str]]) -> Tags:
+    """A request's Tags (the model has checked each key's and value's length and characters, and the
+    count): what IAM checks beyond the model, as (key, value) pairs."""
+    pairs = tuple((t["Key"], t.get("Value", "")) for t in tags)
+    if len({k.lower() for k, _ in pairs}) != len(pairs):
+        raise InvalidInput("Duplicate tag keys found. Please note that Tag keys are case insensitive.")
+    for key, _ in pairs:
+        if key.lower().startswith("aws:"):
+            raise InvalidInput(f"Tag key {key} is invalid: tag keys may not start with 'aws:', a prefix reserved "
+                               "for AWS use.")
+    return pairs
 
 
 def _id(prefix: str) -> str:
@@ -48,6 +64,7 @@ def check_trust_policy(document: str) -> None:
     for st in policy.statements:
         if st.actions is not None and not st.actions.fullmatch("sts:AssumeRole") \
                 and not st.actions.fullmatch("sts:AssumeRoleWithWebIdentity") \
+                and not st.actions.fullmatch("sts:AssumeRoleWithSAML") \
                 and not st.actions.fullmatch("sts:TagSession"):
             raise MalformedPolicyDocument("AssumeRolepolicy contained an invalid action")
 
@@ -111,13 +128,13 @@ class IamEntities:
     # roles
 
     async def create_role(self, account: str, name: str, trust: str, path: str = "/", description: str = "",
-                          max_session_duration: int = 3600) -> Role:
+                          max_session_duration: int = 3600, tags: Tags = ()) -> Role:
         check_trust_policy(trust)
         low, high = MAX_SESSION_DURATION
         if not low <= max_session_duration <= high:
             raise InvalidInput(f"MaxSessionDuration must be between {low} and {high} seconds")
         row = RoleRow(account, name, _id("AROA"), path, trust, description, max_session_duration, self.clock())
-        if not await self.db.write(q.create_role, row):
+        if not await self.db.write(q.create_role, row, tags):
             raise EntityAlreadyExists(f"Role with name {name} already exists.")
         return Role.from_row(row)
 
@@ -145,6 +162,36 @@ class IamEntities:
             raise NoSuchEntity(f"The role with name {name} cannot be found.")
         if result == "conflict":
             raise DeleteConflict("Cannot delete entity, must detach all policies first.")
+
+    # tags of users and roles
+
+    async def tags(self, account: str, kind: str, name: str) -> list[tuple[str, str]]:
+        await self._entity(account, kind, name)
+        return await self.db.read(q.tags, account, kind, name)
+
+    async def tag(self, account: str, kind: str, name: str, tags: Tags) -> None:
+        await self._entity(account, kind, name)
+        result = await self.db.write(q.tag, account, kind, name, tags, MAX_TAGS)
+        if result == "unknown":  # deleted meanwhile
+            raise NoSuchEntity(f"The {kind} with name {name} cannot be found.")
+        if result == "limit":
+            raise LimitExceeded(f"The number of tags has reached the maximum limit: a {kind} has at most "
+                                f"{MAX_TAGS} tags.")
+
+    async def untag(self, account: str, kind: str, name: str, keys: list[str]) -> None:
+        await self._entity(account, kind, name)
+        if not await self.db.write(q.untag, account, kind, name, keys):
+            raise NoSuchEntity(f"The {kind} with name {name} cannot be found.")
+
+    async def principal_tags(self, principal: Principal) -> dict[str, str]:
+        """aws:PrincipalTag: a user's own tags, a role session's role's (its session tags win over them)."""
+        if principal.role:
+            own = await self.db.read(q.tags, principal.account, "role", principal.role)
+        elif principal.user:
+            own = await self.db.read(q.tags, principal.account, "user", principal.user)
+        else:
+            return {}
+        return dict(own)
 
     # inline policies of groups and roles
 
@@ -280,6 +327,8 @@ class IamEntities:
         await self._entity(account, kind, entity)
         if arn not in AWS_MANAGED and not arn.startswith(f"arn:aws:iam::{account}:policy/"):
             raise NoSuchEntity(f"Policy {arn} does not exist or is not attachable.")
+        if arn in AWS_MANAGED and not AWS_MANAGED[arn].attachable:
+            raise PolicyNotAttachable(f"Cannot attach a Service Role Policy to a Customer {kind.capitalize()}.")
         await self.get_policy(arn)
         if not await self.db.write(q.attach, account, kind, entity, arn):  # deleted meanwhile
             raise NoSuchEntity(f"The {kind} with name {entity} cannot be found.")
@@ -338,6 +387,50 @@ class IamEntities:
         account, url = self._oidc_key(arn)
         if not await self.db.write(q.delete_oidc_provider, account, url):
             raise NoSuchEntity(f"OpenIDConnect Provider not found for arn {arn}")
+
+    # SAML providers
+
+    @staticmethod
+    def saml_arn(account: str, name: str) -> str:
+        return f"arn:aws:iam::{account}:saml-provider/{name}"
+
+    @staticmethod
+    def saml_key(arn: str) -> tuple[str, str]:
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or parts[2] != "iam" or not parts[5].startswith("saml-provider/"):
+            raise InvalidInput(f"Invalid SAML provider ARN {arn}")
+        return parts[4], parts[5][len("saml-provider/"):]
+
+    async def create_saml_provider(self, account: str, name: str, document: str) -> str:
+        from berth.iam import saml  # lxml and signxml: loaded only where SAML is used
+
+        try:
+            metadata = saml.parse_metadata(document)
+        except saml.SamlError as e:
+            raise InvalidInput(f"Could not parse metadata: {e}") from None
+        valid_until = metadata.valid_until.timestamp() if metadata.valid_until else None
+        row = SamlProviderRow(account, name, _id("") + _id(""), document, valid_until, self.clock())
+        if not await self.db.write(q.create_saml_provider, row):
+            raise EntityAlreadyExists(f"SAMLProvider {name} already exists")
+        return self.saml_arn(account, name)
+
+    async def get_saml_provider(self, arn: str) -> SamlProviderRow:
+        account, name = self.saml_key(arn)
+        row = await self.db.read(q.get_saml_provider, account, name)
+        if row is None:
+            raise NoSuchEntity(f"Manifest not found for arn {arn}")
+        return row
+
+    async def find_saml_provider(self, account: str, name: str) -> SamlProviderRow | None:
+        return await self.db.read(q.get_saml_provider, account, name)
+
+    async def list_saml_providers(self, account: str) -> list[SamlProviderRow]:
+        return await self.db.read(q.list_saml_providers, account)
+
+    async def delete_saml_provider(self, arn: str) -> None:
+        account, name = self.saml_key(arn)
+        if not await self.db.write(q.delete_saml_provider, account, name):
+            raise NoSuchEntity(f"SAMLProvider {arn} not found")
 
     # the authorizer's question
 

@@ -1,5 +1,7 @@
-"""The AWS managed policies for ECR, with their real ARNs and documents (AWS's managed-policy
-reference); read-only, in every account, attachable to users, groups and roles."""
+"""The AWS managed policies for ECR, with their real ARNs, versions and documents (AWS's managed-policy
+reference, docs.aws.amazon.com/aws-managed-policy/latest/reference/, checked against the MAMIP archive
+of AWS managed policies); read-only, in every account. All but the pull-through cache's service-role
+policy are attachable to users, groups and roles; that one belongs to a service-linked role only."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ class AwsManagedPolicy:
     created: float  # epoch seconds, as AWS lists them
     updated: float
     path: str = "/"
+    attachable: bool = True  # False: a service-role policy (AttachXPolicy answers PolicyNotAttachable)
 
     @property
     def id(self) -> str:
@@ -55,11 +58,24 @@ AWS_MANAGED: dict[str, AwsManagedPolicy] = {p.arn: p for p in (
                      _doc({"Effect": "Allow", "Action": ["ecr:*", "cloudtrail:LookupEvents"], "Resource": "*"},
                           {"Effect": "Allow", "Action": ["iam:CreateServiceLinkedRole"], "Resource": "*",
                            "Condition": {"StringEquals": {"iam:AWSServiceName": [
-                               "replication.ecr.amazonaws.com"]}}}), 1450717500.0, 1607644800.0),
+                               "replication.ecr.amazonaws.com"]}}}), 1450717500.0, 1607126659.0),
     AwsManagedPolicy("AmazonEC2ContainerRegistryPullOnly", "", "v1",
                      "Provides access to pull images from Amazon EC2 Container Registry repositories.",
                      _doc({"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage",
                                                          "ecr:GetDownloadUrlForLayer",
                                                          "ecr:BatchImportUpstreamImage"], "Resource": "*"}),
-                     1728061080.0, 1728061080.0),
+                     1728061129.0, 1728061129.0),
+    AwsManagedPolicy("AWSECRPullThroughCache_ServiceRolePolicy", "", "v4",
+                     "Enables access to AWS services and resources used or managed by AWS ECR pull through cache",
+                     _doc({"Sid": "ECR", "Effect": "Allow",
+                           "Action": ["ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability",
+                                      "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload",
+                                      "ecr:PutImage", "ecr:BatchGetImage", "ecr:BatchImportUpstreamImage",
+                                      "ecr:GetDownloadUrlForLayer", "ecr:GetImageCopyStatus"],
+                           "Resource": "*",
+                           "Condition": {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}},
+                          {"Sid": "SecretsManager", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+                           "Resource": "arn:aws:secretsmanager:*:*:secret:ecr-pullthroughcache/*",
+                           "Condition": {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}}),
+                     1637963460.0, 1778609520.0, path="/aws-service-role/", attachable=False),
 )}

@@ -100,6 +100,9 @@ class AuthzRequest:
     resource_arn: str  # "arn:aws:ecr:us-east-1:123456789012:repository/name", or "*"
     resource_account: str
     context: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
+    # A role session's role (`arn:aws:iam::<acct>:role/<path><name>`): a resource policy naming the role
+    # names every session of it, as in AWS ("" for any other principal)
+    principal_role_arn: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,26 +123,29 @@ class PrincipalSet:
     arns: frozenset[str]
     services: frozenset[str]  # lower-cased
 
-    def match(self, principal_arn: str, principal_account: str) -> int:
+    def match(self, principal_arn: str, principal_account: str, role_arn: str = "") -> int:
         if self.anyone:
             return _BY_NAME
-        if principal_arn in self.arns or principal_arn.lower() in self.services:
+        if principal_arn in self.arns or principal_arn.lower() in self.services or role_arn in self.arns:
             return _BY_NAME
         if principal_account in self.accounts:
             # The root user is named by its account; anyone else of the account is delegated to.
             return _BY_NAME if _is_root(principal_arn, principal_account) else _BY_ACCOUNT
         return _NO_MATCH
 
-    def excludes(self, principal_arn: str, principal_account: str) -> bool:
+    def excludes(self, principal_arn: str, principal_account: str, role_arn: str = "") -> bool:
         """NotPrincipal: AWS checks every entity of the caller's chain, the account first, then the
-        principal, so a user is exempt only if both its account and its own ARN are listed."""
+        principal, so a user is exempt only if both its account and its own ARN are listed (a role
+        session only if its account, its role and the session are all listed)."""
         if self.anyone:
             return True
         if not principal_arn.startswith("arn:"):  # a service principal is its own chain
             return principal_arn.lower() in self.services
         if principal_account not in self.accounts:
             return False
-        return _is_root(principal_arn, principal_account) or principal_arn in self.arns
+        if _is_root(principal_arn, principal_account):
+            return True
+        return principal_arn in self.arns and (not role_arn or role_arn in self.arns)
 
 
 def _is_root(principal_arn: str, account: str) -> bool:
@@ -194,10 +200,12 @@ class Statement:
         principals = self.principals
         if principals is not None:
             if self.not_principal:
-                if principals.excludes(request.principal_arn, request.principal_account):
+                if principals.excludes(request.principal_arn, request.principal_account,
+                                       request.principal_role_arn):
                     return _NO_MATCH
             else:
-                how = principals.match(request.principal_arn, request.principal_account)
+                how = principals.match(request.principal_arn, request.principal_account,
+                                       request.principal_role_arn)
                 if how == _NO_MATCH:
                     return _NO_MATCH
         if self.resources is not None:

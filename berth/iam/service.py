@@ -168,11 +168,12 @@ class IdentityService:
 
     # users
 
-    async def create_user(self, account: str, name: str, path: str = "/") -> User:
+    async def create_user(self, account: str, name: str, path: str = "/",
+                          tags: tuple[tuple[str, str], ...] = ()) -> User:
         if not _USER_NAME.fullmatch(name):
             raise InvalidInput(f"invalid user name {name!r}")
         user_id = "AIDA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(17))
-        row = await self.db.write(q.create_user, account, name, user_id, path, self.clock())
+        row = await self.db.write(q.create_user, account, name, user_id, path, self.clock(), tags)
         if row is None:
             raise EntityAlreadyExists(f"User with name {name} already exists.")
         return User.from_row(row)

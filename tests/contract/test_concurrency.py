@@ -23,6 +23,7 @@ from berth.db import iam_entities as qent
 from berth.db import images as qi
 from berth.db import registry as q
 from berth.db.store import Backend
+from berth.iam.entities import MAX_TAGS
 from berth.iam.errors import DeleteConflict, LimitExceeded, NoSuchEntity
 from berth.iam.service import MAX_KEYS_PER_USER, IdentityService
 from berth.registry.errors import (
@@ -506,6 +507,93 @@ def test_never_more_templates_or_pull_through_rules_than_the_quota(db: Harness, 
                                   for i, w in enumerate(ws)])
             rules = await ws[0].db.read(qpt.list_rules, ACCOUNT, region)
             assert made.count("created") == len(rules) <= quota, (made, len(rules))
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_a_policy_always_keeps_a_stored_default_version(db: Harness, tmp_path: Path) -> None:
+    doc = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:%s", "Resource": "*"}]}'
+
+    async def body(ws: list[World]) -> None:
+        await ws[0].identity.ensure_account(ACCOUNT)
+        entities = [w.identity.entities for w in ws]
+
+        async def one_round(r: int) -> None:
+            policy = await entities[0].create_policy(ACCOUNT, f"d{r}", doc % "ListImages")
+            for i in range(2, 6):
+                await entities[0].create_version(ACCOUNT, policy.arn, doc % f"Describe{i}", False)
+            # v2..v5: for each, one caller makes it the default while another deletes it
+            calls: list[Awaitable[Any]] = []
+            for i, e in enumerate(entities):
+                version = f"v{2 + (i // 2) % 4}"
+                calls.append(e.set_default_version(ACCOUNT, policy.arn, version) if i % 2 == 0
+                             else e.delete_version(ACCOUNT, policy.arn, version))
+            results = await at_once(calls)
+            assert not unexpected(results, DeleteConflict, NoSuchEntity), results
+            row = await ws[0].db.read(qent.get_policy, policy.arn)
+            assert row is not None
+            stored = {v.version_id for v in await ws[0].db.read(qent.list_versions, policy.arn)}
+            assert row.default_version in stored, \
+                f"default {row.default_version} of {policy.arn} is not stored (versions: {sorted(stored)})"
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_a_deleted_role_keeps_no_attachment_or_inline_policy(db: Harness, tmp_path: Path) -> None:
+    readonly = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+    doc = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}'
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}]})
+
+    async def body(ws: list[World]) -> None:
+        await ws[0].identity.ensure_account(ACCOUNT)
+        entities = [w.identity.entities for w in ws]
+
+        async def one_round(r: int) -> None:
+            role = f"deployer-{r}"
+            await entities[0].create_role(ACCOUNT, role, trust)
+            calls: list[Awaitable[Any]] = [entities[0].delete_role(ACCOUNT, role)]
+            calls += [e.attach(ACCOUNT, "role", role, readonly) for e in entities[1:3]]
+            calls += [e.put_inline(ACCOUNT, "role", role, f"p{i}", doc) for i, e in enumerate(entities[3:6])]
+            calls += [e.update_trust(ACCOUNT, role, trust) for e in entities[6:]]
+            results = await at_once(calls)
+            assert not unexpected(results, DeleteConflict, NoSuchEntity), results
+            gone = await entities[0].find_role(ACCOUNT, role) is None
+            assert gone == (results[0] is None)
+            if gone:
+                attached = await ws[0].db.read(qent.attached, ACCOUNT, "role", role)
+                inline = await ws[0].db.read(qent.inline_policies, ACCOUNT, "role", role)
+                assert not attached and not inline, \
+                    f"deleted role {role} keeps {len(attached)} attachment(s) and {len(inline)} inline policy(ies)"
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_never_more_user_or_role_tags_than_the_limit(db: Harness, tmp_path: Path) -> None:
+    async def body(ws: list[World]) -> None:
+        await ws[0].identity.ensure_account(ACCOUNT)
+        entities = [w.identity.entities for w in ws]
+
+        async def one_round(r: int) -> None:
+            user = f"tagged-{r}"
+            await ws[0].identity.create_user(ACCOUNT, user)
+            calls: list[Awaitable[Any]] = [e.tag(ACCOUNT, "user", user, tuple((f"k{i}-{j}", "v") for j in range(10)))
+                                           for i, e in enumerate(entities[1:])]
+            calls.append(ws[0].identity.delete_user(ACCOUNT, user))
+            results = await at_once(calls)
+            assert not unexpected(results, LimitExceeded, NoSuchEntity), results
+            tags = await ws[0].db.read(qent.tags, ACCOUNT, "user", user)
+            if results[-1] is None:  # deleted
+                assert not tags, f"deleted user {user} keeps {len(tags)} tag(s)"
+            else:
+                assert len(tags) <= MAX_TAGS, f"{len(tags)} tags, limit {MAX_TAGS}"
+                assert len(tags) == 10 * len([x for x in results[:-1] if not isinstance(x, BaseException)])
 
         await every_round(one_round)
 

@@ -35,6 +35,7 @@ READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
 POWER_USER = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser"
 FULL = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess"
 PULL_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly"
+PTC_ROLE = "arn:aws:iam::aws:policy/aws-service-role/AWSECRPullThroughCache_ServiceRolePolicy"
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
@@ -146,6 +147,16 @@ def test_aws_managed_ecr_policies_with_their_real_arns_and_documents(iam: BaseCl
     assert code(iam.delete_policy, PolicyArn=READ_ONLY) == "InvalidInput"
     assert code(iam.create_policy_version, PolicyArn=READ_ONLY, PolicyDocument=doc(allow("*"))) == "InvalidInput"
     assert code(iam.get_policy, PolicyArn="arn:aws:iam::aws:policy/NoSuchPolicy") == "NoSuchEntity"
+    # the pull-through cache's service-role policy: listed and readable, attachable to no user, group or role
+    policy = iam.get_policy(PolicyArn=PTC_ROLE)["Policy"]
+    assert (policy["Path"], policy["DefaultVersionId"], policy["IsAttachable"]) == ("/aws-service-role/", "v4", False)
+    document = iam.get_policy_version(PolicyArn=PTC_ROLE, VersionId="v4")["PolicyVersion"]["Document"]
+    assert document["Statement"][1]["Resource"] == "arn:aws:secretsmanager:*:*:secret:ecr-pullthroughcache/*"
+    assert PTC_ROLE in listed
+    iam.create_user(UserName="service-role-attacher")
+    assert code(iam.attach_user_policy, UserName="service-role-attacher", PolicyArn=PTC_ROLE) == "PolicyNotAttachable"
+    assert iam.list_attached_user_policies(UserName="service-role-attacher")["AttachedPolicies"] == []
+    iam.delete_user(UserName="service-role-attacher")
 
 
 def test_customer_managed_policy_versions(iam: BaseClient, tmp_path: Path, server: BerthServer) -> None:
@@ -467,3 +478,173 @@ def test_request_tags_on_create_repository_and_tag_resource(server: BerthServer,
         == "AccessDeniedException"
     assert call(user, "UntagResource", {"resourceArn": arn, "tagKeys": ["scratch"]}).code == "success"
     assert call(user, "UntagResource", {"resourceArn": arn, "tagKeys": ["team"]}).code == "AccessDeniedException"
+
+
+def test_a_resource_policy_naming_a_role_matches_its_sessions(
+        server: BerthServer, iam: BaseClient, admin_oci: OciClient, ecr: BaseClient, tmp_path: Path) -> None:
+    admin_oci.push_image("depth/by-role", random_image(layers=1), "v1")
+    iam.create_role(RoleName="puller", Path="/k8s/nodes/", AssumeRolePolicyDocument=trust(f"arn:aws:iam::{A}:root"))
+    iam.put_role_policy(RoleName="puller", PolicyName="login", PolicyDocument=doc(allow("ecr:GetAuthorizationToken")))
+    role_arn = f"arn:aws:iam::{A}:role/k8s/nodes/puller"
+    creds = cli(server, tmp_path, "sts", "assume-role", "--role-arn", role_arn,
+                "--role-session-name", "node-7")["Credentials"]
+    as_session = {"key": creds["AccessKeyId"], "secret": creds["SecretAccessKey"], "token": creds["SessionToken"]}
+    assert cli(server, tmp_path, "sts", "get-caller-identity", **as_session)["Arn"] == \
+        f"arn:aws:sts::{A}:assumed-role/puller/node-7"
+    done = subprocess.run([str(AWS_CLI), "--endpoint-url", server.url, "ecr", "get-login-password"], env={
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"], "AWS_SESSION_TOKEN": creds["SessionToken"],
+        "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": str(tmp_path / "none")},
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert pull_status(server, token, "depth/by-role") == 403  # the role itself may not pull
+    # Allow naming the role (with its path): every session of the role is named
+    ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+        {"Effect": "Allow", "Principal": {"AWS": role_arn}, "Action": "ecr:BatchGetImage"}))
+    assert settled(server, lambda: pull_status(server, token, "depth/by-role"), 200) == 200
+    # ... and Deny naming it refuses them, over the role's own allow
+    iam.attach_role_policy(RoleName="puller", PolicyArn=READ_ONLY)
+    ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+        {"Effect": "Deny", "Principal": {"AWS": role_arn}, "Action": "ecr:BatchGetImage"}))
+    assert settled(server, lambda: pull_status(server, token, "depth/by-role"), 403) == 403
+    # aws:PrincipalArn of a session is its role's ARN
+    ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+        {"Effect": "Deny", "Principal": "*", "Action": "ecr:BatchGetImage",
+         "Condition": {"StringNotEquals": {"aws:PrincipalArn": role_arn}}}))
+    assert settled(server, lambda: pull_status(server, token, "depth/by-role"), 200) == 200
+    ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+        {"Effect": "Deny", "Principal": "*", "Action": "ecr:BatchGetImage",
+         "Condition": {"ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::{A}:role/k8s/*"}}}))
+    assert settled(server, lambda: pull_status(server, token, "depth/by-role"), 403) == 403
+    # NotPrincipal exempts a session only when its account, its role and the session are all listed
+    session_arn = f"arn:aws:sts::{A}:assumed-role/puller/node-7"
+    for exempt, expected in (([f"arn:aws:iam::{A}:root", role_arn], 403),
+                             ([f"arn:aws:iam::{A}:root", role_arn, session_arn], 200)):
+        ecr.set_repository_policy(repositoryName="depth/by-role", policyText=doc(
+            {"Effect": "Deny", "NotPrincipal": {"AWS": exempt}, "Action": "ecr:BatchGetImage"}))
+        assert settled(server, lambda: pull_status(server, token, "depth/by-role"), expected) == expected
+    ecr.delete_repository_policy(repositoryName="depth/by-role")
+    iam.detach_role_policy(RoleName="puller", PolicyArn=READ_ONLY)
+
+
+# --- tags on users and roles -----------------------------------------------------------------------
+
+
+def test_tags_on_users_and_roles(server: BerthServer, iam: BaseClient, tmp_path: Path) -> None:
+    iam.create_user(UserName="tagged-user", Tags=[{"Key": "Team", "Value": "web"}, {"Key": "cost", "Value": ""}])
+    assert iam.get_user(UserName="tagged-user")["User"]["Tags"] == [
+        {"Key": "cost", "Value": ""}, {"Key": "Team", "Value": "web"}]
+    iam.tag_user(UserName="tagged-user", Tags=[{"Key": "team", "Value": "db"}, {"Key": "Env", "Value": "prod é:/=+-@"}])
+    # keys compare without case: 'team' overwrote 'Team' and kept the case it was given
+    assert iam.list_user_tags(UserName="tagged-user")["Tags"] == [
+        {"Key": "cost", "Value": ""}, {"Key": "Env", "Value": "prod é:/=+-@"}, {"Key": "team", "Value": "db"}]
+    page = iam.list_user_tags(UserName="tagged-user", MaxItems=2)
+    assert page["IsTruncated"] and len(page["Tags"]) == 2
+    assert iam.list_user_tags(UserName="tagged-user", Marker=page["Marker"])["Tags"] == [{"Key": "team", "Value": "db"}]
+    iam.untag_user(UserName="tagged-user", TagKeys=["COST", "absent"])
+    assert [t["Key"] for t in iam.list_user_tags(UserName="tagged-user")["Tags"]] == ["Env", "team"]
+    # the limits and errors of IAM's model
+    assert code(iam.tag_user, UserName="tagged-user", Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(49)]) \
+        == "LimitExceeded"
+    assert [t["Key"] for t in iam.list_user_tags(UserName="tagged-user")["Tags"]] == ["Env", "team"]  # nothing written
+    iam.tag_user(UserName="tagged-user", Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(48)])  # 50 in all
+    assert code(iam.tag_user, UserName="tagged-user", Tags=[{"Key": "team", "Value": "again"}]) == "success"
+    for bad, expected in (([{"Key": "a", "Value": "1"}, {"Key": "A", "Value": "2"}], "InvalidInput"),
+                          ([{"Key": "aws:team", "Value": "x"}], "InvalidInput"),
+                          ([{"Key": "x" * 129, "Value": "x"}], "ValidationError"),
+                          ([{"Key": "x", "Value": "v" * 257}], "ValidationError"),
+                          ([{"Key": "bad#key", "Value": "x"}], "ValidationError"),
+                          ([{"Key": "k", "Value": "bad!value"}], "ValidationError"),
+                          ([{"Key": f"n{i}", "Value": ""} for i in range(51)], "ValidationError")):
+        assert code(iam.create_user, UserName="never", Tags=bad) == expected, bad
+    assert code(iam.get_user, UserName="never") == "NoSuchEntity"
+    assert code(iam.tag_user, UserName="nobody", Tags=[{"Key": "a", "Value": "b"}]) == "NoSuchEntity"
+    assert code(iam.list_user_tags, UserName="nobody") == "NoSuchEntity"
+    # roles, through the real CLI
+    cli(server, tmp_path, "iam", "create-role", "--role-name", "tagged-role", "--assume-role-policy-document",
+        trust(f"arn:aws:iam::{A}:root"), "--tags", "Key=tier,Value=gold")
+    cli(server, tmp_path, "iam", "tag-role", "--role-name", "tagged-role", "--tags", "Key=owner,Value=ops")
+    assert cli(server, tmp_path, "iam", "list-role-tags", "--role-name", "tagged-role")["Tags"] == [
+        {"Key": "owner", "Value": "ops"}, {"Key": "tier", "Value": "gold"}]
+    cli(server, tmp_path, "iam", "untag-role", "--role-name", "tagged-role", "--tag-keys", "owner")
+    assert iam.get_role(RoleName="tagged-role")["Role"]["Tags"] == [{"Key": "tier", "Value": "gold"}]
+    assert "Tags" not in iam.list_roles()["Roles"][0]  # as IAM: only Get/Create return them
+    # a deleted user or role takes its tags along; one made again under the name starts bare
+    iam.delete_role(RoleName="tagged-role")
+    iam.create_role(RoleName="tagged-role", AssumeRolePolicyDocument=trust(f"arn:aws:iam::{A}:root"))
+    assert iam.list_role_tags(RoleName="tagged-role")["Tags"] == []
+    iam.delete_role(RoleName="tagged-role")
+    iam.delete_user(UserName="tagged-user")
+    iam.create_user(UserName="tagged-user")
+    assert "Tags" not in iam.get_user(UserName="tagged-user")["User"]
+    iam.delete_user(UserName="tagged-user")
+
+
+def test_principal_tags_are_the_users_or_roles_own(server: BerthServer, iam: BaseClient, admin_oci: OciClient) -> None:
+    admin_oci.push_image("depth/by-tag", random_image(layers=1), "v1")
+    by_team = doc({"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetAuthorizationToken"], "Resource": "*",
+                   "Condition": {"StringEquals": {"aws:PrincipalTag/team": "web"}}})
+    ids = {"repositoryName": "depth/by-tag", "imageIds": [{"imageTag": "v1"}]}
+    # a user's own tags
+    key, secret = user_with_key(iam, "tag-puller")
+    iam.put_user_policy(UserName="tag-puller", PolicyName="by-team", PolicyDocument=by_team)
+    user = client("ecr", server.url, key, secret)
+    assert settled(server, lambda: call(user, "BatchGetImage", ids).code, "AccessDeniedException") \
+        == "AccessDeniedException"
+    iam.tag_user(UserName="tag-puller", Tags=[{"Key": "Team", "Value": "web"}])  # keys match without case
+    assert settled(server, lambda: call(user, "BatchGetImage", ids).code, "success") == "success"
+    iam.tag_user(UserName="tag-puller", Tags=[{"Key": "team", "Value": "db"}])
+    assert settled(server, lambda: call(user, "BatchGetImage", ids).code, "AccessDeniedException") \
+        == "AccessDeniedException"
+    # a role's own tags, for its sessions; session tags win over them
+    base = {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{A}:root"}}
+    iam.create_role(RoleName="team-role", Tags=[{"Key": "team", "Value": "web"}], AssumeRolePolicyDocument=doc(
+        {**base, "Action": ["sts:AssumeRole", "sts:TagSession"]}))
+    iam.put_role_policy(RoleName="team-role", PolicyName="by-team", PolicyDocument=by_team)
+    sts = client("sts", server.url, KEY, SECRET)
+    role_arn = f"arn:aws:iam::{A}:role/team-role"
+    plain = sts.assume_role(RoleArn=role_arn, RoleSessionName="plain")["Credentials"]
+    assert call(session_client(server, "ecr", plain), "BatchGetImage", ids).code == "success"
+    overridden = sts.assume_role(RoleArn=role_arn, RoleSessionName="db",
+                                 Tags=[{"Key": "team", "Value": "db"}])["Credentials"]
+    assert call(session_client(server, "ecr", overridden), "BatchGetImage", ids).code == "AccessDeniedException"
+    # aws:RequestTag and aws:TagKeys on the IAM face's own tagging
+    iam.put_user_policy(UserName="tag-puller", PolicyName="self-tag", PolicyDocument=doc(
+        {"Effect": "Allow", "Action": "iam:TagUser", "Resource": "*",
+         "Condition": {"ForAllValues:StringEquals": {"aws:TagKeys": ["project"]}}}))
+    own_iam = client("iam", server.url, key, secret)
+    assert settled(server, lambda: code(own_iam.tag_user, UserName="tag-puller",
+                                        Tags=[{"Key": "project", "Value": "x"}]), "success") == "success"
+    assert code(own_iam.tag_user, UserName="tag-puller", Tags=[{"Key": "team", "Value": "web"}]) == "AccessDenied"
+
+
+def test_called_via_names_berths_own_calls_for_a_user(server: BerthServer, iam: BaseClient) -> None:
+    push = ["ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload",
+            "ecr:UploadLayerPart", "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage"]
+    key, secret = user_with_key(iam, "via-pusher")
+    iam.put_user_policy(UserName="via-pusher", PolicyName="push", PolicyDocument=doc(
+        allow(push),
+        # a repository may be made for a push (create-on-push), never by a CreateRepository call of its own
+        {"Effect": "Allow", "Action": "ecr:CreateRepository", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"aws:CalledVia": ["ecr.amazonaws.com"]},
+                       "StringEquals": {"aws:CalledViaFirst": "ecr.amazonaws.com",
+                                        "aws:CalledViaLast": "ecr.amazonaws.com"},
+                       "Bool": {"aws:ViaAWSService": "true"}}}))
+    user = client("ecr", server.url, key, secret)
+    assert settled(server, lambda: call(user, "CreateRepository", {"repositoryName": "depth/via-direct"}).code,
+                   "AccessDeniedException") == "AccessDeniedException"
+    with OciClient(server.url) as oci:
+        oci.http.headers["Authorization"] = basic(registry_token(user))
+        assert oci.push_image("depth/via-push", random_image(layers=1), "v1").status_code == 201
+    assert call(user, "BatchGetImage", {"repositoryName": "depth/via-push", "imageIds": [{"imageTag": "v1"}]}).code \
+        == "success"
+    # and a Deny on it stops the create-on-push while a direct create stays allowed
+    iam.put_user_policy(UserName="via-pusher", PolicyName="push", PolicyDocument=doc(
+        allow(push + ["ecr:CreateRepository"]),
+        {"Effect": "Deny", "Action": "ecr:CreateRepository", "Resource": "*",
+         "Condition": {"ForAnyValue:StringEquals": {"aws:CalledVia": "ecr.amazonaws.com"}}}))
+    with OciClient(server.url) as oci:
+        oci.http.headers["Authorization"] = basic(registry_token(user))
+        assert settled(server, lambda: oci.push_blob("depth/via-denied", b"layer").status_code, 403) == 403
+    assert call(user, "CreateRepository", {"repositoryName": "depth/via-direct"}).code == "success"

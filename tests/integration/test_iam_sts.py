@@ -339,9 +339,10 @@ def test_boto3_validation(iam: BaseClient, server: BerthServer) -> None:
         with pytest.raises(ClientError) as info:
             call(**kwargs)
         assert text in error(info, "ValidationError", 400)
-    with pytest.raises(ClientError) as tags:  # refused, not silently dropped
-        raw.create_user(UserName="tagged", Tags=[{"Key": "team", "Value": "a"}])
-    assert "Tags" in error(tags, "ValidationError", 400)
+    with pytest.raises(ClientError) as boundary:  # a parameter Berth does not implement: refused, not dropped
+        raw.create_user(UserName="tagged",
+                        PermissionsBoundary="arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly")
+    assert "PermissionsBoundary" in error(boundary, "ValidationError", 400)
     with pytest.raises(ClientError) as unsupported:
         raw.create_instance_profile(InstanceProfileName="p")
     assert "CreateInstanceProfile" in error(unsupported, "InvalidAction", 400)
@@ -402,7 +403,8 @@ def test_error_table_matches_botocore_models() -> None:
                 for s in (iam_model_.shape_for(n) for n in iam_model_.shape_names)
                 if s.metadata.get("exception") and "error" in s.metadata}
     for cls in (iam_errors.NoSuchEntity, iam_errors.EntityAlreadyExists, iam_errors.DeleteConflict,
-                iam_errors.LimitExceeded, iam_errors.MalformedPolicyDocument, iam_errors.InvalidInput):
+                iam_errors.LimitExceeded, iam_errors.MalformedPolicyDocument, iam_errors.InvalidInput,
+                iam_errors.PolicyNotAttachable):
         assert modelled[cls.code] == cls.status, cls.code
     assert modelled["ServiceFailure"] == iam_app.STATUS["ServiceFailure"]
     for (service, op), operation in iam_operations.OPERATIONS.items():

@@ -200,6 +200,25 @@ def test_b_a_second_served_region_is_its_own_namespace(server: BerthServer) -> N
         == "InvalidSignatureException"
 
 
+def test_b_a_registry_host_naming_a_region_not_served_is_refused(server: BerthServer, ecr: BaseClient) -> None:
+    token = registry_token(ecr)
+    west = f"{A}.dkr.ecr.{OTHER_REGION}.localhost:{server.port}"
+    with OciClient(server.url, host=west) as oci:  # a served region: its own registry
+        oci.http.headers["Authorization"] = basic(token)
+        assert oci.http.get("/v2/").status_code == 200
+        assert push(oci, "sec/west-pushed") is not None
+    for region in ("ap-south-1", "xx-nowhere-9"):
+        host = f"{A}.dkr.ecr.{region}.localhost:{server.port}"
+        for method, path in (("GET", "/v2/"), ("GET", "/v2/sec/west-pushed/manifests/v1"),
+                             ("POST", "/v2/sec/elsewhere/blobs/uploads/")):
+            r = httpx.request(method, f"{server.url}{path}", headers={"Host": host, "Authorization": basic(token)})
+            assert r.status_code == 403, (region, path, r.text)
+            assert r.json()["errors"][0]["code"] == "DENIED", r.text
+            assert f"Credential should be scoped to a valid region, not '{region}'" in r.json()["errors"][0]["message"]
+    r = httpx.get(f"{server.url}/v2/", headers={"Host": f"{A}.dkr.ecr.ap-south-1.localhost:{server.port}"})
+    assert r.status_code == 401  # no credentials: the challenge first, as for any host
+
+
 def test_b_the_iam_and_sts_faces_take_only_their_own_service(server: BerthServer) -> None:
     identity = {"Action": "GetCallerIdentity", "Version": "2011-06-15"}
     list_users = {"Action": "ListUsers", "Version": "2010-05-08"}

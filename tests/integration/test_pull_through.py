@@ -352,7 +352,13 @@ def test_importing_needs_its_iam_actions(tmp_path: Path, open_upstream: Distribu
                 {"Effect": "Allow", "Action": [*PULL, "ecr:GetAuthorizationToken"], "Resource": "*"}]}),
             aws.UserSpec("importer", {"Version": "2012-10-17", "Statement": [
                 {"Effect": "Allow", "Action": [*PULL, "ecr:GetAuthorizationToken", "ecr:BatchImportUpstreamImage",
-                                               "ecr:CreateRepository"], "Resource": "*"}]})])
+                                               "ecr:CreateRepository"], "Resource": "*"}]}),
+            # the import actions only when Berth calls them on the user's behalf (aws:CalledVia, issue 10)
+            aws.UserSpec("via-importer", {"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": [*PULL, "ecr:GetAuthorizationToken"], "Resource": "*"},
+                {"Effect": "Allow", "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
+                 "Resource": "*",
+                 "Condition": {"ForAnyValue:StringEquals": {"aws:CalledVia": "ecr.amazonaws.com"}}}]})])
         tokens = {u: aws.registry_token(aws.client("ecr", srv.url, *users[u])) for u in users}
         denied = skopeo_pull(srv, "open/library/app:1", tmp_path / "denied", "--src-creds",
                              f"AWS:{tokens['puller']}")
@@ -365,6 +371,11 @@ def test_importing_needs_its_iam_actions(tmp_path: Path, open_upstream: Distribu
         cached = skopeo_pull(srv, "open/library/app:1", tmp_path / "cached", "--src-creds",
                              f"AWS:{tokens['puller']}")
         assert cached.returncode == 0, cached.stderr
+        via = skopeo_pull(srv, "open/library/multi:1", tmp_path / "via", "--src-creds",
+                          f"AWS:{tokens['via-importer']}")
+        assert via.returncode == 0, via.stderr
+        via_ecr = aws.client("ecr", srv.url, *users["via-importer"])
+        assert aws.call(via_ecr, "CreateRepository", {"repositoryName": "open/direct"}).code == "AccessDeniedException"
     finally:
         srv.stop()
 

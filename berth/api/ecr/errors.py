@@ -108,6 +108,7 @@ IAM_ERRORS: dict[str, str] = {
     "InvalidIdentityToken": "InvalidParameterException",
     "ExpiredTokenException": "ExpiredTokenException",
     "IDPCommunicationError": "ServerException",
+    "PolicyNotAttachable": "InvalidParameterException",  # a service-role policy (berth/iam/managed.py)
 }
 
 

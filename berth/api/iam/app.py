@@ -21,6 +21,7 @@ from berth.api.limits import Limits, message, retry_after
 from berth.audit import SOURCES, AuditNote, AuditTrail, user_agent, xml_error
 from berth.iam import sigv4
 from berth.iam.authz import Authorizer, Context, Principal, principal_arn, role_arn
+from berth.iam.entities import check_tags
 from berth.iam.errors import IamError, NoSuchEntity
 from berth.iam.model import AccessKey, User
 from berth.iam.service import IdentityService
@@ -145,13 +146,25 @@ def _page(call: IamCall, items: list[Any], key: Callable[[Any], str]) -> tuple[l
     return page, ({"IsTruncated": True, "Marker": key(page[-1])} if more else {"IsTruncated": False})
 
 
+def tag_list(tags: Any) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags]
+
+
 async def create_user(call: IamCall) -> dict[str, Any]:
-    row = await call.identity.create_user(call.account, call.params["UserName"], call.params.get("Path", "/"))
-    return {"User": _user(call, row)}
+    tags = check_tags(call.params.get("Tags", []))
+    row = await call.identity.create_user(call.account, call.params["UserName"], call.params.get("Path", "/"), tags)
+    out = _user(call, row)
+    if tags:
+        out["Tags"] = tag_list(tags)
+    return {"User": out}
 
 
 async def get_user(call: IamCall) -> dict[str, Any]:
-    return {"User": _user(call, await call.identity.get_user(call.account, call.target_user()))}
+    out = _user(call, await call.identity.get_user(call.account, call.target_user()))
+    tags = await call.identity.entities.tags(call.account, "user", out["UserName"])
+    if tags:
+        out["Tags"] = tag_list(tags)
+    return {"User": out}
 
 
 async def list_users(call: IamCall) -> dict[str, Any]:
@@ -240,7 +253,7 @@ def _op(handler: Handler, *params: str, authorize: bool = True) -> Operation:
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("iam", "CreateUser"): _op(create_user, "UserName", "Path"),
+    ("iam", "CreateUser"): _op(create_user, "UserName", "Path", "Tags"),
     ("iam", "GetUser"): _op(get_user, "UserName"),
     ("iam", "ListUsers"): _op(list_users, "PathPrefix", "Marker", "MaxItems"),
     ("iam", "DeleteUser"): _op(delete_user, "UserName"),
@@ -254,6 +267,19 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("iam", "DeleteUserPolicy"): _op(delete_user_policy, "UserName", "PolicyName"),
     ("sts", "GetCallerIdentity"): _op(get_caller_identity, authorize=False),
 }
+
+
+def request_tags(params: dict[str, Any]) -> dict[str, str | list[str]]:
+    """aws:RequestTag/<key> and aws:TagKeys of an IAM request that carries Tags or TagKeys."""
+    out: dict[str, str | list[str]] = {}
+    keys: list[str] = []
+    for t in params.get("Tags", []) if isinstance(params.get("Tags"), list) else []:
+        out[f"aws:RequestTag/{t['Key']}"] = t.get("Value", "")
+        keys.append(t["Key"])
+    keys += params.get("TagKeys", []) if isinstance(params.get("TagKeys"), list) else []
+    if keys:
+        out["aws:TagKeys"] = keys
+    return out
 
 
 def _signed_service(method: str, raw_path: str, query: str, headers: Any) -> str | None:
@@ -339,8 +365,8 @@ class IamQueryApi:
                                        f"Berth does not support the {service.upper()} operation {action} yet.")
             params = model.validate(op_model, raw, operation.params)
             note.request_parameters = params
-            call = IamCall(service, action, params, principal, Context(client_ip, secure), self.identity,
-                           self.authz)
+            call = IamCall(service, action, params, principal,
+                           Context(client_ip, secure, extra=request_tags(params)), self.identity, self.authz)
             if operation.authorize:
                 resource = await call.resource()
                 permission = f"{service}:{action}"

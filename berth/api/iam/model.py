@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -84,6 +85,27 @@ def _pattern(pattern: str) -> re.Pattern[str] | None:
         return re.compile(pattern, re.ASCII)
     except re.error:
         return None
+
+
+_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+_TAG_PATTERNS = ("[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]+", "[\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*")
+
+
+def _matches(pattern: str, value: str) -> bool:
+    """The model's pattern (a Java regex) matches `value`; the tag patterns' Unicode classes (letters,
+    separators, numbers), which Python's re lacks, are checked by category."""
+    if pattern in _TAG_PATTERNS:
+        return all(c in _TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" for c in value)
+    compiled = _pattern(pattern)
+    return compiled is None or compiled.fullmatch(value) is not None
+
+
+def _pattern_problem(shape: Shape, value: str, where: str) -> str | None:
+    pattern = shape.metadata.get("pattern")
+    if pattern and not _matches(pattern, value):
+        return (f"Value {_render(value)} at '{where}' failed to satisfy constraint: "
+                f"Member must satisfy regular expression pattern: {pattern}")
+    return None
 
 
 def _render(value: str | None) -> str:
@@ -167,11 +189,9 @@ def validate(op: OperationModel, raw: dict[str, str], supported: frozenset[str])
             if member.enum and value not in member.enum:
                 problems.append(f"Value {_render(value)} at '{where}' failed to satisfy constraint: "
                                 f"Member must satisfy enum value set: [{', '.join(member.enum)}]")
-            pattern = member.metadata.get("pattern")
-            compiled = _pattern(pattern) if pattern else None
-            if compiled is not None and not compiled.fullmatch(value):
-                problems.append(f"Value {_render(value)} at '{where}' failed to satisfy constraint: "
-                                f"Member must satisfy regular expression pattern: {pattern}")
+            problem = _pattern_problem(member, value, where)
+            if problem:
+                problems.append(problem)
             problem = _bounds(member, _length(value), "length")
             if problem:
                 problems.append(f"Value {_render(value)} at '{where}' failed to satisfy constraint: {problem}")
@@ -183,6 +203,9 @@ def validate(op: OperationModel, raw: dict[str, str], supported: frozenset[str])
             problem = _bounds(element, _length(value), "length")
             if problem:
                 problems.append(f"Value {_render(value)} at '{where}' failed to satisfy constraint: {problem}")
+            problem = _pattern_problem(element, value, where)
+            if problem:
+                problems.append(problem)
         problem = _bounds(members[top], len(values), "length")
         if problem:
             problems.append(f"Value '{values}' at '{where}' failed to satisfy constraint: {problem}")
@@ -197,10 +220,14 @@ def validate(op: OperationModel, raw: dict[str, str], supported: frozenset[str])
                     problems.append(f"Value null at '{where}.member.{_wire_name(field_name)}' failed to satisfy "
                                     "constraint: Member must not be null")
             for field_name, value in item.items():
+                field_where = f"{where}.member.{_wire_name(field_name)}"
                 problem = _bounds(element.members[field_name], _length(value), "length")
                 if problem:
-                    problems.append(f"Value {_render(value)} at '{where}.member.{_wire_name(field_name)}' failed "
-                                    f"to satisfy constraint: {problem}")
+                    problems.append(f"Value {_render(value)} at '{field_where}' failed to satisfy constraint: "
+                                    f"{problem}")
+                problem = _pattern_problem(element.members[field_name], value, field_where)
+                if problem:
+                    problems.append(problem)
         problem = _bounds(members[top], len(records), "length")
         if problem:
             problems.append(f"Value at '{where}' failed to satisfy constraint: {problem}")

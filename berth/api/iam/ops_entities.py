@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from berth.api.iam.app import IamCall, Operation, _op, _page, _user
+from berth.api.iam.app import IamCall, Operation, _op, _page, _user, tag_list
 from berth.api.iam.model import QueryError
 from berth.iam import oidc
 from berth.iam.authz import Principal, assumed_role_arn, role_arn
-from berth.iam.entities import check_identity_policy
-from berth.iam.errors import AccessDenied, InvalidIdentityToken, NoSuchEntity
+from berth.iam.entities import check_identity_policy, check_tags
+from berth.iam.errors import AccessDenied, ExpiredWebIdentityToken, InvalidIdentityToken, NoSuchEntity
+from berth.iam.managed import AWS_MANAGED
 from berth.iam.model import Group, ManagedPolicy, PolicyVersion, Role
 from berth.iam.sessions import SessionClaims, new_access_key_id
 
@@ -44,7 +45,8 @@ async def _policy(call: IamCall, p: ManagedPolicy) -> dict[str, Any]:
     attachments = await call.identity.entities.attachment_count(p.arn)
     out = {"PolicyName": p.name, "PolicyId": p.policy_id, "Arn": p.arn, "Path": p.path,
            "DefaultVersionId": p.default_version, "AttachmentCount": attachments,
-           "PermissionsBoundaryUsageCount": 0, "IsAttachable": True, "CreateDate": p.created_at,
+           "PermissionsBoundaryUsageCount": 0,
+           "IsAttachable": p.arn not in AWS_MANAGED or AWS_MANAGED[p.arn].attachable, "CreateDate": p.created_at,
            "UpdateDate": p.updated_at}
     if p.description:
         out["Description"] = p.description
@@ -129,14 +131,43 @@ put_role_policy, get_role_policy, list_role_policies, delete_role_policy = _inli
 
 async def create_role(call: IamCall) -> dict[str, Any]:
     p = call.params
+    tags = check_tags(p.get("Tags", []))
     r = await call.identity.entities.create_role(call.account, p["RoleName"], p["AssumeRolePolicyDocument"],
                                                  p.get("Path", "/"), p.get("Description", ""),
-                                                 p.get("MaxSessionDuration", 3600))
-    return {"Role": _role(call, r)}
+                                                 p.get("MaxSessionDuration", 3600), tags)
+    out = _role(call, r)
+    if tags:
+        out["Tags"] = tag_list(tags)
+    return {"Role": out}
 
 
 async def get_role(call: IamCall) -> dict[str, Any]:
-    return {"Role": _role(call, await call.identity.entities.get_role(call.account, call.params["RoleName"]))}
+    out = _role(call, await call.identity.entities.get_role(call.account, call.params["RoleName"]))
+    tags = await call.identity.entities.tags(call.account, "role", out["RoleName"])
+    if tags:
+        out["Tags"] = tag_list(tags)
+    return {"Role": out}
+
+
+# tags of users and roles
+
+def _tagging(kind: str, key: str) -> tuple[Any, Any, Any]:
+    async def tag(call: IamCall) -> None:
+        await call.identity.entities.tag(call.account, kind, call.params[key], check_tags(call.params["Tags"]))
+
+    async def untag(call: IamCall) -> None:
+        await call.identity.entities.untag(call.account, kind, call.params[key], call.params["TagKeys"])
+
+    async def list_(call: IamCall) -> dict[str, Any]:
+        tags = await call.identity.entities.tags(call.account, kind, call.params[key])
+        page, more = _page(call, tags, lambda t: t[0].lower())
+        return {"Tags": tag_list(page), **more}
+
+    return tag, untag, list_
+
+
+tag_user, untag_user, list_user_tags = _tagging("user", "UserName")
+tag_role, untag_role, list_role_tags = _tagging("role", "RoleName")
 
 
 async def list_roles(call: IamCall) -> dict[str, Any]:
@@ -398,6 +429,101 @@ async def assume_role_with_web_identity(call: IamCall) -> dict[str, Any]:
             "Provider": provider_arn, "Audience": aud}
 
 
+# SAML 2.0 federation
+
+_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
+
+
+async def create_saml_provider(call: IamCall) -> dict[str, Any]:
+    arn = await call.identity.entities.create_saml_provider(call.account, call.params["Name"],
+                                                            call.params["SAMLMetadataDocument"])
+    return {"SAMLProviderArn": arn}
+
+
+async def get_saml_provider(call: IamCall) -> dict[str, Any]:
+    row = await call.identity.entities.get_saml_provider(call.params["SAMLProviderArn"])
+    if row.account_id != call.account:
+        raise NoSuchEntity(f"Manifest not found for arn {call.params['SAMLProviderArn']}")
+    out: dict[str, Any] = {"SAMLProviderUUID": row.provider_uuid, "SAMLMetadataDocument": row.metadata_document,
+                           "CreateDate": row.created_at}
+    if row.valid_until is not None:
+        out["ValidUntil"] = row.valid_until
+    return out
+
+
+async def list_saml_providers(call: IamCall) -> dict[str, Any]:
+    e = call.identity.entities
+    entries = []
+    for row in await e.list_saml_providers(call.account):
+        entry: dict[str, Any] = {"Arn": e.saml_arn(row.account_id, row.name), "CreateDate": row.created_at}
+        if row.valid_until is not None:
+            entry["ValidUntil"] = row.valid_until
+        entries.append(entry)
+    return {"SAMLProviderList": entries}
+
+
+async def delete_saml_provider(call: IamCall) -> None:
+    account, _ = call.identity.entities.saml_key(call.params["SAMLProviderArn"])
+    if account != call.account:
+        raise NoSuchEntity(f"SAMLProvider {call.params['SAMLProviderArn']} not found")
+    await call.identity.entities.delete_saml_provider(call.params["SAMLProviderArn"])
+
+
+async def assume_role_with_saml(call: IamCall) -> dict[str, Any]:
+    """Unsigned, as the SDKs send it: the IdP-signed SAML response is the credential."""
+    from berth.iam import saml  # lxml and signxml: loaded only where SAML is used
+
+    p = call.params
+    m = _ROLE_ARN.fullmatch(p["RoleArn"])
+    if m is None:
+        raise QueryError("ValidationError", f"{p['RoleArn']} is invalid")
+    account, path, name = m.group(1), m.group(2), m.group(3)
+    e = call.identity.entities
+    provider_account, provider_name = e.saml_key(p["PrincipalArn"])
+    provider = await e.find_saml_provider(provider_account, provider_name) if provider_account == account else None
+    if provider is None:
+        raise InvalidIdentityToken(f"Specified provider doesn't exist: {p['PrincipalArn']}")
+    try:
+        metadata = saml.parse_metadata(provider.metadata_document)
+        assertion = saml.verify_response(p["SAMLAssertion"], metadata, _now(call))
+    except saml.SamlExpired as exc:
+        raise ExpiredWebIdentityToken(str(exc)) from None
+    except saml.SamlError as exc:
+        raise InvalidIdentityToken(str(exc)) from None
+    denied = AccessDenied("Not authorized to perform sts:AssumeRoleWithSAML")
+    if (p["RoleArn"], p["PrincipalArn"]) not in assertion.roles:  # the IdP names the roles it vouches for
+        raise denied
+    session = assertion.session_name
+    if session is None or not _SESSION_NAME.fullmatch(session):
+        raise InvalidIdentityToken("The assertion's RoleSessionName attribute is missing or not 2-64 characters "
+                                   "of [\\w+=,.@-]")
+    role = await e.find_role(account, name)
+    if role is None or role.path != path:
+        raise denied
+    if p.get("Policy") is not None:
+        check_identity_policy(p["Policy"])
+    qualifier = saml.name_qualifier(assertion.issuer, account, provider_name)
+    extra = {"SAML:aud": assertion.recipient, "SAML:sub": assertion.subject, "SAML:sub_type": assertion.subject_type,
+             "SAML:iss": assertion.issuer, "SAML:namequalifier": qualifier,
+             "SAML:doc": f"{account}/{provider_name}", "aws:FederatedProvider": p["PrincipalArn"]}
+    caller = Principal(account=account, arn=p["PrincipalArn"])
+    decision = await call.authorizer.authorize_trust(caller, "sts:AssumeRoleWithSAML", p["RoleArn"],
+                                                     role.trust_policy, call.context, extra)
+    if not decision.allowed:
+        raise denied
+    asked = p.get("DurationSeconds", assertion.session_duration)  # the request's, else the IdP's SessionDuration
+    seconds = _duration(asked, SESSION_DURATION[0], role.max_session_duration, SESSION_DURATION[1],
+                        "MaxSessionDuration")
+    arn = assumed_role_arn(account, name, session)
+    claims = SessionClaims(new_access_key_id(), account, arn, _now(call) + timedelta(seconds=seconds),
+                           role=name, role_path=role.path, role_id=role.role_id, session=session,
+                           policy=p.get("Policy"))
+    return {"Credentials": _credentials(call, claims),
+            "AssumedRoleUser": {"AssumedRoleId": f"{role.role_id}:{session}", "Arn": arn}, "PackedPolicySize": 0,
+            "Subject": assertion.subject, "SubjectType": assertion.subject_type, "Issuer": assertion.issuer,
+            "Audience": assertion.recipient, "NameQualifier": qualifier}
+
+
 _PAGE = ("Marker", "MaxItems")
 OPERATIONS: dict[tuple[str, str], Operation] = {
     ("iam", "CreateGroup"): _op(create_group, "GroupName", "Path"),
@@ -412,7 +538,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("iam", "ListGroupPolicies"): _op(list_group_policies, "GroupName", *_PAGE),
     ("iam", "DeleteGroupPolicy"): _op(delete_group_policy, "GroupName", "PolicyName"),
     ("iam", "CreateRole"): _op(create_role, "RoleName", "Path", "AssumeRolePolicyDocument", "Description",
-                               "MaxSessionDuration"),
+                               "MaxSessionDuration", "Tags"),
+    ("iam", "TagUser"): _op(tag_user, "UserName", "Tags"),
+    ("iam", "UntagUser"): _op(untag_user, "UserName", "TagKeys"),
+    ("iam", "ListUserTags"): _op(list_user_tags, "UserName", *_PAGE),
+    ("iam", "TagRole"): _op(tag_role, "RoleName", "Tags"),
+    ("iam", "UntagRole"): _op(untag_role, "RoleName", "TagKeys"),
+    ("iam", "ListRoleTags"): _op(list_role_tags, "RoleName", *_PAGE),
     ("iam", "GetRole"): _op(get_role, "RoleName"),
     ("iam", "ListRoles"): _op(list_roles, "PathPrefix", *_PAGE),
     ("iam", "DeleteRole"): _op(delete_role, "RoleName"),
@@ -447,6 +579,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("sts", "GetCallerIdentity"): _op(get_caller_identity, authorize=False),
     ("sts", "AssumeRoleWithWebIdentity"): _op(assume_role_with_web_identity, "RoleArn", "RoleSessionName",
                                               "WebIdentityToken", "DurationSeconds", "Policy", authorize=False),
+    ("sts", "AssumeRoleWithSAML"): _op(assume_role_with_saml, "RoleArn", "PrincipalArn", "SAMLAssertion",
+                                       "DurationSeconds", "Policy", authorize=False),
+    ("iam", "CreateSAMLProvider"): _op(create_saml_provider, "Name", "SAMLMetadataDocument"),
+    ("iam", "GetSAMLProvider"): _op(get_saml_provider, "SAMLProviderArn"),
+    ("iam", "ListSAMLProviders"): _op(list_saml_providers),
+    ("iam", "DeleteSAMLProvider"): _op(delete_saml_provider, "SAMLProviderArn"),
     ("iam", "CreateOpenIDConnectProvider"): _op(create_open_id_connect_provider, "Url", "ClientIDList",
                                                 "ThumbprintList"),
     ("iam", "GetOpenIDConnectProvider"): _op(get_open_id_connect_provider, "OpenIDConnectProviderArn"),

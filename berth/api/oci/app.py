@@ -6,7 +6,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -27,7 +27,7 @@ from berth.api.oci.http import (
     respond_stream,
 )
 from berth.iam import tokens
-from berth.iam.authz import Authorizer, Context, Principal, repository_arn
+from berth.iam.authz import Authorizer, Context, Principal, called_via, repository_arn
 from berth.registry import manifests
 from berth.registry.errors import (
     BlobUnknown,
@@ -104,8 +104,10 @@ class Call:
 class OciApi:
     def __init__(self, registry: RegistryService, authenticator: Authenticator, authorizer: Authorizer,
                  default_account: str, default_region: str, domain: str,
-                 blob_url: Callable[[str, int], str | None] | None = None) -> None:
+                 blob_url: Callable[[str, int], str | None] | None = None,
+                 regions: Collection[str] = ()) -> None:
         self.registry = registry
+        self.regions = frozenset(regions) | {default_region}  # the regions served (BERTH_REGIONS)
         self.blob_url = blob_url  # set with --storage-redirect: a presigned storage URL for a blob GET
         self.authn = authenticator
         self.authz = authorizer
@@ -170,6 +172,9 @@ class OciApi:
         if host:
             m = _HOST.fullmatch(host)
             if m and m.group(3) == self.domain:
+                if m.group(2) not in self.regions:
+                    raise EdgeError("REGION_UNKNOWN", f"Credential should be scoped to a valid region, not "
+                                                      f"'{m.group(2)}': this deployment does not serve it.")
                 return m.group(1), m.group(2)
         return self.default
 
@@ -242,10 +247,13 @@ class OciApi:
 
     # authorization and repositories
 
-    async def _allow(self, c: Call, actions: tuple[str, ...], account: str, region: str, name: str) -> None:
+    async def _allow(self, c: Call, actions: tuple[str, ...], account: str, region: str, name: str,
+                     via: bool = False) -> None:
+        """`via`: Berth acts on the caller's behalf (aws:CalledVia ecr.amazonaws.com)."""
         resource = repository_arn(region, account, name)
+        context = called_via(c.context) if via else c.context
         for action in actions:
-            decision = await self.authz.authorize(c.principal, action, resource, c.context)
+            decision = await self.authz.authorize(c.principal, action, resource, context)
             if not decision.allowed:
                 note = c.scope.get("berth")
                 if note is not None:
@@ -255,7 +263,7 @@ class OciApi:
     async def _repo(self, c: Call, name: str, *actions: str, for_push: bool = False) -> Repository:
         await self._allow(c, actions, c.account, c.region, name)
         async def may_create() -> None:
-            await self._allow(c, ("ecr:CreateRepository",), c.account, c.region, name)
+            await self._allow(c, ("ecr:CreateRepository",), c.account, c.region, name, via=True)
 
         return await self.registry.repository(c.account, c.region, name, for_push=for_push, may_create=may_create)
 
@@ -278,7 +286,7 @@ class OciApi:
 
         async def may_import(creating: bool) -> None:  # a pull-through cache miss (ECR's actions for it)
             actions = ("ecr:BatchImportUpstreamImage",) + (("ecr:CreateRepository",) if creating else ())
-            await self._allow(c, actions, c.account, c.region, name)
+            await self._allow(c, actions, c.account, c.region, name, via=True)
 
         try:
             m = await self.registry.pull_manifest(c.account, c.region, name, ref, record=c.method == "GET",

@@ -61,6 +61,9 @@ EDGE: dict[str, tuple[int, str]] = {
     "METHOD_NOT_ALLOWED": (405, "UNSUPPORTED"),
     "UNAVAILABLE": (503, "UNAVAILABLE"),  # not started (lifespan has not run) or shutting down
     "TOOMANYREQUESTS": (429, "TOOMANYREQUESTS"),
+    # a registry host naming a region this deployment does not serve: refused as the control plane
+    # refuses a request signed for one (403), in this face's format
+    "REGION_UNKNOWN": (403, "DENIED"),
 }
 
 TABLE: dict[str, tuple[int, str]] = {**DOMAIN, **EDGE}
