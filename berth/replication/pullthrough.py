@@ -26,7 +26,7 @@ from pathlib import Path
 from berth.db import pullthrough as q
 from berth.db import registry as qr
 from berth.db.store import Q, Txn
-from berth.registry.errors import ManifestUnknown, RegistryError
+from berth.registry.errors import ManifestUnknown, RegistryError, UpstreamImageUnavailable
 from berth.registry.model import Repository
 from berth.registry.names import is_digest
 from berth.registry.service import Manifest, PreparedManifest, RegistryService
@@ -249,6 +249,10 @@ class PullThroughCache:
                 log.warning("upstream of %s unavailable, serving the cached %s: %s", name, reference, e.message)
                 self._checked[check_key] = self.clock() - self.staleness + RETRY_FAILED_CHECK
                 return cached
+            if e.credentials:
+                raise UpstreamImageUnavailable(f"the pull through cache rule '{rule.prefix}' cannot reach its "
+                                               f"upstream: {e.message}", detail={"upstream": rule.upstream_url,
+                                                                                 "reason": e.kind}) from None
             raise ManifestUnknown(f"manifest unknown: {e.message}", detail={"upstream": rule.upstream_url,
                                                                             "reason": e.kind}) from None
         prepared = self.registry.prepare_manifest(reference, body, media_type or None)

@@ -37,12 +37,14 @@ MAX_MANIFEST = 4 * 1024 * 1024
 
 class UpstreamError(Exception):
     """`kind`: ECR's ImageFailureCode vocabulary (UpstreamAccessDenied, UpstreamTooManyRequests,
-    UpstreamUnavailable) or NotFound."""
+    UpstreamUnavailable) or NotFound. `credentials`: the rule's own credentials could not be had (its secret,
+    its role), so nothing can be pulled through it."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, credentials: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.credentials = credentials
 
 
 class BadUpstreamUrl(ValueError):

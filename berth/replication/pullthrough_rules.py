@@ -180,13 +180,14 @@ class PullThroughRules:
         try:
             value = await self.secrets.get_value(rule.account, rule.region, rule.credential_arn)
         except SecretsError as e:
-            raise UpstreamError("UpstreamAccessDenied", f"the rule's secret cannot be read: {e.message}") from None
+            raise UpstreamError("UpstreamAccessDenied", f"the rule's secret cannot be read: {e.message}",
+                                credentials=True) from None
         try:
             doc = json.loads(value.string or "")
             return str(doc["username"]), str(doc["accessToken"])
         except (ValueError, KeyError, TypeError):
             raise UpstreamError("UpstreamAccessDenied", "the rule's secret is not a JSON object with username and "
-                                                        "accessToken") from None
+                                                        "accessToken", credentials=True) from None
 
     async def client(self, rule: Rule) -> UpstreamClient:
         return UpstreamClient(rule.upstream_url, await self.credentials(rule), self.insecure)

@@ -357,6 +357,9 @@ def test_importing_needs_its_iam_actions(tmp_path: Path, open_upstream: Distribu
         denied = skopeo_pull(srv, "open/library/app:1", tmp_path / "denied", "--src-creds",
                              f"AWS:{tokens['puller']}")
         assert denied.returncode != 0 and "denied" in denied.stderr.lower()
+        bgi = {"repositoryName": "open/library/app", "imageIds": [{"imageTag": "1"}]}
+        assert aws.call(aws.client("ecr", srv.url, *users["puller"]), "BatchGetImage", bgi).code \
+            == "AccessDeniedException"
         allowed = skopeo_pull(srv, "open/library/app:1", tmp_path / "allowed", "--src-creds",
                               f"AWS:{tokens['importer']}")
         assert allowed.returncode == 0, allowed.stderr
@@ -365,6 +368,8 @@ def test_importing_needs_its_iam_actions(tmp_path: Path, open_upstream: Distribu
         cached = skopeo_pull(srv, "open/library/app:1", tmp_path / "cached", "--src-creds",
                              f"AWS:{tokens['puller']}")
         assert cached.returncode == 0, cached.stderr
+        got = aws.client("ecr", srv.url, *users["puller"]).batch_get_image(**bgi)
+        assert [i["imageId"]["imageDigest"] for i in got["images"]] == [umoci_images.app.digest]
     finally:
         srv.stop()
 
@@ -494,3 +499,37 @@ def test_the_last_check_survives_a_restart(tmp_path: Path) -> None:
     finally:
         srv.stop()
         upstream.stop()
+
+
+def test_batch_get_image_imports_from_the_upstream(cache: BerthServer, open_upstream: Distribution,
+                                                   umoci_images: UmociImages) -> None:
+    """ECR's BatchGetImage on a cached prefix takes the /v2 pull's path: a miss is fetched from the upstream
+    (the repository created), then served from the cache; the upstream's refusals in ECR's shapes."""
+    ecr = ecr_of(cache)
+    rule(ecr, "bgi", open_upstream.host)
+    got = ecr.batch_get_image(repositoryName="bgi/library/app", imageIds=[{"imageTag": "1"}])
+    assert got["failures"] == []
+    assert [(i["imageId"], i["repositoryName"]) for i in got["images"]] == [
+        ({"imageDigest": umoci_images.app.digest, "imageTag": "1"}, "bgi/library/app")]
+    assert sha256(got["images"][0]["imageManifest"].encode()) == umoci_images.app.digest
+    assert [i["imageDigest"] for i in wait_images(ecr, "bgi/library/app", 1)] == [umoci_images.app.digest]
+    again = ecr.batch_get_image(repositoryName="bgi/library/app", imageIds=[
+        {"imageDigest": umoci_images.app.digest, "imageTag": "1"}, {"imageTag": "absent"}])
+    assert [i["imageId"]["imageDigest"] for i in again["images"]] == [umoci_images.app.digest]
+    assert [(f["imageId"], f["failureCode"]) for f in again["failures"]] == [({"imageTag": "absent"},
+                                                                             "ImageNotFound")]
+    missing = ecr.batch_get_image(repositoryName="bgi/library/nothing", imageIds=[{"imageTag": "1"}])
+    assert missing["images"] == [] and [f["failureCode"] for f in missing["failures"]] == ["ImageNotFound"]
+    assert aws.call(ecr, "BatchGetImage", {"repositoryName": "nobgi/app", "imageIds": [{"imageTag": "1"}]}).code \
+        == "RepositoryNotFoundException"
+    rule(ecr, "bgidead", f"127.0.0.1:{free_port()}")
+    dead = ecr.batch_get_image(repositoryName="bgidead/app", imageIds=[{"imageTag": "1"}])
+    assert [f["failureCode"] for f in dead["failures"]] == ["UpstreamUnavailable"]
+    sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
+    name = f"ecr-pullthroughcache/bgi-{os.urandom(3).hex()}"
+    arn = sm.create_secret(Name=name, SecretString=json.dumps({"username": "u", "accessToken": "t"}))["ARN"]
+    rule(ecr, "bgisecret", open_upstream.host, credentialArn=arn)
+    sm.put_secret_value(SecretId=name, SecretString="not json")
+    broken = aws.call(ecr, "BatchGetImage", {"repositoryName": "bgisecret/library/app",
+                                             "imageIds": [{"imageTag": "1"}]})
+    assert broken.code == "UnableToGetUpstreamImageException", broken

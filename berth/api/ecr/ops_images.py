@@ -8,7 +8,7 @@ from typing import Any
 from berth.api.ecr.app import EcrCall, Handler
 from berth.api.ecr.errors import EcrError, translated
 from berth.api.ecr.paging import decode_token, encode_token
-from berth.registry.errors import NameUnknown, RegistryError
+from berth.registry.errors import Denied, NameUnknown, RegistryError
 from berth.registry.model import ImageFailure, ImageId, ImageView, Referrer, Repository
 
 DEFAULT_PAGE = 100  # ListImages / DescribeImages without maxResults
@@ -129,10 +129,23 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
 
 
 async def batch_get_image(c: EcrCall) -> dict[str, Any]:
-    repo = await repository(c)
-    found, failures = await c.services.images.get(repo, image_ids(c), c.params.get("acceptedMediaTypes"),
-                                                  c.principal.arn)
-    images = [{"registryId": c.registry_id, "repositoryName": repo.name, "imageId": wire_id(image_id),
+    name = c.params["repositoryName"]
+
+    async def may_import(creating: bool) -> None:  # a pull-through cache miss: ECR's actions for it, as on /v2
+        for action in ("ecr:BatchImportUpstreamImage",) + (("ecr:CreateRepository",) if creating else ()):
+            try:
+                await c.allow(action, c.repo_arn(name))
+            except EcrError as e:
+                raise Denied(e.message) from None
+
+    try:
+        found, failures = await c.services.images.pull(c.registry_id, c.region, name, image_ids(c),
+                                                       c.params.get("acceptedMediaTypes"), c.principal.arn,
+                                                       may_import)
+    except NameUnknown as e:
+        raise translated(e, f"The repository with name '{name}' does not exist in the registry with id "
+                            f"'{c.registry_id}'") from None
+    images = [{"registryId": c.registry_id, "repositoryName": name, "imageId": wire_id(image_id),
                "imageManifest": m.body.decode("utf-8", errors="replace"), "imageManifestMediaType": m.media_type}
               for image_id, m in found]
     return {"images": images, "failures": [failure(f) for f in failures]}
