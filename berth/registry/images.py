@@ -257,9 +257,11 @@ class Images:
     # ListImageReferrers
 
     async def referrers(self, repo: Repository, subject: str, artifact_types: Sequence[str] | None,
-                        after: str, limit: int) -> list[Referrer]:
-        """The manifests whose subject is `subject`, digest order after `after`, at most `limit`."""
-        found = await self.registry.referrers(repo, subject, artifact_types)
+                        after: str, limit: int,
+                        may_import: Callable[[bool], Awaitable[None]] | None = None) -> list[Referrer]:
+        """The manifests whose subject is `subject`, digest order after `after`, at most `limit` (under a
+        pull-through cache rule, the upstream's too: RegistryService.referrers)."""
+        found = await self.registry.referrers(repo, subject, artifact_types, may_import)
         return [r for r in found if r.digest > after][:limit]
 
     # layers

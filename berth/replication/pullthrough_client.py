@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import re
 import threading
 import time
@@ -99,6 +100,17 @@ def _failure(resp: httpx.Response, what: str) -> UpstreamError:
     if resp.status_code == 404:
         return UpstreamError("NotFound", f"the upstream has no {what}")
     return UpstreamError("UpstreamUnavailable", f"the upstream answered {resp.status_code} for {what}")
+
+
+def _index_entries(body: bytes) -> list[dict[str, object]]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise UpstreamError("UpstreamUnavailable", "the upstream's referrers are not JSON") from None
+    entries = doc.get("manifests") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise UpstreamError("UpstreamUnavailable", "the upstream's referrers are not an image index")
+    return [e for e in entries if isinstance(e, dict)]
 
 
 class UpstreamClient:
@@ -205,6 +217,24 @@ class UpstreamClient:
             raise UpstreamError("UpstreamUnavailable", "the upstream manifest is larger than 4 MiB")
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         return resp.content, media_type, resp.headers.get("docker-content-digest")
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, object]]:
+        """The descriptors of the manifests whose subject is `digest`: the OCI 1.1 referrers API, or, where
+        the upstream answers 404 (no such API: distribution 2.8), the index tagged `sha256-<hex>` (the
+        spec's tag-schema fallback; none: no referrers)."""
+        resp = self._send("GET", f"/v2/{repository}/referrers/{digest}", f"repository:{repository}:pull",
+                          {"Accept": MANIFEST_TYPES[0]}, False)
+        if resp.status_code == 200:
+            return _index_entries(resp.content)
+        if resp.status_code != 404:
+            raise _failure(resp, f"the referrers of {digest}")
+        try:
+            body, _, _ = self.manifest(repository, digest.replace(":", "-", 1))
+        except UpstreamError as e:
+            if e.kind == "NotFound":
+                return []
+            raise
+        return _index_entries(body)
 
     def blob_size(self, repository: str, digest: str) -> int:
         """The size of a blob the upstream holds (a HEAD); UpstreamError otherwise."""

@@ -22,7 +22,7 @@ from botocore.client import BaseClient
 from tests.support import aws
 from tests.support.distribution import Distribution, GatedProxy, TokenService
 from tests.support.images import ContainerTool, UmociImages, run
-from tests.support.oci import Image, OciClient, random_image, sha256
+from tests.support.oci import OCI_INDEX, Image, OciClient, artifact, dumps, random_image, sha256
 from tests.support.servers import BerthServer, free_port, require_tool
 
 pytestmark = pytest.mark.integration
@@ -323,6 +323,20 @@ def test_another_berth_as_upstream_with_its_token(cache: BerthServer, tmp_path: 
         assert pulled.returncode == 0, pulled.stderr
         assert [i["imageDigest"] for i in wait_images(ecr_of(cache), f"peer{upstream.port}/base/app", 1)] \
             == [umoci_images.app.digest]
+        # referrers pushed to the upstream after the image was cached: from its referrers API
+        subject = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": umoci_images.app.digest,
+                   "size": len(raw_manifest(cache.host, f"peer{upstream.port}/base/app:1").encode())}
+        sig = artifact(subject, "application/vnd.example.signature")
+        with OciClient(upstream.url) as up:
+            up.http.auth = httpx.BasicAuth("AWS", token)
+            for blob in sig.blobs:
+                assert up.push_blob("base/app", blob).status_code == 201
+            assert up.put_manifest("base/app", sig.digest, sig.body).status_code == 201
+        assert [e["digest"] for e in referrers_of(upstream, "base/app", umoci_images.app.digest, ("AWS", token))] \
+            == [sig.digest]
+        listed = referrers_of(cache, f"peer{upstream.port}/base/app", umoci_images.app.digest)
+        assert [(e["digest"], e.get("artifactType")) for e in listed] == [
+            (sig.digest, "application/vnd.example.signature")]
     finally:
         upstream.stop()
 
@@ -533,3 +547,49 @@ def test_batch_get_image_imports_from_the_upstream(cache: BerthServer, open_upst
     broken = aws.call(ecr, "BatchGetImage", {"repositoryName": "bgisecret/library/app",
                                              "imageIds": [{"imageTag": "1"}]})
     assert broken.code == "UnableToGetUpstreamImageException", broken
+
+
+SBOM = "application/vnd.example.sbom+json"
+
+
+def referrers_of(server: BerthServer, name: str, digest: str, auth: tuple[str, str] | None = None) -> list[dict]:
+    r = httpx.get(f"{server.url}/v2/{name}/referrers/{digest}", auth=auth, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()["manifests"]
+
+
+def test_referrers_from_a_distribution_upstream_by_the_tag_schema(cache: BerthServer, tmp_path: Path) -> None:
+    """distribution 2.8 has no referrers API (404): the referrers come from its `sha256-<hex>` index, are
+    stored (then listed locally, also by ListImageReferrers), and are still listed with the upstream gone."""
+    upstream = Distribution(tmp_path / "refs").start()
+    try:
+        image = random_image()
+        push_upstream(upstream, "app", image, "1")
+        sbom = artifact(image.descriptor(), SBOM, annotations={"org.example": "sbom"})
+        push_upstream(upstream, "app", sbom, sbom.digest)
+        fallback = Image(b"{}", [], OCI_INDEX, dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            sbom.descriptor(artifactType=SBOM, annotations={"org.example": "sbom"})]}))
+        r = httpx.put(f"{upstream.url}/v2/app/manifests/{image.digest.replace(':', '-')}", content=fallback.body,
+                      headers={"Content-Type": OCI_INDEX})
+        assert r.status_code == 201, r.text
+        assert httpx.get(f"{upstream.url}/v2/app/referrers/{image.digest}").status_code == 404
+        prefix = f"refs{upstream.port}"
+        ecr = ecr_of(cache)
+        rule(ecr, prefix, upstream.host)
+        with OciClient(cache.url) as oci:
+            assert oci.get_manifest(f"{prefix}/app", "1").status_code == 200
+        wait_images(ecr, f"{prefix}/app", 1)
+        listed = referrers_of(cache, f"{prefix}/app", image.digest)
+        assert [(e["digest"], e.get("artifactType"), e.get("annotations")) for e in listed] == [
+            (sbom.digest, SBOM, {"org.example": "sbom"})]
+        assert {i["imageDigest"] for i in wait_images(ecr, f"{prefix}/app", 2)} == {image.digest, sbom.digest}
+        with OciClient(cache.url) as oci:  # the referrer and its blob are served from the cache
+            assert oci.get_manifest(f"{prefix}/app", sbom.digest).content == sbom.body
+            assert oci.get_blob(f"{prefix}/app", sha256(sbom.layers[0])).content == sbom.layers[0]
+        by_ecr = ecr.list_image_referrers(repositoryName=f"{prefix}/app", subjectId={"imageDigest": image.digest})
+        assert [x["digest"] for x in by_ecr["referrers"]] == [sbom.digest]
+        upstream.stop()
+        time.sleep(STALE)
+        assert [e["digest"] for e in referrers_of(cache, f"{prefix}/app", image.digest)] == [sbom.digest]
+    finally:
+        upstream.stop()

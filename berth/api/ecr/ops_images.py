@@ -3,6 +3,7 @@ ListImageReferrers. The rules live in berth.registry.images; this translates sha
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from berth.api.ecr.app import EcrCall, Handler
@@ -128,16 +129,22 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
     return out
 
 
-async def batch_get_image(c: EcrCall) -> dict[str, Any]:
-    name = c.params["repositoryName"]
-
-    async def may_import(creating: bool) -> None:  # a pull-through cache miss: ECR's actions for it, as on /v2
+def importer(c: EcrCall, name: str) -> Callable[[bool], Awaitable[None]]:
+    """A pull-through cache miss's authorization: ECR's actions for it, as on /v2 (Denied, a domain error, so
+    that the cache may answer what it holds instead)."""
+    async def may_import(creating: bool) -> None:
         for action in ("ecr:BatchImportUpstreamImage",) + (("ecr:CreateRepository",) if creating else ()):
             try:
                 await c.allow(action, c.repo_arn(name))
             except EcrError as e:
                 raise Denied(e.message) from None
 
+    return may_import
+
+
+async def batch_get_image(c: EcrCall) -> dict[str, Any]:
+    name = c.params["repositoryName"]
+    may_import = importer(c, name)
     try:
         found, failures = await c.services.images.pull(c.registry_id, c.region, name, image_ids(c),
                                                        c.params.get("acceptedMediaTypes"), c.principal.arn,
@@ -190,7 +197,7 @@ async def list_image_referrers(c: EcrCall) -> dict[str, Any]:
     after = decode_token(c, 1) or [""]
     subject = c.params["subjectId"]["imageDigest"]
     entries = [] if f.get("artifactStatus", "ACTIVE") in INACTIVE else await c.services.images.referrers(
-        repo, subject, f.get("artifactTypes") or None, after[0], limit + 1)
+        repo, subject, f.get("artifactTypes") or None, after[0], limit + 1, importer(c, repo.name))
     out: dict[str, Any] = {"referrers": [referrer_shape(r) for r in entries[:limit]]}
     if len(entries) > limit:
         out["nextToken"] = encode_token(c.op, (entries[limit - 1].digest,))
