@@ -593,3 +593,56 @@ def test_referrers_from_a_distribution_upstream_by_the_tag_schema(cache: BerthSe
         assert [e["digest"] for e in referrers_of(cache, f"{prefix}/app", image.digest)] == [sbom.digest]
     finally:
         upstream.stop()
+
+
+def test_a_custom_role_on_a_berth_upstream(cache: BerthServer, tmp_path: Path, umoci_images: UmociImages) -> None:
+    """customRoleArn: Berth assumes the role on the upstream's STS with the access key in the rule's secret, then
+    pulls with the upstream's ECR token for the role; a role whose trust policy refuses the caller fails cleanly."""
+    upstream = BerthServer(tmp_path / "role-upstream", env={"BERTH_ADMIN_ACCESS_KEY_ID": ADMIN_KEY,
+                                                            "BERTH_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET},
+                           args=["--auth", "iam"]).start()
+    try:
+        admin = aws.client("ecr", upstream.url, ADMIN_KEY, ADMIN_SECRET)
+        token = aws.registry_token(admin)
+        run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"AWS:{token}",
+             f"oci:{umoci_images.layout.root}:app", f"docker://{upstream.host}/base/app:1"])
+        iam = aws.client("iam", upstream.url, ADMIN_KEY, ADMIN_SECRET)
+        caller = aws.create_users(iam, [aws.UserSpec("cache-caller", {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})])["cache-caller"]
+        caller_arn = iam.get_user(UserName="cache-caller")["User"]["Arn"]
+        roles = {}
+        for name, trusted in (("ptc-puller", caller_arn), ("ptc-refused", caller_arn.replace("cache-caller", "other"))):
+            roles[name] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": trusted},
+                                                        "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+            iam.put_role_policy(RoleName=name, PolicyName="pull", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+                    *PULL, "ecr:GetAuthorizationToken"]}]}))
+        sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
+        arn = sm.create_secret(Name=f"ecr-pullthroughcache/role-{upstream.port}", SecretString=json.dumps(
+            {"username": caller[0], "accessToken": caller[1]}))["ARN"]
+        ecr = ecr_of(cache)
+        prefix = f"role{upstream.port}"
+        bad = {"ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host, "credentialArn": arn}
+        assert aws.call(ecr, "CreatePullThroughCacheRule", {**bad, "customRoleArn": "arn:aws:iam::12:role/x"}).code \
+            == "InvalidParameterException"
+        assert aws.call(ecr, "CreatePullThroughCacheRule", {
+            "ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host,
+            "customRoleArn": roles["ptc-puller"]}).code == "InvalidParameterException"  # no access key to use
+        rule(ecr, prefix, upstream.host, credentialArn=arn, customRoleArn=roles["ptc-puller"])
+        assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=prefix)["isValid"] is True
+        pulled = skopeo_pull(cache, f"{prefix}/base/app:1", tmp_path / "role")
+        assert pulled.returncode == 0, pulled.stderr
+        assert [i["imageDigest"] for i in wait_images(ecr, f"{prefix}/base/app", 1)] == [umoci_images.app.digest]
+        refused = f"{prefix}-refused"
+        rule(ecr, refused, upstream.host, credentialArn=arn, customRoleArn=roles["ptc-refused"])
+        checked = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=refused)
+        assert checked["isValid"] is False and "AccessDenied" in checked["failure"], checked
+        got = aws.call(ecr, "BatchGetImage", {"repositoryName": f"{refused}/base/app",
+                                              "imageIds": [{"imageTag": "1"}]})
+        assert got.code == "UnableToGetUpstreamImageException", got
+        with OciClient(cache.url) as oci:
+            r = oci.get_manifest(f"{refused}/base/app", "1")
+            assert r.status_code == 404 and "MANIFEST_UNKNOWN" in r.text
+    finally:
+        upstream.stop()
