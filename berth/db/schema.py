@@ -638,3 +638,13 @@ audit_events = Table(
     Index("ix_audit_events_time", "event_time"),
     Index("ix_audit_events_account", "account_id", "event_time"),
 )
+
+
+# Replication peers that come from the config file's [peers.<name>] tables (migration 0016): the CLI may not
+# change them, and a start removes those the file no longer names (berth/replication/config_peers.py)
+
+replication_config_peers = Table(
+    "replication_config_peers",
+    metadata,
+    Column("name", Name(64), ForeignKey("replication_peers.name", ondelete="CASCADE"), primary_key=True),
+)
