@@ -2,6 +2,8 @@
 
     python bench/pullthrough.py [--size-mib 1024] [--layers 10] [--rounds 1] [--client skopeo|http]
 
+Rounds alternate the order of the direct and the first pull (interleaved); the per-round ratios are printed.
+
 CNCF distribution (Debian `docker-registry`) is the upstream; Berth is the cache, with a pull-through rule
 for it. An image of `--layers` random layers (`--size-mib` in all) is built as an OCI layout and pushed
 with skopeo to distribution, and directly to Berth. Then, with skopeo into a fresh OCI layout each time:
@@ -179,8 +181,9 @@ def main() -> None:
             skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp / 'layout'}:img",
                    f"docker://127.0.0.1:{berth.port}/own/img:1")
             out = tmp / "out"
-            rows["direct"].append(fetch(f"127.0.0.1:{upstream.port}", "library/img:1", out, digest))
-            rows["first"].append(fetch(f"127.0.0.1:{berth.port}", "hub/library/img:1", out, digest))
+            for which in ("direct", "first") if round_ % 2 == 0 else ("first", "direct"):  # interleaved order
+                host, ref = (upstream.port, "library/img:1") if which == "direct" else (berth.port, "hub/library/img:1")
+                rows[which].append(fetch(f"127.0.0.1:{host}", ref, out, digest))
             wait_cached(berth, "hub/library/img", digest)
             rows["second"].append(fetch(f"127.0.0.1:{berth.port}", "hub/library/img:1", out, digest))
             rows["own"].append(fetch(f"127.0.0.1:{berth.port}", "own/img:1", out, digest))
@@ -197,8 +200,13 @@ def main() -> None:
     targets = {"direct": "", "first": "<= 1.30x direct", "second": "~ own", "own": ""}
     for k in ("direct", "first", "second", "own"):
         lines.append(f"| {k} | {med[k]:.2f} | {mb / med[k]:.0f} | {med[k] / med['direct']:.2f}x | {targets[k]} |")
+    ratios = [f / d for f, d in zip(rows["first"], rows["direct"], strict=True)]
     lines += ["", f"first / direct = {med['first'] / med['direct']:.2f} (target 1.30); "
-              f"second / own = {med['second'] / med['own']:.2f}"]
+              f"second / own = {med['second'] / med['own']:.2f}", "",
+              f"per round, first / direct: {', '.join(f'{r:.2f}' for r in ratios)} (median "
+              f"{statistics.median(ratios):.2f}, min {min(ratios):.2f}, max {max(ratios):.2f})",
+              "seconds per round: " + "; ".join(f"{k} " + " ".join(f"{x:.2f}" for x in v) for k, v in rows.items()),
+              f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}"]
     text = "\n".join(lines) + "\n"
     print(text)
     results = Path(__file__).resolve().parent / "results"

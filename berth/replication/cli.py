@@ -125,19 +125,40 @@ async def _sync(db: Backend, rows: list[tuple[str, str, str, str, tuple[str, ...
 
 
 def sync_config_peers(s: Settings, config: Path | None) -> None:
-    """`serve`, at start: the config file's [peers.<name>] into the database (berth/replication/config_peers.py),
-    their secrets sealed with the master key; with no file, the file peers of an earlier start removed."""
-    from berth.cli import _run_jobs_cli
-    from berth.config import ConfigError, read_config_peers
-    from berth.keys.files import prepare_data_dir
-    from berth.replication.peers import PEER_SECRETS
+    """`serve`, at start, when given a config file: its [peers.<name>] into the database (config_peers.py),
+    their secrets sealed with the master key. Light imports only: this runs before every start with a file."""
+    import asyncio
 
+    from berth.config import ConfigError, read_config_peers
+    from berth.keys import sealed_column
+    from berth.keys.files import prepare_data_dir
+
+    if config is None:
+        return
     try:
-        peers = read_config_peers(config) if config is not None else []
-        master, _ = prepare_data_dir(s)
-        rows = [(p.name, p.endpoint, p.access_key_id, master.seal(p.secret(), PEER_SECRETS.context(p.name)),
-                 p.regions, p.accounts) for p in peers]
+        peers = read_config_peers(config)
+        rows = []
+        if peers:
+            master, _ = prepare_data_dir(s)
+            sealing = sealed_column("replication_peers")
+            rows = [(p.name, p.endpoint, p.access_key_id, master.seal(p.secret(), sealing.context(p.name)),
+                     p.regions, p.accounts) for p in peers]
     except (ConfigError, ValueError) as e:
         typer.echo(f"berth: {e}", err=True)
         raise typer.Exit(2) from None
-    _run_jobs_cli(_sync, s, rows)
+
+    async def main() -> int:
+        if s.uses_postgres:
+            from berth.db.postgres import PostgresBackend
+
+            db: Backend = await PostgresBackend.connect(s.database_url, 1, 1, s.db_connect_timeout)
+        else:
+            from berth.db.sqlite import SqliteBackend
+
+            db = SqliteBackend(s.sqlite_path)
+        try:
+            return await _sync(db, rows)
+        finally:
+            await db.close()
+
+    asyncio.run(main())

@@ -7,10 +7,11 @@
     access-key-id = "AKIA..."
     secret-access-key-file = "/run/secrets/berth-eu"   # or secret-access-key = "..." (one of the two)
 
-How they combine with `berth peers add`: `serve` writes the file's peers into the database at start (their
-secrets sealed like any peer's) and removes the peers an earlier start took from the file that it no longer
-names. Those peers are read-only to the CLI (`add` and `remove` of such a name are refused: edit the file);
-a file peer takes over a CLI-added peer of the same name. Every process and node then reads the database.
+How they combine with `berth peers add`: `serve --config FILE` (or BERTH_CONFIG) writes the file's peers into
+the database at start (their secrets sealed like any peer's) and removes the peers an earlier start took from
+the file that it no longer names; a start without a config file leaves the peers as they are. Those peers
+are read-only to the CLI (`add` and `remove` of such a name are refused: edit the file); a file peer takes
+over a CLI-added peer of the same name. Every process and node then reads the database.
 Only stdlib here: berth/config.py reads it while checking a file.
 """
 

@@ -19,7 +19,7 @@ from berth.db.pullthrough import RuleRow
 from berth.db.store import Backend
 from berth.registry.errors import ParameterInvalid
 from berth.replication.pullthrough_client import BadUpstreamUrl, UpstreamClient, UpstreamError, endpoint
-from berth.replication.upstream_role import registry_credentials, valid_role_arn
+from berth.replication.upstream_role import registry_credentials, upstream_region, valid_role_arn
 from berth.secrets.service import Secrets, SecretsError, parse_secret_arn
 
 ROOT = "ROOT"
@@ -217,7 +217,8 @@ class PullThroughRules:
         try:
             base = await loop.run_in_executor(None, client.base)
             client.credentials = await loop.run_in_executor(
-                None, lambda: registry_credentials(base, rule.region, key, secret, role))
+                None, lambda: registry_credentials(base, upstream_region(rule.upstream_url, rule.region), key,
+                                                   secret, role))
         except BaseException:
             client.close()
             raise

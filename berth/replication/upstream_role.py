@@ -16,6 +16,14 @@ from berth.replication.pullthrough_client import UpstreamError
 
 ROLE_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}")
 SESSION_NAME = "berth-pull-through"
+ECR_HOST = re.compile(r"(?:^|//)\d{12}\.dkr\.ecr\.([a-z0-9-]+)\.")
+
+
+def upstream_region(url: str, default: str) -> str:
+    """The region an upstream's STS and ECR are signed for: an ECR-style host names it
+    (`<account>.dkr.ecr.<region>.<domain>`), else the rule's own region."""
+    m = ECR_HOST.search(url)
+    return m.group(1) if m else default
 
 
 def valid_role_arn(arn: str) -> bool:
