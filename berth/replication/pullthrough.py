@@ -452,8 +452,8 @@ class PullThroughCache:
         hasher = hashlib.new(algorithm)
         writer = self.registry.blobs.create(fill.digest)
         try:
-            with client.blob(upstream, fill.digest) as resp:
-                for chunk in resp.iter_raw(CHUNK):
+            with client.blob(upstream, fill.digest) as chunks:
+                for chunk in chunks:
                     hasher.update(chunk)
                     writer.write(chunk)
                     view = memoryview(chunk)
