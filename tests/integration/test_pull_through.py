@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -306,39 +307,67 @@ def test_the_cli_fetches_http_urls_unless_told_not_to(cache: BerthServer, open_u
     assert pulled.returncode == 0, pulled.stderr
 
 
-def test_another_berth_as_upstream_with_its_token(cache: BerthServer, tmp_path: Path,
-                                                  umoci_images: UmociImages) -> None:
-    upstream = BerthServer(tmp_path / "upstream", env={"BERTH_ADMIN_ACCESS_KEY_ID": ADMIN_KEY,
-                                                       "BERTH_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET},
-                           args=["--auth", "iam"]).start()
+@dataclass
+class BerthUpstream:
+    """Another Berth (--auth iam) holding base/app:1, with an IAM user and two roles for customRoleArn."""
+
+    server: BerthServer
+    token: str  # the administrator's registry token
+    caller: tuple[str, str]  # the user's access key: the secret of a customRoleArn rule
+    roles: dict[str, str]  # ptc-puller (trusts the caller), ptc-refused (does not): role ARNs
+
+
+@pytest.fixture(scope="module")
+def berth_upstream(tmp_path_factory: pytest.TempPathFactory, umoci_images: UmociImages) -> Iterator[BerthUpstream]:
+    upstream = BerthServer(tmp_path_factory.mktemp("berth-upstream") / "data", args=["--auth", "iam"], env={
+        "BERTH_ADMIN_ACCESS_KEY_ID": ADMIN_KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET}).start()
     try:
         token = aws.registry_token(aws.client("ecr", upstream.url, ADMIN_KEY, ADMIN_SECRET))
         run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"AWS:{token}",
              f"oci:{umoci_images.layout.root}:app", f"docker://{upstream.host}/base/app:1"])
-        sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
-        arn = sm.create_secret(Name=f"ecr-pullthroughcache/berth-{upstream.port}", SecretString=json.dumps(
-            {"username": "AWS", "accessToken": token}))["ARN"]
-        rule(ecr_of(cache), f"peer{upstream.port}", f"http://{upstream.host}", credentialArn=arn)
-        pulled = skopeo_pull(cache, f"peer{upstream.port}/base/app:1", tmp_path / "peer")
-        assert pulled.returncode == 0, pulled.stderr
-        assert [i["imageDigest"] for i in wait_images(ecr_of(cache), f"peer{upstream.port}/base/app", 1)] \
-            == [umoci_images.app.digest]
-        # referrers pushed to the upstream after the image was cached: from its referrers API
-        subject = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": umoci_images.app.digest,
-                   "size": len(raw_manifest(cache.host, f"peer{upstream.port}/base/app:1").encode())}
-        sig = artifact(subject, "application/vnd.example.signature")
-        with OciClient(upstream.url) as up:
-            up.http.auth = httpx.BasicAuth("AWS", token)
-            for blob in sig.blobs:
-                assert up.push_blob("base/app", blob).status_code == 201
-            assert up.put_manifest("base/app", sig.digest, sig.body).status_code == 201
-        assert [e["digest"] for e in referrers_of(upstream, "base/app", umoci_images.app.digest, ("AWS", token))] \
-            == [sig.digest]
-        listed = referrers_of(cache, f"peer{upstream.port}/base/app", umoci_images.app.digest)
-        assert [(e["digest"], e.get("artifactType")) for e in listed] == [
-            (sig.digest, "application/vnd.example.signature")]
+        iam = aws.client("iam", upstream.url, ADMIN_KEY, ADMIN_SECRET)
+        caller = aws.create_users(iam, [aws.UserSpec("cache-caller", {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})])["cache-caller"]
+        caller_arn = iam.get_user(UserName="cache-caller")["User"]["Arn"]
+        roles = {}
+        for name, trusted in (("ptc-puller", caller_arn), ("ptc-refused", caller_arn.replace("cache-caller", "other"))):
+            roles[name] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": trusted},
+                                                        "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+            iam.put_role_policy(RoleName=name, PolicyName="pull", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+                    "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
+                    "ecr:GetAuthorizationToken"]}]}))
+        yield BerthUpstream(upstream, token, caller, roles)
     finally:
         upstream.stop()
+
+
+def test_another_berth_as_upstream_with_its_token(cache: BerthServer, berth_upstream: BerthUpstream, tmp_path: Path,
+                                                  umoci_images: UmociImages) -> None:
+    upstream, token = berth_upstream.server, berth_upstream.token
+    sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
+    arn = sm.create_secret(Name=f"ecr-pullthroughcache/berth-{upstream.port}", SecretString=json.dumps(
+        {"username": "AWS", "accessToken": token}))["ARN"]
+    rule(ecr_of(cache), f"peer{upstream.port}", f"http://{upstream.host}", credentialArn=arn)
+    pulled = skopeo_pull(cache, f"peer{upstream.port}/base/app:1", tmp_path / "peer")
+    assert pulled.returncode == 0, pulled.stderr
+    assert [i["imageDigest"] for i in wait_images(ecr_of(cache), f"peer{upstream.port}/base/app", 1)] \
+        == [umoci_images.app.digest]
+    # a referrer pushed to the upstream after the image was cached: from its referrers API
+    subject = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": umoci_images.app.digest,
+               "size": len(raw_manifest(cache.host, f"peer{upstream.port}/base/app:1").encode())}
+    sig = artifact(subject, "application/vnd.example.signature")
+    with OciClient(upstream.url) as up:
+        up.http.auth = httpx.BasicAuth("AWS", token)
+        for blob in sig.blobs:
+            assert up.push_blob("base/app", blob).status_code == 201
+        assert up.put_manifest("base/app", sig.digest, sig.body).status_code == 201
+    there = {e["digest"] for e in referrers_of(upstream, "base/app", umoci_images.app.digest, ("AWS", token))}
+    assert sig.digest in there  # (the other backend's run pushed one too)
+    listed = referrers_of(cache, f"peer{upstream.port}/base/app", umoci_images.app.digest)
+    assert {e["digest"] for e in listed} == there
+    assert {e.get("artifactType") for e in listed} == {"application/vnd.example.signature"}
 
 
 def test_nothing_listens_on_the_upstream_port(cache: BerthServer) -> None:
@@ -595,54 +624,33 @@ def test_referrers_from_a_distribution_upstream_by_the_tag_schema(cache: BerthSe
         upstream.stop()
 
 
-def test_a_custom_role_on_a_berth_upstream(cache: BerthServer, tmp_path: Path, umoci_images: UmociImages) -> None:
+def test_a_custom_role_on_a_berth_upstream(cache: BerthServer, berth_upstream: BerthUpstream, tmp_path: Path,
+                                           umoci_images: UmociImages) -> None:
     """customRoleArn: Berth assumes the role on the upstream's STS with the access key in the rule's secret, then
     pulls with the upstream's ECR token for the role; a role whose trust policy refuses the caller fails cleanly."""
-    upstream = BerthServer(tmp_path / "role-upstream", env={"BERTH_ADMIN_ACCESS_KEY_ID": ADMIN_KEY,
-                                                            "BERTH_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET},
-                           args=["--auth", "iam"]).start()
-    try:
-        admin = aws.client("ecr", upstream.url, ADMIN_KEY, ADMIN_SECRET)
-        token = aws.registry_token(admin)
-        run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"AWS:{token}",
-             f"oci:{umoci_images.layout.root}:app", f"docker://{upstream.host}/base/app:1"])
-        iam = aws.client("iam", upstream.url, ADMIN_KEY, ADMIN_SECRET)
-        caller = aws.create_users(iam, [aws.UserSpec("cache-caller", {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})])["cache-caller"]
-        caller_arn = iam.get_user(UserName="cache-caller")["User"]["Arn"]
-        roles = {}
-        for name, trusted in (("ptc-puller", caller_arn), ("ptc-refused", caller_arn.replace("cache-caller", "other"))):
-            roles[name] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
-                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": trusted},
-                                                        "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
-            iam.put_role_policy(RoleName=name, PolicyName="pull", PolicyDocument=json.dumps({
-                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
-                    *PULL, "ecr:GetAuthorizationToken"]}]}))
-        sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
-        arn = sm.create_secret(Name=f"ecr-pullthroughcache/role-{upstream.port}", SecretString=json.dumps(
-            {"username": caller[0], "accessToken": caller[1]}))["ARN"]
-        ecr = ecr_of(cache)
-        prefix = f"role{upstream.port}"
-        bad = {"ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host, "credentialArn": arn}
-        assert aws.call(ecr, "CreatePullThroughCacheRule", {**bad, "customRoleArn": "arn:aws:iam::12:role/x"}).code \
-            == "InvalidParameterException"
-        assert aws.call(ecr, "CreatePullThroughCacheRule", {
-            "ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host,
-            "customRoleArn": roles["ptc-puller"]}).code == "InvalidParameterException"  # no access key to use
-        rule(ecr, prefix, upstream.host, credentialArn=arn, customRoleArn=roles["ptc-puller"])
-        assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=prefix)["isValid"] is True
-        pulled = skopeo_pull(cache, f"{prefix}/base/app:1", tmp_path / "role")
-        assert pulled.returncode == 0, pulled.stderr
-        assert [i["imageDigest"] for i in wait_images(ecr, f"{prefix}/base/app", 1)] == [umoci_images.app.digest]
-        refused = f"{prefix}-refused"
-        rule(ecr, refused, upstream.host, credentialArn=arn, customRoleArn=roles["ptc-refused"])
-        checked = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=refused)
-        assert checked["isValid"] is False and "AccessDenied" in checked["failure"], checked
-        got = aws.call(ecr, "BatchGetImage", {"repositoryName": f"{refused}/base/app",
-                                              "imageIds": [{"imageTag": "1"}]})
-        assert got.code == "UnableToGetUpstreamImageException", got
-        with OciClient(cache.url) as oci:
-            r = oci.get_manifest(f"{refused}/base/app", "1")
-            assert r.status_code == 404 and "MANIFEST_UNKNOWN" in r.text
-    finally:
-        upstream.stop()
+    upstream, roles = berth_upstream.server, berth_upstream.roles
+    sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
+    arn = sm.create_secret(Name=f"ecr-pullthroughcache/role-{upstream.port}", SecretString=json.dumps(
+        {"username": berth_upstream.caller[0], "accessToken": berth_upstream.caller[1]}))["ARN"]
+    ecr = ecr_of(cache)
+    prefix = f"role{upstream.port}"
+    bad = {"ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host, "credentialArn": arn}
+    assert aws.call(ecr, "CreatePullThroughCacheRule", {**bad, "customRoleArn": "arn:aws:iam::12:role/x"}).code \
+        == "InvalidParameterException"
+    assert aws.call(ecr, "CreatePullThroughCacheRule", {
+        "ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host,
+        "customRoleArn": roles["ptc-puller"]}).code == "InvalidParameterException"  # no access key to use
+    rule(ecr, prefix, upstream.host, credentialArn=arn, customRoleArn=roles["ptc-puller"])
+    assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=prefix)["isValid"] is True
+    pulled = skopeo_pull(cache, f"{prefix}/base/app:1", tmp_path / "role")
+    assert pulled.returncode == 0, pulled.stderr
+    assert [i["imageDigest"] for i in wait_images(ecr, f"{prefix}/base/app", 1)] == [umoci_images.app.digest]
+    refused = f"{prefix}-refused"
+    rule(ecr, refused, upstream.host, credentialArn=arn, customRoleArn=roles["ptc-refused"])
+    checked = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=refused)
+    assert checked["isValid"] is False and "AccessDenied" in checked["failure"], checked
+    got = aws.call(ecr, "BatchGetImage", {"repositoryName": f"{refused}/base/app", "imageIds": [{"imageTag": "1"}]})
+    assert got.code == "UnableToGetUpstreamImageException", got
+    with OciClient(cache.url) as oci:
+        r = oci.get_manifest(f"{refused}/base/app", "1")
+        assert r.status_code == 404 and "MANIFEST_UNKNOWN" in r.text
