@@ -2,6 +2,8 @@
 
     python bench/pullthrough.py [--size-mib 1024] [--layers 10] [--rounds 1] [--client skopeo|http]
 
+Rounds alternate the order of the direct and the first pull (interleaved); the per-round ratios are printed.
+
 CNCF distribution (Debian `docker-registry`) is the upstream; Berth is the cache, with a pull-through rule
 for it. An image of `--layers` random layers (`--size-mib` in all) is built as an OCI layout and pushed
 with skopeo to distribution, and directly to Berth. Then, with skopeo into a fresh OCI layout each time:
@@ -148,6 +150,18 @@ def wait_cached(berth: Berth, repo: str, digest: str, timeout: float = 120.0) ->
     raise Failed(f"{repo}@{digest} was not stored within {timeout:.0f} s")
 
 
+def timed(which: str, port: int, ref: str, berth: Berth, upstream: Distribution, fetch, out: Path,  # type: ignore[no-untyped-def]
+          digest: str, rows: dict[str, list[float]], cpu: dict[str, list[tuple[float, float]]]) -> None:
+    """One pull: its time, and the CPU seconds the servers spent on it (for the first pull, until stored)."""
+    before = berth.cpu_seconds(), upstream.cpu_seconds()
+    rows[which].append(fetch(f"127.0.0.1:{port}", ref, out, digest))
+    if which == "first":
+        wait_cached(berth, "hub/library/img", digest)
+        if upstream.cpu_seconds() - before[1] < 0.05:
+            raise Failed("the first pull took no blob from the upstream: it measured a cache hit")
+    cpu[which].append((berth.cpu_seconds() - before[0], upstream.cpu_seconds() - before[1]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
@@ -159,6 +173,7 @@ def main() -> None:
     fetch = pull if args.client == "skopeo" else raw_pull
     tmp = Path(tempfile.mkdtemp(prefix="berth-bench-ptc-"))
     rows: dict[str, list[float]] = {"direct": [], "first": [], "second": [], "own": []}
+    cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in rows}  # (Berth, distribution) CPU s per pull
     upstream = Distribution("distribution", tmp)
     servers = [upstream]
     try:
@@ -176,14 +191,16 @@ def main() -> None:
                          aws_access_key_id=berth.KEY, aws_secret_access_key=berth.SECRET
                          ).create_pull_through_cache_rule(ecrRepositoryPrefix="hub",
                                                           upstreamRegistryUrl=f"127.0.0.1:{upstream.port}")
+            out = tmp / "out"
+            for which in ("direct", "first") if round_ % 2 == 0 else ("first", "direct"):  # interleaved order
+                timed(which, *((upstream.port, "library/img:1") if which == "direct" else
+                               (berth.port, "hub/library/img:1")), berth, upstream, fetch, out, digest, rows, cpu)
+            timed("second", berth.port, "hub/library/img:1", berth, upstream, fetch, out, digest, rows, cpu)
+            # Only now the same image pushed to Berth directly: pushed before, its blobs (one content-addressed
+            # store) would already be there and the "first" pull would never fetch a blob from the upstream.
             skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp / 'layout'}:img",
                    f"docker://127.0.0.1:{berth.port}/own/img:1")
-            out = tmp / "out"
-            rows["direct"].append(fetch(f"127.0.0.1:{upstream.port}", "library/img:1", out, digest))
-            rows["first"].append(fetch(f"127.0.0.1:{berth.port}", "hub/library/img:1", out, digest))
-            wait_cached(berth, "hub/library/img", digest)
-            rows["second"].append(fetch(f"127.0.0.1:{berth.port}", "hub/library/img:1", out, digest))
-            rows["own"].append(fetch(f"127.0.0.1:{berth.port}", "own/img:1", out, digest))
+            timed("own", berth.port, "own/img:1", berth, upstream, fetch, out, digest, rows, cpu)
             berth.stop()
     finally:
         for s in servers:
@@ -197,8 +214,16 @@ def main() -> None:
     targets = {"direct": "", "first": "<= 1.30x direct", "second": "~ own", "own": ""}
     for k in ("direct", "first", "second", "own"):
         lines.append(f"| {k} | {med[k]:.2f} | {mb / med[k]:.0f} | {med[k] / med['direct']:.2f}x | {targets[k]} |")
+    ratios = [f / d for f, d in zip(rows["first"], rows["direct"], strict=True)]
     lines += ["", f"first / direct = {med['first'] / med['direct']:.2f} (target 1.30); "
-              f"second / own = {med['second'] / med['own']:.2f}"]
+              f"second / own = {med['second'] / med['own']:.2f}", "",
+              f"per round, first / direct: {', '.join(f'{r:.2f}' for r in ratios)} (median "
+              f"{statistics.median(ratios):.2f}, min {min(ratios):.2f}, max {max(ratios):.2f})",
+              "seconds per round: " + "; ".join(f"{k} " + " ".join(f"{x:.2f}" for x in v) for k, v in rows.items()),
+              "server CPU seconds per pull (median; Berth + distribution): " + "; ".join(
+                  f"{k} {statistics.median(b for b, _ in v):.2f} + {statistics.median(d for _, d in v):.2f}"
+                  for k, v in cpu.items()),
+              f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}"]
     text = "\n".join(lines) + "\n"
     print(text)
     results = Path(__file__).resolve().parent / "results"

@@ -110,6 +110,9 @@ def serve(
     _migrate(s)  # in its own process, so the serving processes never load Alembic
     if s.auth == "iam":
         _bootstrap(s, s.default_account, s.admin_access_key_id, s.admin_secret_access_key)
+    from berth.replication.cli import sync_config_peers
+
+    sync_config_peers(s, config or (Path(os.environ["BERTH_CONFIG"]) if os.environ.get("BERTH_CONFIG") else None))
     os.environ.update(s.to_env())
     if s.workers > 1:  # the workers' metrics snapshots, summed by whichever answers a scrape
         from berth.observe.metrics import prepare_directory

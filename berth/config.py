@@ -6,8 +6,12 @@ import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from berth.storage.urls import FileStorage, S3Storage, StorageUrlError, parse_storage_url
+
+if TYPE_CHECKING:
+    from berth.replication.config_peers import ConfigPeer
 
 CONFIG_VERSION = 1
 DEFAULT_ACCOUNT = "123456789012"
@@ -241,6 +245,13 @@ def read_config_file(path: Path) -> dict[str, object]:
         raise ConfigError(f"config file {path}: no `version = {CONFIG_VERSION}` line")
     if version != CONFIG_VERSION:
         raise ConfigError(f"config file {path}: version {version!r} is not one this berth reads ({CONFIG_VERSION})")
+    if "peers" in doc:  # [peers.<name>]: replication peers, not Settings (berth/replication/config_peers.py)
+        from berth.replication.config_peers import parse
+
+        try:
+            parse(doc.pop("peers"))
+        except ValueError as e:
+            raise ConfigError(f"config file {path}: {e}") from None
     types = {f.name: f.type for f in fields(Settings)}
     values: dict[str, object] = {}
     for key, value in doc.items():
@@ -257,6 +268,16 @@ def read_config_file(path: Path) -> dict[str, object]:
             raise ConfigError(f"config file {path}: {key} must be {want}, not {value!r}")
         values[name] = Path(value) if name == "data_dir" else float(value) if t == "float" else value
     return values
+
+
+def read_config_peers(path: Path) -> list[ConfigPeer]:
+    """The file's `[peers.<name>]` tables, after every check of read_config_file."""
+    import tomllib
+
+    from berth.replication.config_peers import parse
+
+    read_config_file(path)
+    return parse(tomllib.loads(path.read_text("utf-8")).get("peers", {}))
 
 
 def effective(settings: Settings) -> dict[str, object]:

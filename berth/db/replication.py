@@ -120,8 +120,31 @@ def list_peers() -> Txn[list[PeerRow]]:
 
 
 def remove_peer(name: str) -> Txn[bool]:
+    yield Q("DELETE FROM replication_config_peers WHERE name = ?", (name,))
     n = yield Q("DELETE FROM replication_peers WHERE name = ?", (name,))
     return bool(n)
+
+
+def config_peer_names() -> Txn[set[str]]:
+    """The peers that come from the config file (read-only to `berth peers`)."""
+    rows = yield Q("SELECT name FROM replication_config_peers", (), "all")
+    return {str(r[0]) for r in rows}
+
+
+def sync_config_peers(peers: Sequence[tuple[str, str, str, str, Sequence[str], Sequence[str]]],
+                      now: float) -> Txn[tuple[list[str], list[str]]]:
+    """The config file's peers (name, endpoint, key, sealed secret, regions, accounts) stored, taking over
+    a CLI peer of the same name, and the file peers of an earlier start it no longer names removed: (kept,
+    removed) names."""
+    before = yield from config_peer_names()
+    for name, endpoint, key, secret, regions, accounts in peers:
+        yield from add_peer(name, endpoint, key, secret, regions, accounts, now)
+        yield Q("INSERT INTO replication_config_peers (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (name,))
+    named = {p[0] for p in peers}
+    removed = sorted(before - named)
+    for name in removed:
+        yield from remove_peer(name)
+    return sorted(named), removed
 
 
 # back-fills

@@ -640,6 +640,15 @@ audit_events = Table(
 )
 
 
+# Replication peers that come from the config file's [peers.<name>] tables (migration 0016): the CLI may not
+# change them, and a start removes those the file no longer names (berth/replication/config_peers.py)
+
+replication_config_peers = Table(
+    "replication_config_peers",
+    metadata,
+    Column("name", Name(64), ForeignKey("replication_peers.name", ondelete="CASCADE"), primary_key=True),
+)
+
 # Identity: the tags of IAM users and roles (migration 0017). IAM compares tag keys without case and
 # keeps the case they were given: key_lower is the key's identity, key what is shown.
 

@@ -73,6 +73,9 @@ RepositoryNotEmpty = define("REPOSITORY_NOT_EMPTY")
 TagParameterInvalid = define("TAG_PARAMETER_INVALID")
 TooManyTags = define("TOO_MANY_TAGS")
 ParameterInvalid = define("PARAMETER_INVALID")
+# a pull-through cache rule cannot get at its upstream at all (its secret, its role): ECR's
+# UnableToGetUpstreamImageException (berth/replication/pullthrough.py)
+UpstreamImageUnavailable = define("UPSTREAM_IMAGE_UNAVAILABLE")
 
 # failures of what the registry stands on, answered as "try again later"
 BlobStoreUnavailable = define("BLOB_STORE_UNAVAILABLE")  # extra["retry_after"]: seconds

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 from berth.db import images as qi
 from berth.db import registry as q
@@ -28,7 +28,9 @@ from berth.registry.errors import (
     LayerPartInvalid,
     ManifestReferenced,
     ManifestUnknown,
+    NameUnknown,
     ReferencedImagesUnknown,
+    RegistryError,
     TagInvalid,
     UploadOutOfOrder,
 )
@@ -57,6 +59,8 @@ TAG_MISMATCH = "ImageTagDoesNotMatchDigest"
 MISSING_ID = "MissingDigestAndTag"
 REFERENCED = "ImageReferencedByManifestList"
 INACCESSIBLE = "ImageInaccessible"  # archived (berth/lifecycle)
+# a pull-through upstream's refusal of one image (berth/replication/pullthrough_client.py's kinds)
+UPSTREAM_FAILURES = frozenset({"UpstreamAccessDenied", "UpstreamTooManyRequests", "UpstreamUnavailable"})
 INVALID_LAYER_DIGEST = "InvalidLayerDigest"
 MISSING_LAYER_DIGEST = "MissingLayerDigest"
 
@@ -151,37 +155,57 @@ class Images:
 
     async def get(self, repo: Repository, ids: Sequence[ImageId], accepted: Sequence[str] | None,
                   principal: str | None = None) -> tuple[list[tuple[ImageId, Manifest]], list[ImageFailure]]:
+        return await self.pull(repo.account_id, repo.region, repo.name, ids, accepted, principal)
+
+    async def pull(self, account: str, region: str, name: str, ids: Sequence[ImageId],
+                   accepted: Sequence[str] | None, principal: str | None = None,
+                   may_import: Callable[[bool], Awaitable[None]] | None = None,
+                   ) -> tuple[list[tuple[ImageId, Manifest]], list[ImageFailure]]:
+        """BatchGetImage: each id through RegistryService.pull_manifest, the /v2 face's pull, so that a miss
+        under a pull-through cache rule is fetched from the upstream the same way (after `may_import`).
+        NameUnknown when the repository does not exist and no rule covers it; an upstream's refusal is the
+        image's failure (ECR's Upstream* codes); UpstreamImageUnavailable when the rule cannot reach it at all."""
         found: list[tuple[ImageId, Manifest]] = []
         failures: list[ImageFailure] = []
         for image_id in _well_formed(ids, failures):
             ref = image_id.digest if image_id.digest is not None else image_id.tag
             assert ref is not None
             try:
-                m = await self.registry.get_manifest(repo, ref)
-            except ManifestUnknown:
-                status = await self.db.read(qi.unavailable, repo.id, ref)
-                failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found")
-                                if status is None else
-                                ImageFailure(image_id, INACCESSIBLE, f"The image is {status.lower()}: restore it "
-                                                                     "with UpdateImageStorageClass first"))
+                m = await self.registry.pull_manifest(account, region, name, ref, record=False,
+                                                      may_import=may_import)
+                if image_id.digest is not None and image_id.tag is not None:
+                    tagged = await self.registry.pull_manifest(account, region, name, image_id.tag, record=False,
+                                                               may_import=may_import)
+                    if tagged.digest != image_id.digest:
+                        failures.append(ImageFailure(image_id, TAG_MISMATCH, "Invalid image tag for image with digest"))
+                        continue
+            except ManifestUnknown as e:
+                failures.append(await self._missing(account, region, name, image_id, ref, e))
                 continue
-            if image_id.digest is not None and image_id.tag is not None:
-                tagged = await self.db.read(q.tag_digest, repo.id, image_id.tag)
-                if tagged is None:
-                    failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found"))
-                    continue
-                if tagged != image_id.digest:
-                    failures.append(ImageFailure(image_id, TAG_MISMATCH, "Invalid image tag for image with digest"))
-                    continue
             if accepted is not None and m.media_type not in accepted:
                 # No manifest conversion here: an image in none of the accepted types is not found.
                 failures.append(ImageFailure(image_id, IMAGE_NOT_FOUND,
                                              f"Requested image not found in the accepted media types "
                                              f"(it is {m.media_type})"))
                 continue
-            self.registry.note_pull(repo.account_id, repo.region, repo.name, m.digest, principal)
+            self.registry.note_pull(account, region, name, m.digest, principal)
             found.append((ImageId(m.digest, image_id.tag), m))
         return found, failures
+
+    async def _missing(self, account: str, region: str, name: str, image_id: ImageId, ref: str,
+                       e: RegistryError) -> ImageFailure:
+        reason = e.detail.get("reason") if isinstance(e.detail, dict) else None
+        if reason in UPSTREAM_FAILURES:
+            return ImageFailure(image_id, reason, e.message)
+        try:
+            repo = await self.registry.repository(account, region, name)
+        except NameUnknown:
+            return ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found")
+        status = await self.db.read(qi.unavailable, repo.id, ref)
+        if status is None:
+            return ImageFailure(image_id, IMAGE_NOT_FOUND, "Requested image not found")
+        return ImageFailure(image_id, INACCESSIBLE, f"The image is {status.lower()}: restore it with "
+                                                    "UpdateImageStorageClass first")
 
     # BatchDeleteImage
 
@@ -233,9 +257,11 @@ class Images:
     # ListImageReferrers
 
     async def referrers(self, repo: Repository, subject: str, artifact_types: Sequence[str] | None,
-                        after: str, limit: int) -> list[Referrer]:
-        """The manifests whose subject is `subject`, digest order after `after`, at most `limit`."""
-        found = await self.registry.referrers(repo, subject, artifact_types)
+                        after: str, limit: int,
+                        may_import: Callable[[bool], Awaitable[None]] | None = None) -> list[Referrer]:
+        """The manifests whose subject is `subject`, digest order after `after`, at most `limit` (under a
+        pull-through cache rule, the upstream's too: RegistryService.referrers)."""
+        found = await self.registry.referrers(repo, subject, artifact_types, may_import)
         return [r for r in found if r.digest > after][:limit]
 
     # layers

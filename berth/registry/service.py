@@ -73,6 +73,9 @@ class PullThrough(Protocol):
 
     def reader(self, digest: str, start: int, end: int) -> AsyncIterator[bytes] | None: ...
 
+    async def refresh_referrers(self, repo: Repository, subject: str,
+                                may_import: Callable[[bool], Awaitable[None]] | None) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class PreparedManifest:
@@ -411,9 +414,14 @@ class RegistryService:
         return await self.db.read(q.list_tags, repo.id, last, ALL if n is None else n)
 
     async def referrers(self, repo: Repository, subject: str,
-                        artifact_types: Sequence[str] | None = None) -> list[Referrer]:
-        """The manifests whose subject is `subject`, in digest order; only these artifact types if given."""
+                        artifact_types: Sequence[str] | None = None,
+                        may_import: Callable[[bool], Awaitable[None]] | None = None) -> list[Referrer]:
+        """The manifests whose subject is `subject`, in digest order; only these artifact types if given.
+        Under a pull-through cache rule, the upstream's referrers are brought first (when due; `may_import`
+        as for a pull)."""
         check_digest(subject)
+        if self.pull_through is not None:
+            await self.pull_through.refresh_referrers(repo, subject, may_import)
         return [Referrer(r.digest, r.media_type, r.artifact_type, r.size, r.annotations)
                 for r in await self.db.read(q.referrers, repo.id, subject)
                 if not artifact_types or r.artifact_type in artifact_types]

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from berth.config import Settings
 from berth.db import replication as q
 from berth.db.store import Backend
 from berth.keys import MasterKey
@@ -40,6 +41,9 @@ async def _add(db: Backend, keys: MasterKey, name: str, endpoint: str, key: str,
                accounts: list[str]) -> int:
     from berth.replication.peers import PEER_SECRETS
 
+    if name in await db.read(q.config_peer_names):
+        typer.echo(f"berth: the peer {name!r} comes from the config file ([peers.{name}]); change it there", err=True)
+        return 1
     sealed = keys.seal(secret, PEER_SECRETS.context(name))
     new = await db.write(q.add_peer, name, endpoint, key, sealed, regions, accounts, time.time())
     typer.echo(f"peer {name} {'added' if new else 'replaced'}: {endpoint}, regions {', '.join(regions)}, "
@@ -48,14 +52,20 @@ async def _add(db: Backend, keys: MasterKey, name: str, endpoint: str, key: str,
 
 
 async def _list(db: Backend) -> int:
-    table = Table("name", "endpoint", "access key id", "regions", "accounts", title="replication peers")
+    table = Table("name", "endpoint", "access key id", "regions", "accounts", "from", title="replication peers")
+    from_file = await db.read(q.config_peer_names)
     for p in await db.read(q.list_peers):
-        table.add_row(p.name, p.endpoint, p.access_key_id, ", ".join(p.regions), ", ".join(p.accounts) or "any")
+        table.add_row(p.name, p.endpoint, p.access_key_id, ", ".join(p.regions), ", ".join(p.accounts) or "any",
+                      "config file" if p.name in from_file else "cli")
     Console(width=200).print(table)
     return 0
 
 
 async def _remove(db: Backend, name: str) -> int:
+    if name in await db.read(q.config_peer_names):
+        typer.echo(f"berth: the peer {name!r} comes from the config file ([peers.{name}]); remove it there (the "
+                   "next start removes it here)", err=True)
+        return 1
     if not await db.write(q.remove_peer, name):
         typer.echo(f"berth: no peer named {name!r}", err=True)
         return 1
@@ -104,3 +114,51 @@ def remove(name: str = typer.Argument(..., help="The peer's name."), data_dir: P
            database_url: str = DatabaseUrl) -> None:
     """Remove a peer; images not yet copied to it fail with UNKNOWN_DESTINATION (or go local, if served here)."""
     _run(_remove, data_dir, database_url, name)
+
+
+async def _sync(db: Backend, rows: list[tuple[str, str, str, str, tuple[str, ...], tuple[str, ...]]]) -> int:
+    kept, removed = await db.write(q.sync_config_peers, rows, time.time())
+    if kept or removed:
+        typer.echo(f"berth: replication peers from the config file: {', '.join(kept) or 'none'}"
+                   + (f" (removed: {', '.join(removed)})" if removed else ""), err=True)
+    return 0
+
+
+def sync_config_peers(s: Settings, config: Path | None) -> None:
+    """`serve`, at start, when given a config file: its [peers.<name>] into the database (config_peers.py),
+    their secrets sealed with the master key. Light imports only: this runs before every start with a file."""
+    import asyncio
+
+    from berth.config import ConfigError, read_config_peers
+    from berth.keys import sealed_column
+    from berth.keys.files import prepare_data_dir
+
+    if config is None:
+        return
+    try:
+        peers = read_config_peers(config)
+        rows = []
+        if peers:
+            master, _ = prepare_data_dir(s)
+            sealing = sealed_column("replication_peers")
+            rows = [(p.name, p.endpoint, p.access_key_id, master.seal(p.secret(), sealing.context(p.name)),
+                     p.regions, p.accounts) for p in peers]
+    except (ConfigError, ValueError) as e:
+        typer.echo(f"berth: {e}", err=True)
+        raise typer.Exit(2) from None
+
+    async def main() -> int:
+        if s.uses_postgres:
+            from berth.db.postgres import PostgresBackend
+
+            db: Backend = await PostgresBackend.connect(s.database_url, 1, 1, s.db_connect_timeout)
+        else:
+            from berth.db.sqlite import SqliteBackend
+
+            db = SqliteBackend(s.sqlite_path)
+        try:
+            return await _sync(db, rows)
+        finally:
+            await db.close()
+
+    asyncio.run(main())

@@ -9,6 +9,11 @@
   image is always whole.
 - A tag is checked against the upstream at most once per `staleness` seconds (ECR: 24 h); when the
   upstream cannot be reached, what is cached is served.
+- Referrers (the /v2 referrers API and ListImageReferrers of a cached repository): the upstream's list is
+  read at most once per `staleness` per subject (its referrers API, or the `sha256-<hex>` tag-schema index
+  where it has none), the referrers not stored yet are imported like pulls by digest, then the local list
+  answers. An upstream that cannot be asked leaves the cached referrers as the answer (in-memory check
+  times: a restart asks again).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 from berth.db import pullthrough as q
 from berth.db import registry as qr
 from berth.db.store import Q, Txn
-from berth.registry.errors import ManifestUnknown, RegistryError
+from berth.registry.errors import ManifestUnknown, RegistryError, UpstreamImageUnavailable
 from berth.registry.model import Repository
 from berth.registry.names import is_digest
 from berth.registry.service import Manifest, PreparedManifest, RegistryService
@@ -127,6 +132,7 @@ class PullThroughCache:
         self._imports: dict[tuple[int, str], asyncio.Task[None]] = {}
         self._fetches: dict[tuple[str, str, str, str], asyncio.Task[Manifest | None]] = {}
         self._checked: dict[tuple[str, str, str, str], float] = {}
+        self._referrer_checks: dict[tuple[str, str, str, str], asyncio.Task[None]] = {}
         self._swept = False
 
     def _sweep_spool(self) -> None:
@@ -249,6 +255,10 @@ class PullThroughCache:
                 log.warning("upstream of %s unavailable, serving the cached %s: %s", name, reference, e.message)
                 self._checked[check_key] = self.clock() - self.staleness + RETRY_FAILED_CHECK
                 return cached
+            if e.credentials:
+                raise UpstreamImageUnavailable(f"the pull through cache rule '{rule.prefix}' cannot reach its "
+                                               f"upstream: {e.message}", detail={"upstream": rule.upstream_url,
+                                                                                 "reason": e.kind}) from None
             raise ManifestUnknown(f"manifest unknown: {e.message}", detail={"upstream": rule.upstream_url,
                                                                             "reason": e.kind}) from None
         prepared = self.registry.prepare_manifest(reference, body, media_type or None)
@@ -336,6 +346,62 @@ class PullThroughCache:
         await self.registry.put_manifest(repo, top)
         log.info("cached %s@%s from %s", repo.name, top.digest, rule.upstream_url)
 
+    # referrers
+
+    async def refresh_referrers(self, repo: Repository, subject: str,
+                                may_import: Callable[[bool], Awaitable[None]] | None) -> None:
+        """Bring the upstream's referrers of `subject` that are not stored here yet, at most once per `staleness`
+        for a subject, and wait until they are stored (referrers are small: signatures, SBOMs, attestations),
+        so that the local list answers. An upstream that cannot be asked leaves what is cached as the answer."""
+        key = (repo.account_id, repo.region, repo.name, "referrers " + subject)
+        checked = self._checked.get(key)
+        if checked is not None and self.clock() - checked < self.staleness:
+            return
+        found = self._match(await self._load_rules(), repo.account_id, repo.region, repo.name)
+        if found is None:
+            return
+        task = self._referrer_checks.get(key)
+        if task is None:
+            task = self._referrer_checks[key] = asyncio.get_running_loop().create_task(
+                self._refresh_referrers(found[0], found[1], repo, subject, may_import, key))
+            task.add_done_callback(lambda _: self._referrer_checks.pop(key, None))
+        await asyncio.shield(task)
+
+    async def _refresh_referrers(self, rule: Rule, upstream: str, repo: Repository, subject: str,
+                                 may_import: Callable[[bool], Awaitable[None]] | None,
+                                 key: tuple[str, str, str, str]) -> None:
+        try:
+            client = await self._client(rule)
+            entries = await asyncio.get_running_loop().run_in_executor(self.pool, client.referrers, upstream,
+                                                                       subject)
+        except UpstreamError as e:
+            log.warning("the upstream of %s cannot list the referrers of %s, serving the cached ones: %s",
+                        repo.name, subject, e.message)
+            self._checked[key] = self.clock() - self.staleness + RETRY_FAILED_CHECK
+            return
+        for entry in entries:
+            digest = entry.get("digest")
+            if not isinstance(digest, str) or not is_digest(digest):
+                continue
+            try:
+                await self.registry.get_manifest(repo, digest)
+                continue  # stored already
+            except ManifestUnknown:
+                pass
+            try:
+                m = await self.manifest(repo.account_id, repo.region, repo.name, digest, may_import, None)
+            except RegistryError as e:
+                if e.code == "DENIED":  # may list, may not import: what is cached is the answer
+                    return
+                log.warning("referrer %s of %s from %s not imported: %s", digest, subject, rule.upstream_url,
+                            e.message)
+                continue
+            if m is not None:
+                importing = self._imports.get((repo.id, m.digest))
+                if importing is not None:
+                    await asyncio.shield(importing)
+        self._checked[key] = self.clock()
+
     # blobs
 
     async def _ensure_blob(self, rule: Rule, upstream: str, repo: Repository, digest: str, size: int) -> None:
@@ -386,8 +452,8 @@ class PullThroughCache:
         hasher = hashlib.new(algorithm)
         writer = self.registry.blobs.create(fill.digest)
         try:
-            with client.blob(upstream, fill.digest) as resp:
-                for chunk in resp.iter_raw(CHUNK):
+            with client.blob(upstream, fill.digest) as chunks:
+                for chunk in chunks:
                     hasher.update(chunk)
                     writer.write(chunk)
                     view = memoryview(chunk)

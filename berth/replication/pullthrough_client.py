@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import re
 import threading
 import time
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
+import urllib3
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -37,12 +39,14 @@ MAX_MANIFEST = 4 * 1024 * 1024
 
 class UpstreamError(Exception):
     """`kind`: ECR's ImageFailureCode vocabulary (UpstreamAccessDenied, UpstreamTooManyRequests,
-    UpstreamUnavailable) or NotFound."""
+    UpstreamUnavailable) or NotFound. `credentials`: the rule's own credentials could not be had (its secret,
+    its role), so nothing can be pulled through it."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, credentials: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.credentials = credentials
 
 
 class BadUpstreamUrl(ValueError):
@@ -99,6 +103,17 @@ def _failure(resp: httpx.Response, what: str) -> UpstreamError:
     return UpstreamError("UpstreamUnavailable", f"the upstream answered {resp.status_code} for {what}")
 
 
+def _index_entries(body: bytes) -> list[dict[str, object]]:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise UpstreamError("UpstreamUnavailable", "the upstream's referrers are not JSON") from None
+    entries = doc.get("manifests") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise UpstreamError("UpstreamUnavailable", "the upstream's referrers are not an image index")
+    return [e for e in entries if isinstance(e, dict)]
+
+
 class UpstreamClient:
     def __init__(self, url: str, credentials: tuple[str, str] | None = None, insecure: Collection[str] = (),
                  timeout: float = 30.0) -> None:
@@ -106,12 +121,14 @@ class UpstreamClient:
         self.credentials = credentials
         self.http = httpx.Client(timeout=httpx.Timeout(timeout, read=300.0), follow_redirects=True,
                                  verify=True)
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=8)  # blob bodies (see blob())
         self._base: str | None = None
         self._auth: dict[str, tuple[str, float]] = {}  # scope -> (Authorization value, expiry)
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.http.close()
+        self._pool.clear()
 
     def base(self) -> str:
         """The scheme://host that answers (the first of the endpoint's schemes that does)."""
@@ -204,6 +221,24 @@ class UpstreamClient:
         media_type = resp.headers.get("content-type", "").split(";")[0].strip()
         return resp.content, media_type, resp.headers.get("docker-content-digest")
 
+    def referrers(self, repository: str, digest: str) -> list[dict[str, object]]:
+        """The descriptors of the manifests whose subject is `digest`: the OCI 1.1 referrers API, or, where
+        the upstream answers 404 (no such API: distribution 2.8), the index tagged `sha256-<hex>` (the
+        spec's tag-schema fallback; none: no referrers)."""
+        resp = self._send("GET", f"/v2/{repository}/referrers/{digest}", f"repository:{repository}:pull",
+                          {"Accept": MANIFEST_TYPES[0]}, False)
+        if resp.status_code == 200:
+            return _index_entries(resp.content)
+        if resp.status_code != 404:
+            raise _failure(resp, f"the referrers of {digest}")
+        try:
+            body, _, _ = self.manifest(repository, digest.replace(":", "-", 1))
+        except UpstreamError as e:
+            if e.kind == "NotFound":
+                return []
+            raise
+        return _index_entries(body)
+
     def blob_size(self, repository: str, digest: str) -> int:
         """The size of a blob the upstream holds (a HEAD); UpstreamError otherwise."""
         resp = self._send("HEAD", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull", {}, False)
@@ -214,13 +249,52 @@ class UpstreamClient:
         return int(length)
 
     @contextmanager
-    def blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
-        """The streamed response of a blob GET (status 200 checked); iterate `iter_raw` or `iter_bytes`."""
-        resp = self._send("GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull", {}, True)
+    def blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
+        """The body of a blob GET (status 200 checked), as chunks of up to 1 MiB.
+
+        The body is read with urllib3 (http.client underneath), not httpx: httpx's streamed reads cost ~3 s
+        of CPU per GiB here (0.81 s for 256 MiB, against 0.07 s), which made a first pull 7x slower than a
+        direct one. httpx still answers the challenge (a HEAD, when no Authorization is cached for the
+        scope); a 401 to the GET (a token expired) asks again once."""
+        path = f"/v2/{repository}/blobs/{digest}"
+        scope = f"repository:{repository}:pull"
+        for attempt in (0, 1):
+            with self._lock:
+                cached = self._auth.get(scope)
+            if attempt == 1 or cached is None or cached[1] <= time.monotonic():
+                head = self._send("HEAD", path, scope, {}, False)
+                if head.status_code != 200:
+                    raise _failure(head, f"blob {digest}")
+                sent = head.request.headers.get("authorization")
+            else:
+                sent = cached[0]
+            try:
+                resp = self._pool.request("GET", self.base() + path, headers={"Authorization": sent} if sent else {},
+                                          preload_content=False, decode_content=False, redirect=True,
+                                          timeout=urllib3.Timeout(connect=30.0, read=300.0))
+            except urllib3.exceptions.HTTPError as e:
+                raise UpstreamError("UpstreamUnavailable", f"the upstream {self.endpoint.host} failed: {e}") from None
+            if resp.status != 200:
+                resp.drain_conn()  # a small error body: the connection stays usable
+                resp.release_conn()
+                if resp.status == 401 and attempt == 0:
+                    with self._lock:
+                        self._auth.pop(scope, None)
+                    continue
+                raise _failure(httpx.Response(resp.status), f"blob {digest}")
+            try:
+                yield self._chunks(resp)
+            except BaseException:
+                resp.close()  # part of the body unread: this connection is not reused
+                raise
+            finally:
+                resp.release_conn()
+            return
+        raise UpstreamError("UpstreamAccessDenied", f"the upstream {self.endpoint.host} refused blob {digest}")
+
+    def _chunks(self, resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         try:
-            if resp.status_code != 200:
-                resp.read()
-                raise _failure(resp, f"blob {digest}")
-            yield resp
-        finally:
-            resp.close()
+            while chunk := resp.read(1 << 20):
+                yield chunk
+        except urllib3.exceptions.HTTPError as e:
+            raise UpstreamError("UpstreamUnavailable", f"the upstream {self.endpoint.host} failed: {e}") from None

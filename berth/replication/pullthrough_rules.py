@@ -19,6 +19,7 @@ from berth.db.pullthrough import RuleRow
 from berth.db.store import Backend
 from berth.registry.errors import ParameterInvalid
 from berth.replication.pullthrough_client import BadUpstreamUrl, UpstreamClient, UpstreamError, endpoint
+from berth.replication.upstream_role import registry_credentials, upstream_region, valid_role_arn
 from berth.secrets.service import Secrets, SecretsError, parse_secret_arn
 
 ROOT = "ROOT"
@@ -117,6 +118,18 @@ class PullThroughRules:
                 raise RuleError("SecretNotFoundException", f"The secret '{arn}' does not exist") from None
             raise RuleError("UnableToAccessSecretException", e.message) from None
 
+    @staticmethod
+    def _check_role(role: str | None, credential_arn: str | None) -> None:
+        if role is None:
+            return
+        if not valid_role_arn(role):
+            raise ParameterInvalid(f"Invalid parameter at 'customRoleArn' failed to satisfy constraint: '{role}' is "
+                                   "not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        if credential_arn is None:
+            raise ParameterInvalid("Invalid parameter at 'customRoleArn' failed to satisfy constraint: a role on "
+                                   "the upstream is assumed with the access key in the rule's secret; give "
+                                   "credentialArn too")
+
     async def create(self, account: str, region: str, p: dict[str, Any]) -> Rule:
         prefix = normalize_prefix(p["ecrRepositoryPrefix"])
         url = p["upstreamRegistryUrl"]
@@ -131,6 +144,7 @@ class PullThroughRules:
                             f"The upstream registry URL '{url}' is not the registry '{kind}'; leave upstreamRegistry "
                             "out for any other OCI registry")
         await self._check_secret(account, region, p.get("credentialArn"))
+        self._check_role(p.get("customRoleArn"), p.get("credentialArn"))
         upstream_prefix = normalize_prefix(p.get("upstreamRepositoryPrefix") or ROOT)
         now = self.clock()
         row = RuleRow(prefix, url.strip().rstrip("/"), kind, upstream_prefix, p.get("credentialArn"),
@@ -150,8 +164,9 @@ class PullThroughRules:
         current = await self.describe(account, region, [prefix])
         cred = p.get("credentialArn", current[0].credential_arn)
         await self._check_secret(account, region, cred)
-        row = await self.db.write(q.update_rule, account, region, prefix, cred,
-                                  p.get("customRoleArn", current[0].custom_role_arn), self.clock())
+        role = p.get("customRoleArn", current[0].custom_role_arn)
+        self._check_role(role, cred)
+        row = await self.db.write(q.update_rule, account, region, prefix, cred, role, self.clock())
         if row is None:
             raise self._not_found(account, prefix)
         return Rule.from_row(account, region, row)
@@ -180,16 +195,34 @@ class PullThroughRules:
         try:
             value = await self.secrets.get_value(rule.account, rule.region, rule.credential_arn)
         except SecretsError as e:
-            raise UpstreamError("UpstreamAccessDenied", f"the rule's secret cannot be read: {e.message}") from None
+            raise UpstreamError("UpstreamAccessDenied", f"the rule's secret cannot be read: {e.message}",
+                                credentials=True) from None
         try:
             doc = json.loads(value.string or "")
             return str(doc["username"]), str(doc["accessToken"])
         except (ValueError, KeyError, TypeError):
             raise UpstreamError("UpstreamAccessDenied", "the rule's secret is not a JSON object with username and "
-                                                        "accessToken") from None
+                                                        "accessToken", credentials=True) from None
 
     async def client(self, rule: Rule) -> UpstreamClient:
-        return UpstreamClient(rule.upstream_url, await self.credentials(rule), self.insecure)
+        """The rule's upstream client; with customRoleArn, its credentials come from the upstream's STS
+        (AssumeRole with the secret's access key) and ECR (GetAuthorizationToken): upstream_role.py."""
+        credentials = await self.credentials(rule)
+        if rule.custom_role_arn is None or credentials is None:
+            return UpstreamClient(rule.upstream_url, credentials, self.insecure)
+        client = UpstreamClient(rule.upstream_url, None, self.insecure)
+        key, secret = credentials
+        role = rule.custom_role_arn
+        loop = asyncio.get_running_loop()
+        try:
+            base = await loop.run_in_executor(None, client.base)
+            client.credentials = await loop.run_in_executor(
+                None, lambda: registry_credentials(base, upstream_region(rule.upstream_url, rule.region), key,
+                                                   secret, role))
+        except BaseException:
+            client.close()
+            raise
+        return client
 
     async def validate(self, account: str, region: str, prefix: str) -> tuple[Rule, str | None]:
         """The rule and why it cannot reach its upstream (None: it can)."""

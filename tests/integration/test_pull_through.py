@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ from botocore.client import BaseClient
 from tests.support import aws
 from tests.support.distribution import Distribution, GatedProxy, TokenService
 from tests.support.images import ContainerTool, UmociImages, run
-from tests.support.oci import Image, OciClient, random_image, sha256
+from tests.support.oci import OCI_INDEX, Image, OciClient, artifact, dumps, random_image, sha256
 from tests.support.servers import BerthServer, free_port, require_tool
 
 pytestmark = pytest.mark.integration
@@ -306,25 +307,67 @@ def test_the_cli_fetches_http_urls_unless_told_not_to(cache: BerthServer, open_u
     assert pulled.returncode == 0, pulled.stderr
 
 
-def test_another_berth_as_upstream_with_its_token(cache: BerthServer, tmp_path: Path,
-                                                  umoci_images: UmociImages) -> None:
-    upstream = BerthServer(tmp_path / "upstream", env={"BERTH_ADMIN_ACCESS_KEY_ID": ADMIN_KEY,
-                                                       "BERTH_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET},
-                           args=["--auth", "iam"]).start()
+@dataclass
+class BerthUpstream:
+    """Another Berth (--auth iam) holding base/app:1, with an IAM user and two roles for customRoleArn."""
+
+    server: BerthServer
+    token: str  # the administrator's registry token
+    caller: tuple[str, str]  # the user's access key: the secret of a customRoleArn rule
+    roles: dict[str, str]  # ptc-puller (trusts the caller), ptc-refused (does not): role ARNs
+
+
+@pytest.fixture(scope="module")
+def berth_upstream(tmp_path_factory: pytest.TempPathFactory, umoci_images: UmociImages) -> Iterator[BerthUpstream]:
+    upstream = BerthServer(tmp_path_factory.mktemp("berth-upstream") / "data", args=["--auth", "iam"], env={
+        "BERTH_ADMIN_ACCESS_KEY_ID": ADMIN_KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": ADMIN_SECRET}).start()
     try:
         token = aws.registry_token(aws.client("ecr", upstream.url, ADMIN_KEY, ADMIN_SECRET))
         run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", f"AWS:{token}",
              f"oci:{umoci_images.layout.root}:app", f"docker://{upstream.host}/base/app:1"])
-        sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
-        arn = sm.create_secret(Name=f"ecr-pullthroughcache/berth-{upstream.port}", SecretString=json.dumps(
-            {"username": "AWS", "accessToken": token}))["ARN"]
-        rule(ecr_of(cache), f"peer{upstream.port}", f"http://{upstream.host}", credentialArn=arn)
-        pulled = skopeo_pull(cache, f"peer{upstream.port}/base/app:1", tmp_path / "peer")
-        assert pulled.returncode == 0, pulled.stderr
-        assert [i["imageDigest"] for i in wait_images(ecr_of(cache), f"peer{upstream.port}/base/app", 1)] \
-            == [umoci_images.app.digest]
+        iam = aws.client("iam", upstream.url, ADMIN_KEY, ADMIN_SECRET)
+        caller = aws.create_users(iam, [aws.UserSpec("cache-caller", {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]})])["cache-caller"]
+        caller_arn = iam.get_user(UserName="cache-caller")["User"]["Arn"]
+        roles = {}
+        for name, trusted in (("ptc-puller", caller_arn), ("ptc-refused", caller_arn.replace("cache-caller", "other"))):
+            roles[name] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": trusted},
+                                                        "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+            iam.put_role_policy(RoleName=name, PolicyName="pull", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+                    "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
+                    "ecr:GetAuthorizationToken"]}]}))
+        yield BerthUpstream(upstream, token, caller, roles)
     finally:
         upstream.stop()
+
+
+def test_another_berth_as_upstream_with_its_token(cache: BerthServer, berth_upstream: BerthUpstream, tmp_path: Path,
+                                                  umoci_images: UmociImages) -> None:
+    upstream, token = berth_upstream.server, berth_upstream.token
+    sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
+    arn = sm.create_secret(Name=f"ecr-pullthroughcache/berth-{upstream.port}", SecretString=json.dumps(
+        {"username": "AWS", "accessToken": token}))["ARN"]
+    rule(ecr_of(cache), f"peer{upstream.port}", f"http://{upstream.host}", credentialArn=arn)
+    pulled = skopeo_pull(cache, f"peer{upstream.port}/base/app:1", tmp_path / "peer")
+    assert pulled.returncode == 0, pulled.stderr
+    assert [i["imageDigest"] for i in wait_images(ecr_of(cache), f"peer{upstream.port}/base/app", 1)] \
+        == [umoci_images.app.digest]
+    # a referrer pushed to the upstream after the image was cached: from its referrers API
+    subject = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": umoci_images.app.digest,
+               "size": len(raw_manifest(cache.host, f"peer{upstream.port}/base/app:1").encode())}
+    sig = artifact(subject, "application/vnd.example.signature")
+    with OciClient(upstream.url) as up:
+        up.http.auth = httpx.BasicAuth("AWS", token)
+        for blob in sig.blobs:
+            assert up.push_blob("base/app", blob).status_code == 201
+        assert up.put_manifest("base/app", sig.digest, sig.body).status_code == 201
+    there = {e["digest"] for e in referrers_of(upstream, "base/app", umoci_images.app.digest, ("AWS", token))}
+    assert sig.digest in there  # (the other backend's run pushed one too)
+    listed = referrers_of(cache, f"peer{upstream.port}/base/app", umoci_images.app.digest)
+    assert {e["digest"] for e in listed} == there
+    assert {e.get("artifactType") for e in listed} == {"application/vnd.example.signature"}
 
 
 def test_nothing_listens_on_the_upstream_port(cache: BerthServer) -> None:
@@ -363,6 +406,9 @@ def test_importing_needs_its_iam_actions(tmp_path: Path, open_upstream: Distribu
         denied = skopeo_pull(srv, "open/library/app:1", tmp_path / "denied", "--src-creds",
                              f"AWS:{tokens['puller']}")
         assert denied.returncode != 0 and "denied" in denied.stderr.lower()
+        bgi = {"repositoryName": "open/library/app", "imageIds": [{"imageTag": "1"}]}
+        assert aws.call(aws.client("ecr", srv.url, *users["puller"]), "BatchGetImage", bgi).code \
+            == "AccessDeniedException"
         allowed = skopeo_pull(srv, "open/library/app:1", tmp_path / "allowed", "--src-creds",
                               f"AWS:{tokens['importer']}")
         assert allowed.returncode == 0, allowed.stderr
@@ -371,6 +417,8 @@ def test_importing_needs_its_iam_actions(tmp_path: Path, open_upstream: Distribu
         cached = skopeo_pull(srv, "open/library/app:1", tmp_path / "cached", "--src-creds",
                              f"AWS:{tokens['puller']}")
         assert cached.returncode == 0, cached.stderr
+        got = aws.client("ecr", srv.url, *users["puller"]).batch_get_image(**bgi)
+        assert [i["imageId"]["imageDigest"] for i in got["images"]] == [umoci_images.app.digest]
         via = skopeo_pull(srv, "open/library/multi:1", tmp_path / "via", "--src-creds",
                           f"AWS:{tokens['via-importer']}")
         assert via.returncode == 0, via.stderr
@@ -505,3 +553,115 @@ def test_the_last_check_survives_a_restart(tmp_path: Path) -> None:
     finally:
         srv.stop()
         upstream.stop()
+
+
+def test_batch_get_image_imports_from_the_upstream(cache: BerthServer, open_upstream: Distribution,
+                                                   umoci_images: UmociImages) -> None:
+    """ECR's BatchGetImage on a cached prefix takes the /v2 pull's path: a miss is fetched from the upstream
+    (the repository created), then served from the cache; the upstream's refusals in ECR's shapes."""
+    ecr = ecr_of(cache)
+    rule(ecr, "bgi", open_upstream.host)
+    got = ecr.batch_get_image(repositoryName="bgi/library/app", imageIds=[{"imageTag": "1"}])
+    assert got["failures"] == []
+    assert [(i["imageId"], i["repositoryName"]) for i in got["images"]] == [
+        ({"imageDigest": umoci_images.app.digest, "imageTag": "1"}, "bgi/library/app")]
+    assert sha256(got["images"][0]["imageManifest"].encode()) == umoci_images.app.digest
+    assert [i["imageDigest"] for i in wait_images(ecr, "bgi/library/app", 1)] == [umoci_images.app.digest]
+    again = ecr.batch_get_image(repositoryName="bgi/library/app", imageIds=[
+        {"imageDigest": umoci_images.app.digest, "imageTag": "1"}, {"imageTag": "absent"}])
+    assert [i["imageId"]["imageDigest"] for i in again["images"]] == [umoci_images.app.digest]
+    assert [(f["imageId"], f["failureCode"]) for f in again["failures"]] == [({"imageTag": "absent"},
+                                                                             "ImageNotFound")]
+    missing = ecr.batch_get_image(repositoryName="bgi/library/nothing", imageIds=[{"imageTag": "1"}])
+    assert missing["images"] == [] and [f["failureCode"] for f in missing["failures"]] == ["ImageNotFound"]
+    assert aws.call(ecr, "BatchGetImage", {"repositoryName": "nobgi/app", "imageIds": [{"imageTag": "1"}]}).code \
+        == "RepositoryNotFoundException"
+    rule(ecr, "bgidead", f"127.0.0.1:{free_port()}")
+    dead = ecr.batch_get_image(repositoryName="bgidead/app", imageIds=[{"imageTag": "1"}])
+    assert [f["failureCode"] for f in dead["failures"]] == ["UpstreamUnavailable"]
+    sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
+    name = f"ecr-pullthroughcache/bgi-{os.urandom(3).hex()}"
+    arn = sm.create_secret(Name=name, SecretString=json.dumps({"username": "u", "accessToken": "t"}))["ARN"]
+    rule(ecr, "bgisecret", open_upstream.host, credentialArn=arn)
+    sm.put_secret_value(SecretId=name, SecretString="not json")
+    broken = aws.call(ecr, "BatchGetImage", {"repositoryName": "bgisecret/library/app",
+                                             "imageIds": [{"imageTag": "1"}]})
+    assert broken.code == "UnableToGetUpstreamImageException", broken
+
+
+SBOM = "application/vnd.example.sbom+json"
+
+
+def referrers_of(server: BerthServer, name: str, digest: str, auth: tuple[str, str] | None = None) -> list[dict]:
+    r = httpx.get(f"{server.url}/v2/{name}/referrers/{digest}", auth=auth, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()["manifests"]
+
+
+def test_referrers_from_a_distribution_upstream_by_the_tag_schema(cache: BerthServer, tmp_path: Path) -> None:
+    """distribution 2.8 has no referrers API (404): the referrers come from its `sha256-<hex>` index, are
+    stored (then listed locally, also by ListImageReferrers), and are still listed with the upstream gone."""
+    upstream = Distribution(tmp_path / "refs").start()
+    try:
+        image = random_image()
+        push_upstream(upstream, "app", image, "1")
+        sbom = artifact(image.descriptor(), SBOM, annotations={"org.example": "sbom"})
+        push_upstream(upstream, "app", sbom, sbom.digest)
+        fallback = Image(b"{}", [], OCI_INDEX, dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+            sbom.descriptor(artifactType=SBOM, annotations={"org.example": "sbom"})]}))
+        r = httpx.put(f"{upstream.url}/v2/app/manifests/{image.digest.replace(':', '-')}", content=fallback.body,
+                      headers={"Content-Type": OCI_INDEX})
+        assert r.status_code == 201, r.text
+        assert httpx.get(f"{upstream.url}/v2/app/referrers/{image.digest}").status_code == 404
+        prefix = f"refs{upstream.port}"
+        ecr = ecr_of(cache)
+        rule(ecr, prefix, upstream.host)
+        with OciClient(cache.url) as oci:
+            assert oci.get_manifest(f"{prefix}/app", "1").status_code == 200
+        wait_images(ecr, f"{prefix}/app", 1)
+        listed = referrers_of(cache, f"{prefix}/app", image.digest)
+        assert [(e["digest"], e.get("artifactType"), e.get("annotations")) for e in listed] == [
+            (sbom.digest, SBOM, {"org.example": "sbom"})]
+        assert {i["imageDigest"] for i in wait_images(ecr, f"{prefix}/app", 2)} == {image.digest, sbom.digest}
+        with OciClient(cache.url) as oci:  # the referrer and its blob are served from the cache
+            assert oci.get_manifest(f"{prefix}/app", sbom.digest).content == sbom.body
+            assert oci.get_blob(f"{prefix}/app", sha256(sbom.layers[0])).content == sbom.layers[0]
+        by_ecr = ecr.list_image_referrers(repositoryName=f"{prefix}/app", subjectId={"imageDigest": image.digest})
+        assert [x["digest"] for x in by_ecr["referrers"]] == [sbom.digest]
+        upstream.stop()
+        time.sleep(STALE)
+        assert [e["digest"] for e in referrers_of(cache, f"{prefix}/app", image.digest)] == [sbom.digest]
+    finally:
+        upstream.stop()
+
+
+def test_a_custom_role_on_a_berth_upstream(cache: BerthServer, berth_upstream: BerthUpstream, tmp_path: Path,
+                                           umoci_images: UmociImages) -> None:
+    """customRoleArn: Berth assumes the role on the upstream's STS with the access key in the rule's secret, then
+    pulls with the upstream's ECR token for the role; a role whose trust policy refuses the caller fails cleanly."""
+    upstream, roles = berth_upstream.server, berth_upstream.roles
+    sm = aws.client("secretsmanager", cache.url, "AKIDPULLTHROUGH", "pull-through-secret")
+    arn = sm.create_secret(Name=f"ecr-pullthroughcache/role-{upstream.port}", SecretString=json.dumps(
+        {"username": berth_upstream.caller[0], "accessToken": berth_upstream.caller[1]}))["ARN"]
+    ecr = ecr_of(cache)
+    prefix = f"role{upstream.port}"
+    bad = {"ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host, "credentialArn": arn}
+    assert aws.call(ecr, "CreatePullThroughCacheRule", {**bad, "customRoleArn": "arn:aws:iam::12:role/x"}).code \
+        == "InvalidParameterException"
+    assert aws.call(ecr, "CreatePullThroughCacheRule", {
+        "ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host,
+        "customRoleArn": roles["ptc-puller"]}).code == "InvalidParameterException"  # no access key to use
+    rule(ecr, prefix, upstream.host, credentialArn=arn, customRoleArn=roles["ptc-puller"])
+    assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=prefix)["isValid"] is True
+    pulled = skopeo_pull(cache, f"{prefix}/base/app:1", tmp_path / "role")
+    assert pulled.returncode == 0, pulled.stderr
+    assert [i["imageDigest"] for i in wait_images(ecr, f"{prefix}/base/app", 1)] == [umoci_images.app.digest]
+    refused = f"{prefix}-refused"
+    rule(ecr, refused, upstream.host, credentialArn=arn, customRoleArn=roles["ptc-refused"])
+    checked = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=refused)
+    assert checked["isValid"] is False and "AccessDenied" in checked["failure"], checked
+    got = aws.call(ecr, "BatchGetImage", {"repositoryName": f"{refused}/base/app", "imageIds": [{"imageTag": "1"}]})
+    assert got.code == "UnableToGetUpstreamImageException", got
+    with OciClient(cache.url) as oci:
+        r = oci.get_manifest(f"{refused}/base/app", "1")
+        assert r.status_code == 404 and "MANIFEST_UNKNOWN" in r.text

@@ -45,30 +45,33 @@ class Three:
         return registry_token(client("ecr", self.west.url, KEY, SECRET, region=WEST))
 
 
-def berth_cli(server: BerthServer, *args: str) -> str:
+def berth_cli(server: BerthServer, *args: str, expect: int = 0) -> str:
     cmd = [sys.executable, "-m", "berth", *args, "--data-dir", str(server.data_dir)]
     if server.database_url:
         cmd += ["--database-url", server.database_url]
     # the server's own settings (its master key file among them), as an operator's shell would have them
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **server.extra_env})
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    assert done.returncode == expect, done.stdout + done.stderr
+    return done.stdout + (done.stderr if expect else "")
 
 
 @pytest.fixture(scope="module")
 def three(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Three]:
     base = tmp_path_factory.mktemp("peers")
-    source = BerthServer(base / "source", database_url=postgres.new_database(), env={"BERTH_LOG_LEVEL": "info"})
     west = BerthServer(base / "west", args=["--auth", "iam"],
                        env={"BERTH_DEFAULT_REGION": WEST, "BERTH_ADMIN_ACCESS_KEY_ID": KEY,
                             "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET})
+    # the west peer comes from the source's config file ([peers.west], its secret in a file); eu from the CLI
+    (base / "west.secret").write_text(SECRET + "\n")
+    (base / "source.toml").write_text(f'version = 1\n\n[peers.west]\nendpoint = "{west.url}"\nregions = ["{WEST}"]\n'
+                                      f'access-key-id = "{KEY}"\nsecret-access-key-file = "{base / "west.secret"}"\n')
+    source = BerthServer(base / "source", database_url=postgres.new_database(), env={"BERTH_LOG_LEVEL": "info"},
+                         args=["--auth", "none", "--config", str(base / "source.toml")])
     eu = BerthServer(base / "eu", env={"BERTH_DEFAULT_REGION": EU})
     started: list[BerthServer] = []
     try:
         for s in (source, west, eu):
             started.append(s.start())
-        berth_cli(source, "peers", "add", "west", "--endpoint", west.url, "--access-key-id", KEY,
-                  "--secret-access-key", SECRET, "--region", WEST)
         berth_cli(source, "peers", "add", "eu", "--endpoint", eu.url, "--access-key-id", "AKIAANYTHINGATALL000",
                   "--secret-access-key", "unused-with-auth-none", "--region", EU, "--account", ACCOUNT)
         ecr = client("ecr", source.url, "AKIAANYTHINGATALL000", "unused", region=EAST)
@@ -133,8 +136,15 @@ def test_peers_cli_lists_and_removes(three: Three) -> None:
     listed = berth_cli(three.source, "peers", "list")
     assert "west" in listed and "eu" in listed and three.west.url in listed
     assert SECRET not in listed  # never shown
+    rows = {line.split()[1]: line.split()[-2] for line in listed.splitlines() if line.startswith("│ ")}
+    assert (rows["west"], rows["eu"]) == ("file", "cli")  # the last column: "config file" or "cli"
     stored = asyncio.run(_stored_peer_secret(three.source.database_url, "west"))
     assert stored.startswith("enc1:") and SECRET not in stored  # sealed with the master key at rest
+    # a peer from the config file is the file's: the CLI neither replaces nor removes it
+    for args in (["remove", "west"], ["add", "west", "--endpoint", "http://127.0.0.1:9", "--access-key-id", "AKIAX",
+                                      "--secret-access-key", "x", "--region", WEST]):
+        refused = berth_cli(three.source, "peers", *args, expect=1)
+        assert "config file" in refused
     # the rest on a SQLite deployment (the CLI migrates a PostgreSQL database on every call: slower)
     berth_cli(three.west, "peers", "add", "spare", "--endpoint", "http://127.0.0.1:9", "--access-key-id",
               "AKIASPARE00000000000", "--secret-access-key", "x", "--region", "ap-south-1")
@@ -259,3 +269,29 @@ def test_at_a_peer_an_immutable_tag_is_left_out_and_deletes_follow_when_asked(th
         with OciClient(three.west.url) as west:
             west.http.headers["Authorization"] = basic(three.west_token())
             assert west.get_manifest("mirror/app", ours.digest).content == ours.body
+
+
+def test_config_file_peers_follow_the_file_at_each_start(tmp_path: Path) -> None:
+    """A start stores the file's peers (taking over a CLI peer of the same name) and removes the file peers of
+    an earlier start that the file no longer names; CLI peers stay."""
+    conf = tmp_path / "berth.toml"
+
+    def peer(name: str) -> str:
+        return (f'[peers.{name}]\nendpoint = "http://127.0.0.1:9"\nregions = ["ap-south-1"]\n'
+                f'access-key-id = "AKIA{name.upper()}"\nsecret-access-key = "s-{name}"\n')
+
+    conf.write_text("version = 1\n" + peer("one"))
+    srv = BerthServer(tmp_path / "d", args=["--auth", "none", "--config", str(conf)]).start()
+    try:
+        berth_cli(srv, "peers", "add", "two", "--endpoint", "http://127.0.0.1:8", "--access-key-id", "AKIACLI",
+                  "--secret-access-key", "x", "--region", "ap-south-1")
+        berth_cli(srv, "peers", "add", "three", "--endpoint", "http://127.0.0.1:7", "--access-key-id", "AKIACLI3",
+                  "--secret-access-key", "x", "--region", "ap-south-1")
+        conf.write_text("version = 1\n" + peer("two"))
+        srv.restart()
+        listed = berth_cli(srv, "peers", "list")
+        rows = {line.split()[1]: line for line in listed.splitlines() if line.startswith("│ ")}
+        assert sorted(rows) == ["three", "two"]
+        assert "AKIATWO" in rows["two"] and "file" in rows["two"] and "cli" in rows["three"]
+    finally:
+        srv.stop()

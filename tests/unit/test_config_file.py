@@ -100,3 +100,50 @@ def test_serve_with_a_bad_config_file_is_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "line" in r.stderr, r.stderr
     r = berth("serve", "--data-dir", str(tmp_path / "d"), *port, env={"BERTH_CONFIG": str(tmp_path / "missing.toml")})
     assert r.returncode == 2 and "missing.toml" in r.stderr, r.stderr
+
+
+def peers_section(text: str) -> str:
+    """The example file's commented [peers.eu] table, uncommented."""
+    start = text.index("# [peers.eu]")
+    return "\n".join(line[2:] for line in text[start:].splitlines() if line.startswith("# "))
+
+
+def test_the_example_peers_section_and_show_masks_its_secret(tmp_path: Path) -> None:
+    from berth.config import read_config_peers
+
+    f = write(tmp_path, "version = 1\n\n" + peers_section(EXAMPLE.read_text()) + "\n")
+    [peer] = read_config_peers(f)
+    assert (peer.name, peer.endpoint, peer.regions, peer.accounts, peer.access_key_id) == (
+        "eu", "https://berth-eu.example:5000", ("eu-west-1",), ("210987654321",), "AKIAEXAMPLEPEER00000")
+    assert peer.secret_access_key_file == "/run/secrets/berth-eu"
+    r = berth("config", "verify", str(f))
+    assert r.returncode == 0 and "1 peer(s)" in r.stdout, r.stderr
+    inline = write(tmp_path, 'version = 1\n[peers.x]\nendpoint = "http://127.0.0.1:9"\nregions = ["eu-west-1"]\n'
+                             'access-key-id = "AKIAX"\nsecret-access-key = "peer-s3cret"\n')
+    r = berth("config", "show", "--config", str(inline))
+    assert r.returncode == 0 and "[peers.x]" in r.stdout and "peer-s3cret" not in r.stdout, r.stderr
+    shown = tmp_path / "shown.toml"
+    shown.write_text(r.stdout)
+    assert [p.secret_access_key for p in read_config_peers(shown)] == ["***"]  # still a config file
+    r = berth("config", "show", "--json", "--config", str(inline))
+    assert r.returncode == 0 and "peer-s3cret" not in r.stdout and '"peers"' in r.stdout, r.stderr
+
+
+PEER = '[peers.eu]\nendpoint = "https://e.example"\nregions = ["eu-west-1"]\naccess-key-id = "AKIAX"\n'
+
+
+@pytest.mark.parametrize("text, words", [
+    (PEER + 'secret-access-key = "s"\nregion = "x"\n', "unknown key 'region'"),
+    (PEER, "one of secret-access-key and secret-access-key-file"),
+    (PEER + 'secret-access-key = "s"\nsecret-access-key-file = "/f"\n', "one of secret-access-key"),
+    (PEER.replace("https://e.example", "ftp://e") + 'secret-access-key = "s"\n', "expected http(s)://host"),
+    (PEER.replace('regions = ["eu-west-1"]\n', "") + 'secret-access-key = "s"\n', "regions is required"),
+    (PEER.replace('["eu-west-1"]', "[]") + 'secret-access-key = "s"\n', "at least one region"),
+    (PEER + 'secret-access-key = "s"\naccounts = ["12"]\n', "'12' is not a valid account"),
+    (PEER.replace("[peers.eu]", "[peers.EU]") + 'secret-access-key = "s"\n', "[peers.EU]"),
+    ('peers = "eu"\n', "peers must be tables"),
+])
+def test_bad_peers_are_one_clear_error(tmp_path: Path, text: str, words: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        Settings.from_env({}, write(tmp_path, "version = 1\n" + text))
+    assert words in str(e.value) and "berth.toml" in str(e.value)

@@ -91,6 +91,7 @@ REGISTRY_ERRORS: dict[str, str] = {
     "PARAMETER_INVALID": "InvalidParameterException",
     "BLOB_REFERENCED": "InvalidParameterException",  # the OCI face's blob DELETE only
     "STORAGE_FULL": "ServerException",  # the model's fault (500; botocore retries it), the message says why
+    "UPSTREAM_IMAGE_UNAVAILABLE": "UnableToGetUpstreamImageException",
 }
 
 # Every identity error code (berth.iam.errors) -> its ECR exception, for those an ECR operation meets.

@@ -3,12 +3,13 @@ ListImageReferrers. The rules live in berth.registry.images; this translates sha
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from berth.api.ecr.app import EcrCall, Handler
 from berth.api.ecr.errors import EcrError, translated
 from berth.api.ecr.paging import decode_token, encode_token
-from berth.registry.errors import NameUnknown, RegistryError
+from berth.registry.errors import Denied, NameUnknown, RegistryError
 from berth.registry.model import ImageFailure, ImageId, ImageView, Referrer, Repository
 
 DEFAULT_PAGE = 100  # ListImages / DescribeImages without maxResults
@@ -128,11 +129,30 @@ async def describe_images(c: EcrCall) -> dict[str, Any]:
     return out
 
 
+def importer(c: EcrCall, name: str) -> Callable[[bool], Awaitable[None]]:
+    """A pull-through cache miss's authorization: ECR's actions for it, as on /v2 (Denied, a domain error, so
+    that the cache may answer what it holds instead)."""
+    async def may_import(creating: bool) -> None:
+        for action in ("ecr:BatchImportUpstreamImage",) + (("ecr:CreateRepository",) if creating else ()):
+            try:
+                await c.allow(action, c.repo_arn(name))
+            except EcrError as e:
+                raise Denied(e.message) from None
+
+    return may_import
+
+
 async def batch_get_image(c: EcrCall) -> dict[str, Any]:
-    repo = await repository(c)
-    found, failures = await c.services.images.get(repo, image_ids(c), c.params.get("acceptedMediaTypes"),
-                                                  c.principal.arn)
-    images = [{"registryId": c.registry_id, "repositoryName": repo.name, "imageId": wire_id(image_id),
+    name = c.params["repositoryName"]
+    may_import = importer(c, name)
+    try:
+        found, failures = await c.services.images.pull(c.registry_id, c.region, name, image_ids(c),
+                                                       c.params.get("acceptedMediaTypes"), c.principal.arn,
+                                                       may_import)
+    except NameUnknown as e:
+        raise translated(e, f"The repository with name '{name}' does not exist in the registry with id "
+                            f"'{c.registry_id}'") from None
+    images = [{"registryId": c.registry_id, "repositoryName": name, "imageId": wire_id(image_id),
                "imageManifest": m.body.decode("utf-8", errors="replace"), "imageManifestMediaType": m.media_type}
               for image_id, m in found]
     return {"images": images, "failures": [failure(f) for f in failures]}
@@ -177,7 +197,7 @@ async def list_image_referrers(c: EcrCall) -> dict[str, Any]:
     after = decode_token(c, 1) or [""]
     subject = c.params["subjectId"]["imageDigest"]
     entries = [] if f.get("artifactStatus", "ACTIVE") in INACTIVE else await c.services.images.referrers(
-        repo, subject, f.get("artifactTypes") or None, after[0], limit + 1)
+        repo, subject, f.get("artifactTypes") or None, after[0], limit + 1, importer(c, repo.name))
     out: dict[str, Any] = {"referrers": [referrer_shape(r) for r in entries[:limit]]}
     if len(entries) > limit:
         out["nextToken"] = encode_token(c.op, (entries[limit - 1].digest,))

@@ -336,7 +336,12 @@ class OciApi:
         repo = await self._repo(c, name, "ecr:BatchGetImage")
         artifact_type = c.arg("artifactType")
         entries = []
-        for r in await self.registry.referrers(repo, digest, None if artifact_type is None else [artifact_type]):
+
+        async def may_import(creating: bool) -> None:  # a pull-through cache's upstream referrers, as a pull
+            await self._allow(c, ("ecr:BatchImportUpstreamImage",), c.account, c.region, name)
+
+        for r in await self.registry.referrers(repo, digest, None if artifact_type is None else [artifact_type],
+                                               may_import):
             entry: dict[str, object] = {"mediaType": r.media_type, "digest": r.digest, "size": r.size}
             if r.artifact_type:
                 entry["artifactType"] = r.artifact_type

@@ -52,6 +52,7 @@ DOMAIN: dict[str, tuple[int, str]] = {
     "TAG_PARAMETER_INVALID": (400, "UNSUPPORTED"),
     "TOO_MANY_TAGS": (400, "UNSUPPORTED"),
     "PARAMETER_INVALID": (400, "UNSUPPORTED"),
+    "UPSTREAM_IMAGE_UNAVAILABLE": (404, "MANIFEST_UNKNOWN"),  # a pull-through upstream out of reach, as a miss
 }
 
 # This face's own refusals, not domain errors.
