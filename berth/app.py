@@ -164,7 +164,8 @@ class BerthApp:
         else:
             log.warning("audit trail off (BERTH_AUDIT=0)")
         limits = Limits(Rate.of(s.rate_limit_account, s.rate_limit_account_burst),
-                        Rate.of(s.rate_limit_principal, s.rate_limit_principal_burst))
+                        Rate.of(s.rate_limit_principal, s.rate_limit_principal_burst),
+                        shared=s.data_dir / "run" / "rate-limits")  # shared by this node's workers
         self.limits = limits if limits.on else None
         self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region, audit=trail,
                                            limits=self.limits),
