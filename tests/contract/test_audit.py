@@ -75,3 +75,35 @@ def test_mask() -> None:
     assert out["nextToken"] == "n" and out["AccessKeyId"] == "AKIA"
     assert out["layerPartBlob"] == "<10 bytes>"
     assert len(out["policyText"]) < 400 and out["policyText"].endswith("<10000 characters>")
+
+
+def test_concurrent_records_are_group_committed(db: Harness) -> None:
+    """60 calls at once: each returns only once its own record is stored, and they share transactions."""
+    async def body(backend: Backend) -> None:
+        import asyncio
+
+        trail = AuditTrail(backend, "123456789012", Clock(2_000_000.0))
+        before = await backend.read(qa.count)
+        writes = 0
+        real_write = backend.write
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal writes
+            writes += fn is qa.append
+            return await real_write(fn, *args, **kwargs)
+
+        backend.write = counted  # type: ignore[method-assign]
+
+        async def call(i: int) -> None:
+            note = _note("TagResource", request_parameters={"i": i})
+            await trail.record(note)
+            found = await trail.search(event="TagResource", limit=100)
+            assert note.request_id in {r["requestID"] for r in found}  # committed before record() returned
+
+        try:
+            await asyncio.gather(*(call(i) for i in range(60)))
+        finally:
+            backend.write = real_write  # type: ignore[method-assign]
+        assert await backend.read(qa.count) == before + 60
+        assert writes < 20, writes  # one transaction per batch, not one per record
+    db.run(body)
