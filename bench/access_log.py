@@ -55,8 +55,9 @@ class BerthProc:
         cmd = [sys.executable, "-m", "berth", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--data-dir", str(self.dir / "data"), "--workers", "1", *self.args]
         log = open(self.dir / "stderr.log", "wb")  # noqa: SIM115 - the child keeps it
+        # cwd: not the checkout `python -m` would put first on sys.path, so PYTHONPATH picks the berth measured
         self.proc = subprocess.Popen(cmd, env={**os.environ, **self.env}, stdout=log, stderr=log,
-                                     start_new_session=True)
+                                     start_new_session=True, cwd=self.dir)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -175,6 +176,9 @@ def main() -> int:
     print(f"{'':10s} {'GET/s (median)':>15s} {'CPU us/request (median)':>24s}")
     for name, rows in figures.items():
         print(f"{name:10s} {statistics.median(r for r, _ in rows):15.0f} {statistics.median(c for _, c in rows):24.1f}")
+    deltas = [on[1] - off[1] for on, off in zip(figures["log on"], figures["log off"], strict=True)]
+    print(f"the log's CPU per request, median of the rounds' differences: {statistics.median(deltas):.1f} us "
+          f"(rounds: {', '.join(f'{d:.1f}' for d in deltas)})")
     return 0
 
 

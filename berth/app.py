@@ -31,6 +31,7 @@ from berth.api.oci.http import header as oci_header
 from berth.api.registry_audit import AuditedWrites
 from berth.api.secrets.app import SecretsApi
 from berth.audit import AuditTrail
+from berth.audit.journal import Journal
 from berth.config import Settings
 from berth.db.migrate import BOOTSTRAP_LOCK
 from berth.db.observe import store_counts
@@ -112,6 +113,7 @@ class BerthApp:
         self._authn: Authenticator | None = None
         self._authz: Authorizer | None = None
         self.audited_writes: AuditedWrites | None = None
+        self.trail: AuditTrail | None = None
         self.limits: Limits | None = None
         self.blobs: BlobStore | None = None
         self.web = Starlette(routes=[
@@ -158,7 +160,12 @@ class BerthApp:
                             ReplicationService(self.db), templates, rules, ScanService(self.db, blobs),
                             SigningService(self.db, keys=master), default_account=s.default_account,
                             default_region=s.default_region)
-        trail = AuditTrail(self.db, s.default_account) if s.audit else None
+        trail = None
+        if s.audit:  # the embedded default journals its records (berth/audit/journal.py); PostgreSQL waits
+            journal = None if s.uses_postgres else Journal(s.data_dir / "audit-journal")
+            trail = AuditTrail(self.db, s.default_account, journal=journal)
+            await trail.recover()
+            self.trail = trail
         if trail is not None:
             self.audited_writes = AuditedWrites(trail, authn, s.default_account, s.default_region)
         else:
@@ -185,6 +192,8 @@ class BerthApp:
             self.uploads.close()
         if self.pull_through is not None:
             self.pull_through.close()
+        if self.trail is not None:
+            await self.trail.close()
         if self.db is not None:
             await self.db.close()
 

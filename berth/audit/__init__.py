@@ -6,12 +6,14 @@ the metadata (berth/db/audit.py), kept `retention_days`, pruned by a periodic jo
 Secrets never reach a record: `mask` replaces every value whose key names a secret, and large
 values (layer parts) by their size.
 
-Records are group-committed: `record` queues its row and waits until a transaction holding it has
-committed; while one batch is being written the next ones gather, so N concurrent calls cost one
-transaction, not N (on SQLite's single writer the trail was ~4 transactions a push). A call's record
-is committed before the call is answered (the /v2 writes: before the response starts, see
-berth/api/registry_audit.py), so an acknowledged write always has its record; commits skip the fsync
-(a process crash loses none, a power loss may lose the last few, as the README says).
+Records are written in batches, one transaction each: while one batch is being written the next
+gathers, so N concurrent calls cost one transaction, not N (on SQLite's single writer the trail was
+~4 transactions a push). A call's record is kept before the call is answered (the /v2 writes: before
+the response starts, see berth/api/registry_audit.py), so an acknowledged write always has its
+record: on the embedded default it is appended to a local journal (berth/audit/journal.py) and
+reaches the database in the next batch, or at the next start after a crash; on PostgreSQL the call
+waits for its batch's commit. Neither fsyncs (a process crash loses none, a power loss may lose the
+last few, as the README says).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+from berth.audit.journal import Journal, read_rows
 from berth.db import audit as q
 from berth.db.store import Backend
 
@@ -200,43 +204,82 @@ def to_record(note: AuditNote, now: float) -> dict[str, Any]:
 
 
 class AuditTrail:
-    def __init__(self, db: Backend, default_account: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Backend, default_account: str, clock: Callable[[], float] = time.time,
+                 journal: Journal | None = None) -> None:
+        """`journal`: rows are journalled locally and `record` returns at once (the embedded default);
+        without one, `record` waits for the commit of a batch holding its row (PostgreSQL: a node's disk
+        may not outlive the node)."""
         self.db = db
         self.default_account = default_account
         self.clock = clock
-        self._queue: list[tuple[q.AuditRow, asyncio.Future[None]]] = []
+        self.journal = journal
+        self._queue: list[tuple[q.AuditRow, asyncio.Future[None] | None]] = []
+        self._batch_file: Path | None = None
         self._writer: asyncio.Task[None] | None = None
 
     async def record(self, note: AuditNote) -> None:
-        """Write one record, returning once it is committed; never fails the call it records (a failure
-        is logged, without the record)."""
+        """Write one record: returns once it is committed, or journalled; never fails the call it records
+        (a failure is logged, without the record)."""
         now = self.clock()
         try:
             rec = to_record(note, now)
             row = q.AuditRow(now, note.account or self.default_account, note.source, rec["eventName"],
                              note.principal_arn, note.error_code,
                              json.dumps(rec, separators=(",", ":"), default=str))
+            if self.journal is not None:
+                self.journal.append(row)
         except Exception as e:  # noqa: BLE001 - the audit never breaks the request it records
             log.error("audit record of %s %s not written: %s", note.source, note.event_name, type(e).__name__)
             return
-        done = asyncio.get_running_loop().create_future()
+        done = None if self.journal is not None else asyncio.get_running_loop().create_future()
         self._queue.append((row, done))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_batches())
-        await asyncio.shield(done)  # a client gone mid-call does not take its record out of the batch
+        if done is not None:
+            await asyncio.shield(done)  # a client gone mid-call does not take its record out of the batch
 
     async def _write_batches(self) -> None:
         while self._queue:
             batch, self._queue = self._queue, []
+            path = self.journal.cut() if self.journal is not None else None
             try:
                 await self.db.write(q.append, [row for row, _ in batch])
+                if path is not None:
+                    Journal.done(path)
             except Exception as e:  # noqa: BLE001 - the audit never breaks the requests it records
                 names = sorted({row.event_name for row, _ in batch})
-                log.error("audit: %d records (%s) not written: %s", len(batch), ", ".join(names[:5]),
+                log.error("audit: %d records (%s) not written%s: %s", len(batch), ", ".join(names[:5]),
+                          "; kept in the journal for the next start" if path is not None else "",
                           type(e).__name__)
             for _, done in batch:
-                if not done.done():
+                if done is not None and not done.done():
                     done.set_result(None)
+
+    async def flush(self) -> None:
+        """Every record so far in the database (or failed, logged)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def recover(self) -> int:
+        """Put the journalled rows of processes that died into the database; how many."""
+        if self.journal is None:
+            return 0
+        total = 0
+        for d, files in self.journal.orphans():
+            rows = [row for f in files for row in read_rows(f)]
+            if rows:
+                await self.db.write(q.append, rows)
+                total += len(rows)
+            Journal.release(d)
+        if total:
+            log.warning("audit: %d records of a process that stopped uncleanly recovered from the journal", total)
+        return total
+
+    async def close(self) -> None:
+        await self.flush()
+        if self.journal is not None and not self._queue:
+            self.journal.close()
+            self.journal = None
 
     async def search(self, since: float | None = None, until: float | None = None, principal: str | None = None,
                      event: str | None = None, account: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
