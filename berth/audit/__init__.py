@@ -42,6 +42,7 @@ log = logging.getLogger("berth.audit")
 RECORD_VERSION = "1.08"  # CloudTrail's eventVersion of the shape followed
 PRUNE_JOB = "audit.prune"
 PRUNE_EVERY = 3600.0
+GATHER = 0.01  # seconds a journalled batch gathers records before its transaction
 MASKED = "HIDDEN_DUE_TO_SECURITY_REASONS"  # CloudTrail's own words for a value it leaves out
 _SECRET_KEYS = re.compile(r"secret|password|passphrase|token|credential|privatekey|layerpartblob", re.I)
 _SAFE_KEYS = frozenset({"accesskeyid", "tokencode", "durationseconds", "maxresults", "nexttoken", "marker",
@@ -240,6 +241,8 @@ class AuditTrail:
 
     async def _write_batches(self) -> None:
         while self._queue:
+            if self.journal is not None:  # nobody waits: gather a few milliseconds' records per transaction
+                await asyncio.sleep(GATHER)
             batch, self._queue = self._queue, []
             path = self.journal.cut() if self.journal is not None else None
             try:
