@@ -31,6 +31,7 @@ from berth.api.oci.http import header as oci_header
 from berth.api.registry_audit import AuditedWrites
 from berth.api.secrets.app import SecretsApi
 from berth.audit import AuditTrail
+from berth.audit.journal import Journal
 from berth.config import Settings
 from berth.db import archive as qa
 from berth.db.migrate import BOOTSTRAP_LOCK
@@ -122,6 +123,7 @@ class BerthApp:
         self._authn: Authenticator | None = None
         self._authz: Authorizer | None = None
         self.audited_writes: AuditedWrites | None = None
+        self.trail: AuditTrail | None = None
         self.limits: Limits | None = None
         self.blobs: BlobStore | None = None
         self.web = Starlette(routes=[
@@ -174,13 +176,19 @@ class BerthApp:
                             ReplicationService(self.db), templates, rules, ScanService(self.db, blobs),
                             SigningService(self.db, keys=master), default_account=s.default_account,
                             default_region=s.default_region)
-        trail = AuditTrail(self.db, s.default_account) if s.audit else None
+        trail = None
+        if s.audit:  # the embedded default journals its records (berth/audit/journal.py); PostgreSQL waits
+            journal = None if s.uses_postgres else Journal(s.data_dir / "audit-journal")
+            trail = AuditTrail(self.db, s.default_account, journal=journal)
+            await trail.recover()
+            self.trail = trail
         if trail is not None:
             self.audited_writes = AuditedWrites(trail, authn, s.default_account, s.default_region)
         else:
             log.warning("audit trail off (BERTH_AUDIT=0)")
         limits = Limits(Rate.of(s.rate_limit_account, s.rate_limit_account_burst),
-                        Rate.of(s.rate_limit_principal, s.rate_limit_principal_burst))
+                        Rate.of(s.rate_limit_principal, s.rate_limit_principal_burst),
+                        shared=s.data_dir / "run" / "rate-limits")  # shared by this node's workers
         self.limits = limits if limits.on else None
         self.control = ControlPlane(EcrApi(services, authn, ecr_operations.OPERATIONS, s.default_region, audit=trail,
                                            limits=self.limits),
@@ -200,6 +208,8 @@ class BerthApp:
             self.uploads.close()
         if self.pull_through is not None:
             self.pull_through.close()
+        if self.trail is not None:
+            await self.trail.close()
         if self.db is not None:
             await self.db.close()
 

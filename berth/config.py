@@ -74,9 +74,9 @@ class Settings:
     master_key_file: str = ""  # the key that seals secrets in the database; empty: <data_dir>/keys/master.key
     audit: bool = True  # the audit trail of control-plane calls and registry writes (`berth audit`)
     audit_retention_days: int = 90  # records older than this are pruned (hourly); 0: kept forever
-    rate_limit_account: int = 0  # requests per second per account, per process (berth/api/limits.py); 0: off
+    rate_limit_account: int = 0  # requests per second per account, per node (berth/api/limits.py); 0: off
     rate_limit_account_burst: int = 0  # the account bucket's size; 0: twice the rate
-    rate_limit_principal: int = 0  # requests per second per principal (user, role session), per process; 0: off
+    rate_limit_principal: int = 0  # requests per second per principal (user, role session), per node; 0: off
     rate_limit_principal_burst: int = 0
     db_pool_min_size: int = 1  # PostgreSQL connections each process keeps open (per granian worker)
     db_pool_max_size: int = 16  # at most this many per process: size max_connections for all nodes

@@ -3,7 +3,8 @@
 Wraps the OCI face for PUT/POST/PATCH/DELETE only (reads pass straight through), and records what it
 answered: the ECR action the write maps to (PutImage, InitiateLayerUpload, UploadLayerPart,
 CompleteLayerUpload, BatchDeleteImage, …), who (the registry token's principal), from where, and the
-OCI error code of a refusal.
+OCI error code of a refusal. A write that succeeds is recorded before its response starts, so every
+acknowledged write has its record; a refusal after its body (which holds its error code).
 """
 
 from __future__ import annotations
@@ -66,14 +67,18 @@ class AuditedWrites:
         status = 0
         answer: dict[str, str] = {}
         body = bytearray()
+        recorded = False
 
         async def watch(message: Any) -> None:
-            nonlocal status
+            nonlocal status, recorded
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 for k, v in message.get("headers", ()):
                     if k.lower() in (b"docker-content-digest", b"docker-upload-uuid"):
                         answer[k.decode().lower()] = v.decode("latin-1")
+                if status < 400:  # a write acknowledged: its record is committed before the client hears so
+                    recorded = True
+                    await self._record(scope, status, answer, b"")
             elif message["type"] == "http.response.body" and status >= 400 and len(body) < _ERROR_BODY:
                 body.extend(message.get("body", b"")[:_ERROR_BODY])
             await send(message)
@@ -81,7 +86,8 @@ class AuditedWrites:
         try:
             await face(scope, receive, watch)
         finally:
-            await self._record(scope, status, answer, bytes(body))
+            if not recorded:  # a refusal (its error code is in the body), or no answer at all
+                await self._record(scope, status, answer, bytes(body))
 
     async def _record(self, scope: Scope, status: int, answer: dict[str, str], body: bytes) -> None:
         client = scope.get("client") or ("",)

@@ -5,20 +5,35 @@ The edges fill an `AuditNote` as they learn who called what (the ECR face, the I
 the metadata (berth/db/audit.py), kept `retention_days`, pruned by a periodic job, read by `berth audit`.
 Secrets never reach a record: `mask` replaces every value whose key names a secret, and large
 values (layer parts) by their size.
+
+Records are written in batches, one transaction each: while one batch is being written the next
+gathers, so N concurrent calls cost one transaction, not N (on SQLite's single writer the trail was
+~4 transactions a push). A call's record is kept before the call is answered (the /v2 writes: before
+the response starts, see berth/api/registry_audit.py), so an acknowledged write always has its
+record: on the embedded default it is appended to a local journal (berth/audit/journal.py) and
+reaches the database in the next batch, or at the next start after a crash; on PostgreSQL the call
+waits for its batch's commit. Neither fsyncs (a process crash loses none, a power loss may lose the
+last few, as the README says).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import logging
+import os
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+from berth.audit.journal import Journal, read_rows
 from berth.db import audit as q
 from berth.db.store import Backend
 
@@ -27,6 +42,7 @@ log = logging.getLogger("berth.audit")
 RECORD_VERSION = "1.08"  # CloudTrail's eventVersion of the shape followed
 PRUNE_JOB = "audit.prune"
 PRUNE_EVERY = 3600.0
+GATHER = 0.01  # seconds a journalled batch gathers records before its transaction
 MASKED = "HIDDEN_DUE_TO_SECURITY_REASONS"  # CloudTrail's own words for a value it leaves out
 _SECRET_KEYS = re.compile(r"secret|password|passphrase|token|credential|privatekey|layerpartblob", re.I)
 _SAFE_KEYS = frozenset({"accesskeyid", "tokencode", "durationseconds", "maxresults", "nexttoken", "marker",
@@ -36,12 +52,52 @@ READ_PREFIXES = ("Describe", "List", "Get", "BatchGet", "BatchCheck")
 SOURCES = {"ecr": "ecr.amazonaws.com", "iam": "iam.amazonaws.com", "sts": "sts.amazonaws.com"}
 
 
+class _Ids:
+    """UUID-shaped ids, a random prefix per process and a counter: uuid4() is a getrandom() call, twice
+    a record. A new prefix in a forked process, so workers never share one."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._count = itertools.count(1)
+
+    def __call__(self) -> str:
+        if os.getpid() != self._pid:
+            self._pid, self._prefix, self._count = os.getpid(), str(uuid.uuid4())[:24], itertools.count(1)
+        return f"{self._prefix}{next(self._count):012x}"
+
+
+new_id = _Ids()
+_stamp: list[Any] = [None, ""]  # the last second formatted, and its text
+
+
+def _event_time(now: float) -> str:
+    second = int(now)
+    if _stamp[0] != second:
+        _stamp[:] = [second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
+    return str(_stamp[1])
+
+
+@lru_cache(maxsize=4096)
+def _kind_of_key(key: str) -> int:
+    """0: an ordinary key; 1: a secret's; 2: a layer part's (kept by its size)."""
+    k = key.replace("_", "").replace("-", "").lower()
+    if not key or k in _SAFE_KEYS or not _SECRET_KEYS.search(k):
+        return 0
+    return 2 if k == "layerpartblob" else 1
+
+
 def mask(value: Any, key: str = "") -> Any:
     """`value` with every secret replaced (keys like SecretAccessKey, SessionToken, Password, layerPartBlob)."""
-    k = key.replace("_", "").replace("-", "").lower()
-    if key and k not in _SAFE_KEYS and _SECRET_KEYS.search(k):
-        return MASKED if not isinstance(value, (bytes, str)) or k != "layerpartblob" else f"<{len(value)} bytes>"
-    if isinstance(value, Mapping):
+    kind = _kind_of_key(key)
+    if kind:
+        return f"<{len(value)} bytes>" if kind == 2 and isinstance(value, (bytes, str)) else MASKED
+    t = type(value)
+    if t is str:  # the common cases first: isinstance against Mapping is an ABC check
+        return value if len(value) <= MAX_VALUE_CHARS else value[:256] + f"…<{len(value)} characters>"
+    if t is int or t is bool or t is float or value is None:
+        return value
+    if t is dict or isinstance(value, Mapping):
         return {str(kk): mask(v, str(kk)) for kk, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [mask(v, key) for v in value]
@@ -75,7 +131,7 @@ class AuditNote:
     response_elements: Any = None
     error_code: str | None = None
     error_message: str | None = None
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=new_id)
     event_type: str = "AwsApiCall"
     retry_after: float = 0.0  # a throttled call: the seconds its Retry-After header says
 
@@ -127,7 +183,7 @@ def to_record(note: AuditNote, now: float) -> dict[str, Any]:
     rec: dict[str, Any] = {
         "eventVersion": RECORD_VERSION,
         "userIdentity": identity,
-        "eventTime": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventTime": _event_time(now),
         "eventSource": note.source,
         "eventName": note.event_name or "Unknown",
         "awsRegion": note.region or None,
@@ -136,7 +192,7 @@ def to_record(note: AuditNote, now: float) -> dict[str, Any]:
         "requestParameters": mask(note.request_parameters) if note.request_parameters else None,
         "responseElements": None if ro or note.error_code else mask(note.response_elements),
         "requestID": note.request_id,
-        "eventID": str(uuid.uuid4()),
+        "eventID": new_id(),
         "readOnly": ro,
         "eventType": note.event_type,
         "managementEvent": True,
@@ -149,22 +205,84 @@ def to_record(note: AuditNote, now: float) -> dict[str, Any]:
 
 
 class AuditTrail:
-    def __init__(self, db: Backend, default_account: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Backend, default_account: str, clock: Callable[[], float] = time.time,
+                 journal: Journal | None = None) -> None:
+        """`journal`: rows are journalled locally and `record` returns at once (the embedded default);
+        without one, `record` waits for the commit of a batch holding its row (PostgreSQL: a node's disk
+        may not outlive the node)."""
         self.db = db
         self.default_account = default_account
         self.clock = clock
+        self.journal = journal
+        self._queue: list[tuple[q.AuditRow, asyncio.Future[None] | None]] = []
+        self._batch_file: Path | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     async def record(self, note: AuditNote) -> None:
-        """Write one record; never fails the call it records (a failure is logged, without the record)."""
+        """Write one record: returns once it is committed, or journalled; never fails the call it records
+        (a failure is logged, without the record)."""
         now = self.clock()
         try:
             rec = to_record(note, now)
             row = q.AuditRow(now, note.account or self.default_account, note.source, rec["eventName"],
                              note.principal_arn, note.error_code,
                              json.dumps(rec, separators=(",", ":"), default=str))
-            await self.db.write(q.append, [row])
+            if self.journal is not None:
+                self.journal.append(row)
         except Exception as e:  # noqa: BLE001 - the audit never breaks the request it records
             log.error("audit record of %s %s not written: %s", note.source, note.event_name, type(e).__name__)
+            return
+        done = None if self.journal is not None else asyncio.get_running_loop().create_future()
+        self._queue.append((row, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_batches())
+        if done is not None:
+            await asyncio.shield(done)  # a client gone mid-call does not take its record out of the batch
+
+    async def _write_batches(self) -> None:
+        while self._queue:
+            if self.journal is not None:  # nobody waits: gather a few milliseconds' records per transaction
+                await asyncio.sleep(GATHER)
+            batch, self._queue = self._queue, []
+            path = self.journal.cut() if self.journal is not None else None
+            try:
+                await self.db.write(q.append, [row for row, _ in batch])
+                if path is not None:
+                    Journal.done(path)
+            except Exception as e:  # noqa: BLE001 - the audit never breaks the requests it records
+                names = sorted({row.event_name for row, _ in batch})
+                log.error("audit: %d records (%s) not written%s: %s", len(batch), ", ".join(names[:5]),
+                          "; kept in the journal for the next start" if path is not None else "",
+                          type(e).__name__)
+            for _, done in batch:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def flush(self) -> None:
+        """Every record so far in the database (or failed, logged)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def recover(self) -> int:
+        """Put the journalled rows of processes that died into the database; how many."""
+        if self.journal is None:
+            return 0
+        total = 0
+        for d, files in self.journal.orphans():
+            rows = [row for f in files for row in read_rows(f)]
+            if rows:
+                await self.db.write(q.append, rows)
+                total += len(rows)
+            Journal.release(d)
+        if total:
+            log.warning("audit: %d records of a process that stopped uncleanly recovered from the journal", total)
+        return total
+
+    async def close(self) -> None:
+        await self.flush()
+        if self.journal is not None and not self._queue:
+            self.journal.close()
+            self.journal = None
 
     async def search(self, since: float | None = None, until: float | None = None, principal: str | None = None,
                      event: str | None = None, account: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:

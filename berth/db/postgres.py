@@ -15,9 +15,12 @@ that the client already saw acknowledged. `sync()` closes that window: one round
 connection, and PostgreSQL sends a session every notification already committed before it answers a
 query. Concurrent callers share one round trip (each waits for one that started after it called).
 
-When the server restarts or fails over, a statement fails with MetadataUnavailable (the faces answer
-503, retryable); a read that met a pooled connection the server had closed is run once more on a
-fresh one; the pool reconnects by itself.
+When the server restarts or fails over, or is short of memory or connections (SQLSTATE class 53 but
+disk_full), a statement fails with MetadataUnavailable (the faces answer 503, retryable). A full data
+disk (53100 disk_full) stays the statement's own failure, rolled back, and the faces answer it as
+insufficient storage (berth.registry.errors); a full WAL disk PANICs the server: that is the server gone
+(tests/integration/test_pg_full_disk.py). A read that met a pooled connection the server had closed is
+run once more on a fresh one; the pool reconnects by itself.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError, asyncpg
 _GONE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
          asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
          asyncpg.InternalClientError)  # a connection left mid-protocol by a lost server ("another operation")
+_DISK_FULL = "53100"
 ATTEMPTS = 5
 CHANNEL = "berth_changes"
 PING_EVERY = 5.0  # the listening connection is checked this often (a half-open socket is not noticed otherwise)
@@ -60,6 +64,9 @@ def _gone(e: BaseException) -> bool:
     cause = e.__cause__ if isinstance(e, StatementFailed) else e
     if isinstance(cause, asyncpg.InterfaceError):  # asyncpg's own: a connection it knows is closed
         return "closed" in str(cause) or "closing" in str(cause)
+    state = getattr(cause, "sqlstate", None) or ""
+    if state.startswith("53") and state != _DISK_FULL:  # out of memory or connections: the server, for now
+        return True
     return isinstance(cause, _GONE)
 
 

@@ -23,6 +23,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, separators=(",", ":"))
 
 
+class OneLine(logging.Filter):
+    """A library's expected failure in one line, its exception's type and text instead of a traceback:
+    asyncpg's pool logs a traceback every time it cannot reconnect while PostgreSQL is down."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            e = record.exc_info[1]
+            record.msg, record.args = f"{record.getMessage()} ({type(e).__name__}: {e})", None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure(level: str, fmt: str) -> None:
     """The `berth` logger and its children: one stderr handler, replacing any from a previous call."""
     logger = logging.getLogger("berth")
@@ -36,3 +48,12 @@ def configure(level: str, fmt: str) -> None:
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    lib = logging.getLogger("asyncpg")
+    for h in list(lib.handlers):
+        if getattr(h, "berth_own", False):
+            lib.removeHandler(h)
+    lib.addHandler(handler)
+    lib.setLevel(logging.WARNING)
+    lib.propagate = False
+    if not any(isinstance(f, OneLine) for f in lib.filters):
+        lib.addFilter(OneLine())

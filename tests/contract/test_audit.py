@@ -75,3 +75,73 @@ def test_mask() -> None:
     assert out["nextToken"] == "n" and out["AccessKeyId"] == "AKIA"
     assert out["layerPartBlob"] == "<10 bytes>"
     assert len(out["policyText"]) < 400 and out["policyText"].endswith("<10000 characters>")
+
+
+def test_concurrent_records_are_group_committed(db: Harness) -> None:
+    """60 calls at once (no journal, as on PostgreSQL): each returns only once its own record is stored,
+    and they share transactions."""
+    async def body(backend: Backend) -> None:
+        import asyncio
+
+        trail = AuditTrail(backend, "123456789012", Clock(2_000_000.0))
+        before = await backend.read(qa.count)
+        writes = 0
+        real_write = backend.write
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            nonlocal writes
+            writes += fn is qa.append
+            return await real_write(fn, *args, **kwargs)
+
+        backend.write = counted  # type: ignore[method-assign]
+
+        async def call(i: int) -> None:
+            note = _note("TagResource", request_parameters={"i": i})
+            await trail.record(note)
+            found = await trail.search(event="TagResource", limit=100)
+            assert note.request_id in {r["requestID"] for r in found}  # committed before record() returned
+
+        try:
+            await asyncio.gather(*(call(i) for i in range(60)))
+        finally:
+            backend.write = real_write  # type: ignore[method-assign]
+        assert await backend.read(qa.count) == before + 60
+        assert writes < 20, writes  # one transaction per batch, not one per record
+    db.run(body)
+
+
+def test_journalled_records_survive_a_crash(db: Harness, tmp_path: Any) -> None:
+    """With a journal (the embedded default) record() returns at once; the rows reach the database in
+    batches, and the rows of a process that died before its batch committed are put in at the next start."""
+    from berth.audit.journal import Journal
+
+    async def body(backend: Backend) -> None:
+        import asyncio
+
+        root = tmp_path / f"journal-{id(backend)}"
+        trail = AuditTrail(backend, "123456789012", Clock(3_000_000.0), journal=Journal(root))
+        before = await backend.read(qa.count)
+        await asyncio.gather(*(trail.record(_note("PutImage", request_parameters={"i": i})) for i in range(30)))
+        await trail.flush()
+        assert await backend.read(qa.count) == before + 30
+        # a process that journalled 5 rows and died: its lock is gone, its rows are not in the database
+        dead = root / "99999-deadbeef"
+        dead.mkdir()
+        (dead / "lock").touch()
+        from berth.audit.journal import _line
+        from berth.db.audit import AuditRow
+
+        rows = [AuditRow(3_000_000.0, "123456789012", "ecr.amazonaws.com", "PutImage", ARN, None,
+                         f'{{"eventName":"PutImage","requestID":"lost-{i}"}}') for i in range(5)]
+        (dead / "000000000001").write_bytes(b"".join(_line(r) for r in rows) + b'[3000000.0, "cut sho')
+        assert await trail.recover() == 5
+        assert not dead.exists()
+        assert await backend.read(qa.count) == before + 35
+        # a live process's journal is never taken: this trail's own (its directory is locked)
+        other = AuditTrail(backend, "123456789012", Clock(3_000_000.0), journal=Journal(root))
+        await trail.record(_note("PutImage"))
+        assert await other.recover() == 0
+        await trail.close()
+        await other.close()
+        assert [p.name for p in root.iterdir()] == []
+    db.run(body)

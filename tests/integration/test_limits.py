@@ -4,6 +4,7 @@ off by default (the other suites run without them)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -73,3 +74,24 @@ def test_throttled_per_principal_then_per_account(server: BerthServer) -> None:
     # and after the wait it says, a call passes again
     time.sleep(int(r.headers["retry-after"]) + 1)
     assert httpx.get(f"{server.url}/v2/", headers={"Authorization": basic(token)}).status_code == 200
+
+
+def test_two_workers_share_the_buckets(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`serve --workers 2`: both workers answer, and together they allow the configured rate, not twice it."""
+    srv = BerthServer(tmp_path_factory.mktemp("limits2") / "data", args=["--workers", "2"],
+                      env={"BERTH_RATE_LIMIT_PRINCIPAL": "1", "BERTH_RATE_LIMIT_PRINCIPAL_BURST": "8"}).start()
+    try:
+        start, statuses = time.monotonic(), []
+        for _ in range(40):  # a new connection each: the kernel hands them to either worker
+            r = httpx.get(f"{srv.url}/v2/_catalog")
+            statuses.append(r.status_code)
+            if r.status_code != 200:
+                assert r.status_code == 429 and r.json()["errors"][0]["code"] == "TOOMANYREQUESTS", r.text
+        elapsed = time.monotonic() - start
+        allowed = statuses.count(200)
+        assert 8 <= allowed <= 8 + elapsed * 1 + 1, (allowed, elapsed)  # per worker it was up to 16 + 2 × elapsed
+        rids = [json.loads(ln)["request_id"] for ln in srv.read_log().splitlines()
+                if '"path":"/v2/_catalog"' in ln]
+        assert len({rid[:24] for rid in rids}) == 2, rids  # both workers answered (a per-process id prefix)
+    finally:
+        srv.stop()

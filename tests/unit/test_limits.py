@@ -51,3 +51,20 @@ def test_account_and_principal() -> None:
     assert limits.check(other) == 0  # another account
     clock.t += 1.0
     assert limits.check(bob) == 0
+
+
+def test_shared_table_is_one_bucket_for_two_processes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two Limits on one file (as two workers of a node): the burst is spent once, not once each."""
+    clock = Clock()
+    path = tmp_path / "run" / "rate-limits"
+    one, two = Limits(None, Rate(1.0, 4.0), clock, shared=path), Limits(None, Rate(1.0, 4.0), clock, shared=path)
+    alice = Principal.iam_user("111122223333", "alice", "AKIA1")
+    allowed = sum(1 for i in range(8) if (one if i % 2 else two).check(alice) == 0)
+    assert allowed == 4
+    clock.t += 1.0
+    assert one.check(alice) == 0 and two.check(alice) > 0
+    clock.t = 1.0  # a clock behind what the file holds (a reboot): full buckets, not refusals
+    assert all(two.check(alice) == 0 for _ in range(4))
+    # many keys: an evicted slot is a full bucket again, never a wrong refusal
+    for i in range(3000):
+        assert one.check(Principal.iam_user("111122223333", f"u{i}", "AKIA")) == 0
