@@ -106,7 +106,7 @@ class Observe:
         started = time.perf_counter()
         note: dict[str, Any] = {}
         scope["berth"] = note
-        state: list[Any] = [0, 0, 0, ""]  # status, bytes in, bytes out, request id
+        state: list[Any] = [0, 0, 0, "", ()]  # status, bytes in, bytes out, request id, response headers
 
         async def counting_receive() -> dict[str, Any]:
             msg = await receive()
@@ -118,9 +118,11 @@ class Observe:
         async def tagging_send(msg: dict[str, Any]) -> None:
             if msg["type"] == "http.response.body":
                 state[2] += len(msg.get("body", b""))
+            elif msg["type"] == "http.response.pathsend":  # the server sends the file: its length was announced
+                state[2] += next((int(v) for k, v in state[4] if k == b"content-length"), 0)
             elif msg["type"] == "http.response.start":
                 state[0] = msg["status"]
-                headers = msg.get("headers") or []
+                headers = state[4] = msg.get("headers") or []
                 rid = None
                 for k, v in headers:
                     if k == b"x-amzn-requestid" or k == b"x-request-id":
@@ -143,7 +145,7 @@ class Observe:
                 logging.getLogger("berth.observe").debug("access log line lost", exc_info=True)
 
     def _finish(self, scope: Scope, note: dict[str, Any], state: list[Any], seconds: float) -> None:
-        status, bytes_in, bytes_out, rid = state
+        status, bytes_in, bytes_out, rid, _ = state
         if "operation" not in note and scope["path"] == "/":
             target = _header(scope, b"x-amz-target")
             if target is not None and target.startswith(TARGET_PREFIX):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -21,6 +23,10 @@ pytestmark = pytest.mark.integration
 ACCOUNT = "123456789012"
 KEY, SECRET = "AKIAOBSERVETESTADMIN", "observe-test-admin-secret-0123456789abcdef"
 TARGET = "AmazonEC2ContainerRegistry_V20150921."
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)
 
 
 def log_records(server: BerthServer) -> list[dict]:
@@ -96,6 +102,15 @@ def test_access_log_and_request_ids(iam_server: BerthServer) -> None:
     assert rec["bytes_out"] == len(image.body) and rec["bytes_in"] == 0
     assert rec["remote"] == "127.0.0.1" and rec["duration_ms"] >= 0
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rec["time"])
+    # a blob big enough for the server to send itself (pathsend) is counted by its announced length
+    big = random_bytes(3 * 1024 * 1024 + 7)
+    with OciClient(iam_server.url) as oci:
+        oci.http.headers["Authorization"] = auth
+        assert oci.push_blob("observe/app", big).status_code == 201
+        got = oci.get_blob("observe/app", "sha256:" + hashlib.sha256(big).hexdigest())
+        assert got.status_code == 200 and got.content == big
+    rec = wait_for(lambda: [x for x in log_records(iam_server) if x["request_id"] == got.headers["X-Request-Id"]])
+    assert rec and rec[0]["bytes_out"] == len(big), rec
     # the ECR face: x-amzn-RequestId, X-Request-Id and the log name the same request
     ecr = ecr_client(iam_server.url)
     out = ecr.describe_repositories()
