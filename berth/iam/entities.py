@@ -350,10 +350,7 @@ class IamEntities:
 
     @staticmethod
     def _oidc_key(arn: str) -> tuple[str, str]:
-        parts = arn.split(":", 5)
-        if len(parts) != 6 or parts[2] != "iam" or not parts[5].startswith("oidc-provider/"):
-            raise InvalidInput(f"Invalid OpenID Connect provider ARN {arn}")
-        return parts[4], parts[5][len("oidc-provider/"):]
+        return _provider_key(arn, "oidc-provider/", "OpenID Connect")
 
     async def create_oidc_provider(self, account: str, issuer: str, client_ids: list[str],
                                    thumbprints: list[str]) -> str:
@@ -396,10 +393,7 @@ class IamEntities:
 
     @staticmethod
     def saml_key(arn: str) -> tuple[str, str]:
-        parts = arn.split(":", 5)
-        if len(parts) != 6 or parts[2] != "iam" or not parts[5].startswith("saml-provider/"):
-            raise InvalidInput(f"Invalid SAML provider ARN {arn}")
-        return parts[4], parts[5][len("saml-provider/"):]
+        return _provider_key(arn, "saml-provider/", "SAML")
 
     async def create_saml_provider(self, account: str, name: str, document: str) -> str:
         from berth.iam import saml  # lxml and signxml: loaded only where SAML is used
@@ -455,3 +449,11 @@ class IamEntities:
         for group in await self.db.read(q.groups_for_user, principal.account, principal.user):
             docs += await self._documents(principal.account, "group", group.name)
         return docs
+
+
+def _provider_key(arn: str, prefix: str, kind: str) -> tuple[str, str]:
+    """(account, name) of an identity provider's ARN `arn:aws:iam::<account>:<prefix><name>`."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[2] != "iam" or not parts[5].startswith(prefix):
+        raise InvalidInput(f"Invalid {kind} provider ARN {arn}")
+    return parts[4], parts[5][len(prefix):]

@@ -1,4 +1,4 @@
-"""Debian 13 (or unstable) packages fetched and unpacked for a test, as tests/support/trixie_skopeo.py does: private apt
+"""Debian 13 (or unstable) packages fetched and unpacked for a test, used by tests/support/trixie_skopeo.py: private apt
 sources, lists and cache (the machine's apt state is not touched), `apt-get download`, `dpkg-deb -x`."""
 
 from __future__ import annotations
@@ -6,7 +6,18 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.support.trixie_skopeo import archive_uri
+ARCHIVE = "http://deb.debian.org/debian"
+
+
+def archive_uri() -> str:
+    for p in [Path("/etc/apt/sources.list"), *Path("/etc/apt/sources.list.d").glob("*.sources")]:
+        if p.exists():
+            for line in p.read_text().splitlines():
+                if line.startswith("URIs:") and "security" not in line:
+                    return line.split(":", 1)[1].strip().split()[0]
+                if line.startswith("deb ") and "security" not in line:
+                    return line.split()[1]
+    return ARCHIVE
 
 
 def unpack(root: Path, packages: tuple[str, ...], suite: str = "trixie") -> Path:

@@ -19,6 +19,14 @@ from berth.iam.model import Group, ManagedPolicy, PolicyVersion, Role
 from berth.iam.sessions import SessionClaims, new_access_key_id
 
 _ROLE_ARN = re.compile(r"arn:aws:iam::(\d{12}):role(/(?:[\x21-\x7e]*/)?)([\w+=,.@-]{1,64})")
+
+
+def _role_parts(arn: str) -> tuple[str, str, str]:
+    """(account, path, name) of a role ARN, or STS's ValidationError."""
+    m = _ROLE_ARN.fullmatch(arn)
+    if m is None:
+        raise QueryError("ValidationError", f"{arn} is invalid")
+    return m.group(1), m.group(2), m.group(3)
 SESSION_DURATION = (900, 3600)  # AssumeRole: at least 15 minutes; one hour unless asked
 SESSION_TOKEN_DURATION = (900, 129600, 43200)  # GetSessionToken: 15 min .. 36 h, 12 h by default
 
@@ -296,10 +304,7 @@ def _now(call: IamCall) -> datetime:
 
 async def assume_role(call: IamCall) -> dict[str, Any]:
     p = call.params
-    m = _ROLE_ARN.fullmatch(p["RoleArn"])
-    if m is None:
-        raise QueryError("ValidationError", f"{p['RoleArn']} is invalid")
-    account, path, name = m.group(1), m.group(2), m.group(3)
+    account, path, name = _role_parts(p["RoleArn"])
     role = await call.identity.entities.find_role(account, name)
     denied = AccessDenied(f"User: {call.principal.arn} is not authorized to perform: sts:AssumeRole on resource: "
                           f"{p['RoleArn']}")
@@ -389,10 +394,7 @@ async def delete_open_id_connect_provider(call: IamCall) -> None:
 async def assume_role_with_web_identity(call: IamCall) -> dict[str, Any]:
     """Unsigned, as the SDKs send it: the web identity token is the credential."""
     p = call.params
-    m = _ROLE_ARN.fullmatch(p["RoleArn"])
-    if m is None:
-        raise QueryError("ValidationError", f"{p['RoleArn']} is invalid")
-    account, path, name = m.group(1), m.group(2), m.group(3)
+    account, path, name = _role_parts(p["RoleArn"])
     e = call.identity.entities
     issuer = oidc.unverified_issuer(p["WebIdentityToken"])
     provider = await e.find_oidc_provider(account, oidc.provider_url(issuer))
@@ -474,10 +476,7 @@ async def assume_role_with_saml(call: IamCall) -> dict[str, Any]:
     from berth.iam import saml  # lxml and signxml: loaded only where SAML is used
 
     p = call.params
-    m = _ROLE_ARN.fullmatch(p["RoleArn"])
-    if m is None:
-        raise QueryError("ValidationError", f"{p['RoleArn']} is invalid")
-    account, path, name = m.group(1), m.group(2), m.group(3)
+    account, path, name = _role_parts(p["RoleArn"])
     e = call.identity.entities
     provider_account, provider_name = e.saml_key(p["PrincipalArn"])
     provider = await e.find_saml_provider(provider_account, provider_name) if provider_account == account else None
