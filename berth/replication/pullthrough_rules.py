@@ -119,16 +119,12 @@ class PullThroughRules:
             raise RuleError("UnableToAccessSecretException", e.message) from None
 
     @staticmethod
-    def _check_role(role: str | None, credential_arn: str | None) -> None:
-        if role is None:
-            return
-        if not valid_role_arn(role):
+    def _check_role(role: str | None) -> None:
+        # Its shape only, as ECR checks a rule when it is written; whether the role can be assumed (it needs
+        # the access key in credentialArn's secret) is for ValidatePullThroughCacheRule and the pulls to say.
+        if role is not None and not valid_role_arn(role):
             raise ParameterInvalid(f"Invalid parameter at 'customRoleArn' failed to satisfy constraint: '{role}' is "
                                    "not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
-        if credential_arn is None:
-            raise ParameterInvalid("Invalid parameter at 'customRoleArn' failed to satisfy constraint: a role on "
-                                   "the upstream is assumed with the access key in the rule's secret; give "
-                                   "credentialArn too")
 
     async def create(self, account: str, region: str, p: dict[str, Any]) -> Rule:
         prefix = normalize_prefix(p["ecrRepositoryPrefix"])
@@ -144,7 +140,7 @@ class PullThroughRules:
                             f"The upstream registry URL '{url}' is not the registry '{kind}'; leave upstreamRegistry "
                             "out for any other OCI registry")
         await self._check_secret(account, region, p.get("credentialArn"))
-        self._check_role(p.get("customRoleArn"), p.get("credentialArn"))
+        self._check_role(p.get("customRoleArn"))
         upstream_prefix = normalize_prefix(p.get("upstreamRepositoryPrefix") or ROOT)
         now = self.clock()
         row = RuleRow(prefix, url.strip().rstrip("/"), kind, upstream_prefix, p.get("credentialArn"),
@@ -165,7 +161,7 @@ class PullThroughRules:
         cred = p.get("credentialArn", current[0].credential_arn)
         await self._check_secret(account, region, cred)
         role = p.get("customRoleArn", current[0].custom_role_arn)
-        self._check_role(role, cred)
+        self._check_role(role)
         row = await self.db.write(q.update_rule, account, region, prefix, cred, role, self.clock())
         if row is None:
             raise self._not_found(account, prefix)
@@ -208,8 +204,12 @@ class PullThroughRules:
         """The rule's upstream client; with customRoleArn, its credentials come from the upstream's STS
         (AssumeRole with the secret's access key) and ECR (GetAuthorizationToken): upstream_role.py."""
         credentials = await self.credentials(rule)
-        if rule.custom_role_arn is None or credentials is None:
+        if rule.custom_role_arn is None:
             return UpstreamClient(rule.upstream_url, credentials, self.insecure)
+        if credentials is None:
+            raise UpstreamError("UpstreamAccessDenied", f"the role {rule.custom_role_arn} is assumed on the upstream "
+                                "with the access key in the rule's secret, and the rule has no credentialArn",
+                                credentials=True)
         client = UpstreamClient(rule.upstream_url, None, self.insecure)
         key, secret = credentials
         role = rule.custom_role_arn

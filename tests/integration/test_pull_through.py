@@ -648,9 +648,14 @@ def test_a_custom_role_on_a_berth_upstream(cache: BerthServer, berth_upstream: B
     bad = {"ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host, "credentialArn": arn}
     assert aws.call(ecr, "CreatePullThroughCacheRule", {**bad, "customRoleArn": "arn:aws:iam::12:role/x"}).code \
         == "InvalidParameterException"
-    assert aws.call(ecr, "CreatePullThroughCacheRule", {
-        "ecrRepositoryPrefix": f"{prefix}-bad", "upstreamRegistryUrl": upstream.host,
-        "customRoleArn": roles["ptc-puller"]}).code == "InvalidParameterException"  # no access key to use
+    # a role but no access key to assume it with: stored (ECR checks a rule's shape when it is written), and
+    # ValidatePullThroughCacheRule and the pulls say why it cannot work
+    rule(ecr, f"{prefix}-nokey", upstream.host, customRoleArn=roles["ptc-puller"])
+    checked = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=f"{prefix}-nokey")
+    assert checked["isValid"] is False and "no credentialArn" in checked["failure"], checked
+    got = aws.call(ecr, "BatchGetImage", {"repositoryName": f"{prefix}-nokey/base/app",
+                                          "imageIds": [{"imageTag": "1"}]})
+    assert got.code == "UnableToGetUpstreamImageException", got
     rule(ecr, prefix, upstream.host, credentialArn=arn, customRoleArn=roles["ptc-puller"])
     assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix=prefix)["isValid"] is True
     pulled = skopeo_pull(cache, f"{prefix}/base/app:1", tmp_path / "role")
