@@ -20,7 +20,10 @@ import base64
 import gzip
 import io
 import itertools
+import os
 import re
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -33,6 +36,7 @@ from typing import Any
 import pytest
 
 from tests.support import aws
+from tests.support import osv_fixtures as fx
 from tests.support.cluster import RoundRobin, Worker, push_image_rr, query, start_together, stop_all
 from tests.support.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Image, descriptor, dumps, sha256
 from tests.support.scan_images import trimmed_status
@@ -99,6 +103,11 @@ def deployment(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFacto
             {"destinations": [{"region": WEST, "registryId": ACCOUNT}]}]})
         worker_env = {"BERTH_MASTER_KEY_FILE": str(shared_master_key(database)), "BERTH_REGIONS": f"{EAST},{WEST}",
                       "BERTH_LOG_LEVEL": "debug", "BERTH_JOB_LEASE_SECONDS": str(LEASE)}
+        # advisories first: a scan before any import ends FINDINGS_UNAVAILABLE, this test wants COMPLETE runs
+        imported = subprocess.run([sys.executable, "-m", "berth", "vulndb", "import", "--no-progress",
+                                   str(fx.write_tree(base / "osv")), "--database-url", database],
+                                  capture_output=True, text=True, timeout=300, env={**os.environ, **worker_env})
+        assert imported.returncode == 0, imported.stderr
         d = Deployment(nodes, database, aws.registry_token(ecr), worker_env, storage, base)
         d.worker("w0")
         d.worker("w1")
