@@ -114,9 +114,9 @@ class TieredBlobStore:
     def walk(self, after: str = "", limit: int = 1000) -> list[BlobInfo]:
         return self.main.walk(after, limit)
 
-    def local_path(self, digest: str) -> str | None:
+    def local_path(self, digest: str, size: int) -> str | None:
         # a blob only in the archive store is streamed (open above), never sent as a file
-        return self.main.local_path(digest)
+        return self.main.local_path(digest, size)
 
     def url_for(self, digest: str, expires: int) -> str | None:
         if self.main.stat(digest) is None and self.archive.stat(digest) is not None:

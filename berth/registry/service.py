@@ -188,11 +188,12 @@ class RegistryService:
             raise BlobUnknown("blob unknown to registry", detail={"digest": digest})
         return size
 
-    async def blob_file(self, digest: str) -> str | None:
+    async def blob_file(self, digest: str, size: int) -> str | None:
         """A local file holding the whole stored blob, for the edge to hand to a server that sends files
         itself; None when it must be streamed (object storage, or a pull-through blob still arriving:
         its file appears only once it is whole)."""
-        return await asyncio.get_running_loop().run_in_executor(self.uploads.pool, self.blobs.local_path, digest)
+        return await asyncio.get_running_loop().run_in_executor(self.uploads.pool, self.blobs.local_path, digest,
+                                                                size)
 
     async def read_blob(self, digest: str, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes [start, end) of a blob: one ranged reader, 1 MiB per read on a worker thread."""

@@ -151,9 +151,10 @@ class BlobStore(Protocol):
         """Up to `limit` stored blobs with digests greater than `after`, in digest (string) order:
         page through all blobs for garbage collection by passing the last digest of each page."""
 
-    def local_path(self, digest: str) -> str | None:
+    def local_path(self, digest: str, size: int) -> str | None:
         """The path of a file on this machine holding the whole blob, for a server that sends files
-        itself (granian's pathsend); None when the blob is absent or the driver keeps no local files.
+        itself (granian's pathsend); None when the blob is absent, its file is not `size` bytes (damaged
+        outside Berth: the streamed read then fails and reports it) or the driver keeps no local files.
         The file is never partial: it appears by an atomic rename, so one that exists is the blob."""
 
     def url_for(self, digest: str, expires: int) -> str | None:

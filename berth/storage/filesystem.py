@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 
@@ -269,9 +270,13 @@ class FilesystemBlobStore:
                         return out
         return out
 
-    def local_path(self, digest: str) -> str | None:
+    def local_path(self, digest: str, size: int) -> str | None:
         path = self._blob_path(digest)
-        return path if os.path.isfile(path) else None
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return path if stat.S_ISREG(st.st_mode) and st.st_size == size else None
 
     def url_for(self, digest: str, expires: int) -> str | None:
         self._blob_path(digest)

@@ -271,7 +271,7 @@ class S3BlobStore:
                 break
         return out
 
-    def local_path(self, digest: str) -> str | None:
+    def local_path(self, digest: str, size: int) -> str | None:
         self._blob_key(digest)  # refuse a bad digest as every method does
         return None
 

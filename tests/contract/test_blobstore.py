@@ -544,14 +544,16 @@ def test_url_for_is_none_or_fetches_the_blob(driver: BlobStore) -> None:
 def test_local_path_is_none_or_the_whole_blob(driver: BlobStore) -> None:
     data = os.urandom(3000)
     digest = put(driver, data)
-    path = driver.local_path(digest)
+    path = driver.local_path(digest, len(data))
     if path is not None:
         with open(path, "rb") as f:
             assert f.read() == data
-    assert driver.local_path(sha256(b"never stored")) is None
+        os.truncate(path, 1000)  # damaged outside Berth: not handed out as the whole blob
+        assert driver.local_path(digest, len(data)) is None
+    assert driver.local_path(sha256(b"never stored"), 12) is None
     up = Upload(driver)  # an upload in progress is no blob yet
     up.send(b"partial")
-    assert driver.local_path(sha256(b"partial")) is None
+    assert driver.local_path(sha256(b"partial"), 7) is None
     up.cancel()
 
 
@@ -598,7 +600,7 @@ def test_refuses_bad_digests(driver: BlobStore, digest: str) -> None:
     with pytest.raises(ValueError):
         driver.url_for(digest, 60)
     with pytest.raises(ValueError):
-        driver.local_path(digest)
+        driver.local_path(digest, 1)
     up = Upload(driver)
     up.send(b"payload")
     w = driver.resume(up.id, up.state, up.size)

@@ -379,7 +379,7 @@ class OciApi:
         if head:
             return await respond(c.send, status, headers, head=True, length=end - start)
         if status == 200 and size > PATHSEND_MIN and "http.response.pathsend" in c.scope.get("extensions", ()):
-            path = await self.registry.blob_file(digest)
+            path = await self.registry.blob_file(digest, size)
             if path is not None:  # granian reads and sends the file itself, off the event loop's thread
                 c.streaming = True
                 return await respond_file(c.send, status, headers, size, path)
