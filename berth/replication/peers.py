@@ -15,10 +15,8 @@ import base64
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from berth.db import replication as q
 from berth.db.store import Backend
@@ -27,6 +25,9 @@ from berth.registry.model import Repository
 from berth.registry.service import RegistryService
 from berth.replication.rules import Destination
 from berth.replication.service import ACCESS_DENIED, DESTINATION_UNAVAILABLE, REPLICATION_ERROR, Permanent, Retryable
+
+if TYPE_CHECKING:  # imported where used: httpx loads click, rich and pygments (~9 MiB per process)
+    import httpx
 
 PEERS_TTL = 5.0  # the peer list is re-read at most this often
 TOKEN_MARGIN = 600.0  # a registry token is renewed this long before it expires
@@ -52,6 +53,8 @@ class PeerClient:
     """One peer: its registry tokens per destination registry, and one HTTP connection pool."""
 
     def __init__(self, peer: q.PeerRow) -> None:
+        import httpx
+
         self.peer = peer
         self.http = httpx.AsyncClient(base_url=peer.endpoint.rstrip("/"), timeout=httpx.Timeout(60.0, connect=10.0))
         self._tokens: dict[Destination, tuple[str, str, float]] = {}  # -> (Authorization, Host, renew at)
@@ -103,6 +106,8 @@ class PeerClient:
         self._tokens.pop(dest, None)
 
     async def request(self, dest: Destination, method: str, path: str, **kw: Any) -> httpx.Response:
+        import httpx
+
         auth, host = await self.credentials(dest)
         headers = {"Authorization": auth, "Host": host, **kw.pop("headers", {})}
         try:

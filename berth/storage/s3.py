@@ -326,6 +326,7 @@ def _return_large_buffers_to_the_os() -> None:
     try:
         libc = ctypes.CDLL(None)
         libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-8, 2)  # M_ARENA_MAX: two heaps, not one per thread that ever held a chunk (8 x cores)
     except (OSError, AttributeError):
         pass
 
