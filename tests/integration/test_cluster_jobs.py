@@ -330,8 +330,10 @@ def test_a_worker_killed_mid_run_leaves_every_job_run_once_to_completion(deploym
         if r["id"] in held_ids:
             # claimed again only after the dead worker's lease expired, once, and completed
             assert r["attempts"] == 2 and "lease expired" in (r["last_error"] or ""), (kind, digest, r)
-            assert [x.attempt for x in rs] == [1, 2] and f":{pid}:" in rs[0].owner, rs
-            assert rs[1].start >= held_ids[r["id"]], (rs, held_ids[r["id"]])
+            # [2] alone: the dead worker was killed between its claim and its "started" line
+            assert [x.attempt for x in rs] in ([1, 2], [2]), rs
+            assert len(rs) == 1 or f":{pid}:" in rs[0].owner, rs
+            assert rs[-1].start >= held_ids[r["id"]], (rs, held_ids[r["id"]])
             assert len(finished) == 1, rs
         else:
             assert r["attempts"] == 1 and len(rs) == 1 and rs[0].end is not None, (kind, digest, r, rs)
@@ -340,7 +342,7 @@ def test_a_worker_killed_mid_run_leaves_every_job_run_once_to_completion(deploym
     # a held job the killed worker had finished (its completion not yet recorded) ran again: its effect twice,
     # the same effect; one it had not finished ran to completion once (or, killed between its last write and
     # its log line, twice)
-    reran = {by_id[i][0] for i in held_ids if all_runs[i][0].end is not None}
+    reran = {by_id[i][0] for i in held_ids if len(all_runs[i]) == 2 and all_runs[i][0].end is not None}
     unsure = {by_id[i][0] for i in held_ids} - reran
     for dg in pushed:
         assert scans[dg]["status"] == "COMPLETE", (dg, scans[dg])
