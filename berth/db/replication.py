@@ -2,7 +2,8 @@
 per image and destination, the peer deployments, the back-fills and their per-image results.
 
 The rules (what a configuration means, where an image goes) are berth.replication's; these store. Every
-write is one statement (an upsert or a conditional update): nothing to lock.
+write is one statement (an upsert or a conditional update), but for sync_config_peers, which reads, decides
+and writes: it takes the migrations' advisory lock for its transaction on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from berth.db.migrate import MIGRATION_LOCK
 from berth.db.store import Q, Txn
 
 IN_PROGRESS, COMPLETE, FAILED = "IN_PROGRESS", "COMPLETE", "FAILED"
@@ -135,7 +137,9 @@ def sync_config_peers(peers: Sequence[tuple[str, str, str, str, Sequence[str], S
                       now: float) -> Txn[tuple[list[str], list[str]]]:
     """The config file's peers (name, endpoint, key, sealed secret, regions, accounts) stored, taking over
     a CLI peer of the same name, and the file peers of an earlier start it no longer names removed: (kept,
-    removed) names."""
+    removed) names. Nodes starting at once on PostgreSQL take turns (the lock is released at commit); SQLite's
+    writer lock already serialises."""
+    yield Q("SELECT ?", (MIGRATION_LOCK,), "one", postgres="SELECT pg_advisory_xact_lock(?)")
     before = yield from config_peer_names()
     for name, endpoint, key, secret, regions, accounts in peers:
         yield from add_peer(name, endpoint, key, secret, regions, accounts, now)

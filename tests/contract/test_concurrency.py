@@ -22,6 +22,7 @@ from berth.db import iam as qiam
 from berth.db import iam_entities as qent
 from berth.db import images as qi
 from berth.db import registry as q
+from berth.db import replication as qrep
 from berth.db.store import Backend
 from berth.iam.entities import MAX_TAGS
 from berth.iam.errors import DeleteConflict, LimitExceeded, NoSuchEntity
@@ -594,6 +595,36 @@ def test_never_more_user_or_role_tags_than_the_limit(db: Harness, tmp_path: Path
             else:
                 assert len(tags) <= MAX_TAGS, f"{len(tags)} tags, limit {MAX_TAGS}"
                 assert len(tags) == 10 * len([x for x in results[:-1] if not isinstance(x, BaseException)])
+
+        await every_round(one_round)
+
+    run_many(db, tmp_path, body)
+
+
+def test_nodes_starting_at_once_sync_the_config_peers_as_one_of_them_alone(db: Harness, tmp_path: Path) -> None:
+    """Nodes start together on one database, each with its config file's peers (overlapping sets): the peers
+    stored are one node's whole set, as if the starts ran one after another; a CLI peer no file names stays."""
+
+    def peers_of(node: int, r: int) -> list[tuple[str, str, str, str, tuple[str, ...], tuple[str, ...]]]:
+        names = [f"p{(node + r + k) % (N + 2)}" for k in range(3)]  # overlaps its neighbours' sets
+        return [(n, f"http://node{node}.example:5000", f"AKIA{node}", "sealed", ("us-west-2",), ()) for n in names]
+
+    cli = ("cli", "http://cli.example:5000")
+
+    async def body(ws: list[World]) -> None:
+        await ws[0].db.write(qrep.add_peer, *cli, "AKIACLI", "s", ["eu-west-1"], [], 0.0)
+
+        async def one_round(r: int) -> None:
+            sets = [peers_of(i, r) for i in range(N)]
+            results = await at_once([w.db.write(qrep.sync_config_peers, rows, float(r))
+                                     for w, rows in zip(ws, sets, strict=True)])
+            assert not unexpected(results), results
+            stored = {(p.name, p.endpoint) for p in await ws[0].db.read(qrep.list_peers)}
+            from_file = await ws[0].db.read(qrep.config_peer_names)
+            serial = [{(n, e) for n, e, *_ in rows} for rows in sets]
+            assert cli in stored, "the CLI peer was lost"
+            assert stored - {cli} in serial, f"stored {sorted(stored)}: no one node's set"
+            assert from_file == {n for n, _ in stored} - {"cli"}, f"file peers {sorted(from_file)}"
 
         await every_round(one_round)
 
