@@ -24,6 +24,7 @@ from berth.db import registry as q
 from berth.db.events import Event, append_event
 from berth.db.registry import DeleteOutcome
 from berth.db.store import Backend, Txn
+from berth.errors import DomainError
 from berth.lifecycle.evaluate import ACTIVATING, ACTIVE, ARCHIVED, Action, Image, evaluate
 from berth.lifecycle.policy import Policy, PolicyInvalid, parse
 from berth.registry import changes
@@ -48,12 +49,8 @@ class BlobsInArchive(Exception):
     """An image being restored still has blobs in the archive store: its activation is retried."""
 
 
-class LifecycleError(Exception):
+class LifecycleError(DomainError):
     code = "LIFECYCLE"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class PolicyNotFound(LifecycleError):

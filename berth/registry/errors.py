@@ -9,20 +9,14 @@ from __future__ import annotations
 import errno
 import logging
 import time
-from typing import Any
 
 from berth.db.store import MetadataUnavailable
+from berth.errors import DomainError
 from berth.storage import StorageUnavailable
 
 
-class RegistryError(Exception):
+class RegistryError(DomainError):
     code = "UNKNOWN"  # raised bare: a failure the registry cannot name (the faces answer it as a fault)
-
-    def __init__(self, message: str, detail: Any = None, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
-        self.extra = extra
 
 
 # code -> class, every domain error defined (the error-table tests enumerate it)

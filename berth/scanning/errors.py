@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+from berth.errors import DomainError
 
-class ScanError(Exception):
+
+class ScanError(DomainError):
     code = "SCAN_ERROR"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 class ScanQuotaExceeded(ScanError):

@@ -11,9 +11,13 @@ import pytest
 
 import berth
 from berth.api.ecr import errors as ecr
+from berth.api.ecr import ops_lifecycle, ops_scanning
 from berth.api.oci import errors as oci
+from berth.errors import DomainError
 from berth.iam.errors import IamError
+from berth.lifecycle.service import LifecycleError
 from berth.registry.errors import CODES, RegistryError
+from berth.scanning.errors import ScanError
 
 # OCI codes a client may meet (distribution-spec's table, plus distribution's UNKNOWN and UNAVAILABLE).
 OCI_CODES = {"BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID",
@@ -62,6 +66,17 @@ def test_every_identity_error_has_one_aws_exception() -> None:
     codes = iam_codes()
     assert sorted(codes - set(ecr.IAM_ERRORS)) == []
     assert sorted(set(ecr.IAM_ERRORS) - codes) == []
+
+
+def test_every_lifecycle_and_scanning_refusal_has_one_aws_exception() -> None:
+    _every_module()
+    # a domain error is a registry, lifecycle or scanning one: each family has its face's table
+    families = {RegistryError: ecr.REGISTRY_ERRORS, LifecycleError: ops_lifecycle.ERRORS,
+                ScanError: ops_scanning.ERRORS}
+    assert _subclasses(DomainError) == set(families) | {c for f in families for c in _subclasses(f)}
+    for family, table in list(families.items())[1:]:
+        assert {c.code for c in _subclasses(family)} == set(table), family.__name__
+        assert set(table.values()) <= set(ecr.STATUS), family.__name__
 
 
 def test_aws_exceptions_are_declared() -> None:

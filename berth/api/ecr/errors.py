@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from berth.api.ecr import model
+from berth.errors import DomainError
 from berth.iam import sigv4
-from berth.registry.errors import RegistryError
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
@@ -123,9 +124,11 @@ class EcrError(Exception):
         self.extra = extra
 
 
-def translated(e: RegistryError, message: str | None = None, **extra: Any) -> EcrError:
-    """The domain error as its one ECR exception (REGISTRY_ERRORS), in the operation's own words if given."""
-    return EcrError(REGISTRY_ERRORS[e.code], e.message if message is None else message, **extra)
+def translated(e: DomainError, message: str | None = None, *, table: Mapping[str, str] = REGISTRY_ERRORS,
+               **extra: Any) -> EcrError:
+    """The domain error as its one ECR exception (REGISTRY_ERRORS, or its capability's table: lifecycle's,
+    scanning's), in the operation's own words if given."""
+    return EcrError(table[e.code], e.message if message is None else message, **extra)
 
 # How a SigV4 failure is named on the JSON face (an expired signature is InvalidSignatureException there).
 SIGV4_ERRORS: dict[type[sigv4.SigV4Error], str] = {

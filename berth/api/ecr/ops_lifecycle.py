@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from berth.api.ecr.app import EcrCall, Handler
-from berth.api.ecr.errors import EcrError
+from berth.api.ecr.errors import EcrError, translated
 from berth.api.ecr.ops_images import repository, wire_id
 from berth.api.ecr.paging import decode_token, encode_token
 from berth.lifecycle.policy import PolicyInvalid
@@ -46,7 +46,7 @@ def _translating(fn: Handler) -> Handler:
         except PolicyInvalid as e:
             raise invalid_policy(e.reason) from None
         except LifecycleError as e:
-            raise EcrError(ERRORS[e.code], e.message) from None
+            raise translated(e, table=ERRORS) from None
     return run
 
 

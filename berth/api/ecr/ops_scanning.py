@@ -30,10 +30,6 @@ def _service(c: EcrCall) -> ScanService:
     return svc
 
 
-def _scan_error(e: ScanError) -> EcrError:
-    return EcrError(ERRORS[e.code], e.message)
-
-
 async def _image(c: EcrCall, repo: Repository) -> tuple[ImageView, dict[str, str]]:
     raw = c.params.get("imageId") or {}
     image_id = ImageId(raw.get("imageDigest"), raw.get("imageTag"))
@@ -58,7 +54,7 @@ async def put_registry_scanning_configuration(c: EcrCall) -> dict[str, Any]:
         scan_type, rules = await _service(c).put_registry_config(c.registry_id, c.region, c.params.get("scanType"),
                                                                  c.params.get("rules"))
     except ScanError as e:
-        raise _scan_error(e) from None
+        raise translated(e, table=ERRORS) from None
     return {"registryScanningConfiguration": _config(scan_type, rules)}
 
 
@@ -99,7 +95,7 @@ async def start_image_scan(c: EcrCall) -> dict[str, Any]:
     try:
         row = await _service(c).start(repo, view.digest, view.media_type)
     except ScanError as e:
-        raise _scan_error(e) from None
+        raise translated(e, table=ERRORS) from None
     return {"registryId": c.registry_id, "repositoryName": repo.name, "imageId": wire,
             "imageScanStatus": scan_status(row)}
 
@@ -221,7 +217,7 @@ async def put_signing_configuration(c: EcrCall) -> dict[str, Any]:
     try:
         rules = await _signing(c).put_config(c.registry_id, c.region, c.params["signingConfiguration"]["rules"])
     except ScanError as e:
-        raise _scan_error(e) from None
+        raise translated(e, table=ERRORS) from None
     return {"signingConfiguration": {"rules": rules}}
 
 
@@ -229,7 +225,7 @@ async def get_signing_configuration(c: EcrCall) -> dict[str, Any]:
     try:
         rules = await _signing(c).config(c.registry_id, c.region)
     except ScanError as e:
-        raise _scan_error(e) from None
+        raise translated(e, table=ERRORS) from None
     return {"registryId": c.registry_id, "signingConfiguration": {"rules": rules}}
 
 
@@ -237,7 +233,7 @@ async def delete_signing_configuration(c: EcrCall) -> dict[str, Any]:
     try:
         rules = await _signing(c).delete_config(c.registry_id, c.region)
     except ScanError as e:
-        raise _scan_error(e) from None
+        raise translated(e, table=ERRORS) from None
     return {"registryId": c.registry_id, "signingConfiguration": {"rules": rules}}
 
 
