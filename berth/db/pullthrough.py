@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from berth.db.iam import lock_account
+from berth.db import prefixed
 from berth.db.store import Q, Txn
 
+TABLE = "pull_through_rules"
 COLUMNS = ("prefix, upstream_url, upstream_registry, upstream_prefix, credential_arn, custom_role_arn, "
            "created_at, updated_at")
 
@@ -31,17 +32,9 @@ def _row(r: Any) -> RuleRow | None:
 
 def create_rule(account: str, region: str, r: RuleRow, limit: int) -> Txn[str]:
     """"created", "exists" or "limit" (nothing written); counted under the account's row lock."""
-    yield from lock_account(account)
-    row = yield Q("SELECT COUNT(*) FROM pull_through_rules WHERE account_id = ? AND region = ?",
-                  (account, region), "one")
-    if int(row[0]) >= limit:
-        return "limit"
-    marks = ", ".join("?" * 10)
-    done = yield Q(f"INSERT INTO pull_through_rules (account_id, region, {COLUMNS}) VALUES ({marks}) "
-                   "ON CONFLICT (account_id, region, prefix) DO NOTHING RETURNING prefix",
-                   (account, region, r.prefix, r.upstream_url, r.upstream_registry, r.upstream_prefix,
-                    r.credential_arn, r.custom_role_arn, r.created_at, r.updated_at), "one")
-    return "created" if done is not None else "exists"
+    return (yield from prefixed.create(TABLE, COLUMNS, account, region, (
+        r.prefix, r.upstream_url, r.upstream_registry, r.upstream_prefix, r.credential_arn, r.custom_role_arn,
+        r.created_at, r.updated_at), limit))
 
 
 def update_rule(account: str, region: str, prefix: str, credential_arn: str | None, custom_role_arn: str | None,
@@ -53,21 +46,11 @@ def update_rule(account: str, region: str, prefix: str, credential_arn: str | No
 
 
 def delete_rule(account: str, region: str, prefix: str) -> Txn[RuleRow | None]:
-    row = yield Q(f"DELETE FROM pull_through_rules WHERE account_id = ? AND region = ? AND prefix = ? "
-                  f"RETURNING {COLUMNS}", (account, region, prefix), "one")
-    return _row(row)
+    return _row((yield from prefixed.delete(TABLE, COLUMNS, account, region, prefix)))
 
 
 def list_rules(account: str, region: str, prefixes: Sequence[str] | None = None) -> Txn[list[RuleRow]]:
-    where, args = "", tuple[str, ...]()
-    if prefixes is not None:
-        if not prefixes:
-            return []
-        where = f" AND prefix IN ({', '.join('?' * len(prefixes))})"
-        args = tuple(prefixes)
-    rows = yield Q(f"SELECT {COLUMNS} FROM pull_through_rules WHERE account_id = ? AND region = ?{where} "
-                   "ORDER BY prefix", (account, region, *args), "all")
-    return [RuleRow(*r) for r in rows]
+    return [RuleRow(*r) for r in (yield from prefixed.select(TABLE, COLUMNS, account, region, prefixes))]
 
 
 def all_rules() -> Txn[list[tuple[str, str, RuleRow]]]:

@@ -502,7 +502,7 @@ def test_never_more_templates_or_pull_through_rules_than_the_quota(db: Harness, 
             region = f"us-test-{r}"  # a registry of its own each round
             made = await at_once([w.db.write(qt.create_template, ACCOUNT, region, template(f"t{r}x{i}"), quota)
                                   for i, w in enumerate(ws)])
-            stored = await ws[0].db.read(qt.count_templates, ACCOUNT, region)
+            stored = len(await ws[0].db.read(qt.list_templates, ACCOUNT, region))
             assert made.count("created") == stored <= quota, (made, stored)
             made = await at_once([w.db.write(qpt.create_rule, ACCOUNT, region, rule(f"p{r}x{i}"), quota)
                                   for i, w in enumerate(ws)])
