@@ -3,7 +3,7 @@ policy attachments, and the inline policies of groups and roles."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from berth.db.store import Lock, Q, Txn
@@ -389,24 +389,20 @@ _OIDC = "account_id, url, issuer, client_ids, thumbprints, created_at"
 
 
 def create_oidc_provider(row: OidcProviderRow) -> Txn[bool]:
-    n = yield Q(f"INSERT INTO oidc_providers ({_OIDC}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, url) "
-                "DO NOTHING", (row.account_id, row.url, row.issuer, row.client_ids, row.thumbprints, row.created_at))
-    return bool(n)
+    return (yield from _create_provider("oidc_providers", _OIDC, "url", astuple(row)))
 
 
 def get_oidc_provider(account: str, url: str) -> Txn[OidcProviderRow | None]:
-    row = yield Q(f"SELECT {_OIDC} FROM oidc_providers WHERE account_id = ? AND url = ?", (account, url), "one")
+    row = yield from _get_provider("oidc_providers", _OIDC, "url", account, url)
     return None if row is None else OidcProviderRow(*row)
 
 
 def list_oidc_providers(account: str) -> Txn[list[OidcProviderRow]]:
-    rows = yield Q(f"SELECT {_OIDC} FROM oidc_providers WHERE account_id = ? ORDER BY url", (account,), "all")
-    return [OidcProviderRow(*r) for r in rows]
+    return [OidcProviderRow(*r) for r in (yield from _list_providers("oidc_providers", _OIDC, "url", account))]
 
 
 def delete_oidc_provider(account: str, url: str) -> Txn[bool]:
-    n = yield Q("DELETE FROM oidc_providers WHERE account_id = ? AND url = ?", (account, url))
-    return bool(n)
+    return (yield from _delete_provider("oidc_providers", "url", account, url))
 
 
 # SAML identity providers
@@ -425,22 +421,40 @@ _SAML = "account_id, name, provider_uuid, metadata_document, valid_until, create
 
 
 def create_saml_provider(row: SamlProviderRow) -> Txn[bool]:
-    n = yield Q(f"INSERT INTO saml_providers ({_SAML}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, name) "
-                "DO NOTHING", (row.account_id, row.name, row.provider_uuid, row.metadata_document, row.valid_until,
-                               row.created_at))
-    return bool(n)
+    return (yield from _create_provider("saml_providers", _SAML, "name", astuple(row)))
 
 
 def get_saml_provider(account: str, name: str) -> Txn[SamlProviderRow | None]:
-    row = yield Q(f"SELECT {_SAML} FROM saml_providers WHERE account_id = ? AND name = ?", (account, name), "one")
+    row = yield from _get_provider("saml_providers", _SAML, "name", account, name)
     return None if row is None else SamlProviderRow(*row)
 
 
 def list_saml_providers(account: str) -> Txn[list[SamlProviderRow]]:
-    rows = yield Q(f"SELECT {_SAML} FROM saml_providers WHERE account_id = ? ORDER BY name", (account,), "all")
-    return [SamlProviderRow(*r) for r in rows]
+    return [SamlProviderRow(*r) for r in (yield from _list_providers("saml_providers", _SAML, "name", account))]
 
 
 def delete_saml_provider(account: str, name: str) -> Txn[bool]:
-    n = yield Q("DELETE FROM saml_providers WHERE account_id = ? AND name = ?", (account, name))
+    return (yield from _delete_provider("saml_providers", "name", account, name))
+
+
+# the identity providers' one shape: rows keyed by (account_id, `key`), the columns in the row class's order
+
+def _create_provider(table: str, columns: str, key: str, values: tuple[Any, ...]) -> Txn[bool]:
+    marks = ", ".join("?" * len(values))
+    n = yield Q(f"INSERT INTO {table} ({columns}) VALUES ({marks}) ON CONFLICT (account_id, {key}) DO NOTHING", values)
+    return bool(n)
+
+
+def _get_provider(table: str, columns: str, key: str, account: str, name: str) -> Txn[Any]:
+    row = yield Q(f"SELECT {columns} FROM {table} WHERE account_id = ? AND {key} = ?", (account, name), "one")
+    return row
+
+
+def _list_providers(table: str, columns: str, key: str, account: str) -> Txn[list[Any]]:
+    rows = yield Q(f"SELECT {columns} FROM {table} WHERE account_id = ? ORDER BY {key}", (account,), "all")
+    return list(rows)
+
+
+def _delete_provider(table: str, key: str, account: str, name: str) -> Txn[bool]:
+    n = yield Q(f"DELETE FROM {table} WHERE account_id = ? AND {key} = ?", (account, name))
     return bool(n)
