@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from berth.config import ConfigError, Settings
+from berth.cli_common import migrate as _migrate
+from berth.cli_common import run_on_db
+from berth.cli_common import settings as _settings
+from berth.config import Settings
 from berth.config_cli import config_cli
 from berth.lifecycle.cli import app as lifecycle_cli
 from berth.storage.urls import FileStorage, S3Storage
@@ -42,14 +43,6 @@ DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env B
                            show_default="SQLite in the data dir")
 JobWorkers = typer.Option(None, "--job-workers", help="Jobs run at once per process; 0: none in serve "
                           "(env BERTH_JOB_WORKERS).", show_default=str(Settings.job_workers))
-
-
-def _settings(config: Path | None = None, **overrides: object) -> Settings:
-    try:
-        return Settings.from_env(None, config, **overrides)
-    except ConfigError as e:
-        typer.echo(f"berth: {e}", err=True)
-        raise typer.Exit(2) from None
 
 
 def _opt(name: str, help: str, *flags: str, shown: str | None = None) -> Any:
@@ -231,13 +224,6 @@ def db_upgrade(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> Non
     upgrade(sqlalchemy_url(s.database_url, s.sqlite_path))
 
 
-def _migrate(s: Settings) -> None:
-    from berth.db.migrate import sqlite_is_current
-
-    if s.uses_postgres or not sqlite_is_current(s.sqlite_path):
-        subprocess.run([sys.executable, "-m", "berth", "db", "upgrade"], env={**os.environ, **s.to_env()}, check=True)
-
-
 def _bootstrap(s: Settings, account: str, key_id: str | None, secret: str | None) -> bool:
     """Create the account's administrator if missing; print new credentials once. True if created."""
     import asyncio
@@ -413,8 +399,7 @@ def audit(
         raise typer.Exit(2) from None
     s = _settings(data_dir=data_dir, database_url=database_url)
     _prepare(s)
-    _migrate(s)
-    _run_jobs_cli(show, s, start, end, principal, event, account, limit, as_json)
+    run_on_db(s, show, start, end, principal, event, account, limit, as_json)
 
 
 cert_cli = typer.Typer(no_args_is_help=True, help="TLS certificates for the registry's host names.")
@@ -457,8 +442,7 @@ def jobs_list(
         typer.echo(f"berth: unknown state {state!r} (queued|running|done|dead)", err=True)
         raise typer.Exit(2)
     s = _settings(data_dir=data_dir, database_url=database_url)
-    _migrate(s)
-    _run_jobs_cli(list_jobs, s, state, kind, limit)
+    run_on_db(s, list_jobs, state, kind, limit)
 
 
 @jobs_cli.command("retry")
@@ -468,8 +452,7 @@ def jobs_retry(job_id: int = typer.Argument(..., help="The job's id."), data_dir
     from berth.jobs.cli import retry_job
 
     s = _settings(data_dir=data_dir, database_url=database_url)
-    _migrate(s)
-    _run_jobs_cli(retry_job, s, job_id)
+    run_on_db(s, retry_job, job_id)
 
 
 @jobs_cli.command("stats")
@@ -478,25 +461,7 @@ def jobs_stats(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> Non
     from berth.jobs.cli import job_stats
 
     s = _settings(data_dir=data_dir, database_url=database_url)
-    _migrate(s)
-    _run_jobs_cli(job_stats, s)
-
-
-def _run_jobs_cli(fn: Callable[..., Awaitable[int]], s: Settings, *args: object) -> None:
-    import asyncio
-
-    from berth.app import open_backend
-
-    async def main() -> int:
-        db = await open_backend(s)
-        try:
-            return await fn(db, *args)
-        finally:
-            await db.close()
-
-    code = asyncio.run(main())
-    if code:
-        raise typer.Exit(code)
+    run_on_db(s, job_stats)
 
 
 def main() -> None:

@@ -2,49 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from berth.cli_common import DatabaseUrl, DataDir, run_on_db, settings
 from berth.config import Settings
 from berth.db.store import Backend
 from berth.lifecycle.service import LifecycleService
 
 app = typer.Typer(no_args_is_help=True, help="Lifecycle policies: run them now, show their history.")
 
-DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
-DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
 RepositoryName = typer.Option(None, "--repository", help="Only this repository (every account and region).")
 
 
 def _when(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
-
-
-def _with_db(data_dir: Path | None, database_url: str | None,
-             fn: Callable[[Backend, Settings], Awaitable[int]]) -> None:
-    from berth.app import open_backend
-    from berth.cli import _migrate, _settings
-
-    s = _settings(data_dir=data_dir, database_url=database_url)
-    s.data_dir.mkdir(parents=True, exist_ok=True)
-    _migrate(s)
-
-    async def main() -> int:
-        db = await open_backend(s)
-        try:
-            return await fn(db, s)
-        finally:
-            await db.close()
-
-    code = asyncio.run(main())
-    if code:
-        raise typer.Exit(code)
 
 
 @app.command("run")
@@ -67,7 +43,8 @@ def run(repository: str = RepositoryName, dry_run: bool = typer.Option(False, "-
         Console(width=220).print(table)
         return 0
 
-    _with_db(data_dir, database_url, main)
+    s = settings(data_dir=data_dir, database_url=database_url)
+    run_on_db(s, main, s)
 
 
 @app.command("history")
@@ -84,5 +61,6 @@ def history(repository: str = RepositoryName, limit: int = typer.Option(100, "--
         Console(width=220).print(table)
         return 0
 
-    _with_db(data_dir, database_url, main)
+    s = settings(data_dir=data_dir, database_url=database_url)
+    run_on_db(s, main, s)
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from berth.cli_common import DatabaseUrl, DataDir, run_on_db, settings
 from berth.config import Settings
 from berth.db import replication as q
 from berth.db.store import Backend
@@ -18,23 +20,20 @@ from berth.keys import MasterKey
 peers_cli = typer.Typer(no_args_is_help=True, help="Peer deployments: replication destinations served by "
                         "another Berth.")
 
-DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
-DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _REGION = re.compile(r"[0-9a-z-]{2,25}")
 _ACCOUNT = re.compile(r"[0-9]{12}")
 
 
-def _run(fn: object, data_dir: Path | None, database_url: str | None, *args: object, sealing: bool = False) -> None:
-    from berth.cli import _migrate, _run_jobs_cli, _settings
+def _run(fn: Callable[..., Awaitable[int]], data_dir: Path | None, database_url: str | None, *args: object,
+         sealing: bool = False) -> None:
     from berth.keys.files import prepare_data_dir
 
-    s = _settings(data_dir=data_dir, database_url=database_url)
-    _migrate(s)
+    s = settings(data_dir=data_dir, database_url=database_url)
     if sealing:  # the peer's secret is sealed with the deployment's master key before it is stored
         master, _ = prepare_data_dir(s)
         args = (master, *args)
-    _run_jobs_cli(fn, s, *args)  # type: ignore[arg-type]
+    run_on_db(s, fn, *args)
 
 
 async def _add(db: Backend, keys: MasterKey, name: str, endpoint: str, key: str, secret: str, regions: list[str],

@@ -4,45 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from berth.config import ConfigError, Settings
+from berth.cli_common import DatabaseUrl, DataDir, run_on_db, settings
 
 vulndb_cli = typer.Typer(no_args_is_help=True, help="The offline vulnerability database (OSV format).")
 signing_cli = typer.Typer(no_args_is_help=True, help="Managed signing: the signing profiles' keys.")
-DataDir = typer.Option(None, "--data-dir", help="Data directory (env BERTH_DATA_DIR).")
-DatabaseUrl = typer.Option(None, "--database-url", help="postgresql://… (env BERTH_DATABASE_URL); default SQLite.")
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        return Settings.from_env(None, None, **overrides)
-    except ConfigError as e:
-        typer.echo(f"berth: {e}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _run(s: Settings, fn: Callable[[Any], Awaitable[int]]) -> None:
-    from berth.app import open_backend
-    from berth.cli import _migrate
-
-    s.data_dir.mkdir(parents=True, exist_ok=True)
-    _migrate(s)
-
-    async def main() -> int:
-        db = await open_backend(s)
-        try:
-            return await fn(db)
-        finally:
-            await db.close()
-
-    code = asyncio.run(main())
-    if code:
-        raise typer.Exit(code)
 
 
 @vulndb_cli.command("import")
@@ -54,7 +24,7 @@ def vulndb_import(paths: list[Path] = typer.Argument(..., help="OSV JSON files, 
 
     from berth.scanning.vulndb import count, import_paths
 
-    s = _settings(data_dir=data_dir, database_url=database_url)
+    s = settings(data_dir=data_dir, database_url=database_url)
 
     async def run(db: Any) -> int:
         total = count(paths)
@@ -68,7 +38,7 @@ def vulndb_import(paths: list[Path] = typer.Argument(..., help="OSV JSON files, 
                    f"{report.unchanged} unchanged; {len(report.errors)} files skipped")
         return 1 if report.errors and not report.read else 0
 
-    _run(s, run)
+    run_on_db(s, run)
 
 
 @vulndb_cli.command("status")
@@ -76,7 +46,7 @@ def vulndb_status(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> 
     """Sources, record counts per ecosystem and age of the vulnerability database."""
     from berth.db import scanning as qs
 
-    s = _settings(data_dir=data_dir, database_url=database_url)
+    s = settings(data_dir=data_dir, database_url=database_url)
 
     async def run(db: Any) -> int:
         st = await db.read(qs.status)
@@ -94,7 +64,7 @@ def vulndb_status(data_dir: Path = DataDir, database_url: str = DatabaseUrl) -> 
                        f"imported {(time.time() - at) / 3600:.1f} h ago")
         return 0
 
-    _run(s, run)
+    run_on_db(s, run)
 
 
 def sbom(image: str = typer.Argument(..., help="REPOSITORY:TAG or REPOSITORY@sha256:…"),
@@ -109,7 +79,7 @@ def sbom(image: str = typer.Argument(..., help="REPOSITORY:TAG or REPOSITORY@sha
     from berth.scanning.model import Inventory
     from berth.scanning.sbom import cyclonedx_json
 
-    s = _settings(data_dir=data_dir, database_url=database_url)
+    s = settings(data_dir=data_dir, database_url=database_url)
     if "@" in image:
         name, _, ref = image.partition("@")
     else:
@@ -147,7 +117,16 @@ def sbom(image: str = typer.Argument(..., help="REPOSITORY:TAG or REPOSITORY@sha
             typer.echo(text)
         return 0
 
-    _run(s, run)
+    run_on_db(s, run)
+
+
+def _print_pem(pem: str | None, profile: str) -> int:
+    """The profile's key material on standard output as it is; 1 when the profile has no key."""
+    if pem is None:
+        typer.echo(f"berth: no key for signing profile {profile!r}", err=True)
+        return 1
+    typer.echo(pem, nl=False)
+    return 0
 
 
 @signing_cli.command("public-key")
@@ -157,17 +136,13 @@ def signing_public_key(profile: str = typer.Argument(..., help="Signing profile 
     """Print the profile's public key (PEM), for a verifier's policy (e.g. containers' keyPath)."""
     from berth.scanning.signing import SigningService, profile_name
 
-    s = _settings(data_dir=data_dir, database_url=database_url)
+    s = settings(data_dir=data_dir, database_url=database_url)
 
     async def run(db: Any) -> int:
-        pem = await SigningService(db).public_key(account or s.default_account, profile_name(profile))
-        if pem is None:
-            typer.echo(f"berth: no key for signing profile {profile!r}", err=True)
-            return 1
-        typer.echo(pem, nl=False)
-        return 0
+        return _print_pem(await SigningService(db).public_key(account or s.default_account, profile_name(profile)),
+                          profile)
 
-    _run(s, run)
+    run_on_db(s, run)
 
 
 @signing_cli.command("certificate")
@@ -178,18 +153,14 @@ def signing_certificate(profile: str = typer.Argument(..., help="Signing profile
     from berth.keys.files import prepare_data_dir
     from berth.scanning.signing import SigningService, profile_name
 
-    s = _settings(data_dir=data_dir, database_url=database_url)
+    s = settings(data_dir=data_dir, database_url=database_url)
     master, _ = prepare_data_dir(s)  # the certificate is signed with the profile's sealed private key
 
     async def run(db: Any) -> int:
-        pem = await SigningService(db, keys=master).certificate(account or s.default_account, profile_name(profile))
-        if pem is None:
-            typer.echo(f"berth: no key for signing profile {profile!r}", err=True)
-            return 1
-        typer.echo(pem, nl=False)
-        return 0
+        signer = SigningService(db, keys=master)
+        return _print_pem(await signer.certificate(account or s.default_account, profile_name(profile)), profile)
 
-    _run(s, run)
+    run_on_db(s, run)
 
 
 @signing_cli.command("import-key")
@@ -200,7 +171,7 @@ def signing_import_key(profile: str = typer.Argument(..., help="Signing profile 
     """Use an existing private key for a signing profile (replaces its key); prints the public key."""
     from berth.scanning.signing import SigningService, profile_name
 
-    s = _settings(data_dir=data_dir, database_url=database_url)
+    s = settings(data_dir=data_dir, database_url=database_url)
     try:
         pem = key.read_bytes()
     except OSError as e:
@@ -221,4 +192,4 @@ def signing_import_key(profile: str = typer.Argument(..., help="Signing profile 
         typer.echo(public, nl=False)
         return 0
 
-    _run(s, run)
+    run_on_db(s, run)
