@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.fanout import fan_out  # noqa: E402
 from bench.run import Distribution, Failed, S3Target, free_port, relative, request  # noqa: E402
 from tests.support.ceph import CephCluster  # noqa: E402
 from tests.support.servers import PostgresCluster  # noqa: E402
@@ -151,34 +152,27 @@ def pull(rr: RoundRobin, repo: str, img: Image, tag: str) -> int:
 
 
 def threaded(nodes: list[Node], jobs: list, fn) -> float:  # noqa: ANN001
-    """Run fn(rr, job) for every job over THREADS threads, each with its own round-robin; seconds taken."""
+    """Run fn(rr, job) for every job over THREADS threads, each with its own round-robin; seconds taken.
+    A failure stops the others at their next job."""
     lock = threading.Lock()
-    errors: list[BaseException] = []
+    stop = threading.Event()
     todo = list(jobs)
 
     def worker(k: int) -> None:
         rr = RoundRobin(nodes)
         rr.i = k
-        while True:
+        while not stop.is_set():
             with lock:
-                if not todo or errors:
+                if not todo:
                     return
                 job = todo.pop()
             try:
                 fn(rr, job)
-            except BaseException as e:  # noqa: BLE001 - reported after the join
-                with lock:
-                    errors.append(e)
+            except BaseException:
+                stop.set()
+                raise
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(THREADS)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise Failed(f"{type(errors[0]).__name__}: {errors[0]}")
-    return time.perf_counter() - t0
+    return fan_out(worker, range(THREADS), Failed)
 
 
 def group_cpu(pgid: int) -> float:
