@@ -34,7 +34,7 @@ from pathlib import Path
 from berth.db import pullthrough as q
 from berth.db import registry as qr
 from berth.db.store import Q, Txn
-from berth.registry.errors import ManifestUnknown, RegistryError, UpstreamImageUnavailable
+from berth.registry.errors import BlobUnknown, ManifestUnknown, RegistryError, UpstreamImageUnavailable
 from berth.registry.model import Repository
 from berth.registry.names import is_digest
 from berth.registry.service import Manifest, PreparedManifest, RegistryService
@@ -100,8 +100,9 @@ class Fill:
         try:
             offset = start
             while offset < end:
-                if self.error is not None:
-                    raise OSError(f"fetching {self.digest} from the upstream failed: {self.error}")
+                if self.error is not None:  # before the status line: a 404 the client may retry (a new fill)
+                    raise BlobUnknown(f"blob unknown to registry: fetching it from the upstream failed: "
+                                      f"{getattr(self.error, 'message', self.error)}", detail={"digest": self.digest})
                 available = self.readable()
                 if offset < available:
                     n = min(CHUNK, available - offset, end - offset)
