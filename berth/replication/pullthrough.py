@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from berth.db import pullthrough as q
 from berth.db import registry as qr
@@ -93,10 +94,9 @@ class Fill:
             return self.written
         return self.size - 1
 
-    async def read(self, pool: ThreadPoolExecutor, fd: int, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, fd: int, start: int, end: int) -> AsyncIterator[bytes]:
         """Bytes [start, end) as they arrive (`fd`: our own descriptor of the file, dup'ed while the fill was
         live, closed here); stops at the first sign of a failed fill."""
-        loop = asyncio.get_running_loop()
         try:
             offset = start
             while offset < end:
@@ -106,7 +106,9 @@ class Fill:
                 available = self.readable()
                 if offset < available:
                     n = min(CHUNK, available - offset, end - offset)
-                    data = await loop.run_in_executor(pool, os.pread, fd, n, offset)
+                    # On the loop: bytes just written are in the page cache, a copy costs less than the
+                    # hop to a worker thread and back (measured: see bench/pullthrough.py's notes)
+                    data = os.pread(fd, n, offset)
                     if not data:
                         raise OSError(f"the file of {self.digest} is shorter than written")
                     offset += len(data)
@@ -500,9 +502,11 @@ class PullThroughCache:
                     if fill.written + len(chunk) > fill.size:
                         raise UpstreamError("UpstreamUnavailable", f"{fill.digest} is longer than its descriptor")
                     hasher.update(chunk)
-                    writer.write(chunk)
-                    if spool_fd is not None:
-                        view = memoryview(chunk)
+                    if spool_fd is None:  # the filesystem writer (followed) copies it at once, with os.write
+                        writer.write(cast(bytes, chunk))
+                    else:  # a driver may keep what it is given (an S3 part): its own copy
+                        writer.write(chunk.tobytes())
+                        view = chunk
                         while view:
                             view = view[os.write(spool_fd, view):]
                     fill.written += len(chunk)
@@ -547,4 +551,4 @@ class PullThroughCache:
         fill = self._fills.get(digest)
         if fill is None:
             return None
-        return fill.read(self.pool, os.dup(fill.source), start, end)
+        return fill.read(os.dup(fill.source), start, end)

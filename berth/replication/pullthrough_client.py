@@ -13,6 +13,7 @@ How an upstream URL is written (upstreamRegistryUrl):
 from __future__ import annotations
 
 import base64
+import http.client
 import ipaddress
 import json
 import re
@@ -260,8 +261,8 @@ class UpstreamClient:
         return int(length)
 
     @contextmanager
-    def blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
-        """The body of a blob GET (status 200 checked), as chunks of up to 1 MiB.
+    def blob(self, repository: str, digest: str) -> Iterator[Iterator[memoryview]]:
+        """The body of a blob GET (status 200 checked), as chunks of up to 1 MiB, each valid until the next.
 
         The body is read with urllib3 (http.client underneath), not httpx: httpx's streamed reads cost ~3 s
         of CPU per GiB here (0.81 s for 256 MiB, against 0.07 s), which made a first pull 7x slower than a
@@ -305,9 +306,17 @@ class UpstreamClient:
             return
         raise UpstreamError("UpstreamAccessDenied", f"the upstream {self.endpoint.host} refused blob {digest}")
 
-    def _chunks(self, resp: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    def _chunks(self, resp: urllib3.BaseHTTPResponse) -> Iterator[memoryview]:
+        """The body in chunks of up to 1 MiB read straight into one buffer by http.client's readinto (under
+        urllib3's response): no copy and no allocation per chunk. Each chunk is valid until the next."""
+        fp = getattr(resp, "_fp", None)
+        buf = memoryview(bytearray(1 << 20))
         try:
-            while chunk := resp.read(1 << 20):
-                yield chunk
-        except urllib3.exceptions.HTTPError as e:
+            if fp is None or not hasattr(fp, "readinto"):
+                while chunk := resp.read(1 << 20):
+                    yield memoryview(chunk)
+                return
+            while n := fp.readinto(buf):
+                yield buf[:n]
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as e:
             raise UpstreamError("UpstreamUnavailable", f"the upstream {self.endpoint.host} failed: {e}") from None
