@@ -262,6 +262,8 @@ def main() -> None:
               "server CPU seconds per pull (median; Berth + distribution): " + "; ".join(
                   f"{k} {statistics.median(b for b, _ in v):.2f} + {statistics.median(d for _, d in v):.2f}"
                   for k, v in cpu.items()),
+              "Berth CPU seconds per round: " + "; ".join(
+                  f"{k} " + " ".join(f"{b:.2f}" for b, _ in cpu[k]) for k in ("first", "base-first") if k in cpu),
               f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}"]
     text = "\n".join(lines) + "\n"
     print(text)
