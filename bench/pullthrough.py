@@ -1,8 +1,12 @@
 """The pull-through cache's first pull against a direct pull from the upstream, with skopeo.
 
     python bench/pullthrough.py [--size-mib 1024] [--layers 10] [--rounds 1] [--client skopeo|http]
+                                [--baseline SRC]
 
-Rounds alternate the order of the direct and the first pull (interleaved); the per-round ratios are printed.
+Rounds rotate the order of the direct and the first pull (interleaved); the per-round ratios are printed.
+--baseline SRC: a directory holding another `berth` package (e.g. `git archive <commit> berth | tar -x -C SRC`)
+whose first pull is measured in the same rounds ("base-first", on its own fresh Berth): before and after, side
+by side on the same machine load.
 
 CNCF distribution (Debian `docker-registry`) is the upstream; Berth is the cache, with a pull-through rule
 for it. An image of `--layers` random layers (`--size-mib` in all) is built as an OCI layout and pushed
@@ -150,12 +154,35 @@ def wait_cached(berth: Berth, repo: str, digest: str, timeout: float = 120.0) ->
     raise Failed(f"{repo}@{digest} was not stored within {timeout:.0f} s")
 
 
+class BaselineBerth(Berth):
+    """Berth from another source tree (PYTHONPATH), to measure a change against what it changes."""
+
+    def __init__(self, tmp: Path, src: Path, name: str) -> None:
+        super().__init__(tmp, workers=1, name=name)
+        self.src = src
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().command()
+        return cmd, {**env, "PYTHONPATH": str(self.src)}
+
+
+def with_rule(berth: Berth, upstream: Distribution) -> Berth:
+    import boto3
+
+    berth.start()
+    boto3.client("ecr", endpoint_url=f"http://127.0.0.1:{berth.port}", region_name="us-east-1",
+                 aws_access_key_id=berth.KEY, aws_secret_access_key=berth.SECRET
+                 ).create_pull_through_cache_rule(ecrRepositoryPrefix="hub",
+                                                  upstreamRegistryUrl=f"127.0.0.1:{upstream.port}")
+    return berth
+
+
 def timed(which: str, port: int, ref: str, berth: Berth, upstream: Distribution, fetch, out: Path,  # type: ignore[no-untyped-def]
           digest: str, rows: dict[str, list[float]], cpu: dict[str, list[tuple[float, float]]]) -> None:
     """One pull: its time, and the CPU seconds the servers spent on it (for the first pull, until stored)."""
     before = berth.cpu_seconds(), upstream.cpu_seconds()
     rows[which].append(fetch(f"127.0.0.1:{port}", ref, out, digest))
-    if which == "first":
+    if which in ("first", "base-first"):
         wait_cached(berth, "hub/library/img", digest)
         if upstream.cpu_seconds() - before[1] < 0.05:
             raise Failed("the first pull took no blob from the upstream: it measured a cache hit")
@@ -169,10 +196,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--client", choices=("skopeo", "http"), default="skopeo",
                     help="skopeo copy into an OCI layout, or plain HTTP GETs (4 blobs at a time, not hashed)")
+    ap.add_argument("--baseline", type=Path, help="a source tree with the berth package to compare with")
     args = ap.parse_args()
     fetch = pull if args.client == "skopeo" else raw_pull
     tmp = Path(tempfile.mkdtemp(prefix="berth-bench-ptc-"))
     rows: dict[str, list[float]] = {"direct": [], "first": [], "second": [], "own": []}
+    if args.baseline is not None:
+        rows["base-first"] = []
     cpu: dict[str, list[tuple[float, float]]] = {k: [] for k in rows}  # (Berth, distribution) CPU s per pull
     upstream = Distribution("distribution", tmp)
     servers = [upstream]
@@ -182,19 +212,24 @@ def main() -> None:
         skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp / 'layout'}:img",
                f"docker://127.0.0.1:{upstream.port}/library/img:1")
         for round_ in range(args.rounds):
-            berth = Berth(tmp, workers=1, name=f"berth{round_}")
+            berth = with_rule(Berth(tmp, workers=1, name=f"berth{round_}"), upstream)
             servers.append(berth)
-            berth.start()
-            import boto3
-
-            boto3.client("ecr", endpoint_url=f"http://127.0.0.1:{berth.port}", region_name="us-east-1",
-                         aws_access_key_id=berth.KEY, aws_secret_access_key=berth.SECRET
-                         ).create_pull_through_cache_rule(ecrRepositoryPrefix="hub",
-                                                          upstreamRegistryUrl=f"127.0.0.1:{upstream.port}")
+            base = None
+            if args.baseline is not None:
+                base = with_rule(BaselineBerth(tmp, args.baseline.resolve(), f"base{round_}"), upstream)
+                servers.append(base)
             out = tmp / "out"
-            for which in ("direct", "first") if round_ % 2 == 0 else ("first", "direct"):  # interleaved order
-                timed(which, *((upstream.port, "library/img:1") if which == "direct" else
-                               (berth.port, "hub/library/img:1")), berth, upstream, fetch, out, digest, rows, cpu)
+            order = ["direct", "first"] + (["base-first"] if base is not None else [])
+            shift = round_ % len(order)  # interleaved: each pull takes each place in turn
+            for which in order[shift:] + order[:shift]:
+                if which == "direct":
+                    timed(which, upstream.port, "library/img:1", berth, upstream, fetch, out, digest, rows, cpu)
+                else:
+                    server = berth if which == "first" else base
+                    assert server is not None
+                    timed(which, server.port, "hub/library/img:1", server, upstream, fetch, out, digest, rows, cpu)
+            if base is not None:
+                base.stop()
             timed("second", berth.port, "hub/library/img:1", berth, upstream, fetch, out, digest, rows, cpu)
             # Only now the same image pushed to Berth directly: pushed before, its blobs (one content-addressed
             # store) would already be there and the "first" pull would never fetch a blob from the upstream.
@@ -211,24 +246,30 @@ def main() -> None:
     lines = [f"# Pull-through cache: {args.size_mib} MiB in {args.layers} layers, {args.client}, "
              f"median of {args.rounds} round(s)", "",
              "| pull | seconds | MB/s | vs direct | target |", "|---|---|---|---|---|"]
-    targets = {"direct": "", "first": "<= 1.30x direct", "second": "~ own", "own": ""}
-    for k in ("direct", "first", "second", "own"):
+    targets = {"direct": "", "first": "<= 1.30x direct", "second": "~ own", "own": "", "base-first": "baseline"}
+    for k in rows:
         lines.append(f"| {k} | {med[k]:.2f} | {mb / med[k]:.0f} | {med[k] / med['direct']:.2f}x | {targets[k]} |")
     ratios = [f / d for f, d in zip(rows["first"], rows["direct"], strict=True)]
+    if args.baseline is not None:
+        base_ratios = [f / d for f, d in zip(rows["base-first"], rows["direct"], strict=True)]
     lines += ["", f"first / direct = {med['first'] / med['direct']:.2f} (target 1.30); "
               f"second / own = {med['second'] / med['own']:.2f}", "",
               f"per round, first / direct: {', '.join(f'{r:.2f}' for r in ratios)} (median "
               f"{statistics.median(ratios):.2f}, min {min(ratios):.2f}, max {max(ratios):.2f})",
+              *([f"per round, base-first / direct: {', '.join(f'{r:.2f}' for r in base_ratios)} (median "
+                 f"{statistics.median(base_ratios):.2f})"] if args.baseline is not None else []),
               "seconds per round: " + "; ".join(f"{k} " + " ".join(f"{x:.2f}" for x in v) for k, v in rows.items()),
               "server CPU seconds per pull (median; Berth + distribution): " + "; ".join(
                   f"{k} {statistics.median(b for b, _ in v):.2f} + {statistics.median(d for _, d in v):.2f}"
                   for k, v in cpu.items()),
+              "Berth CPU seconds per round: " + "; ".join(
+                  f"{k} " + " ".join(f"{b:.2f}" for b, _ in cpu[k]) for k in ("first", "base-first") if k in cpu),
               f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}"]
     text = "\n".join(lines) + "\n"
     print(text)
     results = Path(__file__).resolve().parent / "results"
     results.mkdir(exist_ok=True)
-    (results / f"pullthrough-{args.client}.md").write_text(text)
+    (results / f"pullthrough-{args.client}{'-vs-baseline' if args.baseline else ''}.md").write_text(text)
 
 
 if __name__ == "__main__":

@@ -458,19 +458,66 @@ def test_a_blob_streams_to_the_client_before_it_is_stored(cache: BerthServer, op
         ecr = ecr_of(cache)
         with httpx.Client(base_url=cache.url, timeout=60) as c:
             assert c.get(f"/v2/{prefix}/{name}/manifests/1").status_code == 200
-            with c.stream("GET", f"/v2/{prefix}/{name}/blobs/{layer}") as r:
+            url = f"/v2/{prefix}/{name}/blobs/{layer}"
+            with c.stream("GET", url) as r, c.stream("GET", url, headers={"Range": "bytes=1-"}) as r2:
                 assert r.status_code == 200 and r.headers["content-length"] == str(len(image.layers[0]))
-                chunks = r.iter_raw()
-                head = next(chunks)
-                assert head and image.layers[0].startswith(head)
+                assert r2.status_code == 206  # a second reader of the same fill, while it is in progress
+                chunks, chunks2 = r.iter_raw(), r2.iter_raw()
+                head, head2 = next(chunks), next(chunks2)
+                assert head and image.layers[0].startswith(head) and image.layers[0][1:].startswith(head2)
                 check = ecr.batch_check_layer_availability(repositoryName=f"{prefix}/{name}", layerDigests=[layer])
                 assert [x["layerAvailability"] for x in check["layers"]] == ["UNAVAILABLE"]
                 proxy.release()
                 body = head + b"".join(chunks)
-            assert body == image.layers[0]
+                body2 = head2 + b"".join(chunks2)
+            assert body == image.layers[0] and body2 == image.layers[0][1:]
         assert [i["imageDigest"] for i in wait_images(ecr, f"{prefix}/{name}", 1)] == [image.digest]
+        assert open_upstream.served(f"GET /v2/{name}/blobs/{layer}") == 1
         check = ecr.batch_check_layer_availability(repositoryName=f"{prefix}/{name}", layerDigests=[layer])
         assert [x["layerAvailability"] for x in check["layers"]] == ["AVAILABLE"]
+    finally:
+        proxy.close()
+
+
+def test_an_upstream_blob_that_does_not_match_its_digest_is_cut_and_not_stored(
+        cache: BerthServer, open_upstream: Distribution) -> None:
+    """distribution serves whatever its file holds: with the last byte of a layer's file changed, a client
+    already streaming the layer through the cache (the proxy holds the rest back until then) gets a cut
+    connection, never the whole wrong body; nothing is stored, so the next GET fetches it again."""
+    image = random_image(layers=1, layer_size=4 * 1024 * 1024)
+    name = f"library/bad-{os.urandom(4).hex()}"
+    push_upstream(open_upstream, name, image, "1")
+    layer = sha256(image.layers[0])
+    stored = open_upstream.root / "data/docker/registry/v2/blobs/sha256" / layer[7:9] / layer[7:] / "data"
+    wrong = image.layers[0][:-1] + bytes([image.layers[0][-1] ^ 0xFF])
+    stored.write_bytes(wrong)
+    proxy = GatedProxy(open_upstream.port, limit=2 * 1024 * 1024)
+    try:
+        prefix = f"bad{proxy.port}"
+        rule(ecr_of(cache), prefix, proxy.host)
+        ecr = ecr_of(cache)
+        url = f"/v2/{prefix}/{name}/blobs/{layer}"
+        with httpx.Client(base_url=cache.url, timeout=60) as c:
+            assert c.get(f"/v2/{prefix}/{name}/manifests/1").status_code == 200
+            with c.stream("GET", url) as r:
+                assert r.status_code == 200
+                chunks = r.iter_raw()
+                got = next(chunks)
+                proxy.release()
+                with pytest.raises(httpx.RemoteProtocolError):  # cut short of its Content-Length
+                    for chunk in chunks:
+                        got += chunk
+            assert len(got) < len(wrong) and wrong.startswith(got)
+            with c.stream("GET", url) as r:  # a new fill, failing again: cut, or refused before the status
+                if r.status_code == 200:
+                    with pytest.raises(httpx.RemoteProtocolError):
+                        r.read()
+                else:
+                    assert r.status_code == 404 and json.loads(r.read())["errors"][0]["code"] == "BLOB_UNKNOWN"
+        assert open_upstream.served(f"GET /v2/{name}/blobs/{layer}") >= 2  # the wrong bytes were not kept
+        check = ecr.batch_check_layer_availability(repositoryName=f"{prefix}/{name}", layerDigests=[layer])
+        assert all(x["layerAvailability"] != "AVAILABLE" for x in check["layers"])
+        assert ecr.describe_images(repositoryName=f"{prefix}/{name}")["imageDetails"] == []
     finally:
         proxy.close()
 
