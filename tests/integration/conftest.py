@@ -19,8 +19,9 @@ IAM_REGIONS = "us-east-1,eu-west-1"
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def identity_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     """One `berth serve --auth iam` per backend with the admin key IAM_ADMIN_KEY, shared by the identity suites
-    (test_iam_depth, test_identity_saml, test_identity_security, test_web_identity; test_credential_helper takes
-    the SQLite one only); each names its own users, roles, providers and repositories. `jwks_dir` is its
+    (test_iam_depth, test_identity_saml, test_identity_security, test_web_identity, test_secrets_manager;
+    test_credential_helper and test_edges take the SQLite one only); each names its own users, roles, providers,
+    secrets and repositories. `jwks_dir` is its
     BERTH_OIDC_JWKS_DIR (read per request)."""
     base = tmp_path_factory.mktemp("identity")
     url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
