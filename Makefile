@@ -27,7 +27,7 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/mypy berth
 
 test: system-deps $(VENV)/.test-installed lint
-	$(VENV)/bin/pytest -q -rs -p no:cacheprovider $(ARGS)
+	$(VENV)/bin/pytest -q -rs -p no:cacheprovider --durations=25 $(ARGS)
 
 unit: $(VENV)/.test-installed
 	$(VENV)/bin/pytest -q tests/unit tests/contract $(ARGS)

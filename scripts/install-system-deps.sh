@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(skopeo umoci podman buildah uidmap docker-registry postgresql wrk radosgw ceph-mon ceph-osd libfaketime
       amazon-ecr-credential-helper golang-go libcommons-io-java rpm  # scanner tests: a Go binary, a jar, an rpmdb
       rustc binutils  # scanner tests: a Rust binary with cargo-auditable's section (rustc, and as to make it)
-      debootstrap  # the container image test builds its base root
+      python3-venv ca-certificates  # the container image test's base root: these host packages (bookworm), with
+      debootstrap  # the minimal set, or debootstrap's root elsewhere
       docker-compose)  # `docker-compose config` validates compose.yaml (no engine needed)
 missing=()
 for p in "${pkgs[@]}"; do

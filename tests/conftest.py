@@ -19,9 +19,11 @@ def postgres() -> Iterator[PostgresCluster]:
         cluster.stop()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def berth(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    """A running `berth serve` (create-on-push on), once on the embedded default, once on PostgreSQL."""
+    """A running `berth serve` (create-on-push on), once on the embedded default, once on PostgreSQL; shared by
+    every module that uses it (test_oci_api, test_bad_input*, test_clients, test_durability, test_gc): each names
+    its own repositories, and a test needing a registry of its own uses another account's host or server."""
     base: Path = tmp_path_factory.mktemp("berth")
     url = ""
     if request.param == "postgres":

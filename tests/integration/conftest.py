@@ -8,8 +8,34 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.aws import IAM_ADMIN_KEY, IAM_ADMIN_SECRET
 from tests.support.images import BuildahImages, ContainerTool, UmociImages, add_index, build_umoci_image
-from tests.support.servers import require_tool
+from tests.support.servers import BerthServer, require_tool
+
+# the regions the identity suites sign for (test_identity_security: a second served region is its own namespace)
+IAM_REGIONS = "us-east-1,eu-west-1"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def identity_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    """One `berth serve --auth iam` per backend with the admin key IAM_ADMIN_KEY, shared by the identity suites
+    (test_iam_depth, test_identity_saml, test_identity_security, test_web_identity, test_secrets_manager;
+    test_credential_helper and test_edges take the SQLite one only); each names its own users, roles, providers,
+    secrets and repositories. `jwks_dir` is its
+    BERTH_OIDC_JWKS_DIR (read per request)."""
+    base = tmp_path_factory.mktemp("identity")
+    url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
+    jwks_dir = base / "jwks"
+    jwks_dir.mkdir()
+    env = {"BERTH_ADMIN_ACCESS_KEY_ID": IAM_ADMIN_KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": IAM_ADMIN_SECRET,
+           "BERTH_REGIONS": IAM_REGIONS, "BERTH_OIDC_JWKS_DIR": str(jwks_dir)}
+    srv = BerthServer(base / "data", database_url=url, args=["--auth", "iam"], env=env).start()
+    srv.settle = 2.0 if url else 0.0  # type: ignore[attr-defined]  # PostgreSQL: caches trust for up to a second
+    srv.jwks_dir = jwks_dir  # type: ignore[attr-defined]
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """The Containerfile builds with `buildah bud`, the image is pushed into a Berth under test (the registry
 stores its own image), pulled back from it, and the pulled image runs `berth serve`, which answers /readyz.
 
-No registry of base images answers here, so the base is a real Debian bookworm root with python3 made by
-debootstrap from the Debian archive (the Containerfile's BASE argument; its default is the official Python
-image). The root is made once per machine and cached (~3 min the first time, then ~20 s to import).
+No registry of base images answers here, so the base is a real Debian bookworm root with python3 (the
+Containerfile's BASE argument; its default is the official Python image): on a bookworm machine, assembled
+in seconds from the machine's own installed packages (tests/support/debian_root.py: minbase's packages plus
+python3, python3-venv and ca-certificates, with their dpkg database); elsewhere made by debootstrap from the
+Debian archive and cached (~3 min the first time, then reused).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import debian_root
 from tests.support.images import ContainerTool, run
 from tests.support.servers import BerthServer, free_port, require_tool, unavailable, wait_http
 
@@ -41,13 +44,16 @@ def _debian_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def _debian_root() -> Path:
+EXTRA = ("python3", "python3-venv", "ca-certificates")
+
+
+def _debootstrap_root() -> Path:
     root = CACHE / "debian-bookworm-python3"
     if not (root / ".complete").exists():
         require_tool("debootstrap")
         subprocess.run(["rm", "-rf", str(root)], check=True)
         root.parent.mkdir(parents=True, exist_ok=True)
-        run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm",
+        run(["debootstrap", "--variant=minbase", f"--include={','.join(EXTRA)}", "bookworm",
              root, _debian_mirror()], timeout=1200)
         (root / ".complete").write_text("")
     return root
@@ -59,9 +65,13 @@ def buildah(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ContainerTool]
     if os.geteuid() != 0:
         unavailable("debootstrap and chroot isolation need root")  # skips locally, fails under CI
     tool = ContainerTool("buildah", tmp_path_factory.mktemp("image-build"))
-    root = _debian_root()
     ctr = tool("from", "scratch")
-    tool("copy", ctr, root, "/", timeout=600)
+    packages = debian_root.closure(EXTRA) if debian_root.host_release() == "bookworm" else None
+    if packages is not None:  # assembled straight into the container's root (no second copy)
+        debian_root.assemble(Path(tool("mount", ctr)), packages)
+        tool("umount", ctr)
+    else:
+        tool("copy", ctr, _debootstrap_root(), "/", timeout=600)
     tool("commit", "-q", ctr, BASE, timeout=600)
     tool("rm", ctr)
     try:

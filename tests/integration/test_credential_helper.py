@@ -20,35 +20,31 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from botocore.client import BaseClient
 
-from tests.support.aws import AWS_CLI, basic, client, registry_token
+from tests.support.aws import AWS_CLI, IAM_ADMIN_KEY, IAM_ADMIN_SECRET, basic, client, registry_token
 from tests.support.images import build_umoci_image
 from tests.support.servers import BerthServer, require_tool, unavailable
 
 pytestmark = pytest.mark.integration
 
 A, B, REGION = "123456789012", "111122223333", "us-east-1"
-KEY, SECRET = "AKIACREDHELPERADMIN1", "credential-helper-admin-secret-0123456789"
+KEY, SECRET = IAM_ADMIN_KEY, IAM_ADMIN_SECRET  # the identity suites' shared server (conftest.py: identity_server)
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
 TOKEN_EXPIRED = "Your authorization token has expired. Reauthenticate and try again."
 
 
+SQLITE_ONLY = pytest.mark.parametrize("identity_server", ["sqlite"], indirect=True)  # the session's SQLite one
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    base = tmp_path_factory.mktemp("cred-helper")
-    srv = BerthServer(base / "data", args=["--auth", "iam"],
-                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET}).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def server(identity_server: BerthServer) -> BerthServer:
+    return identity_server  # `berth serve --auth iam` on SQLite, shared with the other identity suites
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +52,7 @@ def ecr(server: BerthServer) -> BaseClient:
     return client("ecr", server.url, KEY, SECRET)
 
 
+@SQLITE_ONLY
 def test_one_authorization_entry_per_registry_id(server: BerthServer, ecr: BaseClient, tmp_path: Path) -> None:
     own = ecr.get_authorization_token()["authorizationData"]
     # the default registry: the plain host the client called; another: its ECR name, with the port
@@ -79,6 +76,7 @@ def test_one_authorization_entry_per_registry_id(server: BerthServer, ecr: BaseC
         f"http://{B}.dkr.ecr.{REGION}.localhost:{server.port}", f"http://127.0.0.1:{server.port}"]
 
 
+@SQLITE_ONLY
 def test_an_expired_token_is_told_so(server: BerthServer, ecr: BaseClient, tmp_path: Path) -> None:
     require_tool(str(FAKETIME_LIB), "skopeo")
     token = registry_token(ecr)

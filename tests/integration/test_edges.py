@@ -26,13 +26,13 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.support.aws import AWS_CLI, REGION, UserSpec, create_users
+from tests.support.aws import AWS_CLI, IAM_ADMIN_KEY, IAM_ADMIN_SECRET, REGION, UserSpec, create_users
 from tests.support.servers import PG_BIN, BerthServer, PostgresCluster, free_port, wait_http
 
 pytestmark = pytest.mark.integration
 
 ACCOUNT = "123456789012"
-KEY, SECRET = "AKIAEDGESTESTADMIN01", "edges-test-admin-secret-0123456789abcdef"
+KEY, SECRET = IAM_ADMIN_KEY, IAM_ADMIN_SECRET  # the identity suites' shared server (conftest.py: identity_server)
 ONE_TRY = Config(retries={"total_max_attempts": 1})
 
 
@@ -49,14 +49,8 @@ def aws_error(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int, str]:
 # SetRepositoryPolicy: one authorization path
 
 @pytest.fixture(scope="module")
-def iam_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    base = tmp_path_factory.mktemp("edges-iam")
-    srv = BerthServer(base / "data", env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET},
-                      args=["--auth", "iam"]).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+def iam_server(identity_server: BerthServer) -> BerthServer:
+    return identity_server  # `berth serve --auth iam` on SQLite, shared with the identity suites
 
 
 def _deny_set_policy(condition: dict[str, object]) -> str:
@@ -75,6 +69,7 @@ LOCKOUTS = {
 }
 
 
+@pytest.mark.parametrize("identity_server", ["sqlite"], indirect=True)  # the session's SQLite one
 @pytest.mark.parametrize("case", sorted(LOCKOUTS))
 def test_set_repository_policy_lockout_uses_the_request_context(iam_server: BerthServer, case: str) -> None:
     admin_iam = boto3.client("iam", endpoint_url=iam_server.url, region_name=REGION,  # type: ignore[call-overload]

@@ -22,7 +22,8 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from berth.iam.managed import AWS_MANAGED
-from tests.support.aws import AWS_CLI, basic, call, client, registry_token
+from tests.support.aws import AWS_CLI, IAM_ADMIN_KEY, IAM_ADMIN_SECRET, basic, call, client, registry_token
+from tests.support.aws import session_client as aws_session_client
 from tests.support.images import build_umoci_image
 from tests.support.oci import OciClient, random_image
 from tests.support.servers import BerthServer, require_tool
@@ -30,7 +31,7 @@ from tests.support.servers import BerthServer, require_tool
 pytestmark = pytest.mark.integration
 
 A, REGION = "123456789012", "us-east-1"
-KEY, SECRET = "AKIAIAMDEPTHADMIN001", "iam-depth-admin-secret-0123456789abcdef"
+KEY, SECRET = IAM_ADMIN_KEY, IAM_ADMIN_SECRET  # the identity suites' shared server (conftest.py: identity_server)
 READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
 POWER_USER = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser"
 FULL = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryFullAccess"
@@ -51,17 +52,9 @@ def deny(action: str | list[str], resource: str = "*") -> dict[str, Any]:
     return {"Effect": "Deny", "Action": action, "Resource": resource}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    base = tmp_path_factory.mktemp("iam-depth")
-    url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
-    srv = BerthServer(base / "data", database_url=url, args=["--auth", "iam"],
-                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET}).start()
-    srv.settle = 2.0 if url else 0.0  # type: ignore[attr-defined]  # PostgreSQL: caches trust for up to a second
-    try:
-        yield srv
-    finally:
-        srv.stop()
+@pytest.fixture(scope="module")
+def server(identity_server: BerthServer) -> BerthServer:
+    return identity_server  # `berth serve --auth iam`, SQLite and PostgreSQL, shared with the other identity suites
 
 
 def settled(server: BerthServer, probe: Callable[[], Any], expected: Any) -> Any:
@@ -89,13 +82,7 @@ def admin_oci(server: BerthServer, ecr: BaseClient) -> Iterator[OciClient]:
 
 
 def session_client(server: BerthServer, service: str, creds: dict[str, Any]) -> BaseClient:
-    import botocore.session
-    from botocore.config import Config
-
-    return botocore.session.get_session().create_client(
-        service, region_name=REGION, endpoint_url=server.url, aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"],
-        config=Config(retries={"total_max_attempts": 1}))
+    return aws_session_client(service, server.url, creds)
 
 
 def cli(server: BerthServer, tmp: Path, *args: str, key: str = KEY, secret: str = SECRET,

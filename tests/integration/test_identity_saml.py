@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,14 +28,14 @@ from cryptography.x509.oid import NameOID
 from lxml import etree
 from signxml import XMLSigner
 
-from tests.support.aws import AWS_CLI, basic, client
+from tests.support.aws import AWS_CLI, IAM_ADMIN_KEY, IAM_ADMIN_SECRET, basic, client
 from tests.support.oci import OciClient, random_image
 from tests.support.servers import BerthServer
 
 pytestmark = pytest.mark.integration
 
 A, REGION = "123456789012", "us-east-1"
-KEY, SECRET = "AKIAIDENTITYSAMLADMN", "identity-saml-admin-secret-0123456789abcd"
+KEY, SECRET = IAM_ADMIN_KEY, IAM_ADMIN_SECRET  # the identity suites' shared server (conftest.py: identity_server)
 IDP = "https://idp.example.test/saml"
 SAML_NS = "urn:oasis:names:tc:SAML:2.0:assertion"
 PROTOCOL_NS = "urn:oasis:names:tc:SAML:2.0:protocol"
@@ -122,16 +121,9 @@ def saml_response(subject: str = "alice@corp.example", roles: list[str] | None =
     return base64.b64encode(etree.tostring(response)).decode()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    base = tmp_path_factory.mktemp("identity-saml")
-    url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
-    srv = BerthServer(base / "data", database_url=url, args=["--auth", "iam"],
-                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET}).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+@pytest.fixture(scope="module")
+def server(identity_server: BerthServer) -> BerthServer:
+    return identity_server  # `berth serve --auth iam`, SQLite and PostgreSQL, shared with the other identity suites
 
 
 @pytest.fixture(scope="module")

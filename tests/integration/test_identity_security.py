@@ -32,30 +32,21 @@ from botocore.awsrequest import AWSRequest
 from botocore.client import BaseClient
 from botocore.credentials import Credentials
 
-from tests.support.aws import AWS_CLI, basic, call, client, registry_token
+from tests.support.aws import AWS_CLI, IAM_ADMIN_KEY, IAM_ADMIN_SECRET, basic, call, client, registry_token
 from tests.support.oci import OciClient, random_image, sha256
 from tests.support.servers import BerthServer, require_tool
 
 pytestmark = pytest.mark.integration
 
 A, REGION, OTHER_REGION = "123456789012", "us-east-1", "eu-west-1"
-KEY, SECRET = "AKIAIDENTITYSECADMIN", "identity-security-admin-secret-0123456789"
+KEY, SECRET = IAM_ADMIN_KEY, IAM_ADMIN_SECRET  # the identity suites' shared server (conftest.py: identity_server)
 ALL_ECR = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}
 ECR_TARGET = "AmazonEC2ContainerRegistry_V20150921."
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    base = tmp_path_factory.mktemp("identity-security")
-    url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
-    srv = BerthServer(base / "data", database_url=url, args=["--auth", "iam"],
-                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET,
-                           "BERTH_REGIONS": f"{REGION},{OTHER_REGION}"}).start()
-    srv.settle = 2.0 if url else 0.0  # type: ignore[attr-defined]  # PostgreSQL: caches trust for up to a second
-    try:
-        yield srv
-    finally:
-        srv.stop()
+@pytest.fixture(scope="module")
+def server(identity_server: BerthServer) -> BerthServer:
+    return identity_server  # `berth serve --auth iam`, SQLite and PostgreSQL, shared with the other identity suites
 
 
 def settled(server: BerthServer, probe: Callable[[], int], expected: int) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -19,20 +18,13 @@ from tests.support.servers import BerthServer
 
 pytestmark = pytest.mark.integration
 
-KEY, SECRET = "AKIASECRETSMANAGERT1", "secrets-manager-test-secret-0123456789ab"
+KEY, SECRET = aws.IAM_ADMIN_KEY, aws.IAM_ADMIN_SECRET  # the identity suites' shared server (identity_server)
 PLAINTEXT = "correct-horse-battery-staple-5f2c"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
-    srv = BerthServer(tmp_path_factory.mktemp("secrets") / "data", database_url=url,
-                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET},
-                      args=["--auth", "iam"]).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+@pytest.fixture(scope="module")
+def server(identity_server: BerthServer) -> BerthServer:
+    return identity_server  # `berth serve --auth iam`, SQLite and PostgreSQL, shared with the identity suites
 
 
 @pytest.fixture

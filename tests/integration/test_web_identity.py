@@ -19,7 +19,7 @@ import pytest
 from botocore.client import BaseClient
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support.aws import AWS_CLI, call, client, registry_token
+from tests.support.aws import AWS_CLI, IAM_ADMIN_KEY, IAM_ADMIN_SECRET, call, client, registry_token, session_client
 from tests.support.images import build_umoci_image
 from tests.support.oidc import AUDIENCE, SUBJECT, Issuer
 from tests.support.servers import BerthServer, require_tool
@@ -27,7 +27,7 @@ from tests.support.servers import BerthServer, require_tool
 pytestmark = pytest.mark.integration
 
 A, REGION = "123456789012", "us-east-1"
-KEY, SECRET = "AKIAWEBIDENTITYADMIN", "web-identity-admin-secret-0123456789abcd"
+KEY, SECRET = IAM_ADMIN_KEY, IAM_ADMIN_SECRET  # the identity suites' shared server (conftest.py: identity_server)
 POWER_USER = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser"
 
 
@@ -40,16 +40,9 @@ def issuer() -> Iterator[Issuer]:
         made.close()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    base = tmp_path_factory.mktemp("web-identity")
-    url = request.getfixturevalue("postgres").new_database() if request.param == "postgres" else ""
-    srv = BerthServer(base / "data", database_url=url, args=["--auth", "iam"],
-                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET}).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+@pytest.fixture(scope="module")
+def server(identity_server: BerthServer) -> BerthServer:
+    return identity_server  # `berth serve --auth iam`, SQLite and PostgreSQL, shared with the other identity suites
 
 
 @pytest.fixture(scope="module")
@@ -136,42 +129,30 @@ def test_tokens_that_do_not_fit_are_refused(server: BerthServer, issuer: Issuer,
     # the session's registry token pulls what it pushed
     creds = sts.assume_role_with_web_identity(RoleArn=role_arn, RoleSessionName="pull",
                                               WebIdentityToken=issuer.token())["Credentials"]
-    import botocore.session
-
-    ecr = botocore.session.get_session().create_client(
-        "ecr", region_name=REGION, endpoint_url=server.url, aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+    ecr = session_client("ecr", server.url, creds)
     assert registry_token(ecr)
 
 
-def test_air_gapped_keys_from_a_jwks_file(issuer: Issuer, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """BERTH_OIDC_JWKS_DIR: an issuer Berth cannot reach, its keys given as a file."""
-    base = tmp_path_factory.mktemp("airgap")
+def test_air_gapped_keys_from_a_jwks_file(server: BerthServer, issuer: Issuer) -> None:
+    """BERTH_OIDC_JWKS_DIR: an issuer Berth cannot reach, its keys given as a file (the shared server's
+    directory, read per request)."""
     offline = "https://token.airgap.invalid/ci"
-    jwks_dir = base / "jwks"
-    jwks_dir.mkdir()
-    (jwks_dir / "token.airgap.invalid_ci.json").write_text(json.dumps(issuer.jwks()))
-    srv = BerthServer(base / "data", args=["--auth", "iam"],
-                      env={"BERTH_ADMIN_ACCESS_KEY_ID": KEY, "BERTH_ADMIN_SECRET_ACCESS_KEY": SECRET,
-                           "BERTH_OIDC_JWKS_DIR": str(jwks_dir)}).start()
-    try:
-        iam = client("iam", srv.url, KEY, SECRET)
-        provider = iam.create_open_id_connect_provider(Url=offline, ClientIDList=[AUDIENCE])["OpenIDConnectProviderArn"]
-        iam.create_role(RoleName="offline-ci", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Federated": provider},
-                           "Action": "sts:AssumeRoleWithWebIdentity",
-                           "Condition": {"StringEquals": {"token.airgap.invalid/ci:sub": SUBJECT}}}]}))
-        sts = client("sts", srv.url, None, None)
-        params = {"RoleArn": f"arn:aws:iam::{A}:role/offline-ci", "RoleSessionName": "offline"}
-        assert call(sts, "AssumeRoleWithWebIdentity", {**params, "WebIdentityToken": issuer.token(iss=offline)}
-                    ).code == "success"
-        foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        assert call(sts, "AssumeRoleWithWebIdentity", {**params, "WebIdentityToken": issuer.token(
-            iss=offline, key=foreign)}).code == "InvalidIdentityToken"
-        # an issuer with neither a file nor a network answer
-        other = "https://unreachable.invalid"
-        iam.create_open_id_connect_provider(Url=other, ClientIDList=[AUDIENCE])
-        assert call(sts, "AssumeRoleWithWebIdentity", {**params, "WebIdentityToken": issuer.token(iss=other)}
-                    ).code == "IDPCommunicationError"
-    finally:
-        srv.stop()
+    (server.jwks_dir / "token.airgap.invalid_ci.json").write_text(json.dumps(issuer.jwks()))  # type: ignore[attr-defined]
+    iam = client("iam", server.url, KEY, SECRET)
+    provider = iam.create_open_id_connect_provider(Url=offline, ClientIDList=[AUDIENCE])["OpenIDConnectProviderArn"]
+    iam.create_role(RoleName="offline-ci", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Federated": provider},
+                       "Action": "sts:AssumeRoleWithWebIdentity",
+                       "Condition": {"StringEquals": {"token.airgap.invalid/ci:sub": SUBJECT}}}]}))
+    sts = client("sts", server.url, None, None)
+    params = {"RoleArn": f"arn:aws:iam::{A}:role/offline-ci", "RoleSessionName": "offline"}
+    assert call(sts, "AssumeRoleWithWebIdentity", {**params, "WebIdentityToken": issuer.token(iss=offline)}
+                ).code == "success"
+    foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert call(sts, "AssumeRoleWithWebIdentity", {**params, "WebIdentityToken": issuer.token(
+        iss=offline, key=foreign)}).code == "InvalidIdentityToken"
+    # an issuer with neither a file nor a network answer
+    other = "https://unreachable.invalid"
+    iam.create_open_id_connect_provider(Url=other, ClientIDList=[AUDIENCE])
+    assert call(sts, "AssumeRoleWithWebIdentity", {**params, "WebIdentityToken": issuer.token(iss=other)}
+                ).code == "IDPCommunicationError"

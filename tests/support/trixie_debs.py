@@ -32,7 +32,8 @@ def unpack(root: Path, packages: tuple[str, ...], suite: str = "trixie") -> Path
                                       f"{archive_uri()} {suite} main\n")
     opts = ["-o", f"Dir::Etc::sourcelist={apt / 'sources.list'}", "-o", "Dir::Etc::sourceparts=/nonexistent",
             "-o", f"Dir::State::lists={apt / 'lists'}", "-o", f"Dir::Cache={apt / 'cache'}",
-            "-o", "APT::Get::List-Cleanup=0", "-o", "Debug::NoLocking=1"]
+            "-o", "APT::Get::List-Cleanup=0", "-o", "Debug::NoLocking=1",
+            "-o", "Acquire::Languages=none"]  # no Translation-* lists: only Packages is read
     subprocess.run(["apt-get", *opts, "update", "-qq"], check=True, capture_output=True, timeout=600)
     subprocess.run(["apt-get", *opts, "download", *packages], check=True, capture_output=True, timeout=600,
                    cwd=apt / "debs")

@@ -14,5 +14,10 @@ PACKAGES = ("skopeo", "libc6", "libgpgme11t64", "libassuan9", "libgpg-error0", "
 def unpack(root: Path) -> list[str]:
     """The argv prefix that runs Debian 13's skopeo (unpacked under `root` once, then reused)."""
     trixie_debs.unpack(root, PACKAGES)
+    return argv(root)
+
+
+def argv(root: Path) -> list[str]:
+    """The argv prefix that runs Debian 13's skopeo from a root `PACKAGES` are unpacked in."""
     return [str(root / "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"), "--library-path",
             str(root / "usr/lib/x86_64-linux-gnu"), str(root / "usr/bin/skopeo")]

@@ -6,13 +6,11 @@ Alpine mirror is reachable, so this file is the closest real oracle on the machi
 from __future__ import annotations
 
 import re
-import shutil
+from pathlib import Path
 
 import pytest
 
 from berth.scanning.versions import InvalidVersion, compare
-from tests.support import trixie_debs
-from tests.support.servers import require_tool
 
 CASES = "usr/share/gocode/src/github.com/knqyf263/go-apk-version/version_testcase.go"
 # versions univers' AlpineLinuxVersion refuses (leading zeros, letters apk-tools only string-sorts): such a
@@ -22,12 +20,8 @@ REFUSED = {"23_foo", "4_beta", "1.0bc", "006", "021109-r3", "02.08.01b", "013", 
 
 
 @pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, str]]:
-    require_tool("apt-get", "dpkg-deb")
-    root = trixie_debs.unpack(tmp_path_factory.mktemp("apkver") / "root",
-                              ("golang-github-knqyf263-go-apk-version-dev",))
-    text = (root / CASES).read_text()
-    shutil.rmtree(root.parent / "root-apt", ignore_errors=True)
+def cases(trixie_root: Path) -> list[tuple[str, str, str]]:
+    text = (trixie_root / CASES).read_text()  # the package unpacked by the scanning tests' shared trixie root
     return re.findall(r'\{"([^"]*)", "([<>=])", "([^"]*)"\}', text)
 
 

@@ -24,7 +24,7 @@ from tests.integration.scanning.test_scan_e2e import KEY, REGION, SECRET, berth_
 from tests.support import trixie_debs
 from tests.support.images import UmociImages
 from tests.support.servers import BerthServer, require_tool, unavailable
-from tests.support.trixie_skopeo import unpack
+from tests.support.trixie_skopeo import argv
 
 PROFILE = "berthprofile"
 ARN = f"arn:aws:signer:{REGION}:123456789012:/signing-profiles/{PROFILE}"
@@ -57,13 +57,8 @@ def notation(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trixie_skopeo(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    require_tool("apt-get", "dpkg-deb")
-    try:
-        return unpack(tmp_path_factory.mktemp("trixie-skopeo") / "root")
-    except (subprocess.SubprocessError, OSError) as e:
-        unavailable(f"Debian 13's skopeo could not be fetched: {e}")
-        raise
+def trixie_skopeo(trixie_root: Path) -> list[str]:
+    return argv(trixie_root)  # unpacked in the scanning tests' shared Debian 13 root (conftest.py)
 
 
 async def _stored_private_key(server: BerthServer) -> str:
