@@ -29,9 +29,9 @@ def settings(config: Path | None = None, **overrides: object) -> Settings:
 def migrate(s: Settings) -> None:
     """The schema at HEAD, in a process of its own (`berth db upgrade`, which also makes the data dir 0700),
     so the command's own process never loads Alembic."""
-    from berth.db.migrate import sqlite_is_current
+    from berth.db.migrate import postgres_is_current, sqlite_is_current
 
-    if s.uses_postgres or not sqlite_is_current(s.sqlite_path):
+    if not (postgres_is_current(s.database_url) if s.uses_postgres else sqlite_is_current(s.sqlite_path)):
         subprocess.run([sys.executable, "-m", "berth", "db", "upgrade"], env={**os.environ, **s.to_env()}, check=True)
 
 

@@ -53,3 +53,24 @@ def sqlite_is_current(path: Path) -> bool:
     finally:
         conn.close()
     return row is not None and row[0] == HEAD
+
+
+def postgres_is_current(url: str, timeout: float = 10.0) -> bool:
+    """True when the PostgreSQL database is already at HEAD: one query, no Alembic (a no-op `berth db upgrade`
+    process costs every start 1-3 s). Anything else (no table yet, another revision, no answer) is False:
+    the caller migrates, under the migrations' lock."""
+    import asyncio
+
+    import asyncpg
+
+    async def version() -> str | None:
+        conn = await asyncpg.connect(url, timeout=timeout)
+        try:
+            return await conn.fetchval("SELECT version_num FROM alembic_version")
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(version()) == HEAD
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return False

@@ -15,8 +15,9 @@ from sqlalchemy import create_engine, inspect, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from berth.db.migrate import HEAD, alembic_config, sqlalchemy_url, sqlite_is_current, upgrade
+from berth.db.migrate import HEAD, alembic_config, postgres_is_current, sqlalchemy_url, sqlite_is_current, upgrade
 from berth.db.schema import metadata
+from tests.support.servers import PostgresCluster
 
 OPTS = {"compare_type": True, "compare_server_default": True}
 
@@ -87,6 +88,19 @@ def test_head_constant_matches_the_scripts() -> None:
     chain = [rev.revision for rev in scripts.walk_revisions()]
     assert chain[0] == HEAD and len(chain) == len(set(chain))
     assert scripts.get_revision(chain[-1]).down_revision is None
+
+
+def test_postgres_is_current(postgres: PostgresCluster) -> None:
+    url = postgres.new_database()
+    alembic_url = sqlalchemy_url(url, Path("unused"))
+    assert postgres_is_current(url) is False  # an empty database: no alembic_version table
+    upgrade(alembic_url)
+    assert postgres_is_current(url) is True
+    command.downgrade(alembic_config(alembic_url), "-1")
+    assert postgres_is_current(url) is False
+    upgrade(alembic_url)
+    assert postgres_is_current(url) is True
+    assert postgres_is_current(url.rsplit("/", 1)[0] + "/no_such_database") is False
 
 
 def test_sqlite_is_current(tmp_path: Path) -> None:
