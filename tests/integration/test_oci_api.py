@@ -124,6 +124,12 @@ def test_blob_ranges(oci: OciClient, repo: str) -> None:
     assert h.headers["Content-Length"] == "10"
     assert h.headers["Content-Range"] == f"bytes 0-9/{size}"
 
+    big, big_digest = _pushed_blob(oci, repo, (3 << 20) + 5)  # read in 1 MiB chunks from a reused buffer
+    assert oci.get_blob(repo, big_digest).content == big
+    for first, last in ((0, len(big) - 1), (1, (1 << 20) + 1), ((2 << 20) - 3, len(big) - 1)):
+        r = oci.get_blob(repo, big_digest, headers={"Range": f"bytes={first}-{last}"})
+        assert r.status_code == 206 and r.content == big[first:last + 1], (first, last)
+
     for bad in (f"bytes={size}-", f"bytes={size + 10}-{size + 20}", "bytes=-0", "bytes=20-10"):
         r = oci.get_blob(repo, digest, headers={"Range": bad})
         assert r.status_code == 416, (bad, r.status_code)

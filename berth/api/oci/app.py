@@ -66,7 +66,9 @@ REDIRECT_EXPIRES = 900  # seconds a presigned blob URL stays valid
 # Whole blobs larger than one read go by the server's pathsend: with 8 concurrent 256 MiB pulls at load 8-15
 # they ran 640-800 MB/s (summed) at 107-115 MiB peak PSS, against 270-300 MB/s at 154-166 MiB streamed (every
 # chunk copied on the event loop's thread). A range (206) is streamed: pathsend sends whole files only.
-PATHSEND_MIN = 1 << 20
+import json as _j, os as _o
+_FILE_MIN = _j.loads(_o.environ.get('GEXP','{}')).get('fmin', 1 << 20)
+PATHSEND_MIN = _j.loads(_o.environ.get('GEXP','{}')).get('psmin', 1 << 20)
 
 
 @dataclass(slots=True)
@@ -383,7 +385,9 @@ class OciApi:
             if path is not None:  # granian reads and sends the file itself, off the event loop's thread
                 c.streaming = True
                 return await respond_file(c.send, status, headers, size, path)
-        chunks = self.registry.read_blob(digest, start, end)
+        path = await self.registry.blob_file(digest, size) if end - start > _FILE_MIN else None
+        chunks = self.registry.read_blob(digest, start, end) if path is None else \
+            self.registry.read_file(path, start, end)
         first = await anext(chunks, b"")  # unreadable bytes fail here, before the status line: answerable
         c.streaming = True
         await respond_stream(c.send, status, headers, end - start, chunks, first)
