@@ -140,22 +140,8 @@ def serve(
         log_access=False,
         ssl_cert=Path(s.tls_cert) if s.tls_cert else None,
         ssl_key=Path(s.tls_key) if s.tls_key else None,
-        **_exp(),
     ).serve()
     typer.echo(startup.stop_line(started), err=True)
-
-
-def _exp():
-    import json as _j
-    from granian.http import HTTP1Settings
-    d = _j.loads(os.environ.get("GEXP", "{}"))
-    d.pop("chunk", None)
-    d.pop("psmin", None)
-    d.pop("par", None)
-    d.pop("fmin", None)
-    if "buf" in d:
-        d["http1_settings"] = HTTP1Settings(max_buffer_size=d.pop("buf"))
-    return d
 
 
 @cli.command()

@@ -44,9 +44,7 @@ from berth.registry.names import check_digest
 from berth.registry.streams import pump
 from berth.storage import BlobStore, UploadWriter
 
-import json as _j, os as _o
-_PAR = _j.loads(_o.environ.get('GEXP','{}')).get('par', 0)
-READ_CHUNK = _j.loads(_o.environ.get('GEXP','{}')).get('chunk', 1 << 20)
+READ_CHUNK = 1 << 20
 CLAIM_SECONDS = 60.0  # a writer renews its claim while it streams; a killed one frees the upload after this
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what start() hands out (signed, token_urlsafe or a UUID)
 _HASHERS_KEPT = 4096  # running hashes of sessions in progress, newest kept
@@ -86,7 +84,6 @@ class Uploads:
         self.max_age = max_age_hours * 3600
         self.claim_seconds = claim_seconds
         self.pool = ThreadPoolExecutor(64, thread_name_prefix="upload")
-        self._writes = ThreadPoolExecutor(64, thread_name_prefix="upload-write")
         self._hashers: dict[str, tuple[int, Any]] = {}  # upload id -> (size, sha256 of its first size bytes)
         self._keys: dict[str, bytes] | None = None
         self._keys_loaded = 0.0
@@ -245,13 +242,8 @@ class Uploads:
                 out.hasher = _rehash(w, size, algorithm)
 
         def consume(data: bytes) -> None:
-            if _PAR:
-                written = self._writes.submit(writer[0].write, data)
-                out.hasher.update(data)
-                written.result()
-            else:
-                out.hasher.update(data)
-                writer[0].write(data)
+            out.hasher.update(data)
+            writer[0].write(data)
 
         def close(ok: bool) -> None:
             if not writer:
@@ -413,7 +405,6 @@ class Uploads:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False)
-        self._writes.shutdown(wait=False)
 
 
 def _rehash(writer: UploadWriter, size: int, algorithm: str) -> Any:
