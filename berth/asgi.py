@@ -1,6 +1,5 @@
 """ASGI factory for the server's worker processes: settings come from BERTH_* variables."""
 
-from berth import malloc
 from berth.app import create_app
 from berth.config import Settings
 from berth.observe import logs
@@ -8,7 +7,6 @@ from berth.observe.access import Observe
 
 
 def app() -> Observe:
-    malloc.tune()  # before the first large buffer
     settings = Settings.from_env()
     logs.configure(settings.log_level, settings.log_format)
     return create_app(settings)

@@ -24,6 +24,7 @@ missing object FileNotFoundError.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import queue
 import re
@@ -33,7 +34,6 @@ from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from berth import malloc
 from berth.storage.base import BlobInfo, StorageUnavailable
 
 MiB = 1 << 20
@@ -42,6 +42,7 @@ MIN_PART = 5 * MiB  # S3's minimum for every part but the last
 MAX_COPY = 5 << 30  # S3's largest CopyObject / UploadPartCopy source range
 IN_FLIGHT = 2  # parts uploading while the next one fills
 READ_CHUNK = MiB
+MMAP_THRESHOLD = 4 * MiB  # between READ_CHUNK and PART: see _return_large_buffers_to_the_os
 READ_AHEAD = 4  # chunks a reader holds ahead of its caller
 READ_AHEAD_FROM = 4 * MiB  # smaller ranges are read on the caller's thread
 _DIGEST = re.compile(r"(sha256|sha512):([a-f0-9]+)")
@@ -94,7 +95,7 @@ class S3BlobStore:
                           request_checksum_calculation="when_required",
                           response_checksum_validation="when_required"))
         self._parts = ThreadPoolExecutor(32, thread_name_prefix="s3-part")
-        malloc.tune()  # part buffers: see berth/malloc.py
+        _return_large_buffers_to_the_os()
 
     # plumbing
 
@@ -310,6 +311,24 @@ class S3BlobStore:
         except BaseException:
             self._abort(key, mp)
             raise
+
+
+def _return_large_buffers_to_the_os() -> None:
+    """Part buffers (6 MiB, allocated and freed on many threads) go straight back to the OS.
+
+    glibc raises its mmap threshold each time a large block is freed, after which part buffers
+    come from per-thread heaps that keep their pages. With this and buffers handed to the upload
+    uncopied, a 2 GiB push's peak server RSS went from 164 to 142 MiB here.
+    A fixed threshold (which also turns the adjustment off) keeps every block above it an mmap of
+    its own, unmapped when freed. It sits above READ_CHUNK: at 1 MiB every 1 MiB read of a pull was
+    a fresh mmap, page-faulted and zeroed by the kernel, and a streamed pull cost 1.5 CPU s/GiB in
+    the server; at 4 MiB the read buffers are reused from the heap and it costs 0.7."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-8, 2)  # M_ARENA_MAX: two heaps, not one per thread that ever held a chunk (8 x cores)
+    except (OSError, AttributeError):
+        pass
 
 
 def _segments(state: str) -> list[tuple[str, int]]:
