@@ -44,6 +44,9 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository root too
+from bench.fanout import fan_out  # noqa: E402
+
 REPO = "bench/app"
 OCTET = "application/octet-stream"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -589,23 +592,7 @@ def w_concurrent(s: Server, fx: dict) -> dict:
             raise Failed(f"concurrent GET: {got} of {item[2]} bytes")
 
     def at_once(fn) -> float:
-        errors: list[BaseException] = []
-
-        def run(item: tuple[Path, str, int]) -> None:
-            try:
-                fn(item)
-            except BaseException as e:  # noqa: BLE001 - reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=run, args=(it,)) for it in files]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise Failed(f"{len(errors)} of {len(files)} streams failed, first: {errors[0]}")
-        return time.perf_counter() - t0
+        return fan_out(fn, files, Failed, "streams")
 
     total = sum(size for _, _, size in files)
     push_elapsed = at_once(push)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -224,6 +225,30 @@ class RegistryService:
                 data = await loop.run_in_executor(pool, reader.read, min(READ_CHUNK, end - offset))
         finally:
             reader.close()
+
+    async def read_file(self, path: str, start: int, end: int) -> AsyncIterator[bytearray]:
+        """Bytes [start, end) of a local blob file (from `blob_file`), read into one reused buffer.
+
+        Each chunk is that buffer, valid until the next one is asked for: the ASGI server copies a
+        body when it is sent, so a pull allocates nothing per chunk (flat memory however many pulls
+        run) and costs one executor hop and one send per READ_CHUNK. A bytearray, not a memoryview:
+        granian takes a memoryview element by element (25x slower)."""
+        loop = asyncio.get_running_loop()
+        pool = self.uploads.pool
+        fd = await loop.run_in_executor(pool, os.open, path, os.O_RDONLY)
+        try:
+            buf = bytearray(min(READ_CHUNK, max(end - start, 0)))
+            offset = start
+            while offset < end:
+                if end - offset < len(buf):  # the last, shorter chunk
+                    buf = bytearray(end - offset)
+                n = await loop.run_in_executor(pool, os.preadv, fd, [buf], offset)
+                if n < len(buf):  # regular files read whole up to their end
+                    raise OSError(f"blob file {path} is shorter than recorded")
+                offset += n
+                yield buf
+        finally:
+            os.close(fd)
 
     async def delete_blob(self, repo: Repository, digest: str) -> None:
         """Unlink a blob from the repository (garbage collection frees its bytes once nothing links it);

@@ -61,6 +61,11 @@ class UploadWriter(Protocol):
     def write(self, data: bytes) -> None:
         """Append `data`. A driver may buffer (e.g. up to an S3 part); nothing is promised yet."""
 
+    def fileno(self) -> int | None:
+        """The descriptor of the local file being written (a reader may follow it with pread: it holds every
+        byte written so far), or None for a driver with no local file (object storage). The writer owns it:
+        dup it to keep it past `commit` or `abort`."""
+
     def suspend(self) -> str:
         """End this request, keeping the bytes; the new state for the upload's row.
 

@@ -87,6 +87,9 @@ class _FileWriter:
     def read(self, offset: int, length: int) -> bytes:
         return os.pread(self._fd, length, offset)
 
+    def fileno(self) -> int | None:
+        return self._fd if self._fd >= 0 else None
+
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:

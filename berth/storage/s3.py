@@ -380,6 +380,9 @@ class _Writer:
             seg_start += n
         return b"".join(out)
 
+    def fileno(self) -> int | None:
+        return None  # parts go straight to the object store: no local file to follow
+
     def write(self, data: bytes) -> None:
         if not data:
             return

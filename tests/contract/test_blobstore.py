@@ -557,6 +557,22 @@ def test_local_path_is_none_or_the_whole_blob(driver: BlobStore) -> None:
     up.cancel()
 
 
+def test_a_writer_names_its_local_file_or_none(driver: BlobStore) -> None:
+    w = driver.create(sha256(b"followed"))
+    try:
+        w.write(b"follow")
+        fd = w.fileno()
+        if fd is not None:  # a local file: it holds every byte written so far
+            assert os.pread(fd, 100, 0) == b"follow"
+        w.write(b"ed")
+        if fd is not None:
+            assert os.pread(fd, 100, 0) == b"followed"
+        w.commit(sha256(b"followed"))
+    finally:
+        w.abort()
+    assert driver.stat(sha256(b"followed")) == 8
+
+
 # refusing what could escape the root
 
 BAD_DIGESTS = [

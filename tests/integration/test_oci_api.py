@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -95,6 +96,37 @@ def test_blob_unknown(oci: OciClient, repo: str) -> None:
     assert_error(oci.get_blob(repo, sha256(b"never pushed")), 404, "BLOB_UNKNOWN")
 
 
+def _stalled_get(port: int, path: str) -> tuple[socket.socket, bytes]:
+    """A GET whose body the client does not read yet: the server's response stays in progress."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return s, head
+
+
+def _rest(s: socket.socket) -> bytes:
+    parts = []
+    while chunk := s.recv(1 << 20):
+        parts.append(chunk)
+    s.close()
+    return b"".join(parts)
+
+
+def test_concurrent_pulls_past_the_streamed_ones_are_whole(oci: OciClient, repo: str, berth: BerthServer) -> None:
+    # two pulls of local blob files stream through the server's reused buffers (STREAMED_FILES); while they
+    # are stalled, more whole pulls go by granian's pathsend: every body must still be exactly the blob
+    blobs = [_pushed_blob(oci, repo, (16 << 20) + i) for i in range(4)]
+    stalled = [_stalled_get(berth.port, f"/v2/{repo}/blobs/{d}") for _, d in blobs[:2]]
+    for data, digest in blobs[2:]:
+        assert oci.get_blob(repo, digest).content == data
+    for (data, _), (s, _) in zip(blobs[:2], stalled, strict=True):
+        assert _rest(s) == data
+
+
 def test_blob_ranges(oci: OciClient, repo: str) -> None:
     data, digest = _pushed_blob(oci, repo, 3000)
     size = len(data)
@@ -123,6 +155,12 @@ def test_blob_ranges(oci: OciClient, repo: str) -> None:
     assert h.status_code == 206
     assert h.headers["Content-Length"] == "10"
     assert h.headers["Content-Range"] == f"bytes 0-9/{size}"
+
+    big, big_digest = _pushed_blob(oci, repo, (3 << 20) + 5)  # read in 1 MiB chunks from a reused buffer
+    assert oci.get_blob(repo, big_digest).content == big
+    for first, last in ((0, len(big) - 1), (1, (1 << 20) + 1), ((2 << 20) - 3, len(big) - 1)):
+        r = oci.get_blob(repo, big_digest, headers={"Range": f"bytes={first}-{last}"})
+        assert r.status_code == 206 and r.content == big[first:last + 1], (first, last)
 
     for bad in (f"bytes={size}-", f"bytes={size + 10}-{size + 20}", "bytes=-0", "bytes=20-10"):
         r = oci.get_blob(repo, digest, headers={"Range": bad})

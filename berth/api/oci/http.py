@@ -76,8 +76,11 @@ async def respond_file(send: Send, status: int, headers: Iterable[tuple[str, str
     await send({"type": "http.response.pathsend", "path": path})
 
 
+Chunks = AsyncIterator[bytes] | AsyncIterator[bytearray]  # a bytearray chunk may be reused once sent
+
+
 async def respond_stream(send: Send, status: int, headers: Iterable[tuple[str, str]], length: int,
-                         chunks: AsyncIterator[bytes], first: bytes = b"") -> None:
+                         chunks: Chunks, first: bytes | bytearray = b"") -> None:
     """`first`, then the rest of `chunks`. Read `first` before calling: a body that cannot be read at all
     then fails before the status line, while it can still be answered with an error."""
     await send({"type": "http.response.start", "status": status, "headers": encode_headers(headers, length)})
