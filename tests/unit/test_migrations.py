@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +91,20 @@ def test_head_constant_matches_the_scripts() -> None:
     assert scripts.get_revision(chain[-1]).down_revision is None
 
 
+def _current_only_at_head(alembic_url: str, is_current: Callable[[], bool]) -> None:
+    upgrade(alembic_url)
+    assert is_current() is True
+    command.downgrade(alembic_config(alembic_url), "-1")
+    assert is_current() is False
+    upgrade(alembic_url)
+    assert is_current() is True
+
+
 def test_postgres_is_current(postgres: PostgresCluster) -> None:
     url = postgres.new_database()
     alembic_url = sqlalchemy_url(url, Path("unused"))
     assert postgres_is_current(url) is False  # an empty database: no alembic_version table
-    upgrade(alembic_url)
-    assert postgres_is_current(url) is True
-    command.downgrade(alembic_config(alembic_url), "-1")
-    assert postgres_is_current(url) is False
-    upgrade(alembic_url)
-    assert postgres_is_current(url) is True
+    _current_only_at_head(alembic_url, lambda: postgres_is_current(url))
     assert postgres_is_current(url.rsplit("/", 1)[0] + "/no_such_database") is False
 
 
@@ -109,10 +114,4 @@ def test_sqlite_is_current(tmp_path: Path) -> None:
     assert not path.exists()  # asking does not create the file
     sqlite3.connect(path).close()
     assert sqlite_is_current(path) is False  # an empty database: no alembic_version table
-    url = sqlalchemy_url("", path)
-    upgrade(url)
-    assert sqlite_is_current(path) is True
-    command.downgrade(alembic_config(url), "-1")
-    assert sqlite_is_current(path) is False
-    upgrade(url)
-    assert sqlite_is_current(path) is True
+    _current_only_at_head(sqlalchemy_url("", path), lambda: sqlite_is_current(path))
