@@ -439,6 +439,12 @@ class PullThroughCache:
             self._sweep_spool()
         writer = self.registry.blobs.create(digest)
         spool_fd: int | None = None
+
+        def abandon() -> None:  # the writer and the spool, when _download (which ends both) will not run
+            writer.abort()
+            if spool_fd is not None:
+                os.close(spool_fd)
+
         try:
             source = follow(writer)
             if source is None:  # no local file to follow (object storage): a spool copy for the readers
@@ -449,9 +455,7 @@ class PullThroughCache:
             else:
                 fill = Fill(digest, size, source)
         except BaseException:
-            writer.abort()
-            if spool_fd is not None:
-                os.close(spool_fd)
+            abandon()
             raise
         self._fills[digest] = fill
         loop = asyncio.get_running_loop()
@@ -460,10 +464,8 @@ class PullThroughCache:
             try:
                 try:
                     client = await self._client(rule)
-                except BaseException:  # _download, which ends the writer and the spool, never runs
-                    writer.abort()
-                    if spool_fd is not None:
-                        os.close(spool_fd)
+                except BaseException:
+                    abandon()
                     raise
                 await loop.run_in_executor(self.pool, self._download, client, upstream, fill, writer, spool_fd,
                                            loop)
