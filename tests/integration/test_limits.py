@@ -81,6 +81,7 @@ def test_two_workers_share_the_buckets(tmp_path_factory: pytest.TempPathFactory)
     srv = BerthServer(tmp_path_factory.mktemp("limits2") / "data", args=["--workers", "2"],
                       env={"BERTH_RATE_LIMIT_PRINCIPAL": "1", "BERTH_RATE_LIMIT_PRINCIPAL_BURST": "8"}).start()
     try:
+        time.sleep(1.5)  # the readiness probe's GET /v2/ took a token: the bucket is full (8) again
         start, statuses = time.monotonic(), []
         for _ in range(40):  # a new connection each: the kernel hands them to either worker
             r = httpx.get(f"{srv.url}/v2/_catalog")
