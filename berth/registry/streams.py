@@ -14,6 +14,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 _END = object()
+GATHER_BELOW = 256 << 10  # a body this small costs less gathered than streamed: one thread hop, not one per chunk
 
 
 class _Channel:
@@ -62,13 +63,16 @@ class _ConsumerFailed(Exception):
 
 async def pump(chunks: AsyncIterator[bytes], consume: Callable[[bytes], None], executor: Executor,
                open_: Callable[[], None] = lambda: None, close: Callable[[bool], None] = lambda ok: None,
-               maxsize: int = 8) -> int:
+               maxsize: int = 8, expected: int | None = None) -> int:
     """Feed every chunk to `consume` on one executor thread; returns the byte count.
 
     `open_` runs on that thread first; `close(ok)` last, whatever happened. An error on either
-    side stops both and is raised here.
+    side stops both and is raised here. A body announced (`expected`) as small is gathered on the
+    loop first and handed over in one hop.
     """
     loop = asyncio.get_running_loop()
+    if expected is not None and expected <= GATHER_BELOW:
+        return await _gathered(chunks, expected, consume, executor, open_, close)
     chan = _Channel(loop, maxsize)
 
     def drain() -> None:
@@ -105,3 +109,27 @@ async def pump(chunks: AsyncIterator[bytes], consume: Callable[[bytes], None], e
     chan.put_end()
     await fut
     return total
+
+
+async def _gathered(chunks: AsyncIterator[bytes], expected: int, consume: Callable[[bytes], None],
+                    executor: Executor, open_: Callable[[], None], close: Callable[[bool], None]) -> int:
+    """pump() for a small body: at most `expected` + 1 bytes are held (one more tells the caller it was
+    longer than announced), then open_, consume and close run in one executor call."""
+    body = bytearray()
+    async for chunk in chunks:
+        body += chunk
+        if len(body) > expected:
+            break
+
+    def run() -> None:
+        ok = False
+        try:
+            open_()
+            if body:
+                consume(bytes(body))
+            ok = True
+        finally:
+            close(ok)
+
+    await asyncio.get_running_loop().run_in_executor(executor, run)
+    return len(body)

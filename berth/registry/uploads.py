@@ -268,7 +268,7 @@ class Uploads:
             out.size = w.size
 
         try:
-            await pump(chunks, consume, self.pool, open_, close)
+            await pump(chunks, consume, self.pool, open_, close, expected=content_length)
         except FileNotFoundError:  # the stored bytes are gone (cancelled, purged, lost in a crash)
             raise BlobUploadUnknown("upload unknown: its stored bytes are gone") from None
         return out

@@ -259,3 +259,52 @@ def test_cancellation_calls_close_false(executor: ThreadPoolExecutor) -> None:
     asyncio.run(main())
     assert rec.data == [b"first"]
     assert rec.events == ["open", ("close", False)]
+
+
+# a body announced as small (expected <= GATHER_BELOW): gathered on the loop, handed over in one hop
+
+def test_a_small_body_is_consumed_whole_in_one_call_off_the_loop(executor: ThreadPoolExecutor) -> None:
+    items = [b"a" * 1000, b"", b"b" * 3000, b"c"]
+    rec = Recorder()
+    loop_thread = threading.get_ident()
+    total = asyncio.run(pump(chunks_of(items), rec.consume, executor, rec.open_, rec.close, expected=4001))
+    assert total == 4001
+    assert rec.data == [b"".join(items)]  # one consume call
+    assert rec.events == ["open", ("close", True)]
+    assert len(rec.threads) == 1 and loop_thread not in rec.threads
+
+
+def test_a_small_body_longer_than_announced_stops_one_byte_past_it(executor: ThreadPoolExecutor) -> None:
+    counter = [0]
+    rec = Recorder()
+    total = asyncio.run(pump(chunks_of([b"x" * 10] * 50, counter), rec.consume, executor, rec.open_, rec.close,
+                             expected=25))
+    assert total == 30 and counter[0] == 3  # the caller sees more than it was told; the rest is never read
+    assert rec.events == ["open", ("close", True)]
+
+
+def test_a_small_body_consumer_failure_closes_false_and_propagates(executor: ThreadPoolExecutor) -> None:
+    def broken(_: bytes) -> None:
+        raise ConsumerBroke("disk full")
+
+    rec = Recorder(on_consume=broken)
+    with pytest.raises(ConsumerBroke, match="disk full"):
+        asyncio.run(pump(chunks_of([b"abc"]), rec.consume, executor, rec.open_, rec.close, expected=3))
+    assert rec.events == ["open", ("close", False)]
+
+
+def test_a_small_body_cut_short_opens_nothing(executor: ThreadPoolExecutor) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"one"
+        raise ProducerBroke("client went away")
+
+    rec = Recorder()
+    with pytest.raises(ProducerBroke):
+        asyncio.run(pump(broken(), rec.consume, executor, rec.open_, rec.close, expected=100))
+    assert rec.events == [] and rec.data == []  # no writer was opened, so none is left behind
+
+
+def test_an_empty_announced_body_opens_and_closes(executor: ThreadPoolExecutor) -> None:
+    rec = Recorder()
+    assert asyncio.run(pump(chunks_of([]), rec.consume, executor, rec.open_, rec.close, expected=0)) == 0
+    assert rec.data == [] and rec.events == ["open", ("close", True)]
