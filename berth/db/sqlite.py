@@ -1,12 +1,14 @@
-"""SQLite backend (WAL): reads inline in the event loop, writes serialised on one thread."""
+"""SQLite backend (WAL): reads inline in the event loop, writes serialised on one thread, group-committed."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,28 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+BATCH = 64  # writes per group commit at most: a long queue still sees commits every few milliseconds
+
+
+@dataclass
+class _Write:
+    fn: Callable[..., Txn[Any]]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future[Any]
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
+    for done, (ok, value) in outcomes:
+        if done.cancelled():  # its caller went away; the write stands (as an executor job's would)
+            continue
+        if ok:
+            done.set_result(value)
+        else:
+            done.set_exception(value)
 
 
 def run_sync(conn: sqlite3.Connection, fn: Callable[..., Txn[T]], args: tuple[Any, ...],
@@ -52,36 +76,86 @@ class SqliteBackend:
         self._reader.execute("PRAGMA query_only=1")
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._writer = self._writer_pool.submit(_connect, self.path).result()
+        self._lock = threading.Lock()
+        self._queue: list[_Write] = []
+        self._draining = False
         self._seen: tuple[object, int, float] | None = None  # (task, data_version, when) of the last check
 
     async def read(self, fn: Callable[P, Txn[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         # Short indexed reads: cheaper inline than any thread hop (see DESIGN.md).
         return run_sync(self._reader, fn, args, kwargs)
 
-    def _write_sync(self, fn: Callable[..., Txn[T]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
-        conn = self._writer
-        durable = is_durable(fn)
-        if not durable:  # WAL + NORMAL: the commit is not fsynced; the next FULL commit's fsync covers it
-            conn.execute("PRAGMA synchronous=NORMAL")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = run_sync(conn, fn, args, kwargs)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-        finally:
-            if not durable:
-                conn.execute("PRAGMA synchronous=FULL")
-
     async def write(self, fn: Callable[P, Txn[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
+        done: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            self._queue.append(_Write(fn, args, kwargs, loop, done))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._writer_pool.submit(self._drain)
         try:
-            return await loop.run_in_executor(self._writer_pool, self._write_sync, fn, args, kwargs)
+            return await done
         finally:
             self._seen = None
+
+    # Group commit: the writes queued while a commit waits for the disk go in the next transaction
+    # together, each in its own savepoint (its failure undoes only it), with one fsync for all of them.
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+                if not batch:
+                    self._draining = False
+                    return
+            outcomes = self._run_batch(batch)
+            loops = {w.loop for w in batch}
+            for loop in loops:
+                mine = [(w.done, o) for w, o in zip(batch, outcomes, strict=True) if w.loop is loop]
+                try:
+                    loop.call_soon_threadsafe(_settle, mine)
+                except RuntimeError:  # that loop has closed: nobody waits for these any more
+                    pass
+
+    def _run_batch(self, batch: list[_Write]) -> list[tuple[bool, Any]]:
+        """(True, result) or (False, exception) per write, once the transaction holding them committed."""
+        conn = self._writer
+        outcomes: list[tuple[bool, Any] | None] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        while todo:
+            durable = any(is_durable(batch[i].fn) for i in todo)
+            ran: list[int] = []
+            try:
+                if not durable:  # WAL + NORMAL: not fsynced; the next FULL commit's fsync covers it
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("BEGIN IMMEDIATE")
+                for n, i in enumerate(todo):
+                    w = batch[i]
+                    conn.execute("SAVEPOINT w")
+                    try:
+                        outcomes[i] = (True, run_sync(conn, w.fn, w.args, w.kwargs))
+                    except BaseException as e:
+                        outcomes[i] = (False, e)
+                        if not conn.in_transaction:  # the error ended the transaction: what ran is undone
+                            todo = ran + todo[n + 1:]
+                            break
+                        conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    ran.append(i)
+                else:
+                    conn.execute("COMMIT")
+                    todo = []
+            except BaseException as e:  # BEGIN or COMMIT failed: none of them is written
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                for i in todo:
+                    outcomes[i] = (False, e)
+                todo = []
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous=FULL")
+        return [o for o in outcomes if o is not None]
 
     async def sync(self) -> None:
         self._seen = None  # the next version() reads data_version: every commit of any process so far
