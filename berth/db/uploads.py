@@ -97,6 +97,7 @@ def release_claim(upload_id: str, token: str) -> Txn[None]:
     yield Q("UPDATE uploads SET claim = NULL, claim_expires = NULL WHERE id = ? AND claim = ?", (upload_id, token))
 
 
+@lease  # with the bytes it counts, which reach the disk only at the commit (a 202 is not a durability promise)
 def advance_upload(upload_id: str, token: str, size: int, state: str) -> Txn[bool]:
     """Commit the claim holder's bytes: the new committed size and driver state; releases the claim.
     False (nothing written) when the claim was lost: taken over after expiry, or the upload dropped."""
