@@ -338,6 +338,35 @@ def test_patch_unknown_upload(oci: OciClient, repo: str) -> None:
         assert_error(oci.http.delete(loc), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
+def _two_answers(port: int, first: bytes, body: bytes) -> list[bytes]:
+    """`first` (a request's head), `body` a moment later (a separate segment, as under load), then a GET
+    /v2/ on the same connection: the status lines of every answer the connection carried."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(first)
+        time.sleep(0.2)  # the error is decided (and answered) before the body arrives
+        s.sendall(body + b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"HTTP/1.1 ") < 2:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return re.findall(rb"HTTP/1\.1 \d{3}", data)
+
+
+@pytest.mark.parametrize("size", [3, 200_000])
+def test_an_error_before_the_body_is_read_keeps_the_connection(berth: BerthServer, repo: str, size: int) -> None:
+    """A keep-alive client whose PATCH to an unknown upload (or unauthenticated push) is refused before its
+    body was read can send its next request on the same connection: the small body is drained first."""
+    head = (f"PATCH /v2/{repo}/blobs/uploads/does-not-exist-1234567890 HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Length: {size}\r\n\r\n").encode()
+    assert _two_answers(berth.port, head, b"x" * size) == [b"HTTP/1.1 404", b"HTTP/1.1 200"]
+    chunked = f"PATCH /v2/{repo}/blobs/uploads/nope-1234567890abcdef HTTP/1.1\r\nHost: x\r\n" \
+              "Transfer-Encoding: chunked\r\n\r\n"
+    assert _two_answers(berth.port, chunked.encode(), b"5\r\nhello\r\n0\r\n\r\n") == \
+        [b"HTTP/1.1 404", b"HTTP/1.1 200"]
+
+
 def test_patch_finished_upload(oci: OciClient, repo: str) -> None:
     data = os.urandom(1000)
     location = oci.start_upload(repo)
@@ -422,6 +451,15 @@ def _wait_range(oci: OciClient, location: str, expected: str, timeout: float = 1
     assert r.headers["Range"] == expected
 
 
+def _wait_released(oci: OciClient, location: str, timeout: float = 10.0) -> None:
+    """Until the request whose client vanished has noticed it and let go of the upload: an empty PATCH
+    (it changes nothing) is refused 416 while another request holds the session."""
+    deadline = time.monotonic() + timeout
+    while (r := oci.http.patch(location, content=b"")).status_code == 416 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.status_code == 202, r.text
+
+
 def test_body_shorter_than_content_length(oci: OciClient, repo: str, berth: BerthServer) -> None:
     uploads_before = set((berth.data_dir / "uploads").iterdir())
     full = os.urandom(1000)
@@ -470,6 +508,7 @@ def test_client_disconnects_mid_patch(oci: OciClient, repo: str, berth: BerthSer
         s.sendall(data[1 << 20:(3 << 19)])  # half of what was announced
         time.sleep(0.3)  # let the server write some of it
     _wait_range(oci, location, f"0-{(1 << 20) - 1}")
+    _wait_released(oci, location)
     # a chunked-transfer PATCH that stops mid-way
     with socket.create_connection(("127.0.0.1", berth.port), timeout=10) as s:
         s.sendall(f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1:{berth.port}\r\n"
@@ -477,6 +516,7 @@ def test_client_disconnects_mid_patch(oci: OciClient, repo: str, berth: BerthSer
         s.sendall(b"%x\r\n" % 65536 + data[1 << 20:(1 << 20) + 65536] + b"\r\n")
         time.sleep(0.2)
     _wait_range(oci, location, f"0-{(1 << 20) - 1}")
+    _wait_released(oci, location)
     # the session goes on from the last acknowledged byte and completes correctly
     assert oci.patch(location, data[1 << 20:], 1 << 20).status_code == 202
     r = oci.http.put(location, params={"digest": sha256(data)})

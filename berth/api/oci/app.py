@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, quote
 from berth.api.auth import Authenticator, challenge
 from berth.api.oci.errors import EdgeError, error_body, fault_body
 from berth.api.oci.http import (
+    Body,
     Chunks,
     ClientDisconnected,
     Receive,
@@ -127,20 +128,22 @@ class OciApi:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         call: Call | None = None
+        headers = dict(scope["headers"])
+        receive = body = Body(receive, headers)
         try:
             try:
-                headers = dict(scope["headers"])
                 raw_auth = headers.get(b"authorization")
                 authorization = None if raw_auth is None else raw_auth.decode("latin-1")
                 if authorization is None and method == "GET":
                     authorization = _download_token(scope)
                 principal = self.authn.registry_principal(authorization)
                 if principal is None:
-                    status, body = error_body("UNAUTHORIZED", self.authn.registry_refusal(authorization))
+                    status, payload = error_body("UNAUTHORIZED", self.authn.registry_refusal(authorization))
                     host = headers.get(b"host", b"berth").decode("latin-1")
                     realm = challenge(host, scope.get("scheme", "http"))
+                    await body.drain()
                     await respond(send, status, [("Content-Type", "application/json"), *realm.items()],
-                                  body, head=method == "HEAD")
+                                  payload, head=method == "HEAD")
                     return
                 host_header = headers.get(b"host")
                 account, region = self._registry_of(None if host_header is None else host_header.decode("latin-1"))
@@ -154,6 +157,7 @@ class OciApi:
             except (RegistryError, EdgeError) as e:
                 if call is not None and call.streaming:
                     raise
+                await body.drain()
                 await self._error(send, e, method == "HEAD")
         except ClientDisconnected:
             if call is None or not call.streaming:
@@ -169,9 +173,9 @@ class OciApi:
             log.exception("OCI %s %s failed; request id %s", method, scope.get("path"), request_id)
             if call is not None and call.streaming:  # the status line is out: only cutting the body short is left
                 raise
-            status, body = fault_body(request_id)
+            status, payload = fault_body(request_id)
             await respond(send, status, [("Content-Type", "application/json"), ("X-Request-Id", request_id)],
-                          body, head=method == "HEAD")
+                          payload, head=method == "HEAD")
 
     def _registry_of(self, host: str | None) -> tuple[str, str]:
         """`<account>.dkr.ecr.<region>.<domain>` selects account and region; any other host the default."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
@@ -12,6 +13,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 API_VERSION = (b"docker-distribution-api-version", b"registry/2.0")
+DRAIN_LIMIT = 256 << 10  # as Go's net/http: a larger unread body is not worth reading to keep the connection
+DRAIN_SECONDS = 2.0
 
 
 class ClientDisconnected(Exception):
@@ -26,6 +29,41 @@ def header(scope: Scope, name: bytes) -> str | None:
         if k == name:
             return v.decode("latin-1")
     return None
+
+
+class Body:
+    """The request's `receive`, noting when its body has ended. An error answered before the body was read
+    drains a small one first: unread bytes make the server close the connection, and a close with unread
+    bytes is a reset that can destroy the answer on its way (a keep-alive client then sees a disconnect)."""
+
+    __slots__ = ("_receive", "_declared", "ended")
+
+    def __init__(self, receive: Receive, headers: dict[bytes, bytes]) -> None:
+        self._receive = receive
+        length = headers.get(b"content-length")
+        self._declared = int(length) if length is not None and length.strip().isdigit() else None
+        self.ended = b"transfer-encoding" not in headers and not self._declared
+
+    async def __call__(self) -> dict[str, Any]:
+        msg = await self._receive()
+        if msg["type"] == "http.disconnect" or not msg.get("more_body", False):
+            self.ended = True
+        return msg
+
+    async def drain(self, limit: int = DRAIN_LIMIT, seconds: float = DRAIN_SECONDS) -> None:
+        """Read and drop the rest of a body declared (or, chunked, found) no longer than `limit` bytes."""
+        if self.ended or (self._declared or 0) > limit:
+            return
+
+        async def drop() -> None:
+            n = 0
+            while not self.ended and n <= limit:
+                n += len((await self()).get("body", b""))
+
+        try:
+            await asyncio.wait_for(drop(), seconds)
+        except TimeoutError:  # a client that stops sending: the server's close is all that is left
+            pass
 
 
 async def body_chunks(receive: Receive) -> AsyncIterator[bytes]:
