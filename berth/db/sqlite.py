@@ -109,7 +109,10 @@ class SqliteBackend:
                 if not batch:
                     self._draining = False
                     return
-            outcomes = self._run_batch(batch)
+            try:
+                outcomes = self._run_batch(batch)
+            except BaseException as e:  # noqa: BLE001 - a failed ROLLBACK or PRAGMA: these writes fail, the next go on
+                outcomes = [(False, e)] * len(batch)
             loops = {w.loop for w in batch}
             for loop in loops:
                 mine = [(w.done, o) for w, o in zip(batch, outcomes, strict=True) if w.loop is loop]
@@ -127,6 +130,8 @@ class SqliteBackend:
             durable = any(is_durable(batch[i].fn) for i in todo)
             ran: list[int] = []
             try:
+                if conn.in_transaction:  # a previous batch's rollback failed: end that transaction first
+                    conn.execute("ROLLBACK")
                 if not durable:  # WAL + NORMAL: not fsynced; the next FULL commit's fsync covers it
                     conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("BEGIN IMMEDIATE")

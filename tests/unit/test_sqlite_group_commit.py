@@ -125,3 +125,40 @@ def test_a_cancelled_caller_leaves_its_write_standing(path: Path) -> None:
             await db.close()
 
     assert asyncio.run(main()) == [7, 8]
+
+
+def test_a_batch_that_cannot_even_roll_back_fails_its_writes_and_later_writes_go_on(path: Path) -> None:
+    class Broken(sqlite3.Connection):  # both rollbacks of the first failure fail too (as an I/O error could)
+        breaks = 2
+
+        def execute(self, sql: str, *args: object) -> sqlite3.Cursor:  # type: ignore[override]
+            if sql.startswith("ROLLBACK") and self.breaks:
+                self.breaks -= 1
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().execute(sql, *args)  # type: ignore[arg-type]
+
+    async def main() -> tuple[object, int, list[int]]:
+        db = SqliteBackend(path)
+        broken = db._writer_pool.submit(sqlite3.connect, path, isolation_level=None, check_same_thread=False,
+                                        factory=Broken).result()
+        db._writer.close()
+        db._writer = broken
+        try:
+            try:
+                await db.write(_ends_the_transaction_badly, 1)
+            except Exception as e:  # noqa: BLE001
+                first: object = e
+            later = await db.write(_insert, 2)
+            return first, later, await db.read(_all)
+        finally:
+            await db.close()
+
+    first, later, stored = asyncio.run(main())
+    assert isinstance(first, sqlite3.OperationalError) and "disk I/O" in str(first)
+    assert later == 2 and stored == [2]  # the next batch rolled the stuck transaction back first
+
+
+def _ends_the_transaction_badly(n: int) -> Txn[int]:
+    yield Q("INSERT INTO t (n) VALUES (?)", (n,))
+    yield Q("SELECT * FROM no_such_table", (), "all")  # fails inside the transaction; the ROLLBACK then fails
+    return n
