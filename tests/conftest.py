@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,6 +45,16 @@ settings.load_profile("berth")
 def ceph() -> Iterator[CephCluster]:
     """A throwaway one-node Ceph with radosgw (S3 on 127.0.0.1), started once per session on first use."""
     yield shared_cluster()
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (a CI timeout, a killed run) ends the session as Ctrl-C does: the fixtures' finalizers run
+    # and stop the servers they started, each in a session of its own that the signal does not reach.
+    signal.signal(signal.SIGTERM, _interrupted)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
