@@ -124,7 +124,7 @@ class SqliteBackend:
     def _run_batch(self, batch: list[_Write]) -> list[tuple[bool, Any]]:
         """(True, result) or (False, exception) per write, once the transaction holding them committed."""
         conn = self._writer
-        outcomes: list[tuple[bool, Any] | None] = [None] * len(batch)
+        outcomes: list[tuple[bool, Any]] = [(False, None)] * len(batch)  # every one is set below
         todo = list(range(len(batch)))
         while todo:
             durable = any(is_durable(batch[i].fn) for i in todo)
@@ -160,7 +160,7 @@ class SqliteBackend:
             finally:
                 if not durable:
                     conn.execute("PRAGMA synchronous=FULL")
-        return [o for o in outcomes if o is not None]
+        return outcomes
 
     async def sync(self) -> None:
         self._seen = None  # the next version() reads data_version: every commit of any process so far
